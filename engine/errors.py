@@ -1,0 +1,64 @@
+"""The one error hierarchy of predictsql: every failure a user can cause is a PredictSQLError.
+
+Pure Python with no imports, so every layer (sql, engine, udfs) may raise these.
+Messages name the model, the column and the fix, in the spirit of skl2onnx's errors.
+"""
+
+from __future__ import annotations
+
+
+class PredictSQLError(Exception):
+    """Root of every error predictsql raises on purpose."""
+
+
+class SQLSyntaxError(PredictSQLError):
+    """The SQL text does not parse; the message carries line, column and the fragment."""
+
+    def __init__(self, message: str, line: int | None = None, col: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+        self.col = col
+
+
+class BindError(PredictSQLError):
+    """A PREDICT does not fit its DATA or its model; raised before any row is scored."""
+
+
+class MissingColumnError(BindError):
+    """A model input has no DATA column of that name."""
+
+
+class AmbiguousColumnError(BindError):
+    """A model input matches several DATA columns case-insensitively."""
+
+
+class UnknownOutputError(BindError):
+    """A WITH column names no output of the model."""
+
+
+class TypeMismatchError(BindError):
+    """A DATA column's type cannot feed the model input without a lossy or unrelated cast."""
+
+
+class ModelError(PredictSQLError):
+    """The model cannot be loaded: not found, not ONNX, truncated, too large or unsafe."""
+
+
+class ModelSourceError(ModelError):
+    """The MODEL expression did not yield exactly one model (no row, several rows, NULL, unknown variable)."""
+
+
+class UnsafeModelError(ModelError):
+    """The model references external data it may not read, or an operator domain we do not allow."""
+
+
+class ExportError(PredictSQLError):
+    """An estimator or sample cannot become an ONNX model that PREDICT can bind."""
+
+
+class ScoringError(PredictSQLError):
+    """Scoring failed on a batch; the statement is aborted with no partial rows."""
+
+
+class NullInputError(ScoringError):
+    """A model input received NULL and the PREDICT did not ask for NULLS = PROPAGATE."""

@@ -1,0 +1,129 @@
+"""Score Arrow batches: RecordBatch → numpy feeds → InferenceSession.run → RecordBatch with outputs appended.
+
+`score_stream` keeps row order while scoring up to `workers` batches at once (run() releases the
+GIL), so memory stays bounded by batch size × (workers + 1), never by the table.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Iterable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from predictsql.engine.binding import NULLS_PROPAGATE, InputFeed, OutputColumn, ScoringPlan
+from predictsql.engine.errors import NullInputError, PredictSQLError, ScoringError
+from predictsql.engine.types import Cast, numpy_dtype, sql_name
+
+DEFAULT_BATCH_SIZE = 65536
+
+
+class Scorer:
+    """Scores batches for one ScoringPlan; stateless per batch, so threads may share it."""
+
+    def __init__(self, plan: ScoringPlan) -> None:
+        self.plan = plan
+        self.schema = plan.schema
+        self._session = plan.model.session
+        self._output_names = [o.name for o in plan.model.signature.outputs]
+        self._input_columns = sorted({i for feed in plan.inputs for i in feed.columns})
+
+    def score(self, batch: pa.RecordBatch, index: int = 0, offset: int = 0) -> pa.RecordBatch:
+        """Append the plan's output columns to `batch` (batch `index`, first row `offset`)."""
+        valid = self._valid_rows(batch, offset)
+        scored = batch if valid is None else batch.filter(valid)
+        try:
+            feeds = {feed.name: self._feed(scored, feed, offset) for feed in self.plan.inputs}
+            raw = self._session.run(self._output_names, feeds) if scored.num_rows else None
+        except PredictSQLError:
+            raise
+        except Exception as e:  # onnxruntime's own error types are not importable in a stable way
+            raise ScoringError(
+                f"{self.plan.model.display} failed on batch {index} (rows {offset}-{offset + batch.num_rows - 1}): {e}"
+            ) from e
+        columns = [self._output(raw, out, scored.num_rows) for out in self.plan.outputs]
+        if valid is not None:
+            positions = pa.array(np.cumsum(valid.to_numpy(zero_copy_only=False)) - 1, pa.int64())
+            positions = pc.if_else(valid, positions, pa.scalar(None, pa.int64()))
+            columns = [pc.take(c, positions) for c in columns]
+        return pa.RecordBatch.from_arrays(batch.columns + columns, schema=self.schema)
+
+    def _valid_rows(self, batch: pa.RecordBatch, offset: int) -> pa.BooleanArray | None:
+        """None when no input is NULL; else the rows to score (PROPAGATE) or a NullInputError."""
+        nullable = [i for i in self._input_columns if batch.column(i).null_count]
+        if not nullable:
+            return None
+        if self.plan.nulls != NULLS_PROPAGATE:
+            column = batch.column(nullable[0])
+            name = batch.schema.field(nullable[0]).name
+            first = offset + pc.index(column.is_null(), True).as_py()
+            raise NullInputError(
+                f"PREDICT input '{name}' ({self.plan.model.display}) is NULL in {column.null_count} rows of the batch "
+                f"starting at row {offset}, first at row {first}: filter them (WHERE {name} IS NOT NULL), fill them "
+                f"(COALESCE({name}, ...)) in the DATA query, or add NULLS = PROPAGATE to score them as NULL"
+            )
+        valid = pc.is_valid(batch.column(nullable[0]))
+        for i in nullable[1:]:
+            valid = pc.and_(valid, pc.is_valid(batch.column(i)))
+        return valid
+
+    def _feed(self, batch: pa.RecordBatch, feed: InputFeed, offset: int) -> np.ndarray:
+        arrays = [self._cast(batch, i, feed, cast, offset) for i, cast in zip(feed.columns, feed.casts)]
+        if len(arrays) == 1:
+            values = arrays[0]
+        else:
+            values = np.empty((batch.num_rows, len(arrays)), dtype=arrays[0].dtype)
+            for j, array in enumerate(arrays):
+                values[:, j] = array
+        return values.reshape(-1, 1) if feed.rank == 2 and values.ndim == 1 else values
+
+    def _cast(self, batch: pa.RecordBatch, i: int, feed: InputFeed, cast: Cast, offset: int) -> np.ndarray:
+        column = batch.column(i)
+        if cast is not Cast.NONE or column.type != feed.arrow_type:
+            try:
+                column = pc.cast(column, feed.arrow_type, safe=cast is not Cast.ROUNDING)
+            except pa.ArrowInvalid as e:
+                name = batch.schema.field(i).name
+                raise ScoringError(
+                    f"PREDICT input '{name}' ({self.plan.model.display}) has a value in the batch starting at row {offset} that "
+                    f"{feed.arrow_type} cannot hold exactly ({e}): write CAST({name} AS {sql_name(feed.arrow_type)}) in the DATA query to accept rounding"
+                ) from e
+        return column.to_numpy(zero_copy_only=False).astype(numpy_dtype(feed.arrow_type), copy=False)
+
+    def _output(self, raw: list | None, out: OutputColumn, rows: int) -> pa.Array:
+        if raw is None:
+            return pa.nulls(0, out.arrow_type)
+        value = raw[out.source]
+        if isinstance(value, list):  # ZipMap: one {class: probability} dict per row
+            key = next((k for k in value[0] if str(k) == str(out.pick)), out.pick) if value else out.pick
+            array = pa.array(np.fromiter((row[key] for row in value), np.float32, count=rows))
+        elif out.as_list:
+            matrix = value.reshape(rows, -1)
+            offsets = pa.array(np.arange(0, matrix.size + 1, matrix.shape[1], dtype=np.int32))
+            array = pa.ListArray.from_arrays(offsets, pa.array(matrix.reshape(-1)))
+        elif out.pick is not None:
+            array = pa.array(np.ascontiguousarray(value[:, out.pick]))
+        else:
+            array = pa.array(value.reshape(-1))
+        return array if array.type == out.arrow_type else pc.cast(array, out.arrow_type)
+
+
+def score_stream(batches: Iterable[pa.RecordBatch], scorer: Scorer, workers: int = 1) -> Iterator[pa.RecordBatch]:
+    """Score batches in order, with up to `workers` in flight while the next one is read."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="predictsql") as pool:
+        pending: deque[Future[pa.RecordBatch]] = deque()
+        offset = 0
+        try:
+            for index, batch in enumerate(batches):
+                pending.append(pool.submit(scorer.score, batch, index, offset))
+                offset += batch.num_rows
+                if len(pending) > workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()

@@ -1,0 +1,77 @@
+"""Loaded models: one validated model and one InferenceSession per (sha256, options), shared by threads.
+
+InferenceSession.run releases the GIL and is thread-safe, so a session is created once under a
+lock and reused by every query, batch and worker thread in the process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import onnxruntime as ort
+
+from predictsql.engine.errors import ModelError
+from predictsql.engine.signature import Signature, read_signature
+from predictsql.engine.sources import ModelSource
+from predictsql.engine.validate import DEFAULT_MAX_MODEL_BYTES, load_model
+
+CACHE_SIZE = 32
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """The knobs that make two sessions of one model differ."""
+
+    intra_op_threads: int = 0  # 0: onnxruntime picks (one per physical core)
+    max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES
+
+
+@dataclass(frozen=True)
+class Model:
+    """A model ready to score: its runtime session, signature and names for messages."""
+
+    label: str
+    sha256: str
+    session: ort.InferenceSession
+    signature: Signature
+
+    @property
+    def display(self) -> str:
+        return f"model {self.label}, sha {self.sha256[:8]}"
+
+    def with_label(self, label: str) -> "Model":
+        return Model(label, self.sha256, self.session, self.signature)
+
+
+_cache: OrderedDict[tuple[str, SessionOptions], Model] = OrderedDict()
+_lock = threading.Lock()
+
+
+def load(source: ModelSource, options: SessionOptions = SessionOptions()) -> Model:
+    """The cached Model for these bytes, validating and creating the session on first use."""
+    key = (source.sha256, options)
+    with _lock:
+        model = _cache.get(key)
+        if model is None:
+            model = _create(source, options)
+            _cache[key] = model
+            if len(_cache) > CACHE_SIZE:
+                _cache.popitem(last=False)
+        _cache.move_to_end(key)
+    return model.with_label(source.label)
+
+
+def _create(source: ModelSource, options: SessionOptions) -> Model:
+    proto = load_model(source.data, source.label, source.base_dir, options.max_model_bytes)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = options.intra_op_threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        session = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own untyped Fail/InvalidGraph errors
+        raise ModelError(f"model {source.label} cannot be loaded by onnxruntime: {e}") from e
+    return Model(source.label, source.sha256, session, read_signature(session, proto))
