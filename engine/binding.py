@@ -30,10 +30,13 @@ NULLS_PROPAGATE = "PROPAGATE"
 
 @dataclass(frozen=True)
 class OutputRequest:
-    """A WITH column: an output name (or <output>_<class>) and its SQL type ('FLOAT', 'FLOAT[]')."""
+    """A WITH column: an output name (or <output>_<class>) and its SQL type ('FLOAT', 'FLOAT[]').
+
+    Without a type the output keeps its own: a scalar, or a list for a multi-valued output.
+    """
 
     name: str
-    type_name: str
+    type_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -160,25 +163,28 @@ def _bind_outputs(model: Model, requested: Sequence[OutputRequest]) -> list[Outp
     outputs = model.signature.outputs
     columns = []
     for req in requested:
-        target = _with_type(req, model)
-        as_list = pa.types.is_list(target)
         index = _find_output(outputs, req.name)
-        if index is not None:
-            spec = outputs[index]
-            if spec.elem_type == "zipmap":
-                raise BindError(f"output '{spec.name}' of {model.display} is a ZipMap (one value per class): pick a class with {spec.name}_<class> FLOAT")
-            if not as_list and spec.width != 1:
-                labels = _class_labels(model, spec) or ["0"]
-                raise BindError(
-                    f"output '{spec.name}' of {model.display} has {spec.width or 'several'} values per row: declare it as "
-                    f"{req.name} {sql_name(_natural_type(model, spec))}[] or pick one class, e.g. {spec.name}_{labels[-1]} FLOAT"
-                )
-            pick = None
-        else:
+        if index is None:
             index, pick = _find_class_output(model, req.name)
-            if as_list:
-                raise BindError(f"WITH column {req.name} picks one class of output '{outputs[index].name}' ({model.display}), so its type cannot be a list")
-        natural = pa.float32() if outputs[index].elem_type == "zipmap" else _natural_type(model, outputs[index])
+        else:
+            pick = None
+        spec = outputs[index]
+        natural = pa.float32() if spec.elem_type == "zipmap" else _natural_type(model, spec)
+        if req.type_name is None:
+            target = pa.list_(natural) if pick is None and spec.width != 1 else natural
+        else:
+            target = _with_type(req, model)
+        as_list = pa.types.is_list(target)
+        if pick is None and spec.elem_type == "zipmap":
+            raise BindError(f"output '{spec.name}' of {model.display} is a ZipMap (one value per class): pick a class with {spec.name}_<class> FLOAT")
+        if pick is None and not as_list and spec.width != 1:
+            labels = _class_labels(model, spec) or ["0"]
+            raise BindError(
+                f"output '{spec.name}' of {model.display} has {spec.width or 'several'} values per row: declare it as "
+                f"{req.name} {sql_name(natural)}[] or pick one class, e.g. {spec.name}_{labels[-1]} FLOAT"
+            )
+        if pick is not None and as_list:
+            raise BindError(f"WITH column {req.name} picks one class of output '{spec.name}' ({model.display}), so its type cannot be a list")
         element = target.value_type if as_list else target
         if not output_cast_allowed(natural, element):
             raise BindError(f"output '{req.name}' of {model.display} is {sql_name(natural)} and cannot be returned as {req.type_name}; declare it {sql_name(natural)}")

@@ -127,3 +127,26 @@ def score_stream(batches: Iterable[pa.RecordBatch], scorer: Scorer, workers: int
         finally:
             for future in pending:
                 future.cancel()
+
+
+class ScoredStream:
+    """A RecordBatchReader over scored batches that remembers the error it raised.
+
+    Engines report a Python exception raised inside a reader as text; keeping the exception
+    lets the adapter re-raise the original PredictSQLError after the engine's query fails.
+    """
+
+    def __init__(self, batches: Iterable[pa.RecordBatch], scorer: Scorer, workers: int = 1) -> None:
+        self.error: BaseException | None = None
+        self._batches = self._run(batches, scorer, workers)
+        self.reader = pa.RecordBatchReader.from_batches(scorer.schema, self._batches)
+
+    def _run(self, batches: Iterable[pa.RecordBatch], scorer: Scorer, workers: int) -> Iterator[pa.RecordBatch]:
+        try:
+            yield from score_stream(batches, scorer, workers)
+        except BaseException as e:
+            self.error = e
+            raise
+
+    def close(self) -> None:
+        self._batches.close()

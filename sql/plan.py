@@ -1,0 +1,54 @@
+"""What the sql layer hands to an engine adapter: each PREDICT call, and the shape of its scored relation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlglot import exp
+
+VARIABLE = "variable"  # MODEL = @name
+QUERY = "query"  # MODEL = (SELECT blob FROM ...)
+LITERAL = "literal"  # MODEL = 0x… or 'path' / 'models:/…'
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """The MODEL argument: how to get the model, and how the query wrote it (for messages)."""
+
+    kind: str
+    value: object  # variable name, query tree, bytes or string
+    label: str
+
+
+@dataclass(frozen=True)
+class PredictCall:
+    """One PREDICT(...) found in a statement; `index` ties it to its node in the tree."""
+
+    index: int
+    model: ModelRef
+    data: exp.Query  # the DATA relation as a standalone query, with the CTEs it reads
+    data_alias: str | None
+    alias: str | None
+    columns: tuple[tuple[str, str], ...] | None  # WITH (name TYPE, ...), types as 'FLOAT' or 'FLOAT[]'
+    options: dict[str, str]  # RUNTIME, NULLS, BATCH_SIZE, … upper-cased
+
+    @property
+    def label(self) -> str:
+        return self.model.label
+
+
+@dataclass(frozen=True)
+class Output:
+    """An output column of a scored relation: `name` in the query, `field` in the relation."""
+
+    name: str
+    field: str
+
+
+@dataclass(frozen=True)
+class Relation:
+    """The scored relation that replaces a PREDICT: DATA columns followed by outputs."""
+
+    name: str
+    data_columns: tuple[str, ...]
+    outputs: tuple[Output, ...]

@@ -1,0 +1,250 @@
+"""predictsql on DuckDB: a connection that runs T-SQL-style PREDICT scripts next to plain DuckDB SQL.
+
+A script is split into statements; DECLARE'd variables live on the connection like a T-SQL
+session. Statements without PREDICT run as DuckDB SQL. CREATE VIEW over PREDICT is stored in the
+database file (table predictsql.views) and expanded when a later query reads the view.
+A failing statement returns no rows, its writes roll back, and the connection stays usable.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import duckdb
+import pyarrow as pa
+from sqlglot import exp
+
+from predictsql.engine import sessions
+from predictsql.engine.errors import BindError
+from predictsql.engine.scoring import DEFAULT_BATCH_SIZE
+from predictsql.engine.validate import DEFAULT_MAX_MODEL_BYTES
+from predictsql.sql.dialect import PredictTable, parse, to_sql
+from predictsql.sql.rewrite import expand_views, map_default_schema
+from predictsql.udfs.duckdb_plan import DIALECT, BoundPredict, Planner, Run, Settings, scalar_query
+
+VIEWS_TABLE = "predictsql.views"
+_NEEDS_PARSER = re.compile(r"predict|declare|@", re.IGNORECASE)
+
+
+class Result:
+    """The rows of a statement, fully computed (so a failure can never leave partial rows)."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self._table = table
+
+    @property
+    def columns(self) -> list[str]:
+        return self._table.column_names
+
+    def arrow(self) -> pa.Table:
+        return self._table
+
+    def df(self) -> Any:
+        return self._table.to_pandas()
+
+    def fetchall(self) -> list[tuple]:
+        return list(zip(*(c.to_pylist() for c in self._table.columns)))
+
+    def fetchone(self) -> tuple | None:
+        rows = self._table.slice(0, 1)
+        return next(iter(zip(*(c.to_pylist() for c in rows.columns))), None)
+
+    def __len__(self) -> int:
+        return self._table.num_rows
+
+    def __repr__(self) -> str:
+        return f"Result({self._table.num_rows} rows: {', '.join(self.columns)})"
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """What a script will run: per statement the DuckDB SQL, and the plan of each PREDICT."""
+
+    statements: tuple[tuple[str, tuple[BoundPredict, ...]], ...]
+
+    @property
+    def sql(self) -> list[str]:
+        return [sql for sql, _ in self.statements]
+
+    def __str__(self) -> str:
+        lines = []
+        for sql, bound in self.statements:
+            lines.append(sql)
+            for b in bound:
+                lines += [f"  {line}" for line in b.describe()]
+        return "\n".join(lines)
+
+
+class Connection:
+    """A DuckDB connection that understands PREDICT; `con.duckdb` is the plain DuckDB connection."""
+
+    def __init__(
+        self,
+        database: str = ":memory:",
+        *,
+        read_only: bool = False,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        workers: int = 1,
+        intra_op_threads: int = 0,
+        max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES,
+        **config: Any,
+    ) -> None:
+        self.duckdb = duckdb.connect(str(database), read_only=read_only, config=config)
+        self.variables: dict[str, object] = {}
+        self.settings = Settings(batch_size, workers, sessions.SessionOptions(intra_op_threads, max_model_bytes))
+
+    def sql(self, text: str, params: Mapping[str, object] | None = None) -> Result | None:
+        """Run a script; return the rows of the last statement that yields rows, else None."""
+        views = self._views()
+        if not _NEEDS_PARSER.search(text) and not any(v in text.lower() for v in views) and not params:
+            return self._run_plain(text)
+        variables = {**self.variables, **_params(params)}
+        result = None
+        for statement in parse(text):
+            rows = self._run(statement, variables, views)
+            result = rows if rows is not None else result
+            views = self._views()
+        return result
+
+    def explain(self, text: str, params: Mapping[str, object] | None = None) -> Explanation:
+        """The DuckDB SQL each statement runs and the plan of each PREDICT; reads no DATA rows."""
+        variables = {**self.variables, **_params(params)}
+        views = self._views()
+        statements = []
+        for statement in parse(text):
+            if isinstance(statement, exp.Declare):
+                self._declare(statement, variables)
+                continue
+            planner = Planner(self.duckdb, variables, self.settings)
+            try:
+                sql, bound = planner.plan(self._prepare(statement, views))
+            finally:
+                planner.close()
+            statements.append((sql, tuple(bound)))
+        return Explanation(tuple(statements))
+
+    def close(self) -> None:
+        self.duckdb.close()
+
+    def __enter__(self) -> "Connection":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run(self, statement: exp.Expression, variables: dict[str, object], views: Mapping[str, exp.Query]) -> Result | None:
+        if isinstance(statement, exp.Declare):
+            self._declare(statement, variables)
+            self.variables.update({k: variables[k] for k in _declared(statement)})
+            return None
+        if _is_view(statement, exp.Create) and statement.find(PredictTable):
+            return self._create_view(statement, variables, views)
+        if _is_view(statement, exp.Drop) and statement.this.name.lower() in views:
+            self.duckdb.execute(f"DELETE FROM {VIEWS_TABLE} WHERE name = ?", [statement.this.name.lower()])
+            return None
+        planner = Planner(self.duckdb, variables, self.settings)
+        try:
+            sql, bound = planner.plan(self._prepare(statement, views))
+        finally:
+            planner.close()
+        run = Run(self.settings)
+        try:
+            run.start(bound, self.duckdb)
+            return self._execute(sql, isinstance(statement, exp.Query), run)
+        finally:
+            run.close()
+
+    def _execute(self, sql: str, is_query: bool, run: Run) -> Result | None:
+        try:
+            if is_query:
+                return Result(self.duckdb.sql(sql).to_arrow_table())
+            self.duckdb.execute(sql)
+            return None
+        except duckdb.Error as e:
+            error = run.error()
+            if error is not None:
+                raise error from e
+            raise
+
+    def _run_plain(self, text: str) -> Result | None:
+        relation = self.duckdb.sql(text)
+        return Result(relation.to_arrow_table()) if relation is not None else None
+
+    def _prepare(self, statement: exp.Expression, views: Mapping[str, exp.Query]) -> exp.Expression:
+        statement = expand_views(statement, views)
+        return map_default_schema(statement, self._schema_exists)
+
+    def _schema_exists(self, name: str) -> bool:
+        return bool(self.duckdb.execute("SELECT 1 FROM duckdb_schemas() WHERE lower(schema_name) = lower(?) AND database_name = current_database()", [name]).fetchone())
+
+    def _declare(self, statement: exp.Declare, variables: dict[str, object]) -> None:
+        for item in statement.expressions:
+            name = _variable_name(item)
+            default = item.args.get("default")
+            if default is None:
+                variables[name] = None
+            elif isinstance(default, exp.Subquery):
+                variables[name] = scalar_query(self.duckdb, default.this, variables, f"DECLARE @{name}")
+            else:
+                variables[name] = _constant(default, variables, name)
+
+    def _create_view(self, statement: exp.Create, variables: Mapping[str, object], views: Mapping[str, exp.Query]) -> None:
+        """Check the view binds (as T-SQL does at CREATE VIEW), then store its PREDICT text in the file."""
+        name = statement.this.name.lower()
+        query = statement.expression
+        if query.find(exp.Parameter):
+            raise BindError(f"view {name} references @variables, which a view cannot keep: write MODEL = (SELECT model FROM ... WHERE ...) instead")
+        if name in views and not statement.args.get("replace"):
+            raise BindError(f"view {name} already exists; use CREATE OR REPLACE VIEW")
+        planner = Planner(self.duckdb, variables, self.settings)
+        try:
+            planner.plan(self._prepare(query.copy(), views))
+        finally:
+            planner.close()
+        self.duckdb.execute("CREATE SCHEMA IF NOT EXISTS predictsql")
+        self.duckdb.execute(f"CREATE TABLE IF NOT EXISTS {VIEWS_TABLE} (name VARCHAR PRIMARY KEY, definition VARCHAR NOT NULL)")
+        self.duckdb.execute(f"INSERT OR REPLACE INTO {VIEWS_TABLE} VALUES (?, ?)", [name, to_sql(query)])
+        return None
+
+    def _views(self) -> dict[str, exp.Query]:
+        exists = self.duckdb.execute(
+            "SELECT 1 FROM duckdb_tables() WHERE schema_name = 'predictsql' AND table_name = 'views' AND database_name = current_database()"
+        ).fetchone()
+        if not exists:
+            return {}
+        return {name: parse(definition)[0] for name, definition in self.duckdb.execute(f"SELECT name, definition FROM {VIEWS_TABLE}").fetchall()}
+
+
+def _is_view(statement: exp.Expression, kind: type) -> bool:
+    return isinstance(statement, kind) and str(statement.args.get("kind", "")).upper() == "VIEW"
+
+
+def _declared(statement: exp.Declare) -> list[str]:
+    return [_variable_name(item) for item in statement.expressions]
+
+
+def _variable_name(item: exp.Expression) -> str:
+    """`@model` of a DECLARE item (sqlglot keeps the parameter in a list)."""
+    target = item.this[0] if isinstance(item.this, list) else item.this
+    return target.name.lower()
+
+
+def _constant(value: exp.Expression, variables: Mapping[str, object], name: str) -> object:
+    if isinstance(value, exp.HexString):
+        return bytes.fromhex(value.this)
+    if isinstance(value, exp.Literal):
+        return value.this if value.is_string else float(value.this) if "." in value.this else int(value.this)
+    if isinstance(value, exp.Parameter):
+        return variables.get(value.name.lower())
+    raise BindError(f"DECLARE @{name} = {to_sql(value)}: use a literal, a 0x… literal or a scalar subquery (SELECT ...)")
+
+
+def _params(params: Mapping[str, object] | None) -> dict[str, object]:
+    return {k.lstrip("@").lower(): v for k, v in (params or {}).items()}
+
+
+def connect(database: str = ":memory:", **kwargs: Any) -> Connection:
+    """Open (or create) a DuckDB database with PREDICT support; extra kwargs go to DuckDB's config."""
+    return Connection(database, **kwargs)

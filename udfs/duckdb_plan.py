@@ -1,0 +1,187 @@
+"""Plan and run one PREDICT statement on DuckDB with the STREAM plan.
+
+Planning binds every PREDICT before a row is read: models are resolved, each DATA query's Arrow
+schema is probed with LIMIT 0 (inner PREDICTs stand in as empty tables of their output schema),
+and the statement is rewritten to read registered relations instead.
+
+Running gives each PREDICT its own cursor (a reader scans once and a connection with an open
+result refuses a second query): DATA streams from the cursor in Arrow batches, is scored, and
+the scored stream is registered on the parent connection under the relation's name.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import duckdb
+import pyarrow as pa
+from sqlglot import exp
+
+from predictsql.engine import sessions
+from predictsql.engine.binding import NULLS_ERROR, OutputRequest, ScoringPlan, bind
+from predictsql.engine.errors import BindError, ModelSourceError, PredictSQLError
+from predictsql.engine.scoring import ScoredStream, Scorer
+from predictsql.engine.sources import resolve
+from predictsql.sql.bind import find_predicts
+from predictsql.sql.dialect import to_sql
+from predictsql.sql.plan import LITERAL, QUERY, VARIABLE, ModelRef, Output, PredictCall, Relation
+from predictsql.sql.rewrite import inline_variables, to_target
+
+DIALECT = "duckdb"
+PLAN_STREAM = "STREAM"
+
+
+@dataclass
+class BoundPredict:
+    """A PREDICT ready to run: its relation name, DATA query, scoring plan and inner PREDICTs."""
+
+    name: str
+    label: str
+    data_sql: str
+    plan: ScoringPlan
+    batch_size: int
+    inner: list["BoundPredict"]
+
+    def describe(self, depth: int = 0) -> list[str]:
+        pad = "  " * depth
+        lines = [f"{pad}{self.name}: {PLAN_STREAM} {self.plan.model.display}, batch {self.batch_size}", f"{pad}  DATA: {self.data_sql}"]
+        lines += [f"{pad}  {line}" for line in self.plan.describe()]
+        for inner in self.inner:
+            lines += inner.describe(depth + 1)
+        return lines
+
+
+@dataclass
+class Settings:
+    batch_size: int
+    workers: int
+    session_options: sessions.SessionOptions
+
+
+class Planner:
+    """Binds the PREDICTs of a statement against a DuckDB connection; reads no DATA rows."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, variables: Mapping[str, object], settings: Settings) -> None:
+        self.con = con
+        self.variables = variables
+        self.settings = settings
+        self._probe: duckdb.DuckDBPyConnection | None = None
+        self._prefix = f"__predictsql_{uuid.uuid4().hex[:8]}"
+        self._count = 0
+
+    def plan(self, tree: exp.Expression) -> tuple[str, list[BoundPredict]]:
+        """The statement's target SQL and its bound PREDICTs (recursively, inner ones first)."""
+        calls = find_predicts(tree)
+        bound = [self._bind_call(call) for call in calls]
+        relations = {call.index: _relation(b) for call, b in zip(calls, bound)}
+        return to_target(tree, relations, self.variables, DIALECT), bound
+
+    def close(self) -> None:
+        if self._probe is not None:
+            self._probe.close()
+
+    def _bind_call(self, call: PredictCall) -> BoundPredict:
+        model = sessions.load(resolve(self._model_value(call.model), call.label), self.settings.session_options)
+        data_sql, inner = self.plan(call.data)
+        schema = self._schema(data_sql, inner, call)
+        requested = [OutputRequest(name, type_name) for name, type_name in call.columns] if call.columns else None
+        plan = bind(schema, model, requested, call.options.get("NULLS", NULLS_ERROR))
+        self._count += 1
+        return BoundPredict(f"{self._prefix}_{self._count}", call.label, data_sql, plan, _batch_size(call, self.settings.batch_size), inner)
+
+    def _model_value(self, ref: ModelRef) -> object:
+        if ref.kind == VARIABLE:
+            if ref.value not in self.variables:
+                raise ModelSourceError(f"MODEL {ref.label} is not declared: DECLARE @{ref.value} VARBINARY(MAX) = (SELECT ...) first, or pass params={{'{ref.value}': ...}}")
+            value = self.variables[ref.value]
+        elif ref.kind == QUERY:
+            value = scalar_query(self.con, ref.value, self.variables, f"MODEL {ref.label}")
+        else:
+            assert ref.kind == LITERAL, ref.kind
+            value = ref.value
+        if value is None:
+            raise ModelSourceError(f"MODEL {ref.label} is NULL")
+        return value
+
+    def _schema(self, data_sql: str, inner: list[BoundPredict], call: PredictCall) -> pa.Schema:
+        """DATA's Arrow schema from LIMIT 0, inner PREDICTs registered as empty tables on a probe cursor."""
+        if self._probe is None:
+            self._probe = self.con.cursor()
+        for b in inner:
+            self._probe.register(b.name, b.plan.schema.empty_table())
+        try:
+            return self._probe.sql(data_sql).limit(0).to_arrow_table().schema
+        except duckdb.Error as e:
+            raise BindError(f"PREDICT DATA {to_sql(call.data)} ({call.label}) fails: {e}{_temp_hint(self.con, data_sql)}") from e
+
+
+class Run:
+    """Starts the scored streams of a planned statement and tears them down afterwards."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.streams: list[ScoredStream] = []
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._registered: list[tuple[duckdb.DuckDBPyConnection, str]] = []
+
+    def start(self, bound: list[BoundPredict], con: duckdb.DuckDBPyConnection) -> None:
+        for b in bound:
+            cursor = con.cursor()
+            self._cursors.append(cursor)
+            self.start(b.inner, cursor)
+            reader = cursor.sql(b.data_sql).to_arrow_reader(b.batch_size)
+            stream = ScoredStream(reader, Scorer(b.plan), self.settings.workers)
+            self.streams.append(stream)
+            con.register(b.name, stream.reader)
+            self._registered.append((con, b.name))
+
+    def error(self) -> PredictSQLError | None:
+        """The first predictsql error a stream raised inside the engine, if any."""
+        return next((s.error for s in self.streams if isinstance(s.error, PredictSQLError)), None)
+
+    def close(self) -> None:
+        for con, name in self._registered:
+            con.unregister(name)
+        for stream in self.streams:
+            stream.close()
+        for cursor in reversed(self._cursors):
+            cursor.close()
+
+
+def scalar_query(con: duckdb.DuckDBPyConnection, query: exp.Query, variables: Mapping[str, object], what: str) -> object:
+    """Run a scalar subquery: exactly one row and one column, or a ModelSourceError."""
+    sql = inline_variables(query.copy(), variables).sql(dialect=DIALECT)
+    try:
+        rows = con.execute(sql).fetchmany(2)
+    except duckdb.Error as e:
+        raise ModelSourceError(f"{what} fails: {e}") from e
+    if len(rows) != 1:
+        raise ModelSourceError(f"{what} returned {'no row' if not rows else 'more than one row'}; it must return exactly one model")
+    if len(rows[0]) != 1:
+        raise ModelSourceError(f"{what} returned {len(rows[0])} columns; it must return one BLOB column")
+    return rows[0][0]
+
+
+def _relation(b: BoundPredict) -> Relation:
+    outputs = tuple(Output(o.name, o.field) for o in b.plan.outputs)
+    return Relation(b.name, tuple(b.plan.data_schema.names), outputs)
+
+
+def _batch_size(call: PredictCall, default: int) -> int:
+    value = call.options.get("BATCH_SIZE")
+    if value is None:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise BindError(f"PREDICT BATCH_SIZE = {value} ({call.label}) must be a positive whole number")
+    return int(value)
+
+
+def _temp_hint(con: duckdb.DuckDBPyConnection, data_sql: str) -> str:
+    """Explain the one DATA failure users cannot guess: a TEMP table, invisible to the streaming cursor."""
+    try:
+        con.sql(data_sql).limit(0).to_arrow_table()
+    except duckdb.Error:
+        return ""
+    return ". DATA reads a TEMP table or registered object, which PREDICT's streaming reader (its own connection) cannot see: store it in a regular table or view"
