@@ -36,7 +36,7 @@ def export(estimator: Any, sample: Any, outputs: Mapping[str, str] | None = None
     options = {id(final): {"zipmap": False}} if hasattr(final, "predict_proba") else None
     with _hist_gradient_boosting_fixup():
         model = to_onnx(estimator, initial_types=initial_types, options=options)
-    meta = {} if columnwise else {INPUTS_KEY: json.dumps({MATRIX_INPUT: [str(c) for c in frame.columns]})}
+    meta = {INPUTS_KEY: json.dumps(_input_columns(model, frame, columnwise))}
     if hasattr(final, "classes_"):
         meta[CLASSES_KEY] = json.dumps([str(c) for c in final.classes_])
     onnx.helper.set_model_props(model, {**meta, "predictsql.estimator": type(estimator).__name__})
@@ -51,6 +51,18 @@ def _as_frame(sample: Any) -> Any:
     if not hasattr(sample, "columns"):
         raise ExportError("export needs a sample with column names (a pandas DataFrame or pyarrow Table), so PREDICT can bind DATA columns by name")
     return sample
+
+
+def _input_columns(model: onnx.ModelProto, frame: Any, columnwise: bool) -> dict[str, list[str]]:
+    """DATA columns per ONNX input: all columns for the [N,k] input; for per-column inputs, those
+    skl2onnx renamed (it sanitises names such as 'od280/od315' → 'od280_od315')."""
+    columns = [str(c) for c in frame.columns]
+    if not columnwise:
+        return {MATRIX_INPUT: columns}
+    inputs = [i.name for i in model.graph.input]
+    if len(inputs) != len(columns):
+        raise ExportError(f"skl2onnx made {len(inputs)} inputs for {len(columns)} sample columns; pass a sample with exactly the columns the pipeline reads")
+    return {name: [column] for name, column in zip(inputs, columns) if name != column}
 
 
 def _has_column_transformer(estimator: Any) -> bool:

@@ -34,7 +34,7 @@ def _parse_predict(self: "PredictTSQL.Parser") -> PredictTable:
         if key is None or not self._match(TokenType.EQ):
             self.raise_error("Expected <name> = <value> inside PREDICT(...)", key_token)
         name = key.name.upper()
-        if name in args or name in {o.name.upper() for o in options}:
+        if name.lower() in args or name in {o.name.upper() for o in options}:
             self.raise_error(f"PREDICT argument {name} is given twice", key_token)
         if name == "MODEL":
             args["model"] = self._parse_bitwise()

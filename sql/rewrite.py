@@ -51,32 +51,35 @@ def replace_predicts(tree: exp.Expression, relations: Mapping[int, Relation]) ->
         alias = table.alias or data_alias or relation.name
         select = table.find_ancestor(exp.Select)
         table.replace(exp.Table(this=exp.to_identifier(relation.name), alias=exp.TableAlias(this=exp.to_identifier(alias))))
-        names = {a.lower() for a in (table.alias, data_alias) if a}
-        if select is not None and names:
-            _rewrite_columns(select, names, alias, relation, data_alias.lower() if data_alias else None)
+        if select is not None:
+            _rewrite_columns(select, alias, relation, data_alias.lower() if data_alias else None, table.alias.lower() if table.alias else None)
         cte = select.find_ancestor(exp.CTE) if select is not None else None
         if cte is not None:
             cte.set("materialized", True)  # the scored stream can be read only once
     return tree
 
 
-def _rewrite_columns(select: exp.Select, names: set[str], alias: str, relation: Relation, data_alias: str | None) -> None:
+def _rewrite_columns(select: exp.Select, alias: str, relation: Relation, data_alias: str | None, predict_alias: str | None) -> None:
+    """Qualify d.x and p.x with the relation's alias, map renamed outputs, then expand d.* and p.*."""
+    names = {a for a in (data_alias, predict_alias) if a}
     renamed = {o.name.lower(): o for o in relation.outputs if o.field != o.name}
+    for column in list(select.find_all(exp.Column)):
+        qualifier = column.table.lower()
+        if qualifier not in names or isinstance(column.this, exp.Star) or not _resolves_here(column, select, qualifier):
+            continue
+        column.set("table", exp.to_identifier(alias))
+        output = renamed.get(column.name.lower()) if qualifier == predict_alias else None
+        if output is not None:
+            column.set("this", exp.to_identifier(output.field, quoted=True))
+            if column.parent is select:
+                column.replace(exp.alias_(column.copy(), output.name))
     projections = []
     for item in select.expressions:
         if isinstance(item, exp.Column) and isinstance(item.this, exp.Star) and item.table.lower() in names:
             projections += _star(item.table.lower() == data_alias, alias, relation)
-        elif isinstance(item, exp.Column) and item.table.lower() in names and item.name.lower() in renamed:
-            projections.append(exp.alias_(_column(alias, renamed[item.name.lower()].field), item.name))
         else:
             projections.append(item)
     select.set("expressions", projections)
-    for column in list(select.find_all(exp.Column)):
-        if column.table.lower() in names and _resolves_here(column, select, column.table.lower()):
-            output = renamed.get(column.name.lower())
-            if output is not None and not isinstance(column.this, exp.Star):
-                column.set("this", exp.to_identifier(output.field, quoted=True))
-            column.set("table", exp.to_identifier(alias))
 
 
 def _star(is_data: bool, alias: str, relation: Relation) -> list[exp.Expression]:

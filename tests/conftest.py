@@ -1,0 +1,144 @@
+"""Shared fixtures: real bundled datasets, fitted scikit-learn models with their ONNX exports,
+and a real DuckDB database file holding both the data and the models (as BLOBs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.datasets import load_breast_cancer, load_wine
+from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+import predictsql
+
+PROBA_TOLERANCE = 1.5e-5
+MARGIN = 1e-4
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    features: pd.DataFrame  # what the model reads, column names as stored in DuckDB
+    target: pd.Series
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """The DuckDB table: an id, the features and the true class."""
+        return self.features.assign(id=np.arange(len(self.features)), target=self.target.values)
+
+
+def _with_band(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Add a real string column (tertile band of `column`) so one-hot pipelines have text to encode."""
+    bands = pd.qcut(frame[column], 3, labels=["low", "mid", "high"]).astype(str)
+    return frame.assign(band=bands.values)
+
+
+def _load(name: str) -> Dataset:
+    loader = {"breast_cancer": load_breast_cancer, "wine": load_wine}[name]
+    bunch = loader(as_frame=True)
+    features = bunch.data.rename(columns=lambda c: c.replace(" ", "_"))
+    band_source = "mean_radius" if name == "breast_cancer" else "alcohol"
+    return Dataset(name, _with_band(features, band_source), bunch.target)
+
+
+DATASETS = ("breast_cancer", "wine")
+
+
+@pytest.fixture(scope="session", params=DATASETS)
+def dataset(request: pytest.FixtureRequest) -> Dataset:
+    return _load(request.param)
+
+
+@pytest.fixture(scope="session")
+def breast_cancer() -> Dataset:
+    return _load("breast_cancer")
+
+
+def numeric(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.drop(columns="band")
+
+
+def one_hot_pipeline(frame: pd.DataFrame):
+    numeric_columns = [c for c in frame.columns if c != "band"]
+    transform = ColumnTransformer([("num", StandardScaler(), numeric_columns), ("cat", OneHotEncoder(handle_unknown="ignore"), ["band"])])
+    return make_pipeline(transform, LogisticRegression(max_iter=2000))
+
+
+MODEL_KINDS = {
+    "logistic_regression": lambda: LogisticRegression(max_iter=5000),
+    "random_forest": lambda: RandomForestClassifier(n_estimators=20, random_state=0),
+    "gradient_boosting": lambda: GradientBoostingClassifier(n_estimators=20, random_state=0),
+    "hist_gradient_boosting": lambda: HistGradientBoostingClassifier(max_iter=30, random_state=0),
+    # MLPs are trained on scaled inputs; raw breast-cancer areas (~2500) cost 1.9e-5 in float32 input rounding.
+    "mlp": lambda: make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(16,), max_iter=300, random_state=0)),
+    "scaler_pipeline": lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)),
+}
+
+
+@dataclass(frozen=True)
+class Fitted:
+    estimator: object
+    features: pd.DataFrame  # the columns it was trained on
+    onnx: bytes
+
+
+def fit(kind: str, data: Dataset) -> Fitted:
+    """Fit one model kind on a dataset and export it; the one-hot kind also reads the string column."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    features = data.features if kind == "one_hot_pipeline" else numeric(data.features)
+    estimator = one_hot_pipeline(features) if kind == "one_hot_pipeline" else MODEL_KINDS[kind]()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        estimator.fit(features, data.target)
+    outputs = {"score": "Score"} if data.target.nunique() == 2 else None
+    return Fitted(estimator, features, predictsql.export(estimator, features, outputs=outputs))
+
+
+@pytest.fixture(scope="session")
+def logreg(breast_cancer: Dataset) -> Fitted:
+    """The workhorse model: scaled logistic regression on breast cancer, with a Score output."""
+    return fit("scaler_pipeline", breast_cancer)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path, breast_cancer: Dataset, logreg: Fitted) -> Path:
+    """A real DuckDB file with `patients` (data) and `models` (ONNX BLOBs, id 1 = logreg)."""
+    path = tmp_path / "shop.duckdb"
+    with predictsql.connect(str(path)) as con:
+        con.duckdb.register("frame", breast_cancer.table)
+        con.duckdb.execute("CREATE TABLE patients AS SELECT * FROM frame")
+        con.duckdb.unregister("frame")
+        con.duckdb.execute("CREATE TABLE models (id INTEGER, name VARCHAR, model BLOB)")
+        con.duckdb.execute("INSERT INTO models VALUES (1, 'logreg', ?)", [logreg.onnx])
+    return path
+
+
+@pytest.fixture
+def con(db_path: Path):
+    with predictsql.connect(str(db_path)) as connection:
+        yield connection
+
+
+def expected_scores(fitted: Fitted, rows: pd.DataFrame | None = None) -> np.ndarray:
+    """scikit-learn's P(class 1) for the given rows (default: all training rows)."""
+    return fitted.estimator.predict_proba(fitted.features if rows is None else rows[fitted.features.columns])[:, 1]
+
+
+def assert_parity(estimator, features: pd.DataFrame, labels: np.ndarray, probabilities: np.ndarray) -> None:
+    """Probabilities within 1.5e-5 of scikit-learn; labels equal wherever the top-class margin exceeds 1e-4."""
+    expected = estimator.predict_proba(features)
+    np.testing.assert_allclose(probabilities, expected, atol=PROBA_TOLERANCE, rtol=0)
+    top2 = np.sort(expected, axis=1)[:, -2:]
+    clear = (top2[:, 1] - top2[:, 0]) > MARGIN
+    np.testing.assert_array_equal(labels[clear], estimator.predict(features)[clear])
