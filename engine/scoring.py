@@ -1,7 +1,9 @@
 """Score Arrow batches: RecordBatch → numpy feeds → InferenceSession.run → RecordBatch with outputs appended.
 
 `score_stream` keeps row order while scoring up to `workers` batches at once (run() releases the
-GIL), so memory stays bounded by batch size × (workers + 1), never by the table.
+GIL), so memory stays bounded by batch size × (workers + 1), never by the table. Sessions are
+single-threaded (see sessions.py) and a lone row is scored as two, so every result is
+bit-identical whatever the batch size and worker count.
 """
 
 from __future__ import annotations
@@ -35,16 +37,19 @@ class Scorer:
         """Append the plan's output columns to `batch` (batch `index`, first row `offset`)."""
         valid = self._valid_rows(batch, offset)
         scored = batch if valid is None else batch.filter(valid)
+        rows = scored.num_rows
         try:
             feeds = {feed.name: self._feed(scored, feed, offset) for feed in self.plan.inputs}
-            raw = self._session.run(self._output_names, feeds) if scored.num_rows else None
+            if rows == 1:  # one row takes MLAS's GEMV path, which rounds differently: score two copies
+                feeds = {name: np.repeat(value, 2, axis=0) for name, value in feeds.items()}
+            raw = [value[:rows] for value in self._session.run(self._output_names, feeds)] if rows else None
         except PredictSQLError:
             raise
         except Exception as e:  # onnxruntime's own error types are not importable in a stable way
             raise ScoringError(
                 f"{self.plan.model.display} failed on batch {index} (rows {offset}-{offset + batch.num_rows - 1}): {e}"
             ) from e
-        columns = [self._output(raw, out, scored.num_rows) for out in self.plan.outputs]
+        columns = [self._output(raw, out, rows) for out in self.plan.outputs]
         if valid is not None:
             positions = pa.array(np.cumsum(valid.to_numpy(zero_copy_only=False)) - 1, pa.int64())
             positions = pc.if_else(valid, positions, pa.scalar(None, pa.int64()))

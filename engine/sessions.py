@@ -24,7 +24,9 @@ CACHE_SIZE = 32
 class SessionOptions:
     """The knobs that make two sessions of one model differ."""
 
-    intra_op_threads: int = 0  # 0: onnxruntime picks (one per physical core)
+    # One thread per session: onnxruntime splits tree ensembles and GEMMs differently by batch size
+    # when multi-threaded, changing the last bits; parallelism comes from scoring batches at once.
+    intra_op_threads: int = 1
     max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES
 
 

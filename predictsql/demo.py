@@ -50,9 +50,9 @@ def build(path: Path) -> None:
     patients = features.assign(id=np.arange(len(frame)), diagnosis=frame.target, split=split)
     with predictsql.connect(str(path)) as con:
         con.duckdb.register("patients_df", patients)
-        con.duckdb.execute("CREATE TABLE patients AS SELECT * FROM patients_df")
-        con.duckdb.execute("CREATE TABLE models (id INTEGER PRIMARY KEY, name VARCHAR, model BLOB)")
-        con.duckdb.execute("INSERT INTO models VALUES (1, 'breast_cancer_logreg', ?)", [onnx_bytes])
+        con.duckdb.sql("CREATE TABLE patients AS SELECT * FROM patients_df")
+        con.duckdb.sql("CREATE TABLE models (id INTEGER PRIMARY KEY, name VARCHAR, model BLOB)")
+        con.duckdb.execute("INSERT INTO models VALUES (1, 'breast_cancer_logreg', ?)", [onnx_bytes]).fetchall()
 
 
 def main(path: str = "demo/clinic.duckdb") -> None:

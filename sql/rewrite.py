@@ -44,7 +44,8 @@ def expand_views(tree: exp.Expression, views: Mapping[str, exp.Query]) -> exp.Ex
 
 def replace_predicts(tree: exp.Expression, relations: Mapping[int, Relation]) -> exp.Expression:
     """Swap each PREDICT for its scored relation and point d.x / p.x / d.* / p.* at it."""
-    for node in list(tree.find_all(PredictTable)):
+    outermost = [n for n in tree.find_all(PredictTable) if not any(isinstance(a, PredictTable) for a in _ancestors(n))]
+    for node in outermost:
         relation = relations[node.meta[INDEX_KEY]]
         table = node.parent
         data_alias = node.args["data"].alias

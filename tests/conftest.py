@@ -117,10 +117,10 @@ def db_path(tmp_path: Path, breast_cancer: Dataset, logreg: Fitted) -> Path:
     path = tmp_path / "shop.duckdb"
     with predictsql.connect(str(path)) as con:
         con.duckdb.register("frame", breast_cancer.table)
-        con.duckdb.execute("CREATE TABLE patients AS SELECT * FROM frame")
+        con.duckdb.sql("CREATE TABLE patients AS SELECT * FROM frame")
         con.duckdb.unregister("frame")
-        con.duckdb.execute("CREATE TABLE models (id INTEGER, name VARCHAR, model BLOB)")
-        con.duckdb.execute("INSERT INTO models VALUES (1, 'logreg', ?)", [logreg.onnx])
+        con.duckdb.sql("CREATE TABLE models (id INTEGER, name VARCHAR, model BLOB)")
+        con.duckdb.execute("INSERT INTO models VALUES (1, 'logreg', ?)", [logreg.onnx]).fetchall()
     return path
 
 

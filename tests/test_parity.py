@@ -18,7 +18,7 @@ def test_predict_matches_scikit_learn(kind: str, dataset: Dataset, tmp_path: Pat
     fitted = fit(kind, dataset)
     with predictsql.connect(str(tmp_path / "parity.duckdb")) as con:
         con.duckdb.register("frame", dataset.table)
-        con.duckdb.execute("CREATE TABLE samples AS SELECT * FROM frame")
+        con.duckdb.sql("CREATE TABLE samples AS SELECT * FROM frame")
         rows = con.sql(
             "SELECT d.id, p.label, p.probabilities FROM PREDICT(MODEL = @m, DATA = samples AS d) "
             "WITH (label BIGINT, probabilities FLOAT[]) AS p",

@@ -8,6 +8,7 @@ A failing statement returns no rows, its writes roll back, and the connection st
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -25,6 +26,7 @@ from predictsql.sql.rewrite import expand_views, map_default_schema
 from predictsql.udfs.duckdb_plan import DIALECT, BoundPredict, Planner, Run, Settings, scalar_query
 
 VIEWS_TABLE = "predictsql.views"
+DEFAULT_WORKERS = os.cpu_count() or 1
 _NEEDS_PARSER = re.compile(r"predict|declare|@", re.IGNORECASE)
 
 
@@ -86,8 +88,8 @@ class Connection:
         *,
         read_only: bool = False,
         batch_size: int = DEFAULT_BATCH_SIZE,
-        workers: int = 1,
-        intra_op_threads: int = 0,
+        workers: int = DEFAULT_WORKERS,
+        intra_op_threads: int = 1,
         max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES,
         **config: Any,
     ) -> None:
@@ -141,8 +143,9 @@ class Connection:
             return None
         if _is_view(statement, exp.Create) and statement.find(PredictTable):
             return self._create_view(statement, variables, views)
-        if _is_view(statement, exp.Drop) and statement.this.name.lower() in views:
-            self.duckdb.execute(f"DELETE FROM {VIEWS_TABLE} WHERE name = ?", [statement.this.name.lower()])
+        dropped = [t.name.lower() for t in statement.args.get("tables") or []] if _is_view(statement, exp.Drop) else []
+        if dropped and all(name in views for name in dropped):
+            self.duckdb.execute(f"DELETE FROM {VIEWS_TABLE} WHERE list_contains(?, name)", [dropped]).fetchall()
             return None
         planner = Planner(self.duckdb, variables, self.settings)
         try:
@@ -160,7 +163,7 @@ class Connection:
         try:
             if is_query:
                 return Result(self.duckdb.sql(sql).to_arrow_table())
-            self.duckdb.execute(sql)
+            self.duckdb.execute(sql).fetchall()
             return None
         except duckdb.Error as e:
             error = run.error()
@@ -177,7 +180,7 @@ class Connection:
         return map_default_schema(statement, self._schema_exists)
 
     def _schema_exists(self, name: str) -> bool:
-        return bool(self.duckdb.execute("SELECT 1 FROM duckdb_schemas() WHERE lower(schema_name) = lower(?) AND database_name = current_database()", [name]).fetchone())
+        return bool(self.duckdb.execute("SELECT 1 FROM duckdb_schemas() WHERE lower(schema_name) = lower(?) AND database_name = current_database()", [name]).fetchall())
 
     def _declare(self, statement: exp.Declare, variables: dict[str, object]) -> None:
         for item in statement.expressions:
@@ -203,15 +206,15 @@ class Connection:
             planner.plan(self._prepare(query.copy(), views))
         finally:
             planner.close()
-        self.duckdb.execute("CREATE SCHEMA IF NOT EXISTS predictsql")
-        self.duckdb.execute(f"CREATE TABLE IF NOT EXISTS {VIEWS_TABLE} (name VARCHAR PRIMARY KEY, definition VARCHAR NOT NULL)")
-        self.duckdb.execute(f"INSERT OR REPLACE INTO {VIEWS_TABLE} VALUES (?, ?)", [name, to_sql(query)])
+        self.duckdb.sql("CREATE SCHEMA IF NOT EXISTS predictsql")
+        self.duckdb.sql(f"CREATE TABLE IF NOT EXISTS {VIEWS_TABLE} (name VARCHAR PRIMARY KEY, definition VARCHAR NOT NULL)")
+        self.duckdb.execute(f"INSERT OR REPLACE INTO {VIEWS_TABLE} VALUES (?, ?)", [name, to_sql(query)]).fetchall()
         return None
 
     def _views(self) -> dict[str, exp.Query]:
         exists = self.duckdb.execute(
             "SELECT 1 FROM duckdb_tables() WHERE schema_name = 'predictsql' AND table_name = 'views' AND database_name = current_database()"
-        ).fetchone()
+        ).fetchall()
         if not exists:
             return {}
         return {name: parse(definition)[0] for name, definition in self.duckdb.execute(f"SELECT name, definition FROM {VIEWS_TABLE}").fetchall()}

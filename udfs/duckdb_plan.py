@@ -155,6 +155,7 @@ def scalar_query(con: duckdb.DuckDBPyConnection, query: exp.Query, variables: Ma
     sql = inline_variables(query.copy(), variables).sql(dialect=DIALECT)
     try:
         rows = con.execute(sql).fetchmany(2)
+        con.abort()  # a third row need not be read; the result must not stay open
     except duckdb.Error as e:
         raise ModelSourceError(f"{what} fails: {e}") from e
     if len(rows) != 1:
