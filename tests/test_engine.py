@@ -1,0 +1,77 @@
+"""The engine without SQL: ZipMap flattening, the session cache, the exporter, raw-runtime parity."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from skl2onnx import to_onnx
+from sklearn.datasets import load_diabetes
+from sklearn.linear_model import LogisticRegression, Ridge
+
+import predictsql
+from predictsql.engine import sessions
+from predictsql.engine.errors import BindError, ExportError
+from predictsql.engine.signature import INPUTS_KEY
+from predictsql.engine.sources import resolve
+from conftest import PROBA_TOLERANCE, assert_parity, numeric
+
+
+def _zipmap_model(estimator, features, with_metadata: bool) -> bytes:
+    """skl2onnx's default export: a ZipMap (seq(map(class, probability))) output, one [N,k] input."""
+    model = to_onnx(estimator, features.values.astype(np.float32)[:1])
+    if with_metadata:
+        onnx.helper.set_model_props(model, {INPUTS_KEY: json.dumps({"X": list(features.columns)})})
+    return model.SerializeToString()
+
+
+def test_zipmap_outputs_are_flattened_per_class(dataset) -> None:
+    features = numeric(dataset.features)
+    estimator = LogisticRegression(max_iter=5000).fit(features, dataset.target)
+    model = _zipmap_model(estimator, features, with_metadata=True)
+    classes = estimator.classes_
+    scored = predictsql.predict(model, features)
+    assert scored.column_names[len(features.columns) :] == ["output_label", *[f"output_probability_{c}" for c in classes]]
+    got = np.stack([scored[f"output_probability_{c}"].to_numpy() for c in classes], axis=1)
+    assert_parity(estimator, features, scored["output_label"].to_numpy(), got)
+    picked = predictsql.predict(model, features, outputs={f"output_probability_{classes[-1]}": "DOUBLE"})
+    np.testing.assert_allclose(picked.column(-1).to_numpy(), estimator.predict_proba(features)[:, -1], atol=PROBA_TOLERANCE)
+
+
+def test_matrix_input_without_column_metadata_says_how_to_re_export(breast_cancer) -> None:
+    features = numeric(breast_cancer.features)
+    estimator = LogisticRegression(max_iter=5000).fit(features, breast_cancer.target)
+    with pytest.raises(BindError, match=r"input 'X' of shape \[N,30\] and no column-order metadata.*predictsql.export\(estimator, sample\)"):
+        predictsql.predict(_zipmap_model(estimator, features, with_metadata=False), features)
+
+
+def test_session_is_created_once_per_model_bytes(logreg) -> None:
+    first = sessions.load(resolve(logreg.onnx, "a"))
+    second = sessions.load(resolve(bytes(logreg.onnx), "b"))
+    assert first.session is second.session
+    assert (first.label, second.label) == ("a", "b")
+
+
+def test_predict_matches_raw_onnxruntime_on_the_same_array(logreg, breast_cancer) -> None:
+    features = numeric(breast_cancer.features)
+    raw = ort.InferenceSession(logreg.onnx, providers=["CPUExecutionProvider"]).run(["Score"], {"X": features.values.astype(np.float32)})[0]
+    scored = predictsql.predict(logreg.onnx, features, outputs=["Score"], batch_size=100)
+    np.testing.assert_array_equal(scored["Score"].to_numpy(), raw)
+
+
+def test_regressor_score_output() -> None:
+    data = load_diabetes(as_frame=True)
+    estimator = Ridge().fit(data.data, data.target)
+    scored = predictsql.predict(predictsql.export(estimator, data.data, outputs={"score": "prediction"}), data.data, outputs=["prediction"])
+    np.testing.assert_allclose(scored["prediction"].to_numpy(), estimator.predict(data.data), rtol=1e-5)
+
+
+def test_export_errors_teach(logreg, breast_cancer) -> None:
+    features = numeric(breast_cancer.features)
+    with pytest.raises(ExportError, match="sample with column names"):
+        predictsql.export(logreg.estimator, features.values)
+    with pytest.raises(ExportError, match="does not have; its outputs are \\['label', 'probabilities'\\]"):
+        predictsql.export(logreg.estimator, features, outputs={"proba": "p"})

@@ -1,0 +1,224 @@
+"""Bad input: each error names the model, the column and the fix, is raised before scoring where it
+can be, returns no partial rows, writes nothing, and leaves the connection usable."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pandas as pd
+import pytest
+
+import predictsql
+from predictsql.engine.errors import (
+    AmbiguousColumnError,
+    BindError,
+    MissingColumnError,
+    ModelError,
+    ModelSourceError,
+    NullInputError,
+    PredictSQLError,
+    ScoringError,
+    SQLSyntaxError,
+    TypeMismatchError,
+    UnknownOutputError,
+    UnsafeModelError,
+)
+from conftest import PROBA_TOLERANCE, expected_scores
+
+SCORE = "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = {data} AS d) WITH (Score FLOAT) AS p"
+
+
+def assert_usable(con) -> None:
+    """After a failure the same connection still runs PREDICT and plain SQL."""
+    assert con.sql("SELECT count(*) FROM PREDICT(MODEL = (SELECT model FROM models WHERE id = 1), DATA = patients) WITH (Score FLOAT) AS p").fetchone() == (569,)
+
+
+def run(con, logreg, data: str, **params):
+    return con.sql(SCORE.format(data=data), params={"m": logreg.onnx, **params})
+
+
+def test_missing_column_suggests_the_close_name(con, logreg) -> None:
+    with pytest.raises(MissingColumnError) as raised:
+        run(con, logreg, "(SELECT * RENAME (mean_radius AS mean_radus) FROM patients)")
+    message = str(raised.value)
+    assert "'mean_radius'" in message and "model @m, sha" in message
+    assert "did you mean 'mean_radus'? Write it AS mean_radius" in message
+    assert_usable(con)
+
+
+def test_ambiguous_column(logreg, breast_cancer) -> None:
+    frame = breast_cancer.features.drop(columns=["band", "mean_radius"]).assign(MEAN_RADIUS=1.0, Mean_Radius=2.0)
+    with pytest.raises(AmbiguousColumnError, match="'mean_radius'.*matches DATA columns 'MEAN_RADIUS', 'Mean_Radius'"):
+        predictsql.predict(logreg.onnx, frame)
+
+
+def test_case_insensitive_match_binds(con, logreg, breast_cancer) -> None:
+    rows = run(con, logreg, "(SELECT id, * EXCLUDE (id, mean_radius), mean_radius AS MEAN_RADIUS FROM patients)").df()
+    np.testing.assert_allclose(rows.Score, expected_scores(logreg), atol=PROBA_TOLERANCE)
+
+
+def test_unknown_output_lists_outputs(con, logreg) -> None:
+    with pytest.raises(UnknownOutputError) as raised:
+        con.sql("SELECT p.Scor FROM PREDICT(MODEL = @m, DATA = patients) WITH (Scor FLOAT) AS p", params={"m": logreg.onnx})
+    assert "Did you mean Score?" in str(raised.value)
+    assert "Outputs: label, probabilities, Score, probabilities_0, probabilities_1" in str(raised.value)
+    assert_usable(con)
+
+
+def test_multi_valued_output_as_scalar_says_how_to_declare_it(con, logreg) -> None:
+    with pytest.raises(BindError, match=r"declare it as probabilities FLOAT\[\] or pick one class, e.g. probabilities_1 FLOAT"):
+        con.sql("SELECT * FROM PREDICT(MODEL = @m, DATA = patients) WITH (probabilities FLOAT) AS p", params={"m": logreg.onnx})
+
+
+@pytest.mark.parametrize(
+    ("expression", "sql_type", "fix"),
+    [("'x' || mean_radius", "VARCHAR", "CAST(mean_radius AS FLOAT)"), ("mean_radius::DECIMAL(10,2)", "DECIMAL(10,2)", "CAST(mean_radius AS FLOAT)")],
+)
+def test_unrelated_or_lossy_type_names_the_cast(con, logreg, expression: str, sql_type: str, fix: str) -> None:
+    with pytest.raises(TypeMismatchError) as raised:
+        run(con, logreg, f"(SELECT * REPLACE ({expression} AS mean_radius) FROM patients)")
+    message = str(raised.value)
+    assert f"'mean_radius' (part of model input 'X') (model @m" in message
+    assert f"is {sql_type} in DATA but the model expects float: write {fix} in the DATA query" in message
+    assert_usable(con)
+
+
+def test_exact_integer_widening_is_implicit(con, logreg, breast_cancer) -> None:
+    rows = run(con, logreg, "(SELECT * REPLACE (floor(mean_area)::BIGINT AS mean_area) FROM patients)").df()
+    table = breast_cancer.table.assign(mean_area=np.floor(breast_cancer.table.mean_area))
+    np.testing.assert_allclose(rows.Score, expected_scores(logreg, table), atol=PROBA_TOLERANCE)
+
+
+def test_integer_that_float32_cannot_hold_is_an_error(con, logreg) -> None:
+    with pytest.raises(ScoringError, match=r"'mean_area'.*cannot hold exactly.*CAST\(mean_area AS FLOAT\)"):
+        run(con, logreg, "(SELECT * REPLACE (CASE WHEN id = 300 THEN 16777217 ELSE 1 END::BIGINT AS mean_area) FROM patients)")
+    assert_usable(con)
+
+
+def test_null_input_reports_column_count_and_row(con, logreg) -> None:
+    with pytest.raises(NullInputError) as raised:
+        run(con, logreg, "(SELECT * REPLACE (CASE WHEN id IN (300, 310) THEN NULL ELSE mean_texture END AS mean_texture) FROM patients ORDER BY id)")
+    message = str(raised.value)
+    assert "'mean_texture'" in message and "is NULL in 2 rows" in message and "first at row 300" in message
+    assert "NULLS = PROPAGATE" in message
+    assert_usable(con)
+
+
+def test_nulls_propagate_scores_the_other_rows(con, logreg, breast_cancer) -> None:
+    rows = con.sql(
+        "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = (SELECT * REPLACE (CASE WHEN id % 10 = 0 THEN NULL ELSE mean_texture END AS mean_texture) FROM patients) AS d, NULLS = PROPAGATE) WITH (Score FLOAT) AS p ORDER BY d.id",
+        params={"m": logreg.onnx},
+    ).df()
+    nulls = rows.id % 10 == 0
+    assert rows.Score[nulls].isna().all()
+    np.testing.assert_allclose(rows.Score[~nulls], expected_scores(logreg)[~nulls.values], atol=PROBA_TOLERANCE)
+
+
+def test_failed_insert_select_inserts_nothing_and_returns_no_rows(db_path: Path, logreg) -> None:
+    """The NULL sits in a late batch (batch size 7), so earlier batches were already scored."""
+    with predictsql.connect(str(db_path), batch_size=7) as con:
+        con.duckdb.sql("CREATE TABLE scores (id BIGINT, score FLOAT)")
+        data = "(SELECT * REPLACE (CASE WHEN id = 500 THEN NULL ELSE mean_texture END AS mean_texture) FROM patients ORDER BY id)"
+        with pytest.raises(NullInputError, match="first at row 500"):
+            con.sql(f"INSERT INTO scores {SCORE.format(data=data)}", params={"m": logreg.onnx})
+        assert con.sql("SELECT count(*) FROM scores").fetchone() == (0,)
+        with pytest.raises(NullInputError):
+            con.sql(SCORE.format(data=data), params={"m": logreg.onnx})
+        assert_usable(con)
+
+
+@pytest.mark.parametrize(("where", "message"), [("id = 99", "returned no row"), ("id >= 1", "returned more than one row")])
+def test_model_subquery_must_return_one_row(con, logreg, where: str, message: str) -> None:
+    con.duckdb.execute("INSERT INTO models VALUES (2, 'copy', ?)", [logreg.onnx]).fetchall()
+    with pytest.raises(ModelSourceError, match=message):
+        con.sql(f"SELECT * FROM PREDICT(MODEL = (SELECT model FROM models WHERE {where}), DATA = patients) WITH (Score FLOAT) AS p")
+    with pytest.raises(ModelSourceError, match=message):
+        con.sql(f"DECLARE @m VARBINARY(MAX) = (SELECT model FROM models WHERE {where})")
+    assert_usable(con)
+
+
+def test_undeclared_variable(con) -> None:
+    with pytest.raises(ModelSourceError, match="MODEL @nope is not declared: DECLARE @nope"):
+        con.sql("SELECT * FROM PREDICT(MODEL = @nope, DATA = patients) AS p")
+
+
+def _external_data_model(folder: Path, location: str) -> bytes:
+    """A tiny valid model whose weight lives in an external file at `location`."""
+    weight = onnx.numpy_helper.from_array(np.ones((1, 1), np.float32), "w")
+    weight.data_location = onnx.TensorProto.EXTERNAL
+    weight.ClearField("raw_data")
+    weight.external_data.add(key="location", value=location)
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [None, 1])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [None, 1])],
+        [weight],
+    )
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
+
+
+def _bad_models(logreg, tmp_path: Path) -> dict[str, tuple[object, type, str]]:
+    foreign = onnx.load_from_string(logreg.onnx)
+    foreign.graph.node[0].domain = "com.microsoft"
+    foreign.opset_import.add(domain="com.microsoft", version=1)
+    return {
+        "not onnx": (b"definitely not a model", ModelError, "is not an ONNX model or is truncated"),
+        "pickle": (pickle.dumps(logreg.estimator), ModelError, "is a Python pickle; predictsql never unpickles models"),
+        "truncated": (logreg.onnx[: len(logreg.onnx) // 2], ModelError, "is not an ONNX model or is truncated"),
+        "external data in a blob": (_external_data_model(tmp_path, "weights.bin"), UnsafeModelError, "save_as_external_data=False"),
+        "foreign operator domain": (foreign.SerializeToString(), UnsafeModelError, "uses operators from com.microsoft"),
+        "missing file": (str(tmp_path / "nope.onnx"), ModelError, "model file '.*nope.onnx' not found"),
+    }
+
+
+@pytest.mark.parametrize("case", ["not onnx", "pickle", "truncated", "external data in a blob", "foreign operator domain", "missing file"])
+def test_bad_models_are_refused_before_scoring(con, logreg, tmp_path: Path, case: str) -> None:
+    model, error, message = _bad_models(logreg, tmp_path)[case]
+    with pytest.raises(error, match=message):
+        con.sql("SELECT * FROM PREDICT(MODEL = @m, DATA = patients) AS p", params={"m": model})
+    assert_usable(con)
+
+
+def test_external_data_next_to_a_file_loads_but_may_not_escape_its_folder(tmp_path: Path) -> None:
+    inside = tmp_path / "model"
+    inside.mkdir()
+    np.ones(1, np.float32).tofile(inside / "weights.bin")
+    np.ones(1, np.float32).tofile(tmp_path / "secret.bin")
+    (inside / "ok.onnx").write_bytes(_external_data_model(inside, "weights.bin"))
+    (inside / "escape.onnx").write_bytes(_external_data_model(inside, "../secret.bin"))
+    frame = pd.DataFrame({"x": [2.0, 3.0]})
+    assert predictsql.predict(str(inside / "ok.onnx"), frame)["y"].to_pylist() == [2.0, 3.0]
+    with pytest.raises(UnsafeModelError, match="outside the model's folder"):
+        predictsql.predict(str(inside / "escape.onnx"), frame)
+
+
+def test_model_over_the_size_cap(db_path: Path, logreg) -> None:
+    with predictsql.connect(str(db_path), max_model_bytes=1000) as con:
+        with pytest.raises(ModelError, match=f"is {len(logreg.onnx):,} bytes, over the 1,000-byte cap"):
+            con.sql("SELECT * FROM PREDICT(MODEL = (SELECT model FROM models WHERE id = 1), DATA = patients) AS p")
+
+
+def test_parse_error_has_line_and_column(con) -> None:
+    with pytest.raises(SQLSyntaxError, match="line 3, column"):
+        con.sql("SELECT 1;\nSELECT d.*\nFROM PREDICT(MODEL = @m DATA = patients)")
+    assert_usable(con)
+
+
+def test_missing_data_relation(con, logreg) -> None:
+    with pytest.raises(BindError, match="(?s)PREDICT DATA SELECT \\* FROM patiens .*Did you mean \"patients\""):
+        run(con, logreg, "patiens")
+
+
+def test_temp_table_in_data_gets_an_explanation(con, logreg) -> None:
+    con.duckdb.sql("CREATE TEMP TABLE scratch AS SELECT * FROM patients")
+    with pytest.raises(BindError, match="TEMP table .* store it in a regular table or view"):
+        run(con, logreg, "scratch")
+
+
+def test_every_error_is_a_predictsql_error() -> None:
+    for error in (SQLSyntaxError, BindError, MissingColumnError, ModelError, ScoringError, NullInputError, UnsafeModelError):
+        assert issubclass(error, PredictSQLError)
