@@ -6,6 +6,8 @@ predictsql.engine.binding; this module only knows sqlglot trees.
 
 from __future__ import annotations
 
+from typing import Iterator
+
 from sqlglot import exp
 
 from predictsql.engine.errors import BindError
@@ -20,7 +22,7 @@ def find_predicts(tree: exp.Expression) -> list[PredictCall]:
     """The PREDICT calls of `tree`, outermost only: those inside another PREDICT's DATA belong to it."""
     calls = []
     for node in tree.find_all(PredictTable):
-        if any(isinstance(a, PredictTable) for a in _ancestors(node)):
+        if any(isinstance(a, PredictTable) for a in ancestors(node)):
             continue
         node.meta[INDEX_KEY] = len(calls)
         calls.append(_read_call(node, len(calls)))
@@ -81,7 +83,7 @@ def _visible_ctes(node: exp.Expression) -> list[exp.CTE]:
     """CTEs `node` may read: those of enclosing queries; inside CTE i, only the ones before it."""
     ctes: list[exp.CTE] = []
     child = node
-    for ancestor in _ancestors(node):
+    for ancestor in ancestors(node):
         with_ = ancestor.args.get("with_") if isinstance(ancestor, exp.Query) else None
         if with_ is not None and child is not with_:
             ctes = list(with_.expressions) + ctes
@@ -105,7 +107,8 @@ def _needed_ctes(query: exp.Query, ctes: list[exp.CTE]) -> list[exp.CTE]:
     return [c for c in ctes if c.alias.lower() in needed]
 
 
-def _ancestors(node: exp.Expression):
+def ancestors(node: exp.Expression) -> Iterator[exp.Expression]:
+    """Parent, grandparent, … of `node`."""
     parent = node.parent
     while parent is not None:
         yield parent

@@ -11,7 +11,7 @@ from typing import Callable, Mapping
 from sqlglot import exp
 
 from predictsql.engine.errors import BindError
-from predictsql.sql.bind import INDEX_KEY
+from predictsql.sql.bind import INDEX_KEY, ancestors
 from predictsql.sql.dialect import PredictTable
 from predictsql.sql.plan import Relation
 
@@ -44,7 +44,7 @@ def expand_views(tree: exp.Expression, views: Mapping[str, exp.Query]) -> exp.Ex
 
 def replace_predicts(tree: exp.Expression, relations: Mapping[int, Relation]) -> exp.Expression:
     """Swap each PREDICT for its scored relation and point d.x / p.x / d.* / p.* at it."""
-    outermost = [n for n in tree.find_all(PredictTable) if not any(isinstance(a, PredictTable) for a in _ancestors(n))]
+    outermost = [n for n in tree.find_all(PredictTable) if not any(isinstance(a, PredictTable) for a in ancestors(n))]
     for node in outermost:
         relation = relations[node.meta[INDEX_KEY]]
         table = node.parent
@@ -112,15 +112,8 @@ def _is_cte_name(table: exp.Table) -> bool:
     name = table.name.lower()
     return any(
         isinstance(a, exp.Query) and a.args.get("with_") and any(c.alias.lower() == name for c in a.args["with_"].expressions)
-        for a in _ancestors(table)
+        for a in ancestors(table)
     )
-
-
-def _ancestors(node: exp.Expression):
-    parent = node.parent
-    while parent is not None:
-        yield parent
-        parent = parent.parent
 
 
 def inline_variables(tree: exp.Expression, variables: Mapping[str, object]) -> exp.Expression:
