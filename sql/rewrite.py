@@ -42,8 +42,12 @@ def expand_views(tree: exp.Expression, views: Mapping[str, exp.Query]) -> exp.Ex
     raise BindError(f"PREDICT views nest more than {MAX_VIEW_DEPTH} deep; is a view defined in terms of itself?")
 
 
-def replace_predicts(tree: exp.Expression, relations: Mapping[int, Relation]) -> exp.Expression:
-    """Swap each PREDICT for its scored relation and point d.x / p.x / d.* / p.* at it."""
+def replace_predicts(tree: exp.Expression, relations: Mapping[int, Relation], materialize_ctes: bool = False) -> exp.Expression:
+    """Swap each PREDICT for its scored relation and point d.x / p.x / d.* / p.* at it.
+
+    With `materialize_ctes`, a CTE over PREDICT is marked MATERIALIZED: on engines where the
+    scored relation is a stream, it can be read only once.
+    """
     outermost = [n for n in tree.find_all(PredictTable) if not any(isinstance(a, PredictTable) for a in ancestors(n))]
     for node in outermost:
         relation = relations[node.meta[INDEX_KEY]]
@@ -54,9 +58,9 @@ def replace_predicts(tree: exp.Expression, relations: Mapping[int, Relation]) ->
         table.replace(exp.Table(this=exp.to_identifier(relation.name), alias=exp.TableAlias(this=exp.to_identifier(alias))))
         if select is not None:
             _rewrite_columns(select, alias, relation, data_alias.lower() if data_alias else None, table.alias.lower() if table.alias else None)
-        cte = select.find_ancestor(exp.CTE) if select is not None else None
+        cte = select.find_ancestor(exp.CTE) if select is not None and materialize_ctes else None
         if cte is not None:
-            cte.set("materialized", True)  # the scored stream can be read only once
+            cte.set("materialized", True)
     return tree
 
 
@@ -138,7 +142,7 @@ def _literal(value: object) -> exp.Expression:
     return exp.Literal.string(str(value))
 
 
-def to_target(tree: exp.Expression, relations: Mapping[int, Relation], variables: Mapping[str, object], dialect: str) -> str:
+def to_target(tree: exp.Expression, relations: Mapping[int, Relation], variables: Mapping[str, object], dialect: str, materialize_ctes: bool = False) -> str:
     """The statement as the engine will run it, on a copy: PREDICTs replaced, then variables inlined."""
-    tree = inline_variables(replace_predicts(tree.copy(), relations), variables)
+    tree = inline_variables(replace_predicts(tree.copy(), relations, materialize_ctes), variables)
     return tree.sql(dialect=dialect)

@@ -81,7 +81,7 @@ def test_unrelated_or_lossy_type_names_the_cast(con, logreg, expression: str, sq
     with pytest.raises(TypeMismatchError) as raised:
         run(con, logreg, f"(SELECT * REPLACE ({expression} AS mean_radius) FROM patients)")
     message = str(raised.value)
-    assert f"'mean_radius' (part of model input 'X') (model @m" in message
+    assert "'mean_radius' (part of model input 'X') (model @m" in message
     assert f"is {sql_type} in DATA but the model expects float: write {fix} in the DATA query" in message
     assert_usable(con)
 

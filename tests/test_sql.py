@@ -41,7 +41,7 @@ def test_rewrite(title: str, parts: list[str]) -> None:
     (tree,) = parse(source)
     calls = find_predicts(tree)
     relations = {c.index: Relation(f"__predict_{c.index}", RELATION.data_columns, RELATION.outputs) for c in calls}
-    assert to_target(tree, relations, {"m": b"\x01", "low": 10}, "duckdb") == expected
+    assert to_target(tree, relations, {"m": b"\x01", "low": 10}, "duckdb", materialize_ctes=True) == expected
 
 
 def test_data_query_carries_the_ctes_it_reads() -> None:

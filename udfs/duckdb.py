@@ -23,7 +23,8 @@ from predictsql.engine.scoring import DEFAULT_BATCH_SIZE
 from predictsql.engine.validate import DEFAULT_MAX_MODEL_BYTES
 from predictsql.sql.dialect import PredictTable, parse, to_sql
 from predictsql.sql.rewrite import expand_views, map_default_schema
-from predictsql.udfs.duckdb_plan import DIALECT, BoundPredict, Planner, Run, Settings, scalar_query
+from predictsql.udfs import script
+from predictsql.udfs.duckdb_plan import BoundPredict, Planner, Run, Settings
 
 VIEWS_TABLE = "predictsql.views"
 DEFAULT_WORKERS = os.cpu_count() or 1
@@ -102,7 +103,7 @@ class Connection:
         views = self._views()
         if not _NEEDS_PARSER.search(text) and not any(v in text.lower() for v in views) and not params:
             return self._run_plain(text)
-        variables = {**self.variables, **_params(params)}
+        variables = {**self.variables, **script.params(params)}
         result = None
         for statement in parse(text):
             rows = self._run(statement, variables, views)
@@ -112,12 +113,12 @@ class Connection:
 
     def explain(self, text: str, params: Mapping[str, object] | None = None) -> Explanation:
         """The DuckDB SQL each statement runs and the plan of each PREDICT; reads no DATA rows."""
-        variables = {**self.variables, **_params(params)}
+        variables = {**self.variables, **script.params(params)}
         views = self._views()
         statements = []
         for statement in parse(text):
             if isinstance(statement, exp.Declare):
-                self._declare(statement, variables)
+                script.declare(statement, variables, Planner(self.duckdb, variables, self.settings).run_query)
                 continue
             planner = Planner(self.duckdb, variables, self.settings)
             try:
@@ -138,8 +139,8 @@ class Connection:
 
     def _run(self, statement: exp.Expression, variables: dict[str, object], views: Mapping[str, exp.Query]) -> Result | None:
         if isinstance(statement, exp.Declare):
-            self._declare(statement, variables)
-            self.variables.update({k: variables[k] for k in _declared(statement)})
+            script.declare(statement, variables, Planner(self.duckdb, variables, self.settings).run_query)
+            self.variables.update({k: variables[k] for k in script.declared(statement)})
             return None
         if _is_view(statement, exp.Create) and statement.find(PredictTable):
             return self._create_view(statement, variables, views)
@@ -182,17 +183,6 @@ class Connection:
     def _schema_exists(self, name: str) -> bool:
         return bool(self.duckdb.execute("SELECT 1 FROM duckdb_schemas() WHERE lower(schema_name) = lower(?) AND database_name = current_database()", [name]).fetchall())
 
-    def _declare(self, statement: exp.Declare, variables: dict[str, object]) -> None:
-        for item in statement.expressions:
-            name = _variable_name(item)
-            default = item.args.get("default")
-            if default is None:
-                variables[name] = None
-            elif isinstance(default, exp.Subquery):
-                variables[name] = scalar_query(self.duckdb, default.this, variables, f"DECLARE @{name}")
-            else:
-                variables[name] = _constant(default, variables, name)
-
     def _create_view(self, statement: exp.Create, variables: Mapping[str, object], views: Mapping[str, exp.Query]) -> None:
         """Check the view binds (as T-SQL does at CREATE VIEW), then store its PREDICT text in the file."""
         name = statement.this.name.lower()
@@ -222,30 +212,6 @@ class Connection:
 
 def _is_view(statement: exp.Expression, kind: type) -> bool:
     return isinstance(statement, kind) and str(statement.args.get("kind", "")).upper() == "VIEW"
-
-
-def _declared(statement: exp.Declare) -> list[str]:
-    return [_variable_name(item) for item in statement.expressions]
-
-
-def _variable_name(item: exp.Expression) -> str:
-    """`@model` of a DECLARE item (sqlglot keeps the parameter in a list)."""
-    target = item.this[0] if isinstance(item.this, list) else item.this
-    return target.name.lower()
-
-
-def _constant(value: exp.Expression, variables: Mapping[str, object], name: str) -> object:
-    if isinstance(value, exp.HexString):
-        return bytes.fromhex(value.this)
-    if isinstance(value, exp.Literal):
-        return value.this if value.is_string else float(value.this) if "." in value.this else int(value.this)
-    if isinstance(value, exp.Parameter):
-        return variables.get(value.name.lower())
-    raise BindError(f"DECLARE @{name} = {to_sql(value)}: use a literal, a 0x… literal or a scalar subquery (SELECT ...)")
-
-
-def _params(params: Mapping[str, object] | None) -> dict[str, object]:
-    return {k.lstrip("@").lower(): v for k, v in (params or {}).items()}
 
 
 def connect(database: str = ":memory:", **kwargs: Any) -> Connection:

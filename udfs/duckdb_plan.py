@@ -12,7 +12,7 @@ the scored stream is registered on the parent connection under the relation's na
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping
 
 import duckdb
@@ -21,13 +21,14 @@ from sqlglot import exp
 
 from predictsql.engine import sessions
 from predictsql.engine.binding import NULLS_ERROR, OutputRequest, ScoringPlan, bind
-from predictsql.engine.errors import BindError, ModelSourceError, PredictSQLError
+from predictsql.engine.errors import BindError, PredictSQLError
 from predictsql.engine.scoring import ScoredStream, Scorer
 from predictsql.engine.sources import resolve
 from predictsql.sql.bind import find_predicts
 from predictsql.sql.dialect import to_sql
-from predictsql.sql.plan import LITERAL, QUERY, VARIABLE, ModelRef, Output, PredictCall, Relation
+from predictsql.sql.plan import Output, PredictCall, Relation
 from predictsql.sql.rewrite import inline_variables, to_target
+from predictsql.udfs import script
 
 DIALECT = "duckdb"
 PLAN_STREAM = "STREAM"
@@ -76,34 +77,26 @@ class Planner:
         calls = find_predicts(tree)
         bound = [self._bind_call(call) for call in calls]
         relations = {call.index: _relation(b) for call, b in zip(calls, bound)}
-        return to_target(tree, relations, self.variables, DIALECT), bound
+        return to_target(tree, relations, self.variables, DIALECT, materialize_ctes=True), bound
 
     def close(self) -> None:
         if self._probe is not None:
             self._probe.close()
 
     def _bind_call(self, call: PredictCall) -> BoundPredict:
-        model = sessions.load(resolve(self._model_value(call.model), call.label), self.settings.session_options)
+        model = sessions.load(resolve(script.model_value(call.model, self.variables, self.run_query), call.label), self.settings.session_options)
         data_sql, inner = self.plan(call.data)
         schema = self._schema(data_sql, inner, call)
         requested = [OutputRequest(name, type_name) for name, type_name in call.columns] if call.columns else None
         plan = bind(schema, model, requested, call.options.get("NULLS", NULLS_ERROR))
         self._count += 1
-        return BoundPredict(f"{self._prefix}_{self._count}", call.label, data_sql, plan, _batch_size(call, self.settings.batch_size), inner)
+        return BoundPredict(f"{self._prefix}_{self._count}", call.label, data_sql, plan, script.batch_size(call, self.settings.batch_size), inner)
 
-    def _model_value(self, ref: ModelRef) -> object:
-        if ref.kind == VARIABLE:
-            if ref.value not in self.variables:
-                raise ModelSourceError(f"MODEL {ref.label} is not declared: DECLARE @{ref.value} VARBINARY(MAX) = (SELECT ...) first, or pass params={{'{ref.value}': ...}}")
-            value = self.variables[ref.value]
-        elif ref.kind == QUERY:
-            value = scalar_query(self.con, ref.value, self.variables, f"MODEL {ref.label}")
-        else:
-            assert ref.kind == LITERAL, ref.kind
-            value = ref.value
-        if value is None:
-            raise ModelSourceError(f"MODEL {ref.label} is NULL")
-        return value
+    def run_query(self, query: exp.Query) -> list[tuple]:
+        """Run a scalar subquery (MODEL = (SELECT ...)) on the caller's connection: at most two rows."""
+        rows = self.con.execute(inline_variables(query.copy(), self.variables).sql(dialect=DIALECT)).fetchmany(2)
+        self.con.abort()  # a third row need not be read; the result must not stay open
+        return rows
 
     def _schema(self, data_sql: str, inner: list[BoundPredict], call: PredictCall) -> pa.Schema:
         """DATA's Arrow schema from LIMIT 0, inner PREDICTs registered as empty tables on a probe cursor."""
@@ -150,33 +143,9 @@ class Run:
             cursor.close()
 
 
-def scalar_query(con: duckdb.DuckDBPyConnection, query: exp.Query, variables: Mapping[str, object], what: str) -> object:
-    """Run a scalar subquery: exactly one row and one column, or a ModelSourceError."""
-    sql = inline_variables(query.copy(), variables).sql(dialect=DIALECT)
-    try:
-        rows = con.execute(sql).fetchmany(2)
-        con.abort()  # a third row need not be read; the result must not stay open
-    except duckdb.Error as e:
-        raise ModelSourceError(f"{what} fails: {e}") from e
-    if len(rows) != 1:
-        raise ModelSourceError(f"{what} returned {'no row' if not rows else 'more than one row'}; it must return exactly one model")
-    if len(rows[0]) != 1:
-        raise ModelSourceError(f"{what} returned {len(rows[0])} columns; it must return one BLOB column")
-    return rows[0][0]
-
-
 def _relation(b: BoundPredict) -> Relation:
     outputs = tuple(Output(o.name, o.field) for o in b.plan.outputs)
     return Relation(b.name, tuple(b.plan.data_schema.names), outputs)
-
-
-def _batch_size(call: PredictCall, default: int) -> int:
-    value = call.options.get("BATCH_SIZE")
-    if value is None:
-        return default
-    if not value.isdigit() or int(value) < 1:
-        raise BindError(f"PREDICT BATCH_SIZE = {value} ({call.label}) must be a positive whole number")
-    return int(value)
 
 
 def _temp_hint(con: duckdb.DuckDBPyConnection, data_sql: str) -> str:

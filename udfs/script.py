@@ -1,0 +1,94 @@
+"""Engine-neutral script handling shared by the adapters: variables, DECLARE, MODEL values, options.
+
+An adapter supplies one callable, `scalar(query, what)`, that runs a scalar subquery on its
+engine and returns its rows; everything else here is the same for DuckDB and Spark.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+from sqlglot import exp
+
+from predictsql.engine.errors import BindError, ModelSourceError
+from predictsql.sql.dialect import to_sql
+from predictsql.sql.plan import LITERAL, QUERY, VARIABLE, ModelRef, PredictCall
+
+RunQuery = Callable[[exp.Query], list[tuple]]
+
+
+def params(values: Mapping[str, object] | None) -> dict[str, object]:
+    """Python params as variables: '@m' and 'm' both bind @m."""
+    return {k.lstrip("@").lower(): v for k, v in (values or {}).items()}
+
+
+def declared(statement: exp.Declare) -> list[str]:
+    return [variable_name(item) for item in statement.expressions]
+
+
+def variable_name(item: exp.Expression) -> str:
+    """`@model` of a DECLARE item (sqlglot keeps the parameter in a list)."""
+    target = item.this[0] if isinstance(item.this, list) else item.this
+    return target.name.lower()
+
+
+def declare(statement: exp.Declare, variables: dict[str, object], run: RunQuery) -> None:
+    """Evaluate DECLARE @name TYPE [= value | = (SELECT ...)] into `variables`."""
+    for item in statement.expressions:
+        name = variable_name(item)
+        default = item.args.get("default")
+        if default is None:
+            variables[name] = None
+        elif isinstance(default, exp.Subquery):
+            variables[name] = scalar(default.this, run, f"DECLARE @{name}")
+        else:
+            variables[name] = _constant(default, variables, name)
+
+
+def scalar(query: exp.Query, run: RunQuery, what: str) -> object:
+    """The one value of a scalar subquery, or a ModelSourceError (no row, several rows or columns)."""
+    try:
+        rows = run(query)
+    except Exception as e:  # the engine's own error type
+        raise ModelSourceError(f"{what} fails: {e}") from e
+    if len(rows) != 1:
+        raise ModelSourceError(f"{what} returned {'no row' if not rows else 'more than one row'}; it must return exactly one model")
+    if len(rows[0]) != 1:
+        raise ModelSourceError(f"{what} returned {len(rows[0])} columns; it must return one BLOB column")
+    return rows[0][0]
+
+
+def model_value(ref: ModelRef, variables: Mapping[str, object], run: RunQuery) -> object:
+    """The bytes or location a MODEL argument names."""
+    if ref.kind == VARIABLE:
+        if ref.value not in variables:
+            raise ModelSourceError(f"MODEL {ref.label} is not declared: DECLARE @{ref.value} VARBINARY(MAX) = (SELECT ...) first, or pass params={{'{ref.value}': ...}}")
+        value = variables[ref.value]
+    elif ref.kind == QUERY:
+        value = scalar(ref.value, run, f"MODEL {ref.label}")
+    elif ref.kind == LITERAL:
+        value = ref.value
+    else:
+        raise BindError(f"MODEL {ref.label}: unknown reference kind {ref.kind}")
+    if value is None:
+        raise ModelSourceError(f"MODEL {ref.label} is NULL")
+    return value
+
+
+def batch_size(call: PredictCall, default: int) -> int:
+    value = call.options.get("BATCH_SIZE")
+    if value is None:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise BindError(f"PREDICT BATCH_SIZE = {value} ({call.label}) must be a positive whole number")
+    return int(value)
+
+
+def _constant(value: exp.Expression, variables: Mapping[str, object], name: str) -> object:
+    if isinstance(value, exp.HexString):
+        return bytes.fromhex(value.this)
+    if isinstance(value, exp.Literal):
+        return value.this if value.is_string else float(value.this) if "." in value.this else int(value.this)
+    if isinstance(value, exp.Parameter):
+        return variables.get(value.name.lower())
+    raise BindError(f"DECLARE @{name} = {to_sql(value)}: use a literal, a 0x… literal or a scalar subquery (SELECT ...)")
