@@ -135,6 +135,12 @@ def expected_scores(fitted: Fitted, rows: pd.DataFrame | None = None) -> np.ndar
     return fitted.estimator.predict_proba(fitted.features if rows is None else rows[fitted.features.columns])[:, 1]
 
 
+def assert_scores(fitted: Fitted, data: Dataset, ids, scores) -> None:
+    """Scores for the given ids equal scikit-learn's P(class 1) within tolerance."""
+    table = data.table.set_index("id").loc[np.asarray(ids)]
+    np.testing.assert_allclose(np.asarray(scores, dtype=np.float64), expected_scores(fitted, table), atol=PROBA_TOLERANCE, rtol=0)
+
+
 def assert_parity(estimator, features: pd.DataFrame, labels: np.ndarray, probabilities: np.ndarray) -> None:
     """Probabilities within 1.5e-5 of scikit-learn; labels equal wherever the top-class margin exceeds 1e-4."""
     expected = estimator.predict_proba(features)
@@ -142,3 +148,51 @@ def assert_parity(estimator, features: pd.DataFrame, labels: np.ndarray, probabi
     top2 = np.sort(expected, axis=1)[:, -2:]
     clear = (top2[:, 1] - top2[:, 0]) > MARGIN
     np.testing.assert_array_equal(labels[clear], estimator.predict(features)[clear])
+
+
+# --- backends: one shared suite runs on DuckDB and on Spark ---
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory: pytest.TempPathFactory):
+    """One local[2] SparkSession for the whole run (start-up is paid once)."""
+    from predictsql.udfs import spark as ps
+
+    warehouse = tmp_path_factory.mktemp("warehouse")
+    session = ps.session(
+        "local[2]",
+        **{
+            "spark.ui.enabled": "false",
+            "spark.sql.shuffle.partitions": "2",
+            "spark.sql.warehouse.dir": str(warehouse),
+            "spark.sql.execution.arrow.pyspark.enabled": "true",
+            "spark.driver.extraJavaOptions": f"-Dderby.system.home={warehouse}",
+        },
+    )
+    session.sparkContext.setLogLevel("OFF")
+    yield session
+    session.stop()
+
+
+BACKENDS = ("duckdb", "spark")
+
+
+def duckdb_only(reason: str):
+    """Run a shared-suite case on DuckDB alone; `reason` says why Spark cannot run it."""
+    assert reason
+    return pytest.mark.parametrize("backend", [pytest.param("duckdb", id="duckdb")], indirect=True)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, db_path: Path, breast_cancer: Dataset, logreg: Fitted):
+    """`patients` (data) and `models` (id 1 = logreg as a BLOB / BINARY) on the chosen engine."""
+    from backends import DuckDBBackend, SparkBackend
+
+    if request.param == "duckdb":
+        engine = DuckDBBackend(db_path)
+    else:
+        engine = SparkBackend(request.getfixturevalue("spark"))
+        engine.load("patients", breast_cancer.table)
+        engine.load("models", pd.DataFrame({"id": [1], "name": ["logreg"], "model": [logreg.onnx]}))
+    yield engine
+    engine.close()

@@ -1,0 +1,276 @@
+"""The shared suite: every case runs on DuckDB and on Spark (`backend`), checked against
+scikit-learn; cases one engine cannot run say why (duckdb_only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import PROBA_TOLERANCE, Fitted, assert_scores, duckdb_only, expected_scores, fit
+from predictsql.engine.errors import (
+    MissingColumnError,
+    ModelError,
+    ModelSourceError,
+    NullInputError,
+    TypeMismatchError,
+    UnknownOutputError,
+)
+
+
+# --- conformance shapes (../shared/conformance/README.md), with this project's tables ---
+
+
+def test_shape_1_sql_server_form_without_runtime(backend, logreg, breast_cancer) -> None:
+    rows = backend.sql("SELECT d.*, p.Score FROM PREDICT(MODEL = @model, DATA = dbo.patients AS d) WITH (Score FLOAT) AS p;", params={"model": logreg.onnx})
+    assert list(rows.columns) == [*breast_cancer.table.columns, "Score"]
+    assert_scores(logreg, breast_cancer, rows.id, rows.Score)
+
+
+def test_shape_2_synapse_declare_from_a_table(backend, logreg, breast_cancer) -> None:
+    rows = backend.sql(
+        """
+        DECLARE @model VARBINARY(max) = (SELECT model FROM models WHERE id = 1);
+
+        SELECT d.*, p.Score
+        FROM PREDICT(MODEL = @model,
+            DATA = dbo.patients AS d, RUNTIME = ONNX) WITH (Score FLOAT) AS p;
+        """
+    )
+    assert len(rows) == len(breast_cancer.table)
+    assert_scores(logreg, breast_cancer, rows.id, rows.Score)
+
+
+def test_shape_3_view_with_scalar_subquery_model(backend, logreg, breast_cancer) -> None:
+    backend.sql(
+        """
+        CREATE VIEW predictions
+        AS
+        SELECT d.*, p.Score
+        FROM PREDICT(MODEL = (SELECT model FROM models WHERE id = 1),
+                     DATA = dbo.patients AS d, RUNTIME = ONNX) WITH (Score FLOAT) AS p;
+        """
+    )
+    rows = backend.sql("SELECT id, Score FROM predictions WHERE Score > 0.5 ORDER BY id")
+    assert list(rows.id) == list(np.flatnonzero(expected_scores(logreg, breast_cancer.table) > 0.5))
+    assert_scores(logreg, breast_cancer, rows.id, rows.Score)
+
+
+def test_shape_4_lower_case_type_and_mixed_case_names(backend, logreg, breast_cancer) -> None:
+    rows = backend.sql(
+        "SELECT d.*, p.Score FROM PREDICT(MODEL = (SELECT Model FROM Models WHERE Id = 1), "
+        "DATA = dbo.Patients AS d, RUNTIME = ONNX) WITH (Score float) AS p;"
+    )
+    assert_scores(logreg, breast_cancer, rows.id, rows.Score)
+
+
+# --- MODEL and DATA forms, optional parts ---
+
+
+@pytest.mark.parametrize("form", ["variable", "subquery", "hex", "path"])
+def test_model_forms(form: str, backend, logreg, breast_cancer, tmp_path: Path) -> None:
+    path = tmp_path / "logreg.onnx"
+    path.write_bytes(logreg.onnx)
+    model = {"variable": "@model", "subquery": "(SELECT model FROM models WHERE name = 'logreg')", "hex": "0x" + logreg.onnx.hex(), "path": f"'{path}'"}[form]
+    rows = backend.sql(f"SELECT d.id, p.Score FROM PREDICT(MODEL = {model}, DATA = patients AS d) WITH (Score FLOAT) AS p", params={"model": logreg.onnx})
+    assert_scores(logreg, breast_cancer, rows.id, rows.Score)
+
+
+def test_model_parameter_may_be_a_path_string(backend, logreg, breast_cancer, tmp_path: Path) -> None:
+    path = tmp_path / "m.onnx"
+    path.write_bytes(logreg.onnx)
+    rows = backend.sql("SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p", params={"@m": str(path)})
+    assert_scores(logreg, breast_cancer, rows.id, rows.Score)
+
+
+@pytest.mark.parametrize("data", ["patients AS d", "dbo.patients AS d", "patient_view AS d", "recent AS d", "(SELECT * FROM patients WHERE id < 400) AS d"])
+def test_data_forms(data: str, backend, logreg, breast_cancer) -> None:
+    backend.execute("CREATE VIEW patient_view AS SELECT * FROM patients WHERE id < 400")
+    rows = backend.sql(
+        f"WITH recent AS (SELECT * FROM patients WHERE id < 400) "
+        f"SELECT d.id, p.Score FROM PREDICT(MODEL = @model, DATA = {data}) WITH (Score FLOAT) AS p ORDER BY d.id",
+        params={"model": logreg.onnx},
+    )
+    assert len(rows) == (len(breast_cancer.table) if data.split()[0].endswith("patients") else 400)
+    assert_scores(logreg, breast_cancer, rows.id, rows.Score)
+
+
+def test_aliases_runtime_and_with_are_optional(backend, logreg, breast_cancer) -> None:
+    rows = backend.sql("select * from predict(model = @m, data = patients)", params={"m": logreg.onnx})
+    assert list(rows.columns) == [*breast_cancer.table.columns, "label", "probabilities_0", "probabilities_1", "Score"]
+    assert_scores(logreg, breast_cancer, rows.id, rows.probabilities_1)
+    assert_scores(logreg, breast_cancer, rows.id, rows.Score)
+
+
+def test_d_star_is_data_and_p_star_is_outputs(backend, logreg, breast_cancer) -> None:
+    rows = backend.sql("SELECT p.*, d.* FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT, label BIGINT) AS p", params={"m": logreg.onnx})
+    assert list(rows.columns) == ["Score", "label", *breast_cancer.table.columns]
+
+
+def test_output_named_like_a_data_column_is_kept_apart(backend, logreg, breast_cancer) -> None:
+    backend.load("labelled", breast_cancer.table.assign(label=breast_cancer.target.values))
+    rows = backend.sql("SELECT d.label AS truth, p.label FROM PREDICT(MODEL = @m, DATA = labelled AS d) WITH (label BIGINT) AS p ORDER BY d.id", params={"m": logreg.onnx})
+    np.testing.assert_array_equal(rows.truth, breast_cancer.target)
+    np.testing.assert_array_equal(rows.label, logreg.estimator.predict(logreg.features))
+
+
+@duckdb_only("Spark DataFrames have no row order unless the query orders them")
+def test_row_order_and_count_follow_data(backend, logreg, breast_cancer) -> None:
+    rows = backend.sql(
+        "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = (SELECT * FROM patients WHERE id % 3 = 0 ORDER BY id DESC) AS d) WITH (Score FLOAT) AS p",
+        params={"m": logreg.onnx},
+    )
+    assert list(rows.id) == sorted(range(0, len(breast_cancer.table), 3), reverse=True)
+    assert_scores(logreg, breast_cancer, rows.id, rows.Score)
+
+
+# --- composition ---
+
+
+def test_where_order_by_and_group_by_on_scores(backend, logreg, breast_cancer) -> None:
+    rows = backend.sql(
+        """
+        DECLARE @model VARBINARY(MAX) = (SELECT model FROM models WHERE id = 1);
+        SELECT d.target, count(*) AS n, avg(p.Score) AS mean_score
+        FROM PREDICT(MODEL = @model, DATA = patients AS d) WITH (Score FLOAT) AS p
+        WHERE p.Score > 0.1
+        GROUP BY d.target
+        ORDER BY mean_score DESC
+        """
+    )
+    frame = breast_cancer.table.assign(score=expected_scores(logreg, breast_cancer.table))
+    expected = frame[frame.score > 0.1].groupby("target").score.agg(["count", "mean"]).sort_values("mean", ascending=False)
+    assert list(rows.target) == list(expected.index)
+    assert list(rows.n) == list(expected["count"])
+    np.testing.assert_allclose(rows.mean_score, expected["mean"], atol=PROBA_TOLERANCE)
+
+
+def test_predict_in_cte_and_join(backend, logreg, breast_cancer) -> None:
+    rows = backend.sql(
+        """
+        WITH scored AS (SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p)
+        SELECT x.id, x.target, s.Score FROM patients AS x JOIN scored AS s ON s.id = x.id
+        WHERE x.target = 1 ORDER BY x.id
+        """,
+        params={"m": logreg.onnx},
+    )
+    assert list(rows.id) == list(np.flatnonzero(breast_cancer.target.values == 1))
+    assert_scores(logreg, breast_cancer, rows.id, rows.Score)
+
+
+def test_cte_over_predict_referenced_twice(backend, logreg, breast_cancer) -> None:
+    rows = backend.sql(
+        """
+        WITH s AS (SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p)
+        SELECT a.id, a.Score FROM s AS a JOIN s AS b ON a.id = b.id + 1 ORDER BY a.id
+        """,
+        params={"m": logreg.onnx},
+    )
+    assert list(rows.id) == list(range(1, len(breast_cancer.table)))
+    assert_scores(logreg, breast_cancer, rows.id, rows.Score)
+
+
+def test_two_models_in_one_query(backend, logreg, breast_cancer) -> None:
+    forest = fit("random_forest", breast_cancer)
+    rows = backend.sql(
+        """
+        SELECT a.id, a.Score AS linear, b.Score AS forest
+        FROM PREDICT(MODEL = @linear, DATA = patients AS d1) WITH (Score FLOAT) AS a
+        JOIN PREDICT(MODEL = @forest, DATA = patients AS d2) WITH (Score FLOAT) AS b ON a.id = b.id
+        ORDER BY a.id
+        """,
+        params={"linear": logreg.onnx, "forest": forest.onnx},
+    )
+    assert_scores(logreg, breast_cancer, rows.id, rows.linear)
+    assert_scores(forest, breast_cancer, rows.id, rows.forest)
+
+
+def test_predict_over_predict(backend, logreg, breast_cancer) -> None:
+    forest = fit("random_forest", breast_cancer)
+    rows = backend.sql(
+        """
+        SELECT o.id, o.linear, p.Score AS forest
+        FROM PREDICT(MODEL = @forest,
+                     DATA = (SELECT d.*, i.Score AS linear FROM PREDICT(MODEL = @linear, DATA = patients AS d) WITH (Score FLOAT) AS i) AS o)
+             WITH (Score FLOAT) AS p
+        ORDER BY o.id
+        """,
+        params={"linear": logreg.onnx, "forest": forest.onnx},
+    )
+    assert_scores(logreg, breast_cancer, rows.id, rows.linear)
+    assert_scores(forest, breast_cancer, rows.id, rows.forest)
+
+
+def test_insert_select_create_table_as_and_select_into(backend, logreg, breast_cancer) -> None:
+    backend.execute("CREATE TABLE scores (id BIGINT, score FLOAT)")
+    predict = "PREDICT(MODEL = (SELECT model FROM models WHERE id = 1), DATA = patients AS d) WITH (Score FLOAT) AS p"
+    assert backend.sql(f"INSERT INTO scores SELECT d.id, p.Score FROM {predict}") is None
+    backend.sql(f"CREATE TABLE scores2 AS SELECT d.id, p.Score FROM {predict}")
+    backend.sql(f"SELECT d.id, p.Score INTO scores3 FROM {predict}")
+    for table, column in (("scores", "score"), ("scores2", "Score"), ("scores3", "Score")):
+        rows = backend.sql(f"SELECT id, {column} AS s FROM {table} ORDER BY id")
+        assert_scores(logreg, breast_cancer, rows.id, rows.s)
+
+
+def test_declared_variables_persist_across_calls(backend, logreg, breast_cancer) -> None:
+    backend.sql("DECLARE @kept VARBINARY(MAX) = (SELECT model FROM models WHERE id = 1)")
+    rows = backend.sql("SELECT d.id, p.Score FROM PREDICT(MODEL = @kept, DATA = patients AS d) WITH (Score FLOAT) AS p")
+    assert_scores(logreg, breast_cancer, rows.id, rows.Score)
+
+
+# --- errors: the same classes and messages on both engines ---
+
+
+def test_missing_column_suggests_the_close_name(backend, logreg) -> None:
+    backend.load("renamed", backend.sql("SELECT * FROM patients").rename(columns={"mean_radius": "mean_radus"}))
+    with pytest.raises(MissingColumnError, match="'mean_radius'.*model @m, sha.*did you mean 'mean_radus'\\? Write it AS mean_radius"):
+        backend.sql("SELECT * FROM PREDICT(MODEL = @m, DATA = renamed) AS p", params={"m": logreg.onnx})
+
+
+def test_unknown_output(backend, logreg) -> None:
+    with pytest.raises(UnknownOutputError, match="Did you mean Score\\?"):
+        backend.sql("SELECT p.Scor FROM PREDICT(MODEL = @m, DATA = patients) WITH (Scor FLOAT) AS p", params={"m": logreg.onnx})
+
+
+def test_unrelated_type_names_the_cast(backend, logreg) -> None:
+    with pytest.raises(TypeMismatchError, match=r"'band' \(part of model input 'X'\).*is VARCHAR in DATA.*CAST\(band AS FLOAT\)"):
+        backend.sql("SELECT * FROM PREDICT(MODEL = @m, DATA = (SELECT band AS mean_radius_x, * FROM patients) AS d) AS p", params={"m": _with_band_input(logreg)})
+
+
+def _with_band_input(logreg: Fitted) -> bytes:
+    """The logreg model re-labelled to read its first feature from the string column `band`."""
+    import json
+
+    import onnx
+
+    from predictsql.engine.signature import INPUTS_KEY
+
+    model = onnx.load_from_string(logreg.onnx)
+    meta = {p.key: p for p in model.metadata_props}
+    columns = json.loads(meta[INPUTS_KEY].value)
+    columns["X"][0] = "band"
+    meta[INPUTS_KEY].value = json.dumps(columns)
+    return model.SerializeToString()
+
+
+def test_null_input_fails_the_statement_with_column_and_count(backend, logreg) -> None:
+    with pytest.raises(NullInputError, match="'mean_texture'.*is NULL in 1 rows.*NULLS = PROPAGATE"):
+        backend.sql(
+            "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = (SELECT id, CASE WHEN id = 300 THEN NULL ELSE mean_texture END AS mean_texture, * EXCEPT (id, mean_texture) FROM patients) AS d) WITH (Score FLOAT) AS p",
+            params={"m": logreg.onnx},
+        )
+    rows = backend.sql("SELECT count(*) AS n FROM PREDICT(MODEL = @m, DATA = patients) WITH (Score FLOAT) AS p", params={"m": logreg.onnx})
+    assert rows.n[0] == 569
+
+
+@pytest.mark.parametrize(("where", "message"), [("id = 99", "returned no row"), ("id >= 0", "returned more than one row")])
+def test_model_subquery_must_return_one_row(backend, logreg, breast_cancer, where: str, message: str) -> None:
+    backend.load("two_models", breast_cancer.table.head(2).assign(model=[logreg.onnx, logreg.onnx])[["id", "model"]])
+    with pytest.raises(ModelSourceError, match=message):
+        backend.sql(f"SELECT * FROM PREDICT(MODEL = (SELECT model FROM two_models WHERE {where}), DATA = patients) WITH (Score FLOAT) AS p")
+
+
+def test_bytes_that_are_not_onnx(backend) -> None:
+    with pytest.raises(ModelError, match="is not an ONNX model or is truncated"):
+        backend.sql("SELECT * FROM PREDICT(MODEL = 0x0102030405, DATA = patients) AS p")

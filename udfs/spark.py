@@ -1,0 +1,176 @@
+"""predictsql on Spark SQL: the same PREDICT text as on DuckDB, scored on the executors.
+
+    spark = ps.session("local[2]")
+    df = ps.sql(spark, "SELECT d.id, p.Score FROM PREDICT(MODEL = 'm.onnx', DATA = t AS d) WITH (Score FLOAT) AS p")
+    ps.register(spark, "churn_score", model)      # then: SELECT churn_score(age, income) FROM t
+
+Each PREDICT is bound on the driver (model loaded, DATA's schema read, inputs and outputs
+matched: the same errors as on DuckDB), then becomes DATA.mapInArrow(scorer) under a temp view
+name that the rewritten query reads. Model bytes travel once per executor as a broadcast; each
+Python worker keeps one scorer per model in predictsql.udfs.spark_cache. The driver never
+collects DATA. Scored relations are recomputed, not streamed, so a PREDICT may be read twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import uuid
+import weakref
+from functools import partial
+from typing import Any, Iterator, Mapping, Sequence
+
+import pyarrow as pa
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
+from pyspark.sql.types import StructType
+from sqlglot import exp
+
+from predictsql.engine import errors as error_classes
+from predictsql.engine import sessions
+from predictsql.engine.binding import NULLS_ERROR, OutputRequest, bind
+from predictsql.engine.errors import BindError, PredictSQLError
+from predictsql.engine.sources import ModelSource, resolve
+from predictsql.engine.types import ONNX_TO_ARROW
+from predictsql.sql.bind import find_predicts
+from predictsql.sql.dialect import PredictTable, parse, to_sql
+from predictsql.sql.plan import Output, PredictCall, Relation
+from predictsql.sql.rewrite import inline_variables, map_default_schema, to_target
+from predictsql.udfs import script, spark_cache
+
+DIALECT = "spark"
+_variables: "weakref.WeakKeyDictionary[SparkSession, dict[str, object]]" = weakref.WeakKeyDictionary()
+_broadcasts: dict[tuple[str, str], Any] = {}
+_ERROR = re.compile(r"predictsql\.engine\.errors\.(\w+): (.+)")
+
+
+def session(master: str = "local[2]", app_name: str = "predictsql", **config: str) -> SparkSession:
+    """A SparkSession whose Python workers run this interpreter (not whatever `python3` is on PATH).
+
+    PySpark reads PYSPARK_PYTHON when the context starts; it is defaulted, never overridden.
+    """
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder.master(master).appName(app_name)
+    for key, value in config.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+def sql(spark: SparkSession, text: str, params: Mapping[str, object] | None = None) -> DataFrame | None:
+    """Run a script; return the (lazy) DataFrame of the last query, else None.
+
+    DECLARE'd variables persist on the SparkSession. Statements that write (INSERT, CTAS) run
+    now; a query's scoring runs when the DataFrame is acted on (wrap actions in `errors()`).
+    """
+    variables = {**_variables.setdefault(spark, {}), **script.params(params)}
+    planner = Planner(spark, variables)
+    result = None
+    for statement in parse(text):
+        if isinstance(statement, exp.Declare):
+            script.declare(statement, variables, planner.run_query)
+            _variables[spark].update({k: variables[k] for k in script.declared(statement)})
+            continue
+        statement = map_default_schema(statement, spark.catalog.databaseExists)
+        if isinstance(statement, exp.Create) and str(statement.args.get("kind")).upper() == "VIEW" and statement.find(PredictTable):
+            spark.sql(planner.plan(statement.expression)).createOrReplaceTempView(statement.this.name)
+            continue
+        with errors():
+            frame = spark.sql(planner.plan(statement))
+        if isinstance(statement, exp.Query):
+            result = frame
+    return result
+
+
+def register(spark: SparkSession, name: str, model: bytes | str, outputs: Sequence[str] | None = None) -> Any:
+    """Make `name(...)` callable from Spark SQL; arguments bind by position to the model's inputs.
+
+    The argument order is the model's input order, with a [N,k] input expanded into the column
+    names its metadata records (predictsql.export writes them): `argument_names(model)` tells it.
+    One output returns a scalar, several a STRUCT; default: every output, classes expanded.
+    """
+    from pyspark.sql.functions import arrow_udf
+
+    source = resolve(model, f"'{name}'")
+    loaded = sessions.load(source)
+    names = argument_names(loaded)
+    types = [ONNX_TO_ARROW[spec.elem_type] for spec in loaded.signature.inputs for _ in loaded.signature.input_columns.get(spec.name, [spec.name])]
+    requested = [OutputRequest(o) for o in outputs] if outputs else None
+    plan = bind(pa.schema(list(zip(names, types))), loaded, requested)
+    fields = from_arrow_schema(pa.schema([pa.field(o.field, o.arrow_type) for o in plan.outputs])).fields
+    return_type = fields[0].dataType if len(fields) == 1 else StructType(fields)
+    body = partial(spark_cache.score_columns, _broadcast(spark, source), source.sha256, source.label, names, requested)
+
+    def score(*columns: pa.Array) -> pa.Array:
+        return body(*columns)
+
+    function = arrow_udf(score, return_type)
+    spark.udf.register(name, function)
+    return function
+
+
+def argument_names(model: sessions.Model) -> list[str]:
+    """The positional arguments of a registered model function, in order."""
+    signature = model.signature
+    return [column for spec in signature.inputs for column in signature.input_columns.get(spec.name, [spec.name])]
+
+
+@contextlib.contextmanager
+def errors() -> Iterator[None]:
+    """Re-raise a predictsql error that failed a Spark job in a worker as itself, not as a Py4J stack."""
+    try:
+        yield
+    except PredictSQLError:
+        raise
+    except Exception as e:
+        found = _ERROR.findall(str(e))
+        if not found:
+            raise
+        kind, message = found[-1]
+        raise getattr(error_classes, kind, PredictSQLError)(message) from None
+
+
+class Planner:
+    """Binds a statement's PREDICTs on the driver and registers each scored relation as a temp view."""
+
+    def __init__(self, spark: SparkSession, variables: Mapping[str, object]) -> None:
+        self.spark = spark
+        self.variables = variables
+        self._prefix = f"__predictsql_{uuid.uuid4().hex[:8]}"
+        self._count = 0
+
+    def plan(self, tree: exp.Expression) -> str:
+        calls = find_predicts(tree)
+        relations = {call.index: self._bind(call) for call in calls}
+        return to_target(tree, relations, self.variables, DIALECT)
+
+    def run_query(self, query: exp.Query) -> list[tuple]:
+        rows = self.spark.sql(inline_variables(query.copy(), self.variables).sql(dialect=DIALECT)).take(2)
+        return [tuple(bytes(v) if isinstance(v, bytearray) else v for v in row) for row in rows]
+
+    def _bind(self, call: PredictCall) -> Relation:
+        source = resolve(script.model_value(call.model, self.variables, self.run_query), call.label)
+        model = sessions.load(source)
+        data_sql = self.plan(call.data)
+        try:
+            data = self.spark.sql(data_sql)
+        except Exception as e:  # pyspark's AnalysisException
+            raise BindError(f"PREDICT DATA {to_sql(call.data)} ({call.label}) fails: {str(e).splitlines()[0]}") from e
+        requested = [OutputRequest(name, type_name) for name, type_name in call.columns] if call.columns else None
+        nulls = call.options.get("NULLS", NULLS_ERROR)
+        plan = bind(to_arrow_schema(data.schema), model, requested, nulls)
+        outputs = from_arrow_schema(pa.schema([pa.field(o.field, o.arrow_type) for o in plan.outputs]))
+        scorer = partial(spark_cache.score_partition, _broadcast(self.spark, source), source.sha256, call.label, requested, nulls)
+        self._count += 1
+        name = f"{self._prefix}_{self._count}"
+        data.mapInArrow(scorer, StructType(data.schema.fields + outputs.fields)).createOrReplaceTempView(name)
+        return Relation(name, tuple(data.columns), tuple(Output(o.name, o.field) for o in plan.outputs))
+
+
+def _broadcast(spark: SparkSession, source: ModelSource) -> Any:
+    """One broadcast of a model's bytes per Spark application."""
+    key = (spark.sparkContext.applicationId, source.sha256)
+    if key not in _broadcasts:
+        _broadcasts[key] = spark.sparkContext.broadcast(source.data)
+    return _broadcasts[key]
