@@ -1,0 +1,77 @@
+"""What only the Spark adapter does: the same rows as DuckDB, models registered as SQL functions,
+and scoring on separate executor processes (local-cluster)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import predictsql
+from conftest import PROBA_TOLERANCE, assert_scores, expected_scores, fit
+from predictsql.engine import sessions
+from predictsql.engine.errors import BindError
+from predictsql.engine.sources import resolve
+from predictsql.udfs import spark as ps
+
+QUERY = """
+SELECT d.id, p.Score, p.label, p.probabilities
+FROM PREDICT(MODEL = @m, DATA = (SELECT * FROM patients WHERE target = 1) AS d) WITH (Score FLOAT, label BIGINT, probabilities FLOAT[]) AS p
+ORDER BY d.id
+"""
+
+
+def test_spark_rows_equal_duckdb_rows(spark, con, logreg, breast_cancer) -> None:
+    spark.createDataFrame(breast_cancer.table).createOrReplaceTempView("patients")
+    on_duckdb = con.sql(QUERY, params={"m": logreg.onnx}).df()
+    on_spark = ps.sql(spark, QUERY, params={"m": logreg.onnx}).toPandas()
+    assert on_spark.id.tolist() == on_duckdb.id.tolist()
+    assert on_spark.Score.tolist() == on_duckdb.Score.tolist()  # bit-identical, not just close
+    assert on_spark.label.tolist() == on_duckdb.label.tolist()
+    assert [list(p) for p in on_spark.probabilities] == [list(p) for p in on_duckdb.probabilities]
+
+
+def test_registered_function_scalar_and_struct(spark, logreg, breast_cancer) -> None:
+    spark.createDataFrame(breast_cancer.table).createOrReplaceTempView("patients")
+    arguments = ps.argument_names(sessions.load(resolve(logreg.onnx, "m")))
+    assert arguments == list(logreg.features.columns)
+    ps.register(spark, "malignancy", logreg.onnx, outputs=["Score"])
+    ps.register(spark, "diagnose", logreg.onnx, outputs=["label", "Score"])
+    args = ", ".join(arguments)
+    rows = spark.sql(f"SELECT id, malignancy({args}) AS s, diagnose({args}) AS both FROM patients ORDER BY id").toPandas()
+    assert_scores(logreg, breast_cancer, rows.id, rows.s)
+    np.testing.assert_array_equal([b["label"] for b in rows.both], logreg.estimator.predict(logreg.features))
+    np.testing.assert_allclose([b["Score"] for b in rows.both], expected_scores(logreg), atol=PROBA_TOLERANCE)
+
+
+def test_register_refuses_unknown_outputs_on_the_driver(spark, logreg) -> None:
+    with pytest.raises(BindError, match="names no output"):
+        ps.register(spark, "nope", logreg.onnx, outputs=["Scor"])
+
+
+def test_bind_errors_are_raised_on_the_driver_before_any_job(spark, logreg, breast_cancer) -> None:
+    spark.createDataFrame(breast_cancer.table.drop(columns="mean_radius")).createOrReplaceTempView("partial")
+    with pytest.raises(predictsql.PredictSQLError, match="'mean_radius'.*no DATA column"):
+        ps.sql(spark, "SELECT * FROM PREDICT(MODEL = @m, DATA = partial) AS p", params={"m": logreg.onnx})
+
+
+def test_local_cluster_ships_the_model_once_per_worker(tmp_path: Path, breast_cancer) -> None:
+    """Separate executor processes: the model travels as a broadcast and each Python worker loads it once."""
+    forest = fit("random_forest", breast_cancer)
+    model, data = tmp_path / "forest.onnx", tmp_path / "patients.parquet"
+    model.write_bytes(forest.onnx)
+    breast_cancer.table.to_parquet(data)
+    done = subprocess.run([sys.executable, str(Path(__file__).with_name("spark_cluster_check.py")), str(model), str(data)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["executors"] == 2
+    workers = [w for w in report["workers"] if w["loads"] or w["hits"]]
+    assert workers and all(w["pid"] != report["driver_pid"] for w in workers)
+    assert all(w["loads"] == 1 for w in workers)  # one scorer per worker process...
+    assert sum(w["hits"] for w in workers) > 0  # ...reused across its tasks and batches
+    order = np.argsort(report["ids"])
+    assert_scores(forest, breast_cancer, np.array(report["ids"])[order], np.array(report["scores"])[order])
