@@ -6,6 +6,9 @@
 Speed: LogisticRegression and RandomForest (100 trees) on N rows of 10 FLOAT columns, scored
 into an aggregate (so result transfer is not measured). "limit" is raw onnxruntime on a
 preloaded float32 numpy array (all cores); each number is the best of --repeat runs.
+Spark (--spark): the same models on local[2] over the same rows (cached in Spark first):
+predictsql PREDICT, a hand-written pandas_udf with a cached session, and
+mlflow.pyfunc.spark_udf on the same ONNX model logged to a sqlite-backed MLflow store.
 Memory: peak RSS of a fresh process that sums PREDICT scores over M rows, next to the same
 query without PREDICT; the difference is what scoring costs.
 """
@@ -21,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 FEATURES = [f"x{i}" for i in range(10)]
 
@@ -102,16 +106,95 @@ def memory(rows: int) -> tuple[int, int]:
     return peaks[0], peaks[1]
 
 
+def score_only(onnx_bytes: bytes) -> bytes:
+    """The model with Score as its only output (what a one-column spark_udf / pandas_udf returns)."""
+    import onnx
+
+    model = onnx.load_from_string(onnx_bytes)
+    keep = [o for o in model.graph.output if o.name == "Score"]
+    del model.graph.output[:]
+    model.graph.output.extend(keep)
+    return model.SerializeToString()
+
+
+_SESSIONS: dict = {}
+
+
+def cached_session(onnx_bytes: bytes):
+    """The pandas_udf baseline's per-worker session cache (what a careful user would write)."""
+    import onnxruntime as ort
+
+    if onnx_bytes not in _SESSIONS:
+        _SESSIONS[onnx_bytes] = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    return _SESSIONS[onnx_bytes]
+
+
+def spark_speed(rows: int, repeat: int) -> list[tuple[str, str, float, float]]:
+    import mlflow
+    import onnxruntime as ort
+    from pyspark.sql.functions import pandas_udf, struct
+
+    import predictsql
+    from predictsql.udfs import spark as ps
+
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        with predictsql.connect(str(Path(tmp) / "bench.duckdb")) as con:
+            make_table(con, "bench", rows)
+            models = train(con)
+            parquet = str(Path(tmp) / "bench.parquet")
+            con.duckdb.sql(f"COPY bench TO '{parquet}' (FORMAT parquet)")
+            preloaded = con.duckdb.sql("SELECT * FROM bench").fetchnumpy()
+        matrix = np.column_stack([preloaded[c] for c in FEATURES]).astype(np.float32)
+        spark = ps.session("local[2]", **{"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2", "spark.driver.memory": "4g"})
+        spark.sparkContext.setLogLevel("OFF")
+        bench = spark.read.parquet(parquet).repartition(2).cache()
+        bench.count()
+        bench.createOrReplaceTempView("bench")
+        mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
+        args = [bench[c] for c in FEATURES]
+        for name, (_, onnx_bytes) in models.items():
+            single = score_only(onnx_bytes)
+            session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+            limit = best(lambda: session.run(["Score"], {"X": matrix}), repeat)
+
+            @pandas_udf("float")
+            def by_hand(frame: pd.DataFrame) -> pd.Series:
+                X = frame.to_numpy(np.float32)
+                return pd.Series(cached_session(single).run(["Score"], {"X": X})[0])
+
+            with mlflow.start_run():
+                import onnx
+
+                info = mlflow.onnx.log_model(onnx.load_from_string(single), name="model")
+            logged = mlflow.pyfunc.spark_udf(spark, info.model_uri, result_type="float", env_manager="local")
+            query = "SELECT sum(p.Score) FROM PREDICT(MODEL = @m, DATA = bench AS d) WITH (Score FLOAT) AS p"
+            timings = {
+                "predictsql PREDICT on Spark": best(lambda: ps.sql(spark, query, params={"m": onnx_bytes}).collect(), repeat),
+                "hand-written pandas_udf, cached session": best(lambda: bench.select(by_hand(struct(*args)).alias("s")).agg({"s": "sum"}).collect(), repeat),
+                "mlflow.pyfunc.spark_udf": best(lambda: bench.select(logged(*args).alias("s")).agg({"s": "sum"}).collect(), max(1, repeat - 1)),
+            }
+            results.append((name, "raw onnxruntime, preloaded numpy (limit)", rows / limit, 1.0))
+            results += [(name, label, rows / seconds, limit / seconds) for label, seconds in timings.items()]
+        spark.stop()
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--memory-rows", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--spark", action="store_true", help="also measure Spark (local[2])")
     args = parser.parse_args()
     print(f"{os.cpu_count()} cores, {args.rows:,} rows x 10 FLOAT columns, best of {args.repeat}\n")
     print("| model | path | rows/s | ratio to limit |\n|---|---|---:|---:|")
     for model, path, rate, ratio in speed(args.rows, args.repeat):
         print(f"| {model} | {path} | {rate / 1e6:.2f} M | {ratio:.2f} |")
+    if args.spark:
+        print("\nSpark local[2]\n\n| model | path | rows/s | ratio to limit |\n|---|---|---:|---:|")
+        for model, path, rate, ratio in spark_speed(args.rows, args.repeat):
+            print(f"| {model} | {path} | {rate / 1e6:.2f} M | {ratio:.2f} |")
     if args.memory_rows:
         plain, predict = memory(args.memory_rows)
         print(f"\nPeak RSS over {args.memory_rows:,} rows into an aggregate: without PREDICT {plain} MB, "
