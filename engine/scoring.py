@@ -32,6 +32,7 @@ class Scorer:
         self._session = plan.model.session
         self._output_names = [o.name for o in plan.model.signature.outputs]
         self._input_columns = sorted({i for feed in plan.inputs for i in feed.columns})
+        self._dtypes = {feed.name: numpy_dtype(feed.arrow_type) for feed in plan.inputs}
 
     def score(self, batch: pa.RecordBatch, index: int = 0, offset: int = 0) -> pa.RecordBatch:
         """Append the plan's output columns to `batch` (batch `index`, first row `offset`)."""
@@ -96,7 +97,7 @@ class Scorer:
                     f"PREDICT input '{name}' ({self.plan.model.display}) has a value in the batch starting at row {offset} that "
                     f"{feed.arrow_type} cannot hold exactly ({e}): write CAST({name} AS {sql_name(feed.arrow_type)}) in the DATA query to accept rounding"
                 ) from e
-        return column.to_numpy(zero_copy_only=False).astype(numpy_dtype(feed.arrow_type), copy=False)
+        return column.to_numpy(zero_copy_only=False).astype(self._dtypes[feed.name], copy=False)
 
     def _output(self, raw: list | None, out: OutputColumn, rows: int) -> pa.Array:
         if raw is None:

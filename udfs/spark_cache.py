@@ -43,9 +43,11 @@ def scorer(model: Any, sha256: str, label: str, schema: pa.Schema, requested: Se
 
 def score_partition(model: Any, sha256: str, label: str, requested: Sequence[OutputRequest] | None, nulls: str, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     """mapInArrow body: each batch of a partition gets the model's output columns appended."""
-    offset = 0
+    offset, current = 0, None
     for index, batch in enumerate(batches):
-        yield scorer(model, sha256, label, batch.schema, requested, nulls).score(batch, index, offset)
+        if current is None or not batch.schema.equals(current.plan.data_schema):  # once per partition
+            current = scorer(model, sha256, label, batch.schema, requested, nulls)
+        yield current.score(batch, index, offset)
         offset += batch.num_rows
 
 
