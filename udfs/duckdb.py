@@ -108,7 +108,8 @@ class Connection:
         for statement in parse(text):
             rows = self._run(statement, variables, views)
             result = rows if rows is not None else result
-            views = self._views()
+            if _is_view(statement, exp.Create) or _is_view(statement, exp.Drop):
+                views = self._views()
         return result
 
     def explain(self, text: str, params: Mapping[str, object] | None = None) -> Explanation:
@@ -118,13 +119,9 @@ class Connection:
         statements = []
         for statement in parse(text):
             if isinstance(statement, exp.Declare):
-                script.declare(statement, variables, Planner(self.duckdb, variables, self.settings).run_query)
+                self._declare(statement, variables)
                 continue
-            planner = Planner(self.duckdb, variables, self.settings)
-            try:
-                sql, bound = planner.plan(self._prepare(statement, views))
-            finally:
-                planner.close()
+            sql, bound = self._plan(statement, variables, views)
             statements.append((sql, tuple(bound)))
         return Explanation(tuple(statements))
 
@@ -139,7 +136,7 @@ class Connection:
 
     def _run(self, statement: exp.Expression, variables: dict[str, object], views: Mapping[str, exp.Query]) -> Result | None:
         if isinstance(statement, exp.Declare):
-            script.declare(statement, variables, Planner(self.duckdb, variables, self.settings).run_query)
+            self._declare(statement, variables)
             self.variables.update({k: variables[k] for k in script.declared(statement)})
             return None
         if _is_view(statement, exp.Create) and statement.find(PredictTable):
@@ -148,17 +145,22 @@ class Connection:
         if dropped and all(name in views for name in dropped):
             self.duckdb.execute(f"DELETE FROM {VIEWS_TABLE} WHERE list_contains(?, name)", [dropped]).fetchall()
             return None
-        planner = Planner(self.duckdb, variables, self.settings)
-        try:
-            sql, bound = planner.plan(self._prepare(statement, views))
-        finally:
-            planner.close()
+        sql, bound = self._plan(statement, variables, views)
         run = Run(self.settings)
         try:
             run.start(bound, self.duckdb)
             return self._execute(sql, isinstance(statement, exp.Query), run)
         finally:
             run.close()
+
+    def _plan(self, statement: exp.Expression, variables: Mapping[str, object], views: Mapping[str, exp.Query]) -> tuple[str, list[BoundPredict]]:
+        """Bind every PREDICT of a statement (no DATA row is read) and rewrite it for DuckDB."""
+        with Planner(self.duckdb, variables, self.settings) as planner:
+            return planner.plan(self._prepare(statement, views))
+
+    def _declare(self, statement: exp.Declare, variables: dict[str, object]) -> None:
+        with Planner(self.duckdb, variables, self.settings) as planner:
+            script.declare(statement, variables, planner.run_query)
 
     def _execute(self, sql: str, is_query: bool, run: Run) -> Result | None:
         try:
@@ -191,11 +193,7 @@ class Connection:
             raise BindError(f"view {name} references @variables, which a view cannot keep: write MODEL = (SELECT model FROM ... WHERE ...) instead")
         if name in views and not statement.args.get("replace"):
             raise BindError(f"view {name} already exists; use CREATE OR REPLACE VIEW")
-        planner = Planner(self.duckdb, variables, self.settings)
-        try:
-            planner.plan(self._prepare(query.copy(), views))
-        finally:
-            planner.close()
+        self._plan(query.copy(), variables, views)
         self.duckdb.sql("CREATE SCHEMA IF NOT EXISTS predictsql")
         self.duckdb.sql(f"CREATE TABLE IF NOT EXISTS {VIEWS_TABLE} (name VARCHAR PRIMARY KEY, definition VARCHAR NOT NULL)")
         self.duckdb.execute(f"INSERT OR REPLACE INTO {VIEWS_TABLE} VALUES (?, ?)", [name, to_sql(query)]).fetchall()

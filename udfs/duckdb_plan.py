@@ -20,13 +20,12 @@ import pyarrow as pa
 from sqlglot import exp
 
 from predictsql.engine import sessions
-from predictsql.engine.binding import NULLS_ERROR, OutputRequest, ScoringPlan, bind
+from predictsql.engine.binding import ScoringPlan
 from predictsql.engine.errors import BindError, PredictSQLError
 from predictsql.engine.scoring import ScoredStream, Scorer
-from predictsql.engine.sources import resolve
 from predictsql.sql.bind import find_predicts
 from predictsql.sql.dialect import to_sql
-from predictsql.sql.plan import Output, PredictCall, Relation
+from predictsql.sql.plan import PredictCall
 from predictsql.sql.rewrite import inline_variables, to_target
 from predictsql.udfs import script
 
@@ -76,19 +75,20 @@ class Planner:
         """The statement's target SQL and its bound PREDICTs (recursively, inner ones first)."""
         calls = find_predicts(tree)
         bound = [self._bind_call(call) for call in calls]
-        relations = {call.index: _relation(b) for call, b in zip(calls, bound)}
+        relations = {call.index: script.relation(b.name, b.plan) for call, b in zip(calls, bound)}
         return to_target(tree, relations, self.variables, DIALECT, materialize_ctes=True), bound
 
-    def close(self) -> None:
+    def __enter__(self) -> "Planner":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         if self._probe is not None:
             self._probe.close()
 
     def _bind_call(self, call: PredictCall) -> BoundPredict:
-        model = sessions.load(resolve(script.model_value(call.model, self.variables, self.run_query), call.label), self.settings.session_options)
+        model = sessions.load(script.model_source(call, self.variables, self.run_query), self.settings.session_options)
         data_sql, inner = self.plan(call.data)
-        schema = self._schema(data_sql, inner, call)
-        requested = [OutputRequest(name, type_name) for name, type_name in call.columns] if call.columns else None
-        plan = bind(schema, model, requested, call.options.get("NULLS", NULLS_ERROR))
+        plan = script.scoring_plan(call, self._schema(data_sql, inner, call), model)
         self._count += 1
         return BoundPredict(f"{self._prefix}_{self._count}", call.label, data_sql, plan, script.batch_size(call, self.settings.batch_size), inner)
 
@@ -141,11 +141,6 @@ class Run:
             stream.close()
         for cursor in reversed(self._cursors):
             cursor.close()
-
-
-def _relation(b: BoundPredict) -> Relation:
-    outputs = tuple(Output(o.name, o.field) for o in b.plan.outputs)
-    return Relation(b.name, tuple(b.plan.data_schema.names), outputs)
 
 
 def _temp_hint(con: duckdb.DuckDBPyConnection, data_sql: str) -> str:

@@ -1,4 +1,4 @@
-"""Engine-neutral script handling shared by the adapters: variables, DECLARE, MODEL values, options.
+"""Engine-neutral script handling shared by the adapters: variables, DECLARE, MODEL values, binding.
 
 An adapter supplies one callable, `scalar(query, what)`, that runs a scalar subquery on its
 engine and returns its rows; everything else here is the same for DuckDB and Spark.
@@ -10,9 +10,14 @@ from typing import Callable, Mapping
 
 from sqlglot import exp
 
+import pyarrow as pa
+
+from predictsql.engine.binding import NULLS_ERROR, OutputRequest, ScoringPlan, bind
 from predictsql.engine.errors import BindError, ModelSourceError
+from predictsql.engine.sessions import Model
+from predictsql.engine.sources import ModelSource, resolve
 from predictsql.sql.dialect import to_sql
-from predictsql.sql.plan import LITERAL, QUERY, VARIABLE, ModelRef, PredictCall
+from predictsql.sql.plan import LITERAL, QUERY, VARIABLE, ModelRef, Output, PredictCall, Relation
 
 RunQuery = Callable[[exp.Query], list[tuple]]
 
@@ -73,6 +78,26 @@ def model_value(ref: ModelRef, variables: Mapping[str, object], run: RunQuery) -
     if value is None:
         raise ModelSourceError(f"MODEL {ref.label} is NULL")
     return value
+
+
+def model_source(call: PredictCall, variables: Mapping[str, object], run: RunQuery) -> ModelSource:
+    """The model bytes a PREDICT names, labelled as the query wrote it."""
+    return resolve(model_value(call.model, variables, run), call.label)
+
+
+def requested(call: PredictCall) -> list[OutputRequest] | None:
+    """The WITH columns as output requests; None (every output) without WITH."""
+    return [OutputRequest(name, type_name) for name, type_name in call.columns] if call.columns else None
+
+
+def scoring_plan(call: PredictCall, schema: pa.Schema, model: Model) -> ScoringPlan:
+    """Bind a PREDICT's WITH columns and NULLS option against DATA's Arrow schema."""
+    return bind(schema, model, requested(call), call.options.get("NULLS", NULLS_ERROR))
+
+
+def relation(name: str, plan: ScoringPlan) -> Relation:
+    """What the rewrite needs to know of a scored relation."""
+    return Relation(name, tuple(plan.data_schema.names), tuple(Output(o.name, o.field) for o in plan.outputs))
 
 
 def batch_size(call: PredictCall, default: int) -> int:

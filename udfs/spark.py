@@ -30,13 +30,13 @@ from sqlglot import exp
 
 from predictsql.engine import errors as error_classes
 from predictsql.engine import sessions
-from predictsql.engine.binding import NULLS_ERROR, OutputRequest, bind
+from predictsql.engine.binding import OutputRequest, bind
 from predictsql.engine.errors import BindError, PredictSQLError
 from predictsql.engine.sources import ModelSource, resolve
 from predictsql.engine.types import ONNX_TO_ARROW
 from predictsql.sql.bind import find_predicts
 from predictsql.sql.dialect import PredictTable, parse, to_sql
-from predictsql.sql.plan import Output, PredictCall, Relation
+from predictsql.sql.plan import PredictCall, Relation
 from predictsql.sql.rewrite import inline_variables, map_default_schema, to_target
 from predictsql.udfs import script, spark_cache
 
@@ -94,10 +94,10 @@ def register(spark: SparkSession, name: str, model: bytes | str, outputs: Sequen
 
     source = resolve(model, f"'{name}'")
     loaded = sessions.load(source)
-    names = argument_names(loaded)
-    types = [ONNX_TO_ARROW[spec.elem_type] for spec in loaded.signature.inputs for _ in loaded.signature.input_columns.get(spec.name, [spec.name])]
+    arguments = _arguments(loaded)
+    names = [field.name for field in arguments]
     requested = [OutputRequest(o) for o in outputs] if outputs else None
-    plan = bind(pa.schema(list(zip(names, types))), loaded, requested)
+    plan = bind(pa.schema(arguments), loaded, requested)
     fields = from_arrow_schema(pa.schema([pa.field(o.field, o.arrow_type) for o in plan.outputs])).fields
     return_type = fields[0].dataType if len(fields) == 1 else StructType(fields)
     body = partial(spark_cache.score_columns, _broadcast(spark, source), source.sha256, source.label, names, requested)
@@ -112,8 +112,17 @@ def register(spark: SparkSession, name: str, model: bytes | str, outputs: Sequen
 
 def argument_names(model: sessions.Model) -> list[str]:
     """The positional arguments of a registered model function, in order."""
+    return [field.name for field in _arguments(model)]
+
+
+def _arguments(model: sessions.Model) -> list[pa.Field]:
+    """One field per positional argument: each input's columns (a [N,k] input expanded), its type."""
     signature = model.signature
-    return [column for spec in signature.inputs for column in signature.input_columns.get(spec.name, [spec.name])]
+    return [
+        pa.field(column, ONNX_TO_ARROW[spec.elem_type])
+        for spec in signature.inputs
+        for column in signature.input_columns.get(spec.name, [spec.name])
+    ]
 
 
 @contextlib.contextmanager
@@ -150,22 +159,20 @@ class Planner:
         return [tuple(bytes(v) if isinstance(v, bytearray) else v for v in row) for row in rows]
 
     def _bind(self, call: PredictCall) -> Relation:
-        source = resolve(script.model_value(call.model, self.variables, self.run_query), call.label)
+        source = script.model_source(call, self.variables, self.run_query)
         model = sessions.load(source)
         data_sql = self.plan(call.data)
         try:
             data = self.spark.sql(data_sql)
         except Exception as e:  # pyspark's AnalysisException
             raise BindError(f"PREDICT DATA {to_sql(call.data)} ({call.label}) fails: {str(e).splitlines()[0]}") from e
-        requested = [OutputRequest(name, type_name) for name, type_name in call.columns] if call.columns else None
-        nulls = call.options.get("NULLS", NULLS_ERROR)
-        plan = bind(to_arrow_schema(data.schema), model, requested, nulls)
+        plan = script.scoring_plan(call, to_arrow_schema(data.schema), model)
         outputs = from_arrow_schema(pa.schema([pa.field(o.field, o.arrow_type) for o in plan.outputs]))
-        scorer = partial(spark_cache.score_partition, _broadcast(self.spark, source), source.sha256, call.label, requested, nulls)
+        scorer = partial(spark_cache.score_partition, _broadcast(self.spark, source), source.sha256, call.label, script.requested(call), plan.nulls)
         self._count += 1
         name = f"{self._prefix}_{self._count}"
         data.mapInArrow(scorer, StructType(data.schema.fields + outputs.fields)).createOrReplaceTempView(name)
-        return Relation(name, tuple(data.columns), tuple(Output(o.name, o.field) for o in plan.outputs))
+        return script.relation(name, plan)
 
 
 def _broadcast(spark: SparkSession, source: ModelSource) -> Any:
