@@ -92,7 +92,7 @@ def bind(schema: pa.Schema, model: Model, requested: Sequence[OutputRequest] | N
     if nulls not in (NULLS_ERROR, NULLS_PROPAGATE):
         raise BindError(f"NULLS = {nulls} is not an option for {model.display}; use NULLS = ERROR or NULLS = PROPAGATE")
     inputs = tuple(_bind_input(schema, model, spec) for spec in model.signature.inputs)
-    outputs = _bind_outputs(model, requested) if requested else _all_outputs(model)
+    outputs = _bind_outputs(model, requested) if requested else default_outputs(model)
     return ScoringPlan(model, schema, inputs, _unclash(outputs, schema.names), nulls)
 
 
@@ -104,7 +104,7 @@ def _bind_input(schema: pa.Schema, model: Model, spec: TensorSpec) -> InputFeed:
     if names is None:
         if spec.width != 1:
             raise BindError(
-                f"{model.display} has input '{spec.name}' of shape {_shape(spec.shape)} and no column-order metadata, "
+                f"{model.display} has input '{spec.name}' of shape {spec.dims} and no column-order metadata, "
                 "so its columns cannot be bound by name: re-export it with predictsql.export(estimator, sample), "
                 "which records the DATA column names in the model"
             )
@@ -143,7 +143,7 @@ def _input_cast(field: pa.Field, target: pa.DataType, model: Model, input_name: 
     return cast
 
 
-def _all_outputs(model: Model) -> list[OutputColumn]:
+def default_outputs(model: Model) -> list[OutputColumn]:
     """Without WITH: every output, [N,C] tensors and ZipMaps expanded to one column per class."""
     columns: list[OutputColumn] = []
     for index, spec in enumerate(model.signature.outputs):
@@ -256,6 +256,3 @@ def _unclash(outputs: list[OutputColumn], data_names: Sequence[str]) -> tuple[Ou
         result.append(OutputColumn(out.name, field, out.source, out.pick, out.as_list, out.arrow_type))
     return tuple(result)
 
-
-def _shape(shape: tuple[int | None, ...]) -> str:
-    return "[" + ",".join("N" if d is None else str(d) for d in shape) + "]"

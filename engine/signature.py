@@ -36,6 +36,11 @@ class TensorSpec:
             return 1
         return self.shape[1] if len(self.shape) == 2 else None
 
+    @property
+    def dims(self) -> str:
+        """The shape as messages print it: [N,30]."""
+        return "[" + ",".join("N" if d is None else str(d) for d in self.shape) + "]"
+
 
 @dataclass(frozen=True)
 class Signature:

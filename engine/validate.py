@@ -25,10 +25,7 @@ def load_model(data: bytes, label: str, base_dir: Path | None = None, max_bytes:
         raise ModelError(f"model {label} is {len(data):,} bytes, over the {max_bytes:,}-byte cap; raise max_model_bytes in predictsql.connect(...) if it is trusted")
     if data.startswith(_PICKLE_PREFIXES):
         raise ModelError(f"model {label} is a Python pickle; predictsql never unpickles models: export it to ONNX with predictsql.export(estimator, sample)")
-    try:
-        model = onnx.ModelProto.FromString(data)
-    except DecodeError as e:
-        raise ModelError(f"model {label} is not an ONNX model or is truncated ({len(data):,} bytes): {e}") from e
+    model = _parse(data, label)
     if not model.graph.node or not model.graph.output or not model.opset_import:
         raise ModelError(f"model {label} is not an ONNX model or is truncated ({len(data):,} bytes): it has no graph, outputs or opset")
     _check_domains(model, label)
@@ -39,6 +36,22 @@ def load_model(data: bytes, label: str, base_dir: Path | None = None, max_bytes:
     except onnx.checker.ValidationError as e:
         raise ModelError(f"model {label} is not a valid ONNX model: {str(e).splitlines()[0]}") from e
     return model
+
+
+def self_contained(data: bytes, label: str, base_dir: Path) -> bytes:
+    """Model bytes with any external data (from inside base_dir) inlined, so a store's folder need not outlive them."""
+    model = _parse(data, label)
+    if not _has_external_data(model):
+        return data
+    _load_external_data(model, label, base_dir)
+    return model.SerializeToString()
+
+
+def _parse(data: bytes, label: str) -> onnx.ModelProto:
+    try:
+        return onnx.ModelProto.FromString(data)
+    except DecodeError as e:
+        raise ModelError(f"model {label} is not an ONNX model or is truncated ({len(data):,} bytes): {e}") from e
 
 
 def _check_domains(model: onnx.ModelProto, label: str) -> None:

@@ -3,23 +3,26 @@
     con = predictsql.connect("shop.duckdb")
     con.sql("SELECT d.*, p.Score FROM PREDICT(MODEL = @m, DATA = customers AS d) WITH (Score FLOAT) AS p",
             params={"m": onnx_bytes}).df()
+    predictsql.log_model(estimator, "churn", sample=X, alias="prod")   # then MODEL = 'models:/churn@prod'
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any, Mapping, Sequence
 
 import pyarrow as pa
 
 from predictsql.engine import sessions
 from predictsql.engine.binding import OutputRequest, bind
-from predictsql.engine.errors import PredictSQLError
+from predictsql.engine.errors import ExportError, PredictSQLError
 from predictsql.engine.export import export
 from predictsql.engine.scoring import DEFAULT_BATCH_SIZE, Scorer, score_stream
-from predictsql.engine.sources import resolve
+from predictsql.engine.mlflow_registry import MlflowRegistry
+from predictsql.engine.sources import ModelSource, Resolver
 from predictsql.udfs.duckdb import Connection, Result, connect
 
-__all__ = ["Connection", "PredictSQLError", "Result", "connect", "export", "predict"]
+__all__ = ["Connection", "PredictSQLError", "Result", "connect", "export", "log_model", "predict"]
 __version__ = "0.1.0"
 
 
@@ -28,19 +31,50 @@ def predict(
     data: Any,
     outputs: Sequence[str] | Mapping[str, str] | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    registry_uri: str | None = None,
 ) -> pa.Table:
     """Score a pyarrow Table / RecordBatch / pandas DataFrame; returns the data plus output columns.
 
     `outputs` picks outputs like a WITH clause: names, or {name: SQL type}; default all.
     """
     table = _as_table(data)
-    loaded = sessions.load(resolve(model, "argument" if isinstance(model, (bytes, bytearray)) else f"'{model}'"))
+    loaded = sessions.load(Resolver(MlflowRegistry(registry_uri).lookups)(model, _label(model)))
     requested = None
     if outputs is not None:
         types = outputs if isinstance(outputs, Mapping) else dict.fromkeys(outputs)
         requested = [OutputRequest(name, type_name) for name, type_name in types.items()]
     scorer = Scorer(bind(table.schema, loaded, requested))
     return pa.Table.from_batches(list(score_stream(table.to_batches(max_chunksize=batch_size), scorer)), scorer.schema)
+
+
+def log_model(
+    model: Any,
+    name: str,
+    sample: Any = None,
+    alias: str | None = None,
+    outputs: Mapping[str, str] | None = None,
+    registry_uri: str | None = None,
+) -> str:
+    """Register a model in MLflow with the onnx flavour and its signature; returns 'models:/name/<version>'.
+
+    `model` is a fitted scikit-learn estimator (exported with `sample`, see `export`), ONNX bytes,
+    an onnx.ModelProto or a path. `alias` is set to the new version when given.
+    """
+    registry = MlflowRegistry(registry_uri)
+    if hasattr(model, "SerializeToString"):
+        data = model.SerializeToString()
+    elif isinstance(model, (bytes, bytearray, str, os.PathLike)):
+        data = Resolver(registry.lookups)(model, _label(model)).data
+    elif sample is None:
+        raise ExportError(f"log_model('{name}') got a {type(model).__name__}, which needs sample=<a DataFrame of its inputs> to export it to ONNX")
+    else:
+        data = export(model, sample, outputs)
+    loaded = sessions.load(ModelSource(data, f"'{name}'"))  # only a valid ONNX model is logged
+    return registry.log_model(data, loaded.signature, name, alias)
+
+
+def _label(model: Any) -> str:
+    return "argument" if isinstance(model, (bytes, bytearray)) else f"'{model}'"
 
 
 def _as_table(data: Any) -> pa.Table:

@@ -15,7 +15,8 @@ import pyarrow as pa
 from predictsql.engine.binding import NULLS_ERROR, OutputRequest, ScoringPlan, bind
 from predictsql.engine.errors import BindError, ModelSourceError
 from predictsql.engine.sessions import Model
-from predictsql.engine.sources import ModelSource, resolve
+from predictsql.engine.mlflow_registry import MlflowRegistry
+from predictsql.engine.sources import ModelSource, Resolve, Resolver
 from predictsql.sql.dialect import to_sql
 from predictsql.sql.plan import LITERAL, QUERY, VARIABLE, ModelRef, Output, PredictCall, Relation
 
@@ -80,9 +81,9 @@ def model_value(ref: ModelRef, variables: Mapping[str, object], run: RunQuery) -
     return value
 
 
-def model_source(call: PredictCall, variables: Mapping[str, object], run: RunQuery) -> ModelSource:
-    """The model bytes a PREDICT names, labelled as the query wrote it."""
-    return resolve(model_value(call.model, variables, run), call.label)
+def model_source(call: PredictCall, variables: Mapping[str, object], run: RunQuery, resolve: Resolve | None = None) -> ModelSource:
+    """The model bytes a PREDICT names, labelled as the query wrote it; URIs go to the statement's resolver."""
+    return (resolve or Resolver(MlflowRegistry().lookups))(model_value(call.model, variables, run), call.label)
 
 
 def requested(call: PredictCall) -> list[OutputRequest] | None:
