@@ -39,7 +39,7 @@ def _read_call(node: PredictTable, index: int) -> PredictCall:
     columns = node.args.get("columns")
     return PredictCall(
         index=index,
-        model=_model_ref(node.args["model"]),
+        model=model_ref(node.args["model"]),
         data=_data_query(data, table),
         data_alias=data.alias or None,
         alias=table.alias or None if isinstance(table, exp.Table) else None,
@@ -48,7 +48,8 @@ def _read_call(node: PredictTable, index: int) -> PredictCall:
     )
 
 
-def _model_ref(model: exp.Expression) -> ModelRef:
+def model_ref(model: exp.Expression) -> ModelRef:
+    """The MODEL of a PREDICT or DESCRIBE MODEL: a variable, a scalar subquery, or a 0x… / string literal."""
     label = to_sql(model)
     if isinstance(model, exp.Parameter):
         return ModelRef(VARIABLE, model.name.lower(), label)
@@ -58,7 +59,7 @@ def _model_ref(model: exp.Expression) -> ModelRef:
         return ModelRef(LITERAL, bytes.fromhex(model.this), label if len(label) < 40 else f"{label[:20]}…")
     if isinstance(model, exp.Literal) and model.is_string:
         return ModelRef(LITERAL, model.this, label)
-    raise BindError(f"PREDICT MODEL = {label} is not a model: use @variable, a scalar subquery (SELECT blob FROM ...), a 0x… literal or a file path / models:/ string")
+    raise BindError(f"PREDICT MODEL = {label} is not a model: use @variable, a scalar subquery (SELECT blob FROM ...), a 0x… literal, or a string: a file path, 'models:/name@alias' (MLflow) or 'catalog:/name' (the database's model catalog)")
 
 
 def _data_query(data: exp.Expression, table: exp.Expression) -> exp.Query:

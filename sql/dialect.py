@@ -2,6 +2,7 @@
 
     PREDICT ( MODEL = <model>, DATA = <relation> [AS alias] [, RUNTIME = ONNX] [, <option> = <literal>]... )
       [WITH ( <column> <type> [, ...] )] [AS alias]
+    DESCRIBE MODEL <model>
 
 Parsed like T-SQL's OPENJSON(...) WITH (...): the function parser consumes `) WITH (` and the
 caller's closing-paren match ends the column list. User SQL is always read with this dialect and
@@ -11,6 +12,8 @@ generated for the target engine (in the duckdb dialect `@model` would read as ab
 from __future__ import annotations
 
 import sqlglot
+from typing import Sequence
+
 from sqlglot import exp
 from sqlglot.dialects.tsql import TSQL
 from sqlglot.errors import ParseError
@@ -23,6 +26,19 @@ class PredictTable(exp.Expression):
     """PREDICT(...) as a table source; sqlglot's own `Predict` node is BigQuery's ML.PREDICT."""
 
     arg_types = {"model": True, "data": True, "options": False, "columns": False}
+
+
+class DescribeModel(exp.Expression):
+    """DESCRIBE MODEL <model>: the inputs and outputs of a model, and a WITH clause to paste."""
+
+    arg_types = {"this": True}
+
+
+def _parse_describe(self: "PredictTSQL.Parser") -> exp.Expression:
+    if self._curr and self._curr.text.upper() == "MODEL":
+        self._advance()
+        return self.expression(DescribeModel(this=self._parse_bitwise()))
+    return self._parse_describe()
 
 
 def _parse_predict(self: "PredictTSQL.Parser") -> PredictTable:
@@ -59,6 +75,7 @@ class PredictTSQL(TSQL):
 
     class Parser(TSQL.Parser):
         FUNCTION_PARSERS = {**TSQL.Parser.FUNCTION_PARSERS, "PREDICT": _parse_predict}
+        STATEMENT_PARSERS = {**TSQL.Parser.STATEMENT_PARSERS, TokenType.DESCRIBE: _parse_describe}
 
         def _parse_predict_column(self) -> exp.ColumnDef:
             """`<name> <type>` or `<name> <type>[]` (a list column) inside WITH (...)."""
@@ -72,7 +89,11 @@ class PredictTSQL(TSQL):
             return self.expression(exp.ColumnDef(this=name, kind=kind))
 
     class Generator(TSQL.Generator):
-        TRANSFORMS = {**TSQL.Generator.TRANSFORMS, PredictTable: lambda self, e: _predict_sql(self, e)}
+        TRANSFORMS = {
+            **TSQL.Generator.TRANSFORMS,
+            PredictTable: lambda self, e: _predict_sql(self, e),
+            DescribeModel: lambda self, e: f"DESCRIBE MODEL {self.sql(e, 'this')}",
+        }
 
 
 def _predict_sql(self: sqlglot.Generator, expression: PredictTable) -> str:
@@ -90,6 +111,18 @@ def _column_sql(generator: sqlglot.Generator, column: exp.ColumnDef) -> str:
     if kind.this == exp.DataType.Type.ARRAY:
         return f"{generator.sql(column, 'this')} {generator.sql(kind.expressions[0])}[]"
     return f"{generator.sql(column, 'this')} {generator.sql(kind)}"
+
+
+def with_clause(columns: Sequence[tuple[str, str]]) -> str:
+    """`WITH (name TYPE, ...)` to paste after PREDICT(...), names quoted where T-SQL needs it."""
+    generator = PredictTSQL().generator()
+    return f"WITH ({', '.join(_column_sql(generator, exp.ColumnDef(this=exp.to_identifier(n), kind=_type(t))) for n, t in columns)})"
+
+
+def _type(type_name: str) -> exp.DataType:
+    if type_name.endswith("[]"):
+        return exp.DataType(this=exp.DataType.Type.ARRAY, expressions=[_type(type_name[:-2])], nested=True)
+    return exp.DataType.build(type_name, dialect=PredictTSQL)
 
 
 def parse(text: str) -> list[exp.Expression]:

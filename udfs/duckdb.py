@@ -4,6 +4,8 @@ A script is split into statements; DECLARE'd variables live on the connection li
 session. Statements without PREDICT run as DuckDB SQL. CREATE VIEW over PREDICT is stored in the
 database file (table predictsql.views) and expanded when a later query reads the view.
 A failing statement returns no rows, its writes roll back, and the connection stays usable.
+MODEL may name an MLflow model (models:/, runs:/) or one in the file's own catalog (catalog:/,
+managed through `con.models`); DESCRIBE MODEL shows what a model takes and gives.
 """
 
 from __future__ import annotations
@@ -19,16 +21,21 @@ from sqlglot import exp
 
 from predictsql.engine import sessions
 from predictsql.engine.errors import BindError
+from predictsql.engine.mlflow_registry import MlflowRegistry
 from predictsql.engine.scoring import DEFAULT_BATCH_SIZE
+from predictsql.engine.sources import ModelSource, Resolver
 from predictsql.engine.validate import DEFAULT_MAX_MODEL_BYTES
-from predictsql.sql.dialect import PredictTable, parse, to_sql
+from predictsql.sql.bind import model_ref
+from predictsql.sql.dialect import DescribeModel, PredictTable, parse, to_sql
 from predictsql.sql.rewrite import expand_views, map_default_schema
 from predictsql.udfs import script
+from predictsql.udfs.describe import describe
+from predictsql.udfs.duckdb_catalog import ModelCatalog
 from predictsql.udfs.duckdb_plan import BoundPredict, Planner, Run, Settings
 
 VIEWS_TABLE = "predictsql.views"
 DEFAULT_WORKERS = os.cpu_count() or 1
-_NEEDS_PARSER = re.compile(r"predict|declare|@", re.IGNORECASE)
+_NEEDS_PARSER = re.compile(r"predict|declare|@|describe\s+model", re.IGNORECASE)
 
 
 class Result:
@@ -81,7 +88,10 @@ class Explanation:
 
 
 class Connection:
-    """A DuckDB connection that understands PREDICT; `con.duckdb` is the plain DuckDB connection."""
+    """A DuckDB connection that understands PREDICT; `con.duckdb` is the plain DuckDB connection.
+
+    `registry_uri` names the MLflow registry for models:/ URIs (default: MLFLOW_TRACKING_URI).
+    """
 
     def __init__(
         self,
@@ -92,11 +102,15 @@ class Connection:
         workers: int = DEFAULT_WORKERS,
         intra_op_threads: int = 1,
         max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES,
+        registry_uri: str | None = None,
         **config: Any,
     ) -> None:
         self.duckdb = duckdb.connect(str(database), read_only=read_only, config=config)
         self.variables: dict[str, object] = {}
-        self.settings = Settings(batch_size, workers, sessions.SessionOptions(intra_op_threads, max_model_bytes))
+        options = sessions.SessionOptions(intra_op_threads, max_model_bytes)
+        self.models = ModelCatalog(self.duckdb, self.resolve, options)
+        self.registry = MlflowRegistry(registry_uri)
+        self.settings = Settings(batch_size, workers, options, {**self.registry.lookups, "catalog": self.models.lookup})
 
     def sql(self, text: str, params: Mapping[str, object] | None = None) -> Result | None:
         """Run a script; return the rows of the last statement that yields rows, else None."""
@@ -125,6 +139,10 @@ class Connection:
             statements.append((sql, tuple(bound)))
         return Explanation(tuple(statements))
 
+    def resolve(self, model: object, label: str) -> ModelSource:
+        """The model a MODEL value names (bytes, a path or a URI), for one use."""
+        return Resolver(self.settings.lookups)(model, label)
+
     def close(self) -> None:
         self.duckdb.close()
 
@@ -139,6 +157,8 @@ class Connection:
             self._declare(statement, variables)
             self.variables.update({k: variables[k] for k in script.declared(statement)})
             return None
+        if isinstance(statement, DescribeModel):
+            return self._describe(statement, variables)
         if _is_view(statement, exp.Create) and statement.find(PredictTable):
             return self._create_view(statement, variables, views)
         dropped = [t.name.lower() for t in statement.args.get("tables") or []] if _is_view(statement, exp.Drop) else []
@@ -157,6 +177,12 @@ class Connection:
         """Bind every PREDICT of a statement (no DATA row is read) and rewrite it for DuckDB."""
         with Planner(self.duckdb, variables, self.settings) as planner:
             return planner.plan(self._prepare(statement, views))
+
+    def _describe(self, statement: DescribeModel, variables: Mapping[str, object]) -> Result:
+        ref = model_ref(statement.this)
+        with Planner(self.duckdb, variables, self.settings) as planner:
+            source = planner.resolve(script.model_value(ref, variables, planner.run_query), ref.label)
+        return Result(describe(sessions.load(source, self.settings.session_options), source))
 
     def _declare(self, statement: exp.Declare, variables: dict[str, object]) -> None:
         with Planner(self.duckdb, variables, self.settings) as planner:

@@ -23,6 +23,7 @@ from predictsql.engine import sessions
 from predictsql.engine.binding import ScoringPlan
 from predictsql.engine.errors import BindError, PredictSQLError
 from predictsql.engine.scoring import ScoredStream, Scorer
+from predictsql.engine.sources import Lookup, Resolver
 from predictsql.sql.bind import find_predicts
 from predictsql.sql.dialect import to_sql
 from predictsql.sql.plan import PredictCall
@@ -58,6 +59,7 @@ class Settings:
     batch_size: int
     workers: int
     session_options: sessions.SessionOptions
+    lookups: Mapping[str, Lookup]  # URI scheme → registry (MLflow, the catalog)
 
 
 class Planner:
@@ -67,6 +69,7 @@ class Planner:
         self.con = con
         self.variables = variables
         self.settings = settings
+        self.resolve = Resolver(settings.lookups)  # one per statement: a URI names one version throughout
         self._probe: duckdb.DuckDBPyConnection | None = None
         self._prefix = f"__predictsql_{uuid.uuid4().hex[:8]}"
         self._count = 0
@@ -86,7 +89,7 @@ class Planner:
             self._probe.close()
 
     def _bind_call(self, call: PredictCall) -> BoundPredict:
-        model = sessions.load(script.model_source(call, self.variables, self.run_query), self.settings.session_options)
+        model = sessions.load(script.model_source(call, self.variables, self.run_query, self.resolve), self.settings.session_options)
         data_sql, inner = self.plan(call.data)
         plan = script.scoring_plan(call, self._schema(data_sql, inner, call), model)
         self._count += 1

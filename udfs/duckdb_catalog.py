@@ -1,0 +1,171 @@
+"""The model catalog inside a DuckDB file: versioned ONNX models with their signatures and aliases.
+
+    con.models.register("churn", model, alias="prod")   # → version 1, 2, …
+    SELECT ... FROM PREDICT(MODEL = 'catalog:/churn@prod', DATA = customers) AS p
+
+Tables predictsql.models (one row per version; a removed version keeps its row, without bytes,
+so its number is never reused) and predictsql.model_aliases (name, alias → version). A
+reference is a catalog:/ URI (catalog:/churn, catalog:/churn/2, catalog:/churn@prod): the
+scheme keeps it apart from file paths, and it has the shape of MLflow's models:/ URIs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import Iterator
+
+import duckdb
+import pyarrow as pa
+
+from predictsql.engine import sessions
+from predictsql.engine.errors import ModelSourceError
+from predictsql.engine.sources import ModelSource, RegistryRef, Resolve, parse_ref
+from predictsql.udfs.describe import describe, signature_rows
+
+MODELS = "predictsql.models"
+ALIASES = "predictsql.model_aliases"
+_TENSORS = "STRUCT(name VARCHAR, onnx_type VARCHAR, shape VARCHAR, sql_type VARCHAR)[]"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+_DDL = (
+    "CREATE SCHEMA IF NOT EXISTS predictsql",
+    f"""CREATE TABLE IF NOT EXISTS {MODELS} (
+        name VARCHAR NOT NULL, version INTEGER NOT NULL, sha256 VARCHAR NOT NULL, size BIGINT NOT NULL,
+        created TIMESTAMP NOT NULL, inputs {_TENSORS} NOT NULL, outputs {_TENSORS} NOT NULL,
+        model BLOB, removed TIMESTAMP, PRIMARY KEY (name, version))""",
+    f"CREATE TABLE IF NOT EXISTS {ALIASES} (name VARCHAR NOT NULL, alias VARCHAR NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (name, alias))",
+)
+
+_TENSOR = pa.list_(pa.struct([(k, pa.string()) for k in ("name", "onnx_type", "shape", "sql_type")]))
+LIST_SCHEMA = pa.schema(
+    [("name", pa.string()), ("version", pa.int32()), ("aliases", pa.list_(pa.string())), ("sha256", pa.string()), ("size", pa.int64()),
+     ("created", pa.timestamp("us")), ("inputs", _TENSOR), ("outputs", _TENSOR)]
+)
+
+
+class ModelCatalog:
+    """`con.models`: register, list, describe and remove models stored in the database file."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, resolve: Resolve, options: sessions.SessionOptions) -> None:
+        self._con = con
+        self._resolve = resolve
+        self._options = options
+
+    def register(self, name: str, model: object, alias: str | None = None) -> int:
+        """Store a model (bytes, a path, a models:/ or catalog:/ URI) as the next version of `name`; returns the version."""
+        _check_name(name, "model name")
+        if alias is not None:
+            _check_name(alias, "alias")
+        source = self._resolve(model, f"for catalog model '{name}'" if isinstance(model, (bytes, bytearray)) else f"'{model}'")
+        loaded = sessions.load(source, self._options)  # only a valid ONNX model gets in
+        inputs, outputs = signature_rows(loaded)
+        self._create()
+        with self._transaction():
+            version = self._one(f"SELECT coalesce(max(version), 0) + 1 FROM {MODELS} WHERE name = ?", [name])
+            self._con.execute(
+                f"INSERT INTO {MODELS} VALUES (?, ?, ?, ?, now()::TIMESTAMP, ?, ?, ?, NULL)",
+                [name, version, source.sha256, len(source.data), inputs, outputs, source.data],
+            ).fetchall()
+            if alias is not None:
+                self._con.execute(f"INSERT OR REPLACE INTO {ALIASES} VALUES (?, ?, ?)", [name, alias, version]).fetchall()
+        return version
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        """Point `catalog:/name@alias` at a version (moving it if it pointed elsewhere)."""
+        _check_name(alias, "alias")
+        self._live(name, version)
+        self._con.execute(f"INSERT OR REPLACE INTO {ALIASES} VALUES (?, ?, ?)", [name, alias, version]).fetchall()
+
+    def list(self) -> pa.Table:
+        """Every live version: name, version, aliases, sha256, size, created, inputs and outputs."""
+        if not self._exists():
+            return LIST_SCHEMA.empty_table()
+        return self._con.sql(
+            f"""SELECT m.name, m.version, coalesce(list(a.alias ORDER BY a.alias) FILTER (WHERE a.alias IS NOT NULL), []) AS aliases,
+                       m.sha256, m.size, m.created, m.inputs, m.outputs
+                FROM {MODELS} m LEFT JOIN {ALIASES} a ON a.name = m.name AND a.version = m.version
+                WHERE m.removed IS NULL
+                GROUP BY ALL ORDER BY m.name, m.version"""
+        ).to_arrow_table()
+
+    def describe(self, name: str) -> pa.Table:
+        """DESCRIBE MODEL for a catalog model: 'churn' (latest), 'churn/2' or 'churn@prod'."""
+        source = self.lookup(name if name.startswith("catalog:/") else f"catalog:/{name}")
+        return describe(sessions.load(source, self._options), source)
+
+    def remove(self, name: str, version: int | None = None) -> list[int]:
+        """Remove one version, or every version of `name`; their aliases go too. Returns the versions removed."""
+        live = [v for (v,) in self._rows(f"SELECT version FROM {MODELS} WHERE name = ? AND removed IS NULL ORDER BY version", [name])] if self._exists() else []
+        targets = live if version is None else [self._live(name, version)]
+        if not targets:
+            raise ModelSourceError(f"the model catalog has no model '{name}'{self._known(name)}")
+        with self._transaction():
+            self._con.execute(f"UPDATE {MODELS} SET model = NULL, removed = now()::TIMESTAMP WHERE name = ? AND list_contains(?, version)", [name, targets]).fetchall()
+            self._con.execute(f"DELETE FROM {ALIASES} WHERE name = ? AND list_contains(?, version)", [name, targets]).fetchall()
+        return targets
+
+    def lookup(self, uri: str) -> ModelSource:
+        """A catalog:/ URI → the model bytes of the version it names now."""
+        ref = parse_ref(uri)
+        version = self.version(ref)
+        return ModelSource(self._one(f"SELECT model FROM {MODELS} WHERE name = ? AND version = ?", [ref.name, version]), ref.pinned(version))
+
+    def version(self, ref: RegistryRef) -> int:
+        """The live version a reference names: the given one, the alias's target, or the latest."""
+        if ref.alias is not None:
+            rows = self._rows(f"SELECT version FROM {ALIASES} WHERE name = ? AND alias = ?", [ref.name, ref.alias]) if self._exists() else []
+            if not rows:
+                aliases = [a for (a,) in self._rows(f"SELECT alias FROM {ALIASES} WHERE name = ? ORDER BY alias", [ref.name])] if self._exists() else []
+                raise ModelSourceError(f"catalog model '{ref.name}' has no alias '{ref.alias}'{self._known(ref.name)}" + (f"; its aliases: {', '.join(aliases)}" if aliases else ""))
+            return rows[0][0]
+        if ref.version is not None:
+            return self._live(ref.name, ref.version)
+        rows = self._rows(f"SELECT max(version) FROM {MODELS} WHERE name = ? AND removed IS NULL", [ref.name]) if self._exists() else [(None,)]
+        if rows[0][0] is None:
+            raise ModelSourceError(f"the model catalog has no model '{ref.name}'{self._known(ref.name)}")
+        return rows[0][0]
+
+    def _live(self, name: str, version: int) -> int:
+        rows = self._rows(f"SELECT removed FROM {MODELS} WHERE name = ? AND version = ?", [name, version]) if self._exists() else []
+        if not rows:
+            raise ModelSourceError(f"the model catalog has no version {version} of model '{name}'{self._known(name)}")
+        if rows[0][0] is not None:
+            raise ModelSourceError(f"version {version} of catalog model '{name}' was removed at {rows[0][0]:%Y-%m-%d %H:%M:%S}")
+        return version
+
+    def _known(self, name: str) -> str:
+        """What the catalog does hold, for messages."""
+        if not self._exists():
+            return ": the catalog is empty; add one with con.models.register(name, model) or `predictsql models register`"
+        rows = self._rows(f"SELECT name, list(version ORDER BY version) FROM {MODELS} WHERE removed IS NULL GROUP BY name ORDER BY name", [])
+        held = "; ".join(f"{n} (versions {', '.join(map(str, vs))})" for n, vs in rows)
+        return f" (the catalog holds: {held or 'nothing'})"
+
+    def _exists(self) -> bool:
+        return bool(self._rows("SELECT 1 FROM duckdb_tables() WHERE schema_name = 'predictsql' AND table_name = 'models' AND database_name = current_database()", []))
+
+    def _create(self) -> None:
+        for ddl in _DDL:
+            self._con.execute(ddl).fetchall()
+
+    def _rows(self, query: str, params: list) -> list[tuple]:
+        return self._con.execute(query, params).fetchall()
+
+    def _one(self, query: str, params: list) -> object:
+        return self._rows(query, params)[0][0]
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN … COMMIT, or ROLLBACK when the block raises."""
+        self._con.begin()
+        try:
+            yield
+        except BaseException:
+            self._con.rollback()
+            raise
+        self._con.commit()
+
+
+def _check_name(name: str, what: str) -> None:
+    if not isinstance(name, str) or not _NAME.match(name) or name.lower() == "latest":
+        raise ModelSourceError(f"{what} {name!r} is not usable in a catalog:/ URI: use letters, digits, '_', '.' or '-', starting with a letter (and not 'latest')")
