@@ -1,16 +1,40 @@
-"""The `predictsql` command: run PREDICT scripts against a DuckDB file, explain them, run the demo."""
+"""The `predictsql` command: run PREDICT scripts on a DuckDB file, explain them, manage models, run the demo.
+
+    predictsql query --db shop.duckdb "SELECT ... FROM PREDICT(...) ..." [--format csv] [--out scores.csv]
+    predictsql explain --db shop.duckdb -f score.sql
+    predictsql models register churn churn.onnx --db shop.duckdb --alias prod     (or --registry URI: MLflow)
+    predictsql models list|describe|remove ...
+    predictsql demo
+
+Errors are one line on stderr (no traceback) and exit 1; bad arguments exit 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import shutil
 import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
+
+import duckdb
+import pyarrow as pa
+from sqlglot import exp
 
 from predictsql.engine.errors import PredictSQLError
+from predictsql.engine.sources import uri_scheme
+
+FORMATS = ("table", "csv", "json", "parquet")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # its INFO lines are not our output
     try:
         return args.run(args)
     except (PredictSQLError, OSError) as e:
@@ -22,44 +46,138 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="predictsql", description=__doc__)
+    parser = argparse.ArgumentParser(prog="predictsql", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
-    for name, run, help_ in (("query", _query, "run a SQL script and print its last result"), ("explain", _explain, "show the SQL and PREDICT plans a script runs")):
-        command = commands.add_parser(name, help=help_)
-        command.add_argument("--db", required=True, help="DuckDB database file")
-        source = command.add_mutually_exclusive_group(required=True)
-        source.add_argument("sql", nargs="?", help="SQL text")
-        source.add_argument("-f", "--file", type=Path, help="read the SQL script from this file")
-        command.set_defaults(run=run)
+
+    query = commands.add_parser("query", help="run a SQL script and print the rows of its last query")
+    _script_arguments(query)
+    _output_arguments(query)
+    query.add_argument("--progress-after", type=float, default=1.0, metavar="SECONDS", help="show progress on stderr once a query runs this long (default: 1)")
+    query.set_defaults(run=_query)
+
+    explain = commands.add_parser("explain", help="show the DuckDB SQL and the PREDICT plans a script runs, reading no rows")
+    _script_arguments(explain)
+    explain.set_defaults(run=_explain)
+
+    models = commands.add_parser("models", help="manage models in a database's catalog (--db) or an MLflow registry (--registry)")
+    actions = models.add_subparsers(required=True, metavar="ACTION")
+    register = actions.add_parser("register", help="store a model file (or URI) as the next version of NAME")
+    register.add_argument("name")
+    register.add_argument("model", help="an ONNX file, or a models:/, runs:/ or catalog:/ URI")
+    register.add_argument("--alias", help="point NAME@ALIAS at the new version")
+    _store_arguments(register)
+    register.set_defaults(run=_register)
+    listing = actions.add_parser("list", help="every version of every model")
+    _store_arguments(listing)
+    _output_arguments(listing)
+    listing.set_defaults(run=_list)
+    describe = actions.add_parser("describe", help="inputs, outputs and a WITH clause to paste")
+    describe.add_argument("ref", help="a catalog name (churn, churn/2, churn@prod), a file, or a models:/, runs:/ or catalog:/ URI")
+    describe.add_argument("--db", help="the DuckDB file whose catalog holds the model")
+    describe.add_argument("--registry", help="MLflow registry URI (default: MLFLOW_TRACKING_URI)")
+    _output_arguments(describe)
+    describe.set_defaults(run=_describe)
+    remove = actions.add_parser("remove", help="remove one version (--version) or every version of NAME")
+    remove.add_argument("name")
+    remove.add_argument("--version", type=int)
+    _store_arguments(remove)
+    remove.set_defaults(run=_remove)
+
     demo = commands.add_parser("demo", help="build a demo database and run a PREDICT on it")
     demo.add_argument("--db", default="demo/clinic.duckdb")
     demo.set_defaults(run=_demo)
     return parser
 
 
+def _script_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--db", help="DuckDB database file (default: an in-memory database)")
+    command.add_argument("--registry", help="MLflow registry URI for models:/ (default: MLFLOW_TRACKING_URI)")
+    source = command.add_mutually_exclusive_group(required=True)
+    source.add_argument("sql", nargs="?", help="SQL text")
+    source.add_argument("-f", "--file", type=Path, help="read the SQL script from this file")
+
+
+def _output_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--format", choices=FORMATS, default="table", help="output format (default: an aligned table)")
+    command.add_argument("--out", type=Path, help="write to this file instead of stdout (required for parquet)")
+
+
+def _store_arguments(command: argparse.ArgumentParser) -> None:
+    store = command.add_mutually_exclusive_group(required=True)
+    store.add_argument("--db", help="the DuckDB file whose model catalog to use")
+    store.add_argument("--registry", help="the MLflow registry URI to use")
+
+
 def _connect(args: argparse.Namespace):
     import predictsql
 
-    if not Path(args.db).is_file():
+    if args.db is not None and not Path(args.db).is_file():
         raise PredictSQLError(f"database file '{args.db}' does not exist")
-    return predictsql.connect(args.db)
-
-
-def _text(args: argparse.Namespace) -> str:
-    return args.file.read_text() if args.file else args.sql
+    return predictsql.connect(args.db or ":memory:", registry_uri=getattr(args, "registry", None))
 
 
 def _query(args: argparse.Namespace) -> int:
-    with _connect(args) as con:
-        result = con.sql(_text(args))
-        if result is not None:
-            print(result.df().to_string(index=False))
+    if args.format == "parquet" and args.out is None:
+        raise PredictSQLError("--format parquet writes a file: add --out FILE")
+    text = args.file.read_text() if args.file else args.sql
+    with _connect(args) as con, _progress(con.duckdb, args.progress_after):
+        result = con.sql(text)
+    if result is not None:
+        _write(result.arrow(), args.format, args.out)
     return 0
 
 
 def _explain(args: argparse.Namespace) -> int:
     with _connect(args) as con:
-        print(con.explain(_text(args)))
+        print(con.explain(args.file.read_text() if args.file else args.sql))
+    return 0
+
+
+def _register(args: argparse.Namespace) -> int:
+    if args.db:
+        with _connect(args) as con:
+            version = con.models.register(args.name, args.model, alias=args.alias)
+        print(f"registered catalog:/{args.name}/{version}" + (f" (alias {args.alias})" if args.alias else ""))
+        return 0
+    import predictsql
+
+    print(f"registered {predictsql.log_model(args.model, args.name, alias=args.alias, registry_uri=args.registry)}" + (f" (alias {args.alias})" if args.alias else ""))
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    if args.db:
+        with _connect(args) as con:
+            table = con.models.list()
+        summary = "name, version, aliases, size, created, left(sha256, 12) AS sha256, list_transform(inputs, lambda t: t.name || t.shape) AS inputs, list_transform(outputs, lambda t: t.name || t.shape) AS outputs"
+        _write(duckdb.connect().from_arrow(table).select(summary).to_arrow_table(), args.format, args.out)
+        return 0
+    from predictsql.engine.mlflow_registry import MlflowRegistry
+
+    _write(MlflowRegistry(args.registry).list(), args.format, args.out)
+    return 0
+
+
+def _describe(args: argparse.Namespace) -> int:
+    ref = args.ref if uri_scheme(args.ref) or Path(args.ref).is_file() else f"catalog:/{args.ref}"
+    if uri_scheme(ref) == "catalog" and args.db is None:
+        raise PredictSQLError(f"'{args.ref}' is a catalog model: add --db with the database file that holds it")
+    with _connect(args) as con:
+        result = con.sql(f"DESCRIBE MODEL {exp.Literal.string(ref).sql()}")
+    _write(result.arrow(), args.format, args.out)
+    return 0
+
+
+def _remove(args: argparse.Namespace) -> int:
+    if args.db:
+        with _connect(args) as con:
+            removed, where = con.models.remove(args.name, args.version), f"the catalog of {args.db}"
+    else:
+        from predictsql.engine.mlflow_registry import MlflowRegistry
+
+        registry = MlflowRegistry(args.registry)
+        removed, where = registry.remove(args.name, args.version), f"MLflow registry {registry.where}"
+    print(f"removed {args.name} version{'s' if len(removed) != 1 else ''} {', '.join(map(str, removed))} from {where}")
     return 0
 
 
@@ -68,6 +186,58 @@ def _demo(args: argparse.Namespace) -> int:
 
     demo(args.db)
     return 0
+
+
+def _write(table: pa.Table, fmt: str, out: Path | None) -> None:
+    """Print or save rows: an aligned table (DuckDB's box renderer), CSV, a JSON array, or Parquet."""
+    relation = duckdb.connect().from_arrow(table)
+    if fmt == "table":
+        if out is not None:
+            raise PredictSQLError("--format table prints to the terminal; use --format csv, json or parquet with --out")
+        relation.show(max_rows=max(table.num_rows, 1), max_width=100_000, max_col_width=100_000)
+        return
+    if out is None:  # DuckDB writes files; stdout gets a copy of one
+        with tempfile.TemporaryDirectory() as folder:
+            _write(table, fmt, Path(folder) / f"rows.{fmt}")
+            with open(Path(folder) / f"rows.{fmt}", "rb") as rows:
+                shutil.copyfileobj(rows, sys.stdout.buffer)
+        return
+    if fmt == "csv":
+        relation.write_csv(str(out), header=True)
+    elif fmt == "parquet":
+        relation.write_parquet(str(out))
+    else:
+        relation.query("rows", f"COPY rows TO {exp.Literal.string(str(out)).sql('duckdb')} (FORMAT json, ARRAY true)")
+
+
+@contextmanager
+def _progress(con: duckdb.DuckDBPyConnection, after_s: float) -> Iterator[None]:
+    """Once a query runs `after_s` seconds, show its elapsed time (and DuckDB's percentage when known) on stderr."""
+    con.execute("SET enable_progress_bar = true").fetchall()
+    con.execute("SET enable_progress_bar_print = false").fetchall()
+    done = threading.Event()
+    start = time.monotonic()
+    live = sys.stderr.isatty()
+
+    def report() -> None:
+        if done.wait(after_s):
+            return
+        while True:
+            percent = con.query_progress()
+            status = f"predictsql: running {time.monotonic() - start:.0f} s" + (f", {percent:.0f}%" if percent >= 0 else "")
+            print(f"\r{status}\x1b[K" if live else status, end="" if live else "\n", file=sys.stderr, flush=True)
+            if done.wait(0.5 if live else 1.0):
+                break
+        if live:
+            print("\r\x1b[K", end="", file=sys.stderr, flush=True)
+
+    thread = threading.Thread(target=report, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 if __name__ == "__main__":
