@@ -196,3 +196,25 @@ def backend(request: pytest.FixtureRequest, db_path: Path, breast_cancer: Datase
         engine.load("models", pd.DataFrame({"id": [1], "name": ["logreg"], "model": [logreg.onnx]}))
     yield engine
     engine.close()
+
+
+# --- model stores: a real MLflow registry (sqlite) ---
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A real MLflow tracking + registry store (sqlite) whose artefacts live in a temp folder."""
+    from predictsql.engine.mlflow_registry import MlflowRegistry
+
+    folder = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)  # the Default experiment keeps its artefacts under the working folder of its creation
+        MlflowRegistry(uri).client().search_experiments()
+    return uri
+
+
+@pytest.fixture(scope="session")
+def forest(breast_cancer: Dataset) -> Fitted:
+    """A second, different model on the same data: versions of one registered name can be told apart."""
+    return fit("random_forest", breast_cancer)

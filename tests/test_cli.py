@@ -1,38 +1,103 @@
-"""The `predictsql` console script, run as a subprocess on a real DuckDB file."""
+"""The `predictsql` console script, run as a subprocess on a real DuckDB file and a real sqlite MLflow registry."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
+import pytest
 
-from conftest import expected_scores
+from conftest import Fitted, expected_scores
 
 CLI = [str(Path(sys.executable).with_name("predictsql"))]
+SCORES = "SELECT d.id, p.Score FROM PREDICT(MODEL = (SELECT model FROM models WHERE id = 1), DATA = patients AS d) WITH (Score FLOAT) AS p ORDER BY d.id"
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120)
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=180, cwd=cwd)
 
 
-def test_query_prints_scored_rows(db_path: Path, logreg) -> None:
-    done = cli("query", "--db", str(db_path), "SELECT d.id, p.Score FROM PREDICT(MODEL = (SELECT model FROM models WHERE id = 1), DATA = patients AS d) WITH (Score FLOAT) AS p ORDER BY d.id LIMIT 3")
+def test_query_prints_an_aligned_table(db_path: Path, logreg: Fitted) -> None:
+    done = cli("query", "--db", str(db_path), SCORES + " LIMIT 3")
     assert done.returncode == 0, done.stderr
-    header, *rows = done.stdout.strip().splitlines()
-    assert header.split() == ["id", "Score"]
-    scores = np.array([float(r.split()[1]) for r in rows])
-    np.testing.assert_allclose(scores, expected_scores(logreg)[:3], atol=1e-5)
+    cells = [[cell.strip() for cell in line.split("│")[1:-1]] for line in done.stdout.splitlines() if line.startswith("│")]
+    assert cells[:2] == [["id", "Score"], ["int64", "float"]]  # DuckDB's box: names, then types
+    np.testing.assert_allclose([float(score) for _, score in cells[2:]], expected_scores(logreg)[:3], atol=1e-5)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "parquet"])
+def test_query_output_formats(db_path: Path, tmp_path: Path, logreg: Fitted, fmt: str) -> None:
+    out = tmp_path / f"scores.{fmt}"
+    done = cli("query", "--db", str(db_path), SCORES, "--format", fmt, "--out", str(out))
+    assert (done.returncode, done.stdout) == (0, ""), done.stderr
+    if fmt == "csv":
+        rows = [(int(r["id"]), float(r["Score"])) for r in csv.DictReader(io.StringIO(out.read_text()))]
+    elif fmt == "json":
+        rows = [(r["id"], r["Score"]) for r in json.loads(out.read_text())]
+    else:
+        table = pq.read_table(out)
+        rows = list(zip(table.column("id").to_pylist(), table.column("Score").to_pylist()))
+    assert [i for i, _ in rows] == list(range(569))
+    np.testing.assert_allclose([s for _, s in rows], expected_scores(logreg), atol=1.5e-5)
+
+
+def test_csv_and_json_go_to_stdout_without_out(db_path: Path, logreg: Fitted) -> None:
+    as_csv = cli("query", "--db", str(db_path), SCORES + " LIMIT 2", "--format", "csv")
+    assert as_csv.stdout.splitlines()[0] == "id,Score"
+    as_json = json.loads(cli("query", "--db", str(db_path), SCORES + " LIMIT 2", "--format", "json").stdout)
+    np.testing.assert_allclose([r["Score"] for r in as_json], expected_scores(logreg)[:2], atol=1.5e-5)
+
+
+def test_progress_shows_on_stderr_for_a_long_query(tmp_path: Path) -> None:
+    done = cli("query", "SELECT sum(hash(i)) AS h FROM range(300000000) t(i)", "--format", "csv", "--progress-after", "0")
+    assert done.returncode == 0 and done.stdout.startswith("h\n")
+    assert done.stderr.startswith("predictsql: running 0 s"), done.stderr
+    quick = cli("query", "SELECT 1 AS one", "--format", "csv")
+    assert (quick.stdout, quick.stderr) == ("one\n1\n", "")
 
 
 def test_script_file_and_explain(db_path: Path, tmp_path: Path) -> None:
     script = tmp_path / "score.sql"
     script.write_text("DECLARE @m VARBINARY(MAX) = (SELECT model FROM models WHERE id = 1);\nSELECT count(*) AS n FROM PREDICT(MODEL = @m, DATA = dbo.patients) WITH (Score FLOAT) AS p;\n")
-    done = cli("query", "--db", str(db_path), "-f", str(script))
+    done = cli("query", "--db", str(db_path), "-f", str(script), "--format", "csv")
     assert (done.returncode, done.stdout.split()) == (0, ["n", "569"])
     explained = cli("explain", "--db", str(db_path), "-f", str(script))
     assert explained.returncode == 0 and "STREAM model @m" in explained.stdout
+
+
+def test_models_in_the_catalog(db_path: Path, tmp_path: Path, logreg: Fitted) -> None:
+    model = tmp_path / "churn.onnx"
+    model.write_bytes(logreg.onnx)
+    assert cli("models", "register", "churn", str(model), "--db", str(db_path), "--alias", "prod").stdout == "registered catalog:/churn/1 (alias prod)\n"
+    assert cli("models", "register", "churn", str(model), "--db", str(db_path)).stdout == "registered catalog:/churn/2\n"
+    listed = list(csv.DictReader(io.StringIO(cli("models", "list", "--db", str(db_path), "--format", "csv").stdout)))
+    assert [(r["name"], r["version"], r["aliases"]) for r in listed] == [("churn", "1", "[prod]"), ("churn", "2", "[]")]
+    described = list(csv.reader(io.StringIO(cli("models", "describe", "churn/2", "--db", str(db_path), "--format", "csv").stdout)))
+    assert described[1][:2] == ["model", "'catalog:/churn/2'"] and described[-1][-1].startswith("WITH (label BIGINT")
+    scored = cli("query", "--db", str(db_path), SCORES.replace("(SELECT model FROM models WHERE id = 1)", "'catalog:/churn@prod'"), "--format", "csv")
+    np.testing.assert_allclose([float(r["Score"]) for r in csv.DictReader(io.StringIO(scored.stdout))], expected_scores(logreg), atol=1.5e-5)
+    assert cli("models", "remove", "churn", "--db", str(db_path)).stdout == f"removed churn versions 1, 2 from the catalog of {db_path}\n"
+
+
+def test_models_in_mlflow(mlflow_uri: str, tmp_path: Path, logreg: Fitted) -> None:
+    model = tmp_path / "churn.onnx"
+    model.write_bytes(logreg.onnx)
+    name = f"cli_{tmp_path.name[-12:]}".replace("-", "_")
+    done = cli("models", "register", name, str(model), "--registry", mlflow_uri, "--alias", "prod")
+    assert done.stdout == f"registered models:/{name}/1 (alias prod)\n", done.stderr
+    listed = [r for r in csv.DictReader(io.StringIO(cli("models", "list", "--registry", mlflow_uri, "--format", "csv").stdout)) if r["name"] == name]
+    assert [(r["version"], r["aliases"]) for r in listed] == [("1", "[prod]")]
+    described = list(csv.reader(io.StringIO(cli("models", "describe", f"models:/{name}@prod", "--registry", mlflow_uri, "--format", "csv").stdout)))
+    assert described[1][1] == f"'models:/{name}@prod' (version 1)"
+    assert cli("models", "remove", name, "--registry", mlflow_uri).stdout == f"removed {name} version 1 from MLflow registry {mlflow_uri}\n"
+    gone = cli("models", "describe", f"models:/{name}/1", "--registry", mlflow_uri)
+    assert gone.returncode == 1 and gone.stderr.count("\n") == 1 and "not found" in gone.stderr
 
 
 def test_errors_are_one_line_and_non_zero(db_path: Path, tmp_path: Path) -> None:
@@ -40,5 +105,9 @@ def test_errors_are_one_line_and_non_zero(db_path: Path, tmp_path: Path) -> None
     assert missing.returncode != 0 and missing.stderr.strip() == f"predictsql: database file '{tmp_path / 'nope.duckdb'}' does not exist"
     bad = cli("query", "--db", str(db_path), "SELECT * FROM PREDICT(MODEL = (SELECT model FROM models WHERE id = 7), DATA = patients) AS p")
     assert bad.returncode == 1 and "returned no row" in bad.stderr and "Traceback" not in bad.stderr
-    usage = cli("query")
-    assert usage.returncode == 2 and "--db" in usage.stderr
+    unknown = cli("models", "describe", "churn@prod", "--db", str(db_path))
+    assert (unknown.returncode, unknown.stderr.count("\n")) == (1, 1) and "has no alias 'prod'" in unknown.stderr
+    no_out = cli("query", "SELECT 1", "--format", "parquet")
+    assert no_out.returncode == 1 and no_out.stderr == "predictsql: --format parquet writes a file: add --out FILE\n"
+    for usage in (cli("query"), cli("models", "list"), cli("models", "register", "churn")):
+        assert usage.returncode == 2 and "usage:" in usage.stderr

@@ -1,0 +1,237 @@
+"""Models by name: a real MLflow registry (sqlite in a temp folder), the catalog in a DuckDB file, DESCRIBE MODEL."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+import predictsql
+from conftest import Dataset, Fitted, assert_scores, expected_scores
+from predictsql.engine.errors import ModelSourceError
+
+SCORES = "SELECT d.id, p.Score FROM PREDICT(MODEL = '{model}', DATA = patients AS d) WITH (Score FLOAT) AS p ORDER BY d.id"
+
+
+def unique(prefix: str) -> str:
+    """Registered names are per test: the registry lives for the whole session."""
+    return f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+
+def scores(con: predictsql.Connection, model: str) -> np.ndarray:
+    return np.array([score for _, score in con.sql(SCORES.format(model=model)).fetchall()])
+
+
+# --- MLflow ---
+
+
+@pytest.fixture(scope="module")
+def logged(mlflow_uri: str, logreg: Fitted) -> str:
+    """A registered name whose version 1 (alias prod) is the logistic regression."""
+    name = unique("logged")
+    predictsql.log_model(logreg.onnx, name, alias="prod", registry_uri=mlflow_uri)
+    return name
+
+
+def test_log_model_then_predict_by_alias_matches_scikit_learn(db_path: Path, mlflow_uri: str, logreg: Fitted, breast_cancer: Dataset) -> None:
+    name = unique("churn")
+    uri = predictsql.log_model(logreg.estimator, name, sample=logreg.features.head(), outputs={"score": "Score"}, alias="champion", registry_uri=mlflow_uri)
+    assert uri == f"models:/{name}/1"
+    with predictsql.connect(str(db_path), registry_uri=mlflow_uri) as con:
+        rows = con.sql(SCORES.format(model=f"models:/{name}@champion")).fetchall()
+        assert "(version 1)" in str(con.explain(SCORES.format(model=f"models:/{name}@champion")))
+    assert_scores(logreg, breast_cancer, [i for i, _ in rows], [s for _, s in rows])
+
+
+def test_the_onnx_flavour_and_signature_are_what_mlflow_stores(mlflow_uri: str, logreg: Fitted) -> None:
+    import mlflow
+
+    name = unique("flavour")
+    predictsql.log_model(logreg.onnx, name, registry_uri=mlflow_uri)
+    client = mlflow.MlflowClient(tracking_uri=mlflow_uri, registry_uri=mlflow_uri)
+    run_id = client.get_model_version(name, "1").run_id
+    folder = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model", tracking_uri=mlflow_uri)
+    info = mlflow.models.Model.load(folder)
+    assert "onnx" in info.flavors
+    session = ort.InferenceSession(logreg.onnx, providers=["CPUExecutionProvider"])
+    assert [spec.name for spec in info.signature.inputs.inputs] == [i.name for i in session.get_inputs()]
+    assert [spec.name for spec in info.signature.outputs.inputs] == [o.name for o in session.get_outputs()]
+    assert (Path(folder) / info.flavors["onnx"]["data"]).read_bytes() == logreg.onnx
+
+
+def test_version_number_latest_and_runs_uri(db_path: Path, mlflow_uri: str, logreg: Fitted, forest: Fitted) -> None:
+    import mlflow
+
+    name = unique("versions")
+    predictsql.log_model(logreg.onnx, name, registry_uri=mlflow_uri)
+    predictsql.log_model(forest.onnx, name, registry_uri=mlflow_uri)
+    run_id = mlflow.MlflowClient(tracking_uri=mlflow_uri, registry_uri=mlflow_uri).get_model_version(name, "1").run_id
+    with predictsql.connect(str(db_path), registry_uri=mlflow_uri) as con:
+        np.testing.assert_allclose(scores(con, f"models:/{name}/1"), expected_scores(logreg), atol=1.5e-5)
+        np.testing.assert_allclose(scores(con, f"models:/{name}"), expected_scores(forest), atol=1.5e-5)  # latest = 2
+        np.testing.assert_allclose(scores(con, f"runs:/{run_id}/model"), expected_scores(logreg), atol=1.5e-5)
+
+
+def test_an_alias_is_pinned_per_query_and_the_next_query_sees_it_move(db_path: Path, mlflow_uri: str, logreg: Fitted, forest: Fitted) -> None:
+    from predictsql.engine.mlflow_registry import MlflowRegistry
+
+    name = unique("moving")
+    predictsql.log_model(logreg.onnx, name, alias="prod", registry_uri=mlflow_uri)
+    predictsql.log_model(forest.onnx, name, registry_uri=mlflow_uri)
+    both = f"""SELECT a.Score AS a, b.Score AS b
+               FROM PREDICT(MODEL = 'models:/{name}@prod', DATA = patients AS d) WITH (Score FLOAT) AS a
+               JOIN PREDICT(MODEL = 'models:/{name}@prod', DATA = patients AS e) WITH (Score FLOAT) AS b ON a.id = b.id"""
+    with predictsql.connect(str(db_path), registry_uri=mlflow_uri) as con:
+        np.testing.assert_allclose(scores(con, f"models:/{name}@prod"), expected_scores(logreg), atol=1.5e-5)
+        pairs = np.array(con.sql(both).fetchall())
+        np.testing.assert_array_equal(pairs[:, 0], pairs[:, 1])  # one statement, one version
+        MlflowRegistry(mlflow_uri).client().set_registered_model_alias(name, "prod", "2")
+        np.testing.assert_allclose(scores(con, f"models:/{name}@prod"), expected_scores(forest), atol=1.5e-5)
+
+
+def test_a_lazy_spark_query_keeps_the_version_bound_when_it_was_planned(spark, mlflow_uri: str, logreg: Fitted, forest: Fitted, breast_cancer: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    from predictsql.engine.mlflow_registry import MlflowRegistry
+    from predictsql.udfs import spark as ps
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)  # Spark reads the registry the environment names
+    name = unique("lazy")
+    predictsql.log_model(logreg.onnx, name, alias="prod", registry_uri=mlflow_uri)
+    predictsql.log_model(forest.onnx, name, registry_uri=mlflow_uri)
+    spark.createDataFrame(breast_cancer.table).createOrReplaceTempView("lazy_patients")
+    frame = ps.sql(spark, SCORES.format(model=f"models:/{name}@prod").replace("patients", "lazy_patients"))
+    MlflowRegistry(mlflow_uri).client().set_registered_model_alias(name, "prod", "2")  # moves before any row is read
+    rows = frame.collect()
+    np.testing.assert_allclose([r.Score for r in rows], expected_scores(logreg), atol=1.5e-5)
+
+
+def test_an_mlmodel_without_onnx_is_refused_without_loading_it(db_path: Path, mlflow_uri: str, logreg: Fitted) -> None:
+    import mlflow
+    import mlflow.sklearn
+
+    name = unique("pickled")
+    mlflow.set_tracking_uri(mlflow_uri)
+    try:
+        with mlflow.start_run():
+            mlflow.sklearn.log_model(logreg.estimator, name="model", registered_model_name=name, serialization_format="cloudpickle")
+    finally:
+        mlflow.set_tracking_uri(None)
+    with predictsql.connect(str(db_path), registry_uri=mlflow_uri) as con:
+        with pytest.raises(ModelSourceError, match=rf"MLflow model 'models:/{name}/1' has the flavours .*sklearn.* but no onnx flavour.*predictsql.log_model\(estimator, name, sample=X\)"):
+            con.sql(SCORES.format(model=f"models:/{name}/1"))
+        assert con.sql("SELECT count(*) FROM patients").fetchall() == [(569,)]
+
+
+@pytest.mark.parametrize(
+    "suffix, message",
+    [("/9", r"Model Version \(name=\w+, version=9\) not found"), ("@nope", "alias nope not found"), ("/1/extra", "is not a model reference")],
+)
+def test_registry_errors_name_the_model(db_path: Path, mlflow_uri: str, logged: str, suffix: str, message: str) -> None:
+    with predictsql.connect(str(db_path), registry_uri=mlflow_uri) as con:
+        with pytest.raises(ModelSourceError, match=message) as raised:
+            con.sql(SCORES.format(model=f"models:/{logged}{suffix}"))
+    assert f"models:/{logged}" in str(raised.value)
+
+
+def test_mlflow_tracking_uri_from_the_environment(db_path: Path, mlflow_uri: str, logreg: Fitted, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
+    name = unique("env")
+    predictsql.log_model(logreg.onnx, name)
+    table = predictsql.predict(f"models:/{name}/1", logreg.features, outputs=["Score"])
+    np.testing.assert_allclose(table.column("Score").to_numpy(), expected_scores(logreg), atol=1.5e-5)
+
+
+# --- the in-database catalog ---
+
+
+def test_catalog_versions_aliases_and_predict_by_name(db_path: Path, logreg: Fitted, forest: Fitted) -> None:
+    with predictsql.connect(str(db_path)) as con:
+        assert con.models.register("churn", logreg.onnx, alias="prod") == 1
+        assert con.models.register("churn", forest.onnx) == 2
+        np.testing.assert_allclose(scores(con, "catalog:/churn@prod"), expected_scores(logreg), atol=1.5e-5)
+        np.testing.assert_allclose(scores(con, "catalog:/churn/1"), expected_scores(logreg), atol=1.5e-5)
+        np.testing.assert_allclose(scores(con, "catalog:/churn"), expected_scores(forest), atol=1.5e-5)
+        con.models.set_alias("churn", "prod", 2)
+        np.testing.assert_allclose(scores(con, "catalog:/churn@prod"), expected_scores(forest), atol=1.5e-5)
+    with predictsql.connect(str(db_path), read_only=True) as reopened:  # it lives in the file
+        listed = reopened.models.list().to_pylist()
+    assert [(r["name"], r["version"], r["aliases"]) for r in listed] == [("churn", 1, []), ("churn", 2, ["prod"])]
+    assert listed[0]["sha256"] == hashlib.sha256(logreg.onnx).hexdigest() and listed[0]["size"] == len(logreg.onnx)
+    assert [t["name"] for t in listed[0]["inputs"]] == ["X"] and listed[0]["inputs"][0]["shape"] == f"[N,{logreg.features.shape[1]}]"
+    assert [t["name"] for t in listed[1]["outputs"]] == ["label", "probabilities", "Score"]
+
+
+def test_catalog_remove_frees_aliases_and_never_reuses_a_number(db_path: Path, logreg: Fitted) -> None:
+    with predictsql.connect(str(db_path)) as con:
+        con.models.register("churn", logreg.onnx)
+        con.models.register("churn", logreg.onnx, alias="prod")
+        assert con.models.remove("churn", 2) == [2]
+        with pytest.raises(ModelSourceError, match="catalog model 'churn' has no alias 'prod'"):
+            con.sql(SCORES.format(model="catalog:/churn@prod"))
+        with pytest.raises(ModelSourceError, match="version 2 of catalog model 'churn' was removed"):
+            con.sql(SCORES.format(model="catalog:/churn/2"))
+        assert con.models.register("churn", logreg.onnx) == 3
+        assert con.models.remove("churn") == [1, 3]
+        assert con.models.list().num_rows == 0
+        with pytest.raises(ModelSourceError, match=r"the model catalog has no model 'churn' \(the catalog holds: nothing\)"):
+            con.sql(SCORES.format(model="catalog:/churn"))
+
+
+def test_catalog_refuses_what_is_not_onnx_and_names_it_wrongly(db_path: Path, tmp_path: Path) -> None:
+    pickle = tmp_path / "model.pkl"
+    pickle.write_bytes(b"\x80\x04\x95" + bytes(20))
+    with predictsql.connect(str(db_path)) as con:
+        with pytest.raises(predictsql.PredictSQLError, match="is a Python pickle; predictsql never unpickles"):
+            con.models.register("churn", str(pickle))
+        with pytest.raises(ModelSourceError, match="is not usable in a catalog:/ URI"):
+            con.models.register("a/b", b"")
+        assert con.models.list().num_rows == 0
+
+
+def test_catalog_imports_a_model_from_mlflow(db_path: Path, mlflow_uri: str, logged: str, logreg: Fitted) -> None:
+    with predictsql.connect(str(db_path), registry_uri=mlflow_uri) as con:
+        assert con.models.register("local", f"models:/{logged}@prod") == 1
+        assert con.models.list().column("sha256").to_pylist() == [hashlib.sha256(logreg.onnx).hexdigest()]
+
+
+def test_a_file_named_like_a_uri_is_not_a_catalog_model(db_path: Path) -> None:
+    with predictsql.connect(str(db_path)) as con:
+        with pytest.raises(predictsql.PredictSQLError, match="model file 'catalog/churn' not found"):
+            con.sql(SCORES.format(model="catalog/churn"))
+        with pytest.raises(ModelSourceError, match="the catalog is empty"):
+            con.sql(SCORES.format(model="catalog:/churn"))
+
+
+# --- DESCRIBE MODEL ---
+
+
+def test_describe_model_matches_onnxruntime_and_its_with_clause_pastes(con: predictsql.Connection, logreg: Fitted) -> None:
+    rows = con.sql("DESCRIBE MODEL (SELECT model FROM models WHERE id = 1)").arrow().to_pylist()
+    session = ort.InferenceSession(logreg.onnx, providers=["CPUExecutionProvider"])
+    kinds = [r["kind"] for r in rows]
+    assert kinds == ["model", "input"] + ["output"] * len(session.get_outputs()) + ["with"]
+    assert rows[0]["detail"] == f"{len(logreg.onnx):,} bytes, sha256 {hashlib.sha256(logreg.onnx).hexdigest()}"
+    inputs = [r for r in rows if r["kind"] == "input"]
+    assert [(r["name"], r["shape"], r["sql_type"]) for r in inputs] == [(i.name, f"[N,{i.shape[1]}]", "FLOAT") for i in session.get_inputs()]
+    assert inputs[0]["detail"] == "DATA columns: " + ", ".join(logreg.features.columns)
+    outputs = {r["name"]: r for r in rows if r["kind"] == "output"}
+    assert [(r["onnx_type"], r["sql_type"]) for r in outputs.values()] == [("int64", "BIGINT"), ("float", "FLOAT[]"), ("float", "FLOAT")]
+    with_clause = rows[-1]["detail"]
+    assert with_clause == "WITH (label BIGINT, probabilities_0 FLOAT, probabilities_1 FLOAT, Score FLOAT)"
+    pasted = con.sql(f"SELECT p.* FROM PREDICT(MODEL = (SELECT model FROM models WHERE id = 1), DATA = patients) {with_clause} AS p").arrow()
+    implicit = con.sql("SELECT p.* FROM PREDICT(MODEL = (SELECT model FROM models WHERE id = 1), DATA = patients) AS p").arrow()
+    assert pasted.equals(implicit)
+    raw = session.run(None, {"X": logreg.features.to_numpy(np.float32)})
+    np.testing.assert_array_equal(pasted.column("probabilities_1").to_numpy(), raw[1][:, 1])
+
+
+def test_describe_model_takes_every_model_form(con: predictsql.Connection, tmp_path: Path, logreg: Fitted) -> None:
+    (tmp_path / "m.onnx").write_bytes(logreg.onnx)
+    con.models.register("churn", logreg.onnx, alias="prod")
+    con.sql("DECLARE @m VARBINARY(MAX) = (SELECT model FROM models WHERE id = 1)")
+    names = [con.sql(f"DESCRIBE MODEL {form}").fetchone()[1] for form in (f"'{tmp_path / 'm.onnx'}'", "'catalog:/churn@prod'", "@m")]
+    assert names == ["'m.onnx'", "'catalog:/churn@prod' (version 1)", "@m"]
+    assert con.models.describe("churn@prod").column("detail").to_pylist()[-1].startswith("WITH (label BIGINT")

@@ -1,0 +1,73 @@
+"""The README's Models and Command line examples, run as written in a fresh folder (a churn scene)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+import predictsql
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+BIN = Path(sys.executable).parent
+
+
+def section_block(title: str, language: str) -> str:
+    """The first ```language block under the README heading `## title`."""
+    text = README.read_text()
+    section = text[text.index(f"## {title}\n") :]
+    match = re.search(rf"```{language}\n(.*?)```", section, re.DOTALL)
+    assert match, f"no {language} block under {title}"
+    return match.group(1)
+
+
+@pytest.fixture
+def scene(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """shop.duckdb with `customers`, a churn pipeline trained on them, churn.onnx and score.sql, in the working folder."""
+    rng = np.random.RandomState(0)
+    customers = pd.DataFrame({"id": np.arange(500), "age": rng.randint(18, 80, 500), "income": rng.normal(50_000, 15_000, 500), "visits": rng.poisson(4, 500)})
+    churned = ((customers.visits < 3) ^ (rng.rand(500) < 0.1)).astype(int)
+    X_train = customers[["age", "income", "visits"]].astype("float32")
+    pipeline = make_pipeline(StandardScaler(), LogisticRegression()).fit(X_train, churned)
+    (tmp_path / "churn.onnx").write_bytes(predictsql.export(pipeline, X_train, outputs={"score": "Score"}))
+    (tmp_path / "score.sql").write_text("SELECT d.id, p.Score FROM PREDICT(MODEL = 'catalog:/churn@prod', DATA = customers AS d) WITH (Score FLOAT) AS p;\n")
+    with predictsql.connect(str(tmp_path / "shop.duckdb")) as con:
+        con.duckdb.register("frame", customers)
+        con.duckdb.sql("CREATE TABLE customers AS SELECT * FROM frame")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("PATH", f"{BIN}:{os.environ['PATH']}")
+    return {"pipeline": pipeline, "X_train": X_train, "folder": tmp_path, "customers": customers}
+
+
+def test_models_python_example(scene: dict) -> None:
+    namespace = {"pipeline": scene["pipeline"], "X_train": scene["X_train"]}
+    exec(compile(section_block("Models", "python"), "README.md", "exec"), namespace)
+    assert namespace["uri"] == "models:/churn/1"
+    expected = scene["pipeline"].predict_proba(scene["X_train"])[:, 1]
+    scored = namespace["con"].sql("SELECT p.Score FROM PREDICT(MODEL = 'models:/churn@champion', DATA = customers AS d) WITH (Score FLOAT) AS p ORDER BY d.id")
+    np.testing.assert_allclose(scored.arrow().column(0).to_numpy(), expected, atol=1.5e-5)
+    namespace["con"].close()
+
+
+def test_command_line_examples(scene: dict) -> None:
+    steps = re.split(r"^\$ ", section_block("Command line", "console"), flags=re.MULTILINE)[1:]
+    assert len(steps) >= 8
+    for step in steps:
+        command, _, expected = step.partition("\n")
+        done = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"{command}\n{done.stderr}"
+        if expected.strip():
+            pattern = ".*".join(re.escape(part) for part in expected.strip().split("..."))
+            assert re.fullmatch(pattern, done.stdout.strip(), re.DOTALL), f"{command}\nexpected:\n{expected}\ngot:\n{done.stdout}"
+    assert (scene["folder"] / "scores.parquet").is_file()
