@@ -4,11 +4,13 @@ and scoring on separate executor processes (local-cluster)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import predictsql
@@ -33,6 +35,40 @@ def test_spark_rows_equal_duckdb_rows(spark, con, logreg, breast_cancer) -> None
     assert on_spark.Score.tolist() == on_duckdb.Score.tolist()  # bit-identical, not just close
     assert on_spark.label.tolist() == on_duckdb.label.tolist()
     assert [list(p) for p in on_spark.probabilities] == [list(p) for p in on_duckdb.probabilities]
+
+
+def test_nulls_propagate_keeps_rows_aligned_across_batches(spark, con, logreg, breast_cancer) -> None:
+    """NULL inputs give NULL outputs on exactly their rows (50-row Arrow batches); the other rows equal DuckDB's."""
+    spark.createDataFrame(breast_cancer.table).createOrReplaceTempView("patients")
+    query = (
+        "SELECT d.id, p.Score, p.label FROM PREDICT(MODEL = @m, DATA = (SELECT id, CASE WHEN id % 10 = 0 THEN NULL ELSE mean_texture END AS mean_texture, "
+        "* EXCEPT (id, mean_texture) FROM patients) AS d, NULLS = PROPAGATE) WITH (Score FLOAT, label BIGINT) AS p ORDER BY d.id"
+    )
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "50")
+    try:
+        on_spark = ps.sql(spark, query, params={"m": logreg.onnx}).toPandas()
+    finally:
+        spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
+    on_duckdb = con.sql(query, params={"m": logreg.onnx}).df()
+    assert on_spark.Score[on_spark.id % 10 == 0].isna().all() and on_spark.label[on_spark.id % 10 == 0].isna().all()
+    pd.testing.assert_frame_equal(on_spark, on_duckdb, check_dtype=False)
+
+
+def test_one_scoring_node_per_predict_fed_only_model_inputs(spark, logreg, breast_cancer) -> None:
+    """Three outputs read (two in WHERE) are scored once; DATA columns the model does not read stay in the JVM."""
+    spark.createDataFrame(breast_cancer.table).createOrReplaceTempView("patients")
+    frame = ps.sql(
+        spark,
+        "SELECT d.id, p.probabilities FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT, label BIGINT, probabilities FLOAT[]) AS p "
+        "WHERE p.Score > 0.5 AND p.label = 1",
+        params={"m": logreg.onnx},
+    )
+    nodes = [line for line in frame._jdf.queryExecution().executedPlan().toString().splitlines() if "ArrowEvalPython" in line]
+    assert len(nodes) == 1
+    assert re.findall(r"(\w+)#\d+", nodes[0].split("], [")[0]) == list(logreg.features.columns)
+    rows = frame.toPandas().sort_values("id")
+    assert rows.id.tolist() == list(np.flatnonzero(expected_scores(logreg) > 0.5))
+    np.testing.assert_allclose([p[1] for p in rows.probabilities], expected_scores(logreg)[rows.id], atol=PROBA_TOLERANCE)
 
 
 def test_registered_function_scalar_and_struct(spark, logreg, breast_cancer) -> None:

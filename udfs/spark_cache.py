@@ -1,8 +1,9 @@
 """Executor-side scorer cache for Spark: load once per Python worker, score many batches.
 
 Contract:
-- This module is imported once per Python worker process; functions shipped to executors are
-  module-level functions bound with functools.partial, so only small arguments are pickled.
+- This module is imported once per Python worker process; what is shipped to executors is
+  `score_batches` bound with functools.partial (inside the type-hinted function arrow_udf
+  needs), so only small arguments are pickled.
 - Model bytes travel as a Spark broadcast variable, fetched by an executor once; a worker
   reads `broadcast.value` only on a cache miss.
 - The cache maps (sha256, input schema, requested outputs, NULL rule) to a bound Scorer whose
@@ -41,21 +42,14 @@ def scorer(model: Any, sha256: str, label: str, schema: pa.Schema, requested: Se
         return cached
 
 
-def score_partition(model: Any, sha256: str, label: str, requested: Sequence[OutputRequest] | None, nulls: str, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body: each batch of a partition gets the model's output columns appended."""
+def score_batches(model: Any, sha256: str, label: str, names: Sequence[str], requested: Sequence[OutputRequest] | None, nulls: str, fields: Sequence[str] | None, batches: Iterator[tuple[pa.Array, ...] | pa.Array]) -> Iterator[pa.Array]:
+    """Iterator Arrow UDF body over one partition: the input columns of each batch → its outputs,
+    one array, or a struct named `fields`; batch index and row offset go into error messages."""
     offset, current = 0, None
-    for index, batch in enumerate(batches):
-        if current is None or not batch.schema.equals(current.plan.data_schema):  # once per partition
+    for index, columns in enumerate(batches):
+        batch = pa.RecordBatch.from_arrays(list(columns) if isinstance(columns, tuple) else [columns], names=list(names))
+        if current is None:  # once per partition
             current = scorer(model, sha256, label, batch.schema, requested, nulls)
-        yield current.score(batch, index, offset)
+        outputs = current.score(batch, index, offset).columns[len(names) :]
         offset += batch.num_rows
-
-
-def score_columns(model: Any, sha256: str, label: str, names: Sequence[str], requested: Sequence[OutputRequest] | None, *columns: pa.Array) -> pa.Array:
-    """Arrow UDF body: positional argument columns → one output array, or a struct of outputs."""
-    batch = pa.RecordBatch.from_arrays(list(columns), names=list(names))
-    scored = scorer(model, sha256, label, batch.schema, requested, "ERROR").score(batch)
-    outputs = scored.columns[len(names) :]
-    if len(outputs) == 1:
-        return outputs[0]
-    return pa.StructArray.from_arrays(outputs, names=scored.schema.names[len(names) :])
+        yield pa.StructArray.from_arrays(outputs, names=list(fields)) if fields else outputs[0]
