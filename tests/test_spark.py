@@ -44,11 +44,12 @@ def test_nulls_propagate_keeps_rows_aligned_across_batches(spark, con, logreg, b
         "SELECT d.id, p.Score, p.label FROM PREDICT(MODEL = @m, DATA = (SELECT id, CASE WHEN id % 10 = 0 THEN NULL ELSE mean_texture END AS mean_texture, "
         "* EXCEPT (id, mean_texture) FROM patients) AS d, NULLS = PROPAGATE) WITH (Score FLOAT, label BIGINT) AS p ORDER BY d.id"
     )
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "50")
+    batch_rows = spark.conf.get(ps.ARROW_BATCH_ROWS)
+    spark.conf.set(ps.ARROW_BATCH_ROWS, "50")
     try:
         on_spark = ps.sql(spark, query, params={"m": logreg.onnx}).toPandas()
     finally:
-        spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
+        spark.conf.set(ps.ARROW_BATCH_ROWS, batch_rows)
     on_duckdb = con.sql(query, params={"m": logreg.onnx}).df()
     assert on_spark.Score[on_spark.id % 10 == 0].isna().all() and on_spark.label[on_spark.id % 10 == 0].isna().all()
     pd.testing.assert_frame_equal(on_spark, on_duckdb, check_dtype=False)

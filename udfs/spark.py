@@ -51,6 +51,7 @@ DIALECT = "spark"
 _variables: "weakref.WeakKeyDictionary[SparkSession, dict[str, object]]" = weakref.WeakKeyDictionary()
 _broadcasts: dict[tuple[str, str], Any] = {}
 _ERROR = re.compile(r"predictsql\.engine\.errors\.(\w+): (.+)")
+ARROW_BATCH_ROWS = "spark.sql.execution.arrow.maxRecordsPerBatch"
 SCORES = "__predictsql_scores"  # the struct column holding a PREDICT's outputs, never visible to queries
 
 
@@ -58,10 +59,12 @@ def session(master: str = "local[2]", app_name: str = "predictsql", **config: st
     """A SparkSession whose Python workers run this interpreter (not whatever `python3` is on PATH).
 
     PySpark reads PYSPARK_PYTHON when the context starts; it is defaulted, never overridden.
+    Arrow batches default to 65,536 rows, DuckDB's batch size (Spark's 10,000 scores slower, see
+    benchmarks/README.md); spark.sql.execution.arrow.maxBytesPerBatch still caps wide rows.
     """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.master(master).appName(app_name)
-    for key, value in config.items():
+    for key, value in {ARROW_BATCH_ROWS: "65536", **config}.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
 
