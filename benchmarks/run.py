@@ -9,6 +9,11 @@ preloaded float32 numpy array (all cores); each number is the best of --repeat r
 Spark (--spark): the same models on local[2] over the same rows (cached in Spark first):
 predictsql PREDICT, a hand-written pandas_udf with a cached session, and
 mlflow.pyfunc.spark_udf on the same ONNX model logged to a sqlite-backed MLflow store.
+--alternatives adds the ways a PREDICT relation could run on Spark (the Arrow UDF predictsql
+uses, at two Arrow batch sizes, mapInArrow and arrow_udtf), on the 10 columns and on 10 more
+DATA columns the model does not read; they run in interleaved rounds, best round kept, next
+to the CPU seconds of the whole process tree (driver, JVM, Python workers), which a noisy
+neighbour inflates less than wall time.
 Memory: peak RSS of a fresh process that sums PREDICT scores over M rows, next to the same
 query without PREDICT; the difference is what scoring costs.
 """
@@ -16,6 +21,7 @@ query without PREDICT; the difference is what scoring costs.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import subprocess
 import sys
@@ -129,7 +135,77 @@ def cached_session(onnx_bytes: bytes):
     return _SESSIONS[onnx_bytes]
 
 
-def spark_speed(rows: int, repeat: int) -> list[tuple[str, str, float, float]]:
+def cpu_seconds() -> float:
+    """CPU time of this process and all its descendants (Linux /proc; reaped children included)."""
+    stats = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        stats[int(entry)] = (int(fields[1]), sum(int(f) for f in fields[11:15]))  # ppid; utime, stime, cutime, cstime
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    total, stack = 0, [os.getpid()]
+    while stack:
+        pid = stack.pop()
+        total += stats.get(pid, (0, 0))[1]
+        stack += children.get(pid, [])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def map_in_arrow(model, sha256: str, batches):
+    """The PREDICT relation before the Arrow UDF: every DATA column to Python and back, Score appended."""
+    from predictsql.engine.binding import OutputRequest
+    from predictsql.udfs import spark_cache
+
+    scorer = None
+    for index, batch in enumerate(batches):
+        scorer = scorer or spark_cache.scorer(model, sha256, "@m", batch.schema, [OutputRequest("Score", "FLOAT")], "ERROR")
+        yield scorer.score(batch, index)
+
+
+def spark_alternatives(spark, frames: dict, onnx_bytes: bytes, limit: float, rows: int, repeat: int) -> list[tuple[str, str, float, float, float]]:
+    """(data, path, rows/s, ratio to limit, CPU s) of each way to run a PREDICT relation, in interleaved rounds."""
+    from functools import partial
+
+    import pyarrow as pa
+    from pyspark.sql.functions import arrow_udtf
+    from pyspark.sql.types import FloatType, StructField, StructType
+
+    from predictsql.udfs import spark as ps
+
+    model, sha256 = spark.sparkContext.broadcast(onnx_bytes), hashlib.sha256(onnx_bytes).hexdigest()
+    query = "SELECT sum(p.Score) FROM PREDICT(MODEL = @m, DATA = {} AS d) WITH (Score FLOAT) AS p"
+    runs = {}
+    for data, frame in frames.items():
+        schema = StructType([*frame.schema.fields, StructField("Score", FloatType())])
+        for batch in (10_000, 65_536):
+            runs[(data, f"predictsql PREDICT (Arrow UDF), {batch:,}-row batches")] = (batch, partial(lambda q: ps.sql(spark, q, params={"m": onnx_bytes}).collect(), query.format(data)))
+        runs[(data, "mapInArrow, 10,000-row batches")] = (10_000, partial(lambda f, s: f.mapInArrow(partial(map_in_arrow, model, sha256), s).agg({"Score": "sum"}).collect(), frame, schema))
+
+        @arrow_udtf(returnType=schema)
+        class Scored:
+            def eval(self, batch: pa.RecordBatch):
+                yield pa.table(next(map_in_arrow(model, sha256, iter([batch]))))
+
+        spark.udtf.register(f"scored_{data}", Scored)
+        runs[(data, "arrow_udtf over TABLE(DATA), 10,000-row batches")] = (10_000, partial(lambda q: spark.sql(q).collect(), f"SELECT sum(Score) FROM scored_{data}(TABLE({data}))"))
+    best: dict[tuple[str, str], tuple[float, float]] = {}
+    session_batch = spark.conf.get(ps.ARROW_BATCH_ROWS)
+    for _ in range(repeat):
+        for key, (batch, run) in runs.items():
+            spark.conf.set(ps.ARROW_BATCH_ROWS, str(batch))
+            cpu, start = cpu_seconds(), time.perf_counter()
+            run()
+            seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+            best[key] = min(best.get(key, (seconds, cpu)), (seconds, cpu))
+    spark.conf.set(ps.ARROW_BATCH_ROWS, session_batch)
+    return [(data, path, rows / seconds, limit / seconds, cpu) for (data, path), (seconds, cpu) in best.items()]
+
+
+def spark_speed(rows: int, repeat: int, alternatives: bool = False) -> tuple[list[tuple[str, str, float, float]], list[tuple[str, str, str, float, float, float]]]:
     import mlflow
     import onnxruntime as ort
     from pyspark.sql.functions import pandas_udf, struct
@@ -153,6 +229,14 @@ def spark_speed(rows: int, repeat: int) -> list[tuple[str, str, float, float]]:
         bench.createOrReplaceTempView("bench")
         mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
         args = [bench[c] for c in FEATURES]
+        frames = {"bench": bench}
+        if alternatives:
+            from pyspark.sql.functions import rand
+
+            frames["bench_wide"] = bench.select("*", *(rand(i).alias(f"extra{i}") for i in range(10))).cache()
+            frames["bench_wide"].count()
+            frames["bench_wide"].createOrReplaceTempView("bench_wide")
+        extra = []
         for name, (_, onnx_bytes) in models.items():
             single = score_only(onnx_bytes)
             session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
@@ -176,8 +260,10 @@ def spark_speed(rows: int, repeat: int) -> list[tuple[str, str, float, float]]:
             }
             results.append((name, "raw onnxruntime, preloaded numpy (limit)", rows / limit, 1.0))
             results += [(name, label, rows / seconds, limit / seconds) for label, seconds in timings.items()]
+            if alternatives:
+                extra += [(name, *row) for row in spark_alternatives(spark, frames, onnx_bytes, limit, rows, repeat)]
         spark.stop()
-    return results
+    return results, extra
 
 
 def main() -> None:
@@ -186,15 +272,24 @@ def main() -> None:
     parser.add_argument("--memory-rows", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--spark", action="store_true", help="also measure Spark (local[2])")
+    parser.add_argument("--alternatives", action="store_true", help="with --spark: also the ways a PREDICT relation could run on Spark")
+    parser.add_argument("--no-duckdb", action="store_true", help="skip the DuckDB speed table")
     args = parser.parse_args()
     print(f"{os.cpu_count()} cores, {args.rows:,} rows x 10 FLOAT columns, best of {args.repeat}\n")
-    print("| model | path | rows/s | ratio to limit |\n|---|---|---:|---:|")
-    for model, path, rate, ratio in speed(args.rows, args.repeat):
-        print(f"| {model} | {path} | {rate / 1e6:.2f} M | {ratio:.2f} |")
-    if args.spark:
-        print("\nSpark local[2]\n\n| model | path | rows/s | ratio to limit |\n|---|---|---:|---:|")
-        for model, path, rate, ratio in spark_speed(args.rows, args.repeat):
+    if not args.no_duckdb:
+        print("| model | path | rows/s | ratio to limit |\n|---|---|---:|---:|")
+        for model, path, rate, ratio in speed(args.rows, args.repeat):
             print(f"| {model} | {path} | {rate / 1e6:.2f} M | {ratio:.2f} |")
+    if args.spark:
+        results, alternatives = spark_speed(args.rows, args.repeat, args.alternatives)
+        print("\nSpark local[2]\n\n| model | path | rows/s | ratio to limit |\n|---|---|---:|---:|")
+        for model, path, rate, ratio in results:
+            print(f"| {model} | {path} | {rate / 1e6:.2f} M | {ratio:.2f} |")
+        if alternatives:
+            print("\nPREDICT relation alternatives (bench_wide: 10 more DATA columns the model does not read)\n")
+            print("| model | DATA | path | rows/s | ratio to limit | CPU s |\n|---|---|---|---:|---:|---:|")
+            for model, data, path, rate, ratio, cpu in alternatives:
+                print(f"| {model} | {data} | {path} | {rate / 1e6:.2f} M | {ratio:.2f} | {cpu:.2f} |")
     if args.memory_rows:
         plain, predict = memory(args.memory_rows)
         print(f"\nPeak RSS over {args.memory_rows:,} rows into an aggregate: without PREDICT {plain} MB, "
