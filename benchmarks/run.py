@@ -228,6 +228,7 @@ def spark_speed(rows: int, repeat: int, alternatives: bool = False) -> tuple[lis
         bench.count()
         bench.createOrReplaceTempView("bench")
         mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
+        mlflow.set_experiment(experiment_id=mlflow.create_experiment("bench", artifact_location=f"{tmp}/artifacts"))  # not ./mlruns
         args = [bench[c] for c in FEATURES]
         frames = {"bench": bench}
         if alternatives:

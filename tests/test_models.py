@@ -93,19 +93,24 @@ def test_an_alias_is_pinned_per_query_and_the_next_query_sees_it_move(db_path: P
         np.testing.assert_allclose(scores(con, f"models:/{name}@prod"), expected_scores(forest), atol=1.5e-5)
 
 
-def test_a_lazy_spark_query_keeps_the_version_bound_when_it_was_planned(spark, mlflow_uri: str, logreg: Fitted, forest: Fitted, breast_cancer: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_lazy_spark_query_keeps_the_version_bound_when_it_was_planned(spark, db_path: Path, mlflow_uri: str, logreg: Fitted, forest: Fitted, breast_cancer: Dataset) -> None:
     from predictsql.engine.mlflow_registry import MlflowRegistry
     from predictsql.udfs import spark as ps
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)  # Spark reads the registry the environment names
     name = unique("lazy")
     predictsql.log_model(logreg.onnx, name, alias="prod", registry_uri=mlflow_uri)
     predictsql.log_model(forest.onnx, name, registry_uri=mlflow_uri)
     spark.createDataFrame(breast_cancer.table).createOrReplaceTempView("lazy_patients")
-    frame = ps.sql(spark, SCORES.format(model=f"models:/{name}@prod").replace("patients", "lazy_patients"))
+    frame = ps.sql(spark, SCORES.format(model=f"models:/{name}@prod").replace("patients", "lazy_patients"), registry_uri=mlflow_uri)
+    described = ps.sql(spark, f"DESCRIBE MODEL 'models:/{name}@prod'", registry_uri=mlflow_uri).toArrow()
+    with predictsql.connect(str(db_path), registry_uri=mlflow_uri) as con:
+        assert described.equals(con.sql(f"DESCRIBE MODEL 'models:/{name}/1'").arrow().set_column(1, "name", described.column("name")))
     MlflowRegistry(mlflow_uri).client().set_registered_model_alias(name, "prod", "2")  # moves before any row is read
     rows = frame.collect()
     np.testing.assert_allclose([r.Score for r in rows], expected_scores(logreg), atol=1.5e-5)
+    function = ps.register(spark, "lazy_score", f"models:/{name}@prod", outputs=["Score"], registry_uri=mlflow_uri)  # now version 2
+    scored = spark.table("lazy_patients").select(function(*[spark.table("lazy_patients")[c] for c in forest.features.columns]).alias("s")).toPandas()
+    np.testing.assert_allclose(scored.s, expected_scores(forest), atol=1.5e-5)
 
 
 def test_an_mlmodel_without_onnx_is_refused_without_loading_it(db_path: Path, mlflow_uri: str, logreg: Fitted) -> None:

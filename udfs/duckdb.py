@@ -25,11 +25,9 @@ from predictsql.engine.mlflow_registry import MlflowRegistry
 from predictsql.engine.scoring import DEFAULT_BATCH_SIZE
 from predictsql.engine.sources import ModelSource, Resolver
 from predictsql.engine.validate import DEFAULT_MAX_MODEL_BYTES
-from predictsql.sql.bind import model_ref
 from predictsql.sql.dialect import DescribeModel, PredictTable, parse, to_sql
 from predictsql.sql.rewrite import expand_views, map_default_schema
 from predictsql.udfs import script
-from predictsql.udfs.describe import describe
 from predictsql.udfs.duckdb_catalog import ModelCatalog
 from predictsql.udfs.duckdb_plan import BoundPredict, Planner, Run, Settings
 
@@ -179,10 +177,8 @@ class Connection:
             return planner.plan(self._prepare(statement, views))
 
     def _describe(self, statement: DescribeModel, variables: Mapping[str, object]) -> Result:
-        ref = model_ref(statement.this)
         with Planner(self.duckdb, variables, self.settings) as planner:
-            source = planner.resolve(script.model_value(ref, variables, planner.run_query), ref.label)
-        return Result(describe(sessions.load(source, self.settings.session_options), source))
+            return Result(script.describe_model(statement, variables, planner.run_query, planner.resolve, self.settings.session_options))
 
     def _declare(self, statement: exp.Declare, variables: dict[str, object]) -> None:
         with Planner(self.duckdb, variables, self.settings) as planner:

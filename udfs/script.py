@@ -12,13 +12,15 @@ from sqlglot import exp
 
 import pyarrow as pa
 
+from predictsql.engine import sessions
 from predictsql.engine.binding import NULLS_ERROR, OutputRequest, ScoringPlan, bind
 from predictsql.engine.errors import BindError, ModelSourceError
-from predictsql.engine.sessions import Model
-from predictsql.engine.mlflow_registry import MlflowRegistry
-from predictsql.engine.sources import ModelSource, Resolve, Resolver
-from predictsql.sql.dialect import to_sql
+from predictsql.engine.sessions import Model, SessionOptions
+from predictsql.engine.sources import ModelSource, Resolve
+from predictsql.sql.bind import model_ref
+from predictsql.sql.dialect import DescribeModel, to_sql
 from predictsql.sql.plan import LITERAL, QUERY, VARIABLE, ModelRef, Output, PredictCall, Relation
+from predictsql.udfs.describe import describe
 
 RunQuery = Callable[[exp.Query], list[tuple]]
 
@@ -81,9 +83,16 @@ def model_value(ref: ModelRef, variables: Mapping[str, object], run: RunQuery) -
     return value
 
 
-def model_source(call: PredictCall, variables: Mapping[str, object], run: RunQuery, resolve: Resolve | None = None) -> ModelSource:
+def model_source(call: PredictCall, variables: Mapping[str, object], run: RunQuery, resolve: Resolve) -> ModelSource:
     """The model bytes a PREDICT names, labelled as the query wrote it; URIs go to the statement's resolver."""
-    return (resolve or Resolver(MlflowRegistry().lookups))(model_value(call.model, variables, run), call.label)
+    return resolve(model_value(call.model, variables, run), call.label)
+
+
+def describe_model(statement: DescribeModel, variables: Mapping[str, object], run: RunQuery, resolve: Resolve, options: SessionOptions) -> pa.Table:
+    """The rows of DESCRIBE MODEL <model>, for any MODEL form."""
+    ref = model_ref(statement.this)
+    source = resolve(model_value(ref, variables, run), ref.label)
+    return describe(sessions.load(source, options), source)
 
 
 def requested(call: PredictCall) -> list[OutputRequest] | None:

@@ -39,10 +39,11 @@ from predictsql.engine import errors as error_classes
 from predictsql.engine import sessions
 from predictsql.engine.binding import OutputRequest, ScoringPlan, bind
 from predictsql.engine.errors import BindError, PredictSQLError
-from predictsql.engine.sources import ModelSource, resolve
+from predictsql.engine.mlflow_registry import MlflowRegistry
+from predictsql.engine.sources import ModelSource, Resolve, Resolver, resolve
 from predictsql.engine.types import ONNX_TO_ARROW
 from predictsql.sql.bind import find_predicts
-from predictsql.sql.dialect import PredictTable, parse, to_sql
+from predictsql.sql.dialect import DescribeModel, PredictTable, parse, to_sql
 from predictsql.sql.plan import PredictCall, Relation
 from predictsql.sql.rewrite import inline_variables, map_default_schema, to_target
 from predictsql.udfs import script, spark_cache
@@ -69,16 +70,23 @@ def session(master: str = "local[2]", app_name: str = "predictsql", **config: st
     return builder.getOrCreate()
 
 
-def sql(spark: SparkSession, text: str, params: Mapping[str, object] | None = None) -> DataFrame | None:
+def sql(spark: SparkSession, text: str, params: Mapping[str, object] | None = None, registry_uri: str | None = None) -> DataFrame | None:
     """Run a script; return the (lazy) DataFrame of the last query, else None.
 
     DECLARE'd variables persist on the SparkSession. Statements that write (INSERT, CTAS) run
     now; a query's scoring runs when the DataFrame is acted on (wrap actions in `errors()`).
+    models:/ URIs resolve against `registry_uri` (default: MLFLOW_TRACKING_URI) when a statement
+    is planned, so a lazy DataFrame keeps that version even if the alias moves.
     """
     variables = {**_variables.setdefault(spark, {}), **script.params(params)}
-    planner = Planner(spark, variables)
+    lookups = MlflowRegistry(registry_uri).lookups
     result = None
     for statement in parse(text):
+        planner = Planner(spark, variables, Resolver(lookups))  # one per statement: a URI names one version throughout
+        if isinstance(statement, DescribeModel):
+            table = script.describe_model(statement, variables, planner.run_query, planner.resolve, sessions.SessionOptions())
+            result = spark.createDataFrame(table)
+            continue
         if isinstance(statement, exp.Declare):
             script.declare(statement, variables, planner.run_query)
             _variables[spark].update({k: variables[k] for k in script.declared(statement)})
@@ -94,14 +102,14 @@ def sql(spark: SparkSession, text: str, params: Mapping[str, object] | None = No
     return result
 
 
-def register(spark: SparkSession, name: str, model: bytes | str, outputs: Sequence[str] | None = None) -> Any:
+def register(spark: SparkSession, name: str, model: bytes | str, outputs: Sequence[str] | None = None, registry_uri: str | None = None) -> Any:
     """Make `name(...)` callable from Spark SQL; arguments bind by position to the model's inputs.
 
     The argument order is the model's input order, with a [N,k] input expanded into the column
     names its metadata records (predictsql.export writes them): `argument_names(model)` tells it.
     One output returns a scalar, several a STRUCT; default: every output, classes expanded.
     """
-    source = resolve(model, f"'{name}'")
+    source = resolve(model, f"'{name}'", MlflowRegistry(registry_uri).lookups)
     loaded = sessions.load(source)
     arguments = _arguments(loaded)
     requested = [OutputRequest(o) for o in outputs] if outputs else None
@@ -144,9 +152,10 @@ def errors() -> Iterator[None]:
 class Planner:
     """Binds a statement's PREDICTs on the driver and registers each scored relation as a temp view."""
 
-    def __init__(self, spark: SparkSession, variables: Mapping[str, object]) -> None:
+    def __init__(self, spark: SparkSession, variables: Mapping[str, object], resolve: Resolve) -> None:
         self.spark = spark
         self.variables = variables
+        self.resolve = resolve
         self._prefix = f"__predictsql_{uuid.uuid4().hex[:8]}"
         self._count = 0
 
@@ -160,7 +169,7 @@ class Planner:
         return [tuple(bytes(v) if isinstance(v, bytearray) else v for v in row) for row in rows]
 
     def _bind(self, call: PredictCall) -> Relation:
-        source = script.model_source(call, self.variables, self.run_query)
+        source = script.model_source(call, self.variables, self.run_query, self.resolve)
         model = sessions.load(source)
         data_sql = self.plan(call.data)
         try:
