@@ -64,7 +64,7 @@ class MlflowRegistry:
         version = self.version(ref)
         with _translate(f"MODEL '{ref}' (MLflow registry {self.where})"):
             location = self.client().get_model_version_download_uri(ref.name, str(version))
-        return ModelSource(_download(self.tracking_uri, location, str(ref)), ref.pinned(version))
+        return ModelSource(_download(self.tracking_uri, location, f"models:/{ref.name}/{version}"), ref.pinned(version))  # one cache entry per version, however named
 
     def run_artifact(self, uri: str) -> ModelSource:
         """`runs:/<run id>/<path>` → the ONNX bytes of the MLflow model logged there."""

@@ -136,12 +136,12 @@ def _explain(args: argparse.Namespace) -> int:
 def _register(args: argparse.Namespace) -> int:
     if args.db:
         with _connect(args) as con:
-            version = con.models.register(args.name, args.model, alias=args.alias)
-        print(f"registered catalog:/{args.name}/{version}" + (f" (alias {args.alias})" if args.alias else ""))
-        return 0
-    import predictsql
+            uri = f"catalog:/{args.name}/{con.models.register(args.name, args.model, alias=args.alias)}"
+    else:
+        import predictsql
 
-    print(f"registered {predictsql.log_model(args.model, args.name, alias=args.alias, registry_uri=args.registry)}" + (f" (alias {args.alias})" if args.alias else ""))
+        uri = predictsql.log_model(args.model, args.name, alias=args.alias, registry_uri=args.registry)
+    print(f"registered {uri}" + (f" (alias {args.alias})" if args.alias else ""))
     return 0
 
 

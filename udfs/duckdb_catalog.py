@@ -95,7 +95,7 @@ class ModelCatalog:
 
     def remove(self, name: str, version: int | None = None) -> list[int]:
         """Remove one version, or every version of `name`; their aliases go too. Returns the versions removed."""
-        live = [v for (v,) in self._rows(f"SELECT version FROM {MODELS} WHERE name = ? AND removed IS NULL ORDER BY version", [name])] if self._exists() else []
+        live = [v for (v,) in self._select(f"SELECT version FROM {MODELS} WHERE name = ? AND removed IS NULL ORDER BY version", [name])]
         targets = live if version is None else [self._live(name, version)]
         if not targets:
             raise ModelSourceError(f"the model catalog has no model '{name}'{self._known(name)}")
@@ -113,20 +113,20 @@ class ModelCatalog:
     def version(self, ref: RegistryRef) -> int:
         """The live version a reference names: the given one, the alias's target, or the latest."""
         if ref.alias is not None:
-            rows = self._rows(f"SELECT version FROM {ALIASES} WHERE name = ? AND alias = ?", [ref.name, ref.alias]) if self._exists() else []
+            rows = self._select(f"SELECT version FROM {ALIASES} WHERE name = ? AND alias = ?", [ref.name, ref.alias])
             if not rows:
-                aliases = [a for (a,) in self._rows(f"SELECT alias FROM {ALIASES} WHERE name = ? ORDER BY alias", [ref.name])] if self._exists() else []
+                aliases = [a for (a,) in self._select(f"SELECT alias FROM {ALIASES} WHERE name = ? ORDER BY alias", [ref.name])]
                 raise ModelSourceError(f"catalog model '{ref.name}' has no alias '{ref.alias}'{self._known(ref.name)}" + (f"; its aliases: {', '.join(aliases)}" if aliases else ""))
             return rows[0][0]
         if ref.version is not None:
             return self._live(ref.name, ref.version)
-        rows = self._rows(f"SELECT max(version) FROM {MODELS} WHERE name = ? AND removed IS NULL", [ref.name]) if self._exists() else [(None,)]
-        if rows[0][0] is None:
+        rows = self._select(f"SELECT max(version) FROM {MODELS} WHERE name = ? AND removed IS NULL", [ref.name])
+        if not rows or rows[0][0] is None:
             raise ModelSourceError(f"the model catalog has no model '{ref.name}'{self._known(ref.name)}")
         return rows[0][0]
 
     def _live(self, name: str, version: int) -> int:
-        rows = self._rows(f"SELECT removed FROM {MODELS} WHERE name = ? AND version = ?", [name, version]) if self._exists() else []
+        rows = self._select(f"SELECT removed FROM {MODELS} WHERE name = ? AND version = ?", [name, version])
         if not rows:
             raise ModelSourceError(f"the model catalog has no version {version} of model '{name}'{self._known(name)}")
         if rows[0][0] is not None:
@@ -147,6 +147,10 @@ class ModelCatalog:
     def _create(self) -> None:
         for ddl in _DDL:
             self._con.execute(ddl).fetchall()
+
+    def _select(self, query: str, params: list) -> list[tuple]:
+        """Rows of a catalog query; none while the catalog tables do not exist yet (nothing registered)."""
+        return self._rows(query, params) if self._exists() else []
 
     def _rows(self, query: str, params: list) -> list[tuple]:
         return self._con.execute(query, params).fetchall()
