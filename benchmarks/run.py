@@ -5,7 +5,9 @@
 
 Speed: LogisticRegression and RandomForest (100 trees) on N rows of 10 FLOAT columns, scored
 into an aggregate (so result transfer is not measured). "limit" is raw onnxruntime on a
-preloaded float32 numpy array (all cores); each number is the best of --repeat runs.
+preloaded float32 numpy array (all cores); each number is the best of --repeat runs. PREDICT
+runs with its default plan (INLINE for the linear model, STREAM for the forest) and, where
+that inlines, with PLAN = STREAM too.
 Spark (--spark): the same models on local[2] over the same rows (cached in Spark first):
 predictsql PREDICT, a hand-written pandas_udf with a cached session, and
 mlflow.pyfunc.spark_udf on the same ONNX model logged to a sqlite-backed MLflow store.
@@ -14,8 +16,8 @@ uses, at two Arrow batch sizes, mapInArrow and arrow_udtf), on the 10 columns an
 DATA columns the model does not read; they run in interleaved rounds, best round kept, next
 to the CPU seconds of the whole process tree (driver, JVM, Python workers), which a noisy
 neighbour inflates less than wall time.
-Memory: peak RSS of a fresh process that sums PREDICT scores over M rows, next to the same
-query without PREDICT; the difference is what scoring costs.
+Memory: peak RSS of a fresh process that sums PREDICT scores over M rows (INLINE and STREAM),
+next to the same query without PREDICT; the difference is what scoring costs.
 """
 
 from __future__ import annotations
@@ -77,28 +79,42 @@ def speed(rows: int, repeat: int) -> list[tuple[str, str, float, float]]:
         models = train(con)
         preloaded = con.duckdb.sql("SELECT * FROM bench").fetchnumpy()
         matrix = np.column_stack([preloaded[c] for c in FEATURES]).astype(np.float32)
-        query = "SELECT sum(p.Score) FROM PREDICT(MODEL = @m, DATA = bench AS d) WITH (Score FLOAT) AS p"
         for name, (estimator, onnx_bytes) in models.items():
             session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-            limit = best(lambda: session.run(["Score"], {"X": matrix}), repeat)
-            ours = best(lambda: con.sql(query, params={"m": onnx_bytes}).fetchall(), repeat)
-            pandas = best(lambda: estimator.predict_proba(con.duckdb.sql("SELECT * FROM bench").df())[:, 1].sum(), max(1, repeat - 1))
-            for label, seconds in (("raw onnxruntime, preloaded numpy (limit)", limit), ("predictsql PREDICT on DuckDB", ours), ("DuckDB → pandas → scikit-learn", pandas)):
-                results.append((name, label, rows / seconds, limit / seconds))
+            timings = {"raw onnxruntime, preloaded numpy (limit)": best(lambda: session.run(["Score"], {"X": matrix}), repeat)}
+            for plan, label in plans(onnx_bytes):
+                timings[f"predictsql PREDICT on DuckDB, {label}"] = best(lambda: con.sql(QUERY.format(plan=plan), params={"m": onnx_bytes}).fetchall(), repeat)
+            timings["DuckDB → pandas → scikit-learn"] = best(lambda: estimator.predict_proba(con.duckdb.sql("SELECT * FROM bench").df())[:, 1].sum(), max(1, repeat - 1))
+            limit = timings["raw onnxruntime, preloaded numpy (limit)"]
+            results += [(name, label, rows / seconds, limit / seconds) for label, seconds in timings.items()]
     return results
+
+
+QUERY = "SELECT sum(p.Score) FROM PREDICT(MODEL = @m, DATA = bench AS d, PLAN = {plan}) WITH (Score FLOAT) AS p"
+
+
+def plans(onnx_bytes: bytes) -> list[tuple[str, str]]:
+    """(PLAN option, label) to measure: the default, and STREAM too when the default inlines."""
+    from predictsql.engine import sessions
+    from predictsql.engine.sources import resolve
+
+    if sessions.load(resolve(onnx_bytes, "bench")).inline is None:
+        return [("AUTO", "STREAM plan (default)")]
+    return [("AUTO", "INLINE plan (default)"), ("STREAM", "PLAN = STREAM")]
 
 
 MEMORY_CHILD = """
 import resource, sys, predictsql
 con = predictsql.connect(sys.argv[1], read_only=True)
-query = {"plain": "SELECT sum(x0) FROM bench", "predict": "SELECT sum(p.Score) FROM PREDICT(MODEL = (SELECT model FROM models), DATA = bench AS d) WITH (Score FLOAT) AS p"}[sys.argv[2]]
+predict = "SELECT sum(p.Score) FROM PREDICT(MODEL = (SELECT model FROM models), DATA = bench AS d, PLAN = {}) WITH (Score FLOAT) AS p"
+query = {"plain": "SELECT sum(x0) FROM bench", "INLINE": predict.format("INLINE"), "STREAM": predict.format("STREAM")}[sys.argv[2]]
 con.sql(query).fetchall()
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 """
 
 
-def memory(rows: int) -> tuple[int, int]:
-    """Peak RSS (MB) of the plain aggregate and of the PREDICT aggregate over `rows` rows."""
+def memory(rows: int) -> list[int]:
+    """Peak RSS (MB) of the plain aggregate and of the PREDICT aggregate (INLINE, STREAM) over `rows` rows."""
     import predictsql
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,8 +124,7 @@ def memory(rows: int) -> tuple[int, int]:
             _, onnx_bytes = train(con)["LogisticRegression"]
             con.duckdb.sql("CREATE TABLE models (model BLOB)")
             con.duckdb.execute("INSERT INTO models VALUES (?)", [onnx_bytes]).fetchall()
-        peaks = [int(subprocess.run([sys.executable, "-c", MEMORY_CHILD, path, kind], check=True, capture_output=True, text=True).stdout) for kind in ("plain", "predict")]
-    return peaks[0], peaks[1]
+        return [int(subprocess.run([sys.executable, "-c", MEMORY_CHILD, path, kind], check=True, capture_output=True, text=True).stdout) for kind in ("plain", "INLINE", "STREAM")]
 
 
 def score_only(onnx_bytes: bytes) -> bytes:
@@ -177,7 +192,7 @@ def spark_alternatives(spark, frames: dict, onnx_bytes: bytes, limit: float, row
     from predictsql.udfs import spark as ps
 
     model, sha256 = spark.sparkContext.broadcast(onnx_bytes), hashlib.sha256(onnx_bytes).hexdigest()
-    query = "SELECT sum(p.Score) FROM PREDICT(MODEL = @m, DATA = {} AS d) WITH (Score FLOAT) AS p"
+    query = "SELECT sum(p.Score) FROM PREDICT(MODEL = @m, DATA = {} AS d, PLAN = STREAM) WITH (Score FLOAT) AS p"
     runs = {}
     for data, frame in frames.items():
         schema = StructType([*frame.schema.fields, StructField("Score", FloatType())])
@@ -205,7 +220,7 @@ def spark_alternatives(spark, frames: dict, onnx_bytes: bytes, limit: float, row
     return [(data, path, rows / seconds, limit / seconds, cpu) for (data, path), (seconds, cpu) in best.items()]
 
 
-def spark_speed(rows: int, repeat: int, alternatives: bool = False) -> tuple[list[tuple[str, str, float, float]], list[tuple[str, str, str, float, float, float]]]:
+def spark_speed(rows: int, repeat: int, alternatives: bool = False) -> tuple[list[tuple[str, str, float, float, float]], list[tuple[str, str, str, float, float, float]]]:
     import mlflow
     import onnxruntime as ort
     from pyspark.sql.functions import pandas_udf, struct
@@ -253,14 +268,13 @@ def spark_speed(rows: int, repeat: int, alternatives: bool = False) -> tuple[lis
 
                 info = mlflow.onnx.log_model(onnx.load_from_string(single), name="model")
             logged = mlflow.pyfunc.spark_udf(spark, info.model_uri, result_type="float", env_manager="local")
-            query = "SELECT sum(p.Score) FROM PREDICT(MODEL = @m, DATA = bench AS d) WITH (Score FLOAT) AS p"
-            timings = {
-                "predictsql PREDICT on Spark": best(lambda: ps.sql(spark, query, params={"m": onnx_bytes}).collect(), repeat),
-                "hand-written pandas_udf, cached session": best(lambda: bench.select(by_hand(struct(*args)).alias("s")).agg({"s": "sum"}).collect(), repeat),
-                "mlflow.pyfunc.spark_udf": best(lambda: bench.select(logged(*args).alias("s")).agg({"s": "sum"}).collect(), max(1, repeat - 1)),
-            }
-            results.append((name, "raw onnxruntime, preloaded numpy (limit)", rows / limit, 1.0))
-            results += [(name, label, rows / seconds, limit / seconds) for label, seconds in timings.items()]
+            timings = {"raw onnxruntime, preloaded numpy (limit)": limit}
+            for plan, label in plans(onnx_bytes):
+                timings[f"predictsql PREDICT on Spark, {label}"] = best(lambda: ps.sql(spark, QUERY.format(plan=plan), params={"m": onnx_bytes}).collect(), repeat)
+            timings["hand-written pandas_udf, cached session"] = best(lambda: bench.select(by_hand(struct(*args)).alias("s")).agg({"s": "sum"}).collect(), repeat)
+            timings["mlflow.pyfunc.spark_udf"] = best(lambda: bench.select(logged(*args).alias("s")).agg({"s": "sum"}).collect(), repeat)
+            mlflow_seconds = timings["mlflow.pyfunc.spark_udf"]
+            results += [(name, label, rows / seconds, limit / seconds, mlflow_seconds / seconds) for label, seconds in timings.items()]
             if alternatives:
                 extra += [(name, *row) for row in spark_alternatives(spark, frames, onnx_bytes, limit, rows, repeat)]
         spark.stop()
@@ -283,18 +297,18 @@ def main() -> None:
             print(f"| {model} | {path} | {rate / 1e6:.2f} M | {ratio:.2f} |")
     if args.spark:
         results, alternatives = spark_speed(args.rows, args.repeat, args.alternatives)
-        print("\nSpark local[2]\n\n| model | path | rows/s | ratio to limit |\n|---|---|---:|---:|")
-        for model, path, rate, ratio in results:
-            print(f"| {model} | {path} | {rate / 1e6:.2f} M | {ratio:.2f} |")
+        print("\nSpark local[2]\n\n| model | path | rows/s | ratio to limit | × mlflow spark_udf |\n|---|---|---:|---:|---:|")
+        for model, path, rate, ratio, vs_mlflow in results:
+            print(f"| {model} | {path} | {rate / 1e6:.2f} M | {ratio:.2f} | {vs_mlflow:.1f}× |")
         if alternatives:
             print("\nPREDICT relation alternatives (bench_wide: 10 more DATA columns the model does not read)\n")
             print("| model | DATA | path | rows/s | ratio to limit | CPU s |\n|---|---|---|---:|---:|---:|")
             for model, data, path, rate, ratio, cpu in alternatives:
                 print(f"| {model} | {data} | {path} | {rate / 1e6:.2f} M | {ratio:.2f} | {cpu:.2f} |")
     if args.memory_rows:
-        plain, predict = memory(args.memory_rows)
-        print(f"\nPeak RSS over {args.memory_rows:,} rows into an aggregate: without PREDICT {plain} MB, "
-              f"with PREDICT (LogisticRegression) {predict} MB, difference {predict - plain} MB")
+        plain, inlined, streamed = memory(args.memory_rows)
+        print(f"\nPeak RSS over {args.memory_rows:,} rows into an aggregate: without PREDICT {plain} MB; with PREDICT "
+              f"(LogisticRegression) INLINE {inlined} MB (+{inlined - plain}), STREAM {streamed} MB (+{streamed - plain})")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,14 @@
 """The one error hierarchy of predictsql: every failure a user can cause is a PredictSQLError.
 
-Pure Python with no imports, so every layer (sql, engine, udfs) may raise these.
+Pure Python (the standard library only), so every layer (sql, engine, udfs) may raise these.
 Messages name the model, the column and the fix, in the spirit of skl2onnx's errors.
 """
 
 from __future__ import annotations
+
+import re
+
+_TEXT = re.compile(r"(?<!')predictsql\.engine\.errors\.(\w+): (.+)")  # not in a SQL literal: the query echoed back
 
 
 class PredictSQLError(Exception):
@@ -62,3 +66,18 @@ class ScoringError(PredictSQLError):
 
 class NullInputError(ScoringError):
     """A model input received NULL and the PREDICT did not ask for NULLS = PROPAGATE."""
+
+
+def as_text(error: PredictSQLError) -> str:
+    """The error as one line that `from_text` reads back, for errors raised inside an engine."""
+    return f"{__name__}.{type(error).__name__}: {error}"
+
+
+def from_text(text: str) -> PredictSQLError | None:
+    """The last predictsql error named in an engine's error text (a worker traceback, a SQL error() call), else None."""
+    found = _TEXT.findall(text)
+    if not found:
+        return None
+    kind, message = found[-1]
+    cls = globals().get(kind)
+    return (cls if isinstance(cls, type) and issubclass(cls, PredictSQLError) else PredictSQLError)(message)

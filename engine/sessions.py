@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import onnxruntime as ort
 
 from predictsql.engine.errors import ModelError
+from predictsql.engine.inline import NotInlinable, Program, compile_graph
 from predictsql.engine.signature import Signature, read_signature
 from predictsql.engine.sources import ModelSource
 from predictsql.engine.validate import DEFAULT_MAX_MODEL_BYTES, load_model
@@ -32,19 +33,21 @@ class SessionOptions:
 
 @dataclass(frozen=True)
 class Model:
-    """A model ready to score: its runtime session, signature and names for messages."""
+    """A model ready to score: its runtime session, signature, SQL form if linear, and names for messages."""
 
     label: str
     sha256: str
     session: ort.InferenceSession
     signature: Signature
+    inline: Program | None  # the INLINE plan's expressions; None when the graph has no SQL form
+    inline_blocker: str  # why not, for EXPLAIN and PLAN = INLINE
 
     @property
     def display(self) -> str:
         return f"model {self.label}, sha {self.sha256[:8]}"
 
     def with_label(self, label: str) -> "Model":
-        return Model(label, self.sha256, self.session, self.signature)
+        return replace(self, label=label)
 
 
 _cache: OrderedDict[tuple[str, SessionOptions], Model] = OrderedDict()
@@ -76,4 +79,8 @@ def _create(source: ModelSource, options: SessionOptions) -> Model:
         session = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own untyped Fail/InvalidGraph errors
         raise ModelError(f"model {source.label} cannot be loaded by onnxruntime: {e}") from e
-    return Model(source.label, source.sha256, session, read_signature(session, proto))
+    try:
+        inline, blocker = compile_graph(proto), ""
+    except NotInlinable as e:
+        inline, blocker = None, str(e)
+    return Model(source.label, source.sha256, session, read_signature(session, proto), inline, blocker)

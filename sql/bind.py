@@ -37,14 +37,16 @@ def _read_call(node: PredictTable, index: int) -> PredictCall:
         raise BindError(f"PREDICT RUNTIME = {runtime} is not supported; use RUNTIME = ONNX")
     data = node.args["data"]
     columns = node.args.get("columns")
+    query, inherited = _data_query(data, table)
     return PredictCall(
         index=index,
         model=model_ref(node.args["model"]),
-        data=_data_query(data, table),
+        data=query,
         data_alias=data.alias or None,
         alias=table.alias or None if isinstance(table, exp.Table) else None,
         columns=tuple((c.name, type_name(c.args["kind"])) for c in columns) if columns else None,
         options=options,
+        inherited_ctes=inherited,
     )
 
 
@@ -62,8 +64,8 @@ def model_ref(model: exp.Expression) -> ModelRef:
     raise BindError(f"PREDICT MODEL = {label} is not a model: use @variable, a scalar subquery (SELECT blob FROM ...), a 0x… literal, or a string: a file path, 'models:/name@alias' (MLflow) or 'catalog:/name' (the database's model catalog)")
 
 
-def _data_query(data: exp.Expression, table: exp.Expression) -> exp.Query:
-    """DATA as a query of its own: SELECT * FROM <table>, or the subquery, plus the CTEs it reads."""
+def _data_query(data: exp.Expression, table: exp.Expression) -> tuple[exp.Query, int]:
+    """DATA as a query of its own: SELECT * FROM <table>, or the subquery, plus (first) the CTEs it reads; and their count."""
     if isinstance(data, exp.Subquery):
         query = data.this.copy()
     elif isinstance(data, exp.Table):
@@ -77,7 +79,7 @@ def _data_query(data: exp.Expression, table: exp.Expression) -> exp.Query:
     if needed:
         existing = list(query.args["with_"].expressions) if query.args.get("with_") else []
         query.set("with_", exp.With(expressions=[c.copy() for c in needed] + existing))
-    return query
+    return query, len(needed)
 
 
 def _visible_ctes(node: exp.Expression) -> list[exp.CTE]:

@@ -30,7 +30,8 @@ class PredictCall:
     data_alias: str | None
     alias: str | None
     columns: tuple[tuple[str, str], ...] | None  # WITH (name TYPE, ...), types as 'FLOAT' or 'FLOAT[]'
-    options: dict[str, str]  # RUNTIME, NULLS, BATCH_SIZE, … upper-cased
+    options: dict[str, str]  # RUNTIME, NULLS, BATCH_SIZE, PLAN, … upper-cased
+    inherited_ctes: int = 0  # how many of data's CTEs (the first ones) were copied from enclosing queries
 
     @property
     def label(self) -> str:
@@ -47,8 +48,23 @@ class Output:
 
 @dataclass(frozen=True)
 class Relation:
-    """The scored relation that replaces a PREDICT: DATA columns followed by outputs."""
+    """The scored relation that replaces a PREDICT: DATA columns followed by outputs.
+
+    The engine reads it by `name`, or, when `query` is set (the INLINE plan), as that subquery.
+    """
 
     name: str
     data_columns: tuple[str, ...]
     outputs: tuple[Output, ...]
+    query: exp.Query | None = None
+
+
+def in_place(data: exp.Query, call: PredictCall) -> exp.Query:
+    """A PREDICT's (rewritten) DATA query as it stands inside its statement, for a relation computed there:
+    without the CTEs copied in from enclosing queries, which the statement defines already."""
+    if not call.inherited_ctes:
+        return data
+    data = data.copy()
+    kept = data.args["with_"].expressions[call.inherited_ctes :]
+    data.set("with_", exp.With(expressions=kept) if kept else None)
+    return data

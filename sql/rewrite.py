@@ -45,8 +45,10 @@ def expand_views(tree: exp.Expression, views: Mapping[str, exp.Query]) -> exp.Ex
 def replace_predicts(tree: exp.Expression, relations: Mapping[int, Relation], materialize_ctes: bool = False) -> exp.Expression:
     """Swap each PREDICT for its scored relation and point d.x / p.x / d.* / p.* at it.
 
-    With `materialize_ctes`, a CTE over PREDICT is marked MATERIALIZED: on engines where the
-    scored relation is a stream, it can be read only once.
+    A relation with a query (the INLINE plan) goes in as a subquery (the query itself, not a
+    copy: relations are made for one rewrite), else as a table by name.
+    With `materialize_ctes`, a CTE over a named PREDICT relation is marked MATERIALIZED: on
+    engines where the scored relation is a stream, it can be read only once.
     """
     outermost = [n for n in tree.find_all(PredictTable) if not any(isinstance(a, PredictTable) for a in ancestors(n))]
     for node in outermost:
@@ -55,10 +57,12 @@ def replace_predicts(tree: exp.Expression, relations: Mapping[int, Relation], ma
         data_alias = node.args["data"].alias
         alias = table.alias or data_alias or relation.name
         select = table.find_ancestor(exp.Select)
-        table.replace(exp.Table(this=exp.to_identifier(relation.name), alias=exp.TableAlias(this=exp.to_identifier(alias))))
+        source = exp.Table(this=exp.to_identifier(relation.name)) if relation.query is None else exp.Subquery(this=relation.query)
+        source.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
+        table.replace(source)
         if select is not None:
             _rewrite_columns(select, alias, relation, data_alias.lower() if data_alias else None, table.alias.lower() if table.alias else None)
-        cte = select.find_ancestor(exp.CTE) if select is not None and materialize_ctes else None
+        cte = select.find_ancestor(exp.CTE) if select is not None and materialize_ctes and relation.query is None else None
         if cte is not None:
             cte.set("materialized", True)
     return tree
@@ -142,7 +146,11 @@ def _literal(value: object) -> exp.Expression:
     return exp.Literal.string(str(value))
 
 
-def to_target(tree: exp.Expression, relations: Mapping[int, Relation], variables: Mapping[str, object], dialect: str, materialize_ctes: bool = False) -> str:
+def rewrite(tree: exp.Expression, relations: Mapping[int, Relation], variables: Mapping[str, object], materialize_ctes: bool = False) -> exp.Expression:
     """The statement as the engine will run it, on a copy: PREDICTs replaced, then variables inlined."""
-    tree = inline_variables(replace_predicts(tree.copy(), relations, materialize_ctes), variables)
-    return tree.sql(dialect=dialect)
+    return inline_variables(replace_predicts(tree.copy(), relations, materialize_ctes), variables)
+
+
+def to_target(tree: exp.Expression, relations: Mapping[int, Relation], variables: Mapping[str, object], dialect: str, materialize_ctes: bool = False) -> str:
+    """`rewrite`, as the target dialect's SQL text."""
+    return rewrite(tree, relations, variables, materialize_ctes).sql(dialect=dialect)

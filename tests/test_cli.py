@@ -68,7 +68,7 @@ def test_script_file_and_explain(db_path: Path, tmp_path: Path) -> None:
     done = cli("query", "--db", str(db_path), "-f", str(script), "--format", "csv")
     assert (done.returncode, done.stdout.split()) == (0, ["n", "569"])
     explained = cli("explain", "--db", str(db_path), "-f", str(script))
-    assert explained.returncode == 0 and "STREAM model @m" in explained.stdout
+    assert explained.returncode == 0 and "INLINE model @m" in explained.stdout
 
 
 def test_models_in_the_catalog(db_path: Path, tmp_path: Path, logreg: Fitted) -> None:

@@ -39,7 +39,7 @@ def test_dbo_is_a_real_schema_when_it_exists(con, logreg) -> None:
 
 @pytest.mark.parametrize(("batch_size", "workers"), [(1, 1), (7, 1), (7, 3), (65536, 2)])
 def test_batch_sizes_give_identical_results(db_path: Path, logreg, batch_size: int, workers: int) -> None:
-    query = "SELECT d.id, p.Score, p.probabilities FROM PREDICT(MODEL = (SELECT model FROM models WHERE id = 1), DATA = patients AS d) WITH (Score FLOAT, probabilities FLOAT[]) AS p"
+    query = "SELECT d.id, p.Score, p.probabilities FROM PREDICT(MODEL = (SELECT model FROM models WHERE id = 1), DATA = patients AS d, PLAN = STREAM) WITH (Score FLOAT, probabilities FLOAT[]) AS p"
     with predictsql.connect(str(db_path)) as reference:
         expected = reference.sql(query).arrow()
     with predictsql.connect(str(db_path), batch_size=batch_size, workers=workers) as con:
@@ -69,12 +69,18 @@ def test_declared_variables_persist_and_plain_sql_passes_through(con, logreg) ->
     assert con.sql("CREATE TABLE t AS SELECT 1 AS x; SELECT x FROM t").fetchall() == [(1,)]
 
 
-def test_explain_shows_rewritten_sql_and_plan(con, logreg) -> None:
-    explained = con.explain("SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p", params={"m": logreg.onnx})
-    (sql,) = explained.sql
-    assert sql.startswith("SELECT p.id, p.Score FROM __predictsql_")
-    text = str(explained)
-    assert "STREAM model @m" in text
+def test_explain_shows_rewritten_sql_and_plan(con, logreg, forest) -> None:
+    query = "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d{option}) WITH (Score FLOAT) AS p"
+    inlined = con.explain(query.format(option=""), params={"m": logreg.onnx})
+    (sql,) = inlined.sql
+    assert sql.startswith('SELECT p.id, p.Score FROM (SELECT "mean_radius"') and "EXP(" in sql
+    assert "INLINE model @m" in str(inlined)
+    forced = str(con.explain(query.format(option=", PLAN = STREAM"), params={"m": logreg.onnx}))
+    assert "STREAM model @m, sha " in forced and "batch 65536 (not INLINE: PLAN = STREAM)" in forced
+    streamed = con.explain(query.format(option=""), params={"m": forest.onnx})
+    assert streamed.sql[0].startswith("SELECT p.id, p.Score FROM __predictsql_")
+    text = str(streamed)
+    assert "(not INLINE: operator TreeEnsembleClassifier (node " in text and "has no SQL form" in text
     assert "DATA: SELECT * FROM patients" in text
     assert "input X FLOAT[30] <- mean_radius DOUBLE" in text
     assert "output Score FLOAT <- Score" in text

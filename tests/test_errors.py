@@ -29,6 +29,7 @@ from predictsql.engine.errors import (
 from conftest import PROBA_TOLERANCE, expected_scores
 
 SCORE = "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = {data} AS d) WITH (Score FLOAT) AS p"
+SCORE_WITH_PLAN = "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = {data} AS d, PLAN = {plan}) WITH (Score FLOAT) AS p"
 
 
 def assert_usable(con) -> None:
@@ -38,6 +39,10 @@ def assert_usable(con) -> None:
 
 def run(con, logreg, data: str, **params):
     return con.sql(SCORE.format(data=data), params={"m": logreg.onnx, **params})
+
+
+def run_plan(con, model, data: str, plan: str):
+    return con.sql(SCORE_WITH_PLAN.format(data=data, plan=plan), params={"m": model.onnx})
 
 
 def test_missing_column_suggests_the_close_name(con, logreg) -> None:
@@ -86,21 +91,24 @@ def test_unrelated_or_lossy_type_names_the_cast(con, logreg, expression: str, sq
     assert_usable(con)
 
 
-def test_exact_integer_widening_is_implicit(con, logreg, breast_cancer) -> None:
-    rows = run(con, logreg, "(SELECT * REPLACE (floor(mean_area)::BIGINT AS mean_area) FROM patients)").df()
+@pytest.mark.parametrize("plan", ["STREAM", "INLINE"])
+def test_exact_integer_widening_is_implicit(con, logreg, breast_cancer, plan: str) -> None:
+    rows = run_plan(con, logreg, "(SELECT * REPLACE (floor(mean_area)::BIGINT AS mean_area) FROM patients)", plan).df()
     table = breast_cancer.table.assign(mean_area=np.floor(breast_cancer.table.mean_area))
     np.testing.assert_allclose(rows.Score, expected_scores(logreg, table), atol=PROBA_TOLERANCE)
 
 
-def test_integer_that_float32_cannot_hold_is_an_error(con, logreg) -> None:
+@pytest.mark.parametrize("plan", ["STREAM", "INLINE"])
+def test_integer_that_float32_cannot_hold_is_an_error(con, logreg, plan: str) -> None:
     with pytest.raises(ScoringError, match=r"'mean_area'.*cannot hold exactly.*CAST\(mean_area AS FLOAT\)"):
-        run(con, logreg, "(SELECT * REPLACE (CASE WHEN id = 300 THEN 16777217 ELSE 1 END::BIGINT AS mean_area) FROM patients)")
+        run_plan(con, logreg, "(SELECT * REPLACE (CASE WHEN id = 300 THEN 16777217 ELSE 1 END::BIGINT AS mean_area) FROM patients)", plan)
     assert_usable(con)
 
 
 def test_null_input_reports_column_count_and_row(con, logreg) -> None:
+    """STREAM sees each batch whole, so it counts the NULLs and names the first row."""
     with pytest.raises(NullInputError) as raised:
-        run(con, logreg, "(SELECT * REPLACE (CASE WHEN id IN (300, 310) THEN NULL ELSE mean_texture END AS mean_texture) FROM patients ORDER BY id)")
+        run_plan(con, logreg, "(SELECT * REPLACE (CASE WHEN id IN (300, 310) THEN NULL ELSE mean_texture END AS mean_texture) FROM patients ORDER BY id)", "STREAM")
     message = str(raised.value)
     assert "'mean_texture'" in message and "is NULL in 2 rows" in message and "first at row 300" in message
     assert "NULLS = PROPAGATE" in message
@@ -117,17 +125,34 @@ def test_nulls_propagate_scores_the_other_rows(con, logreg, breast_cancer) -> No
     np.testing.assert_allclose(rows.Score[~nulls], expected_scores(logreg)[~nulls.values], atol=PROBA_TOLERANCE)
 
 
-def test_failed_insert_select_inserts_nothing_and_returns_no_rows(db_path: Path, logreg) -> None:
-    """The NULL sits in a late batch (batch size 7), so earlier batches were already scored."""
+def test_null_input_inline_names_the_column_and_the_fix(con, logreg) -> None:
+    """INLINE checks each row inside DuckDB's own expression; the error comes back as NullInputError."""
+    with pytest.raises(NullInputError, match=r"PREDICT input 'mean_texture' \(model @m, sha \w+\) is NULL: filter the rows \(WHERE mean_texture IS NOT NULL\).*NULLS = PROPAGATE"):
+        run_plan(con, logreg, "(SELECT * REPLACE (CASE WHEN id = 300 THEN NULL ELSE mean_texture END AS mean_texture) FROM patients)", "INLINE")
+    assert_usable(con)
+
+
+@pytest.mark.parametrize("plan", ["STREAM", "INLINE"])
+def test_failed_insert_select_inserts_nothing_and_returns_no_rows(db_path: Path, logreg, plan: str) -> None:
+    """The NULL sits in a late batch (batch size 7), so earlier batches (STREAM) or rows were already scored."""
     with predictsql.connect(str(db_path), batch_size=7) as con:
         con.duckdb.sql("CREATE TABLE scores (id BIGINT, score FLOAT)")
-        data = "(SELECT * REPLACE (CASE WHEN id = 500 THEN NULL ELSE mean_texture END AS mean_texture) FROM patients ORDER BY id)"
-        with pytest.raises(NullInputError, match="first at row 500"):
-            con.sql(f"INSERT INTO scores {SCORE.format(data=data)}", params={"m": logreg.onnx})
+        query = SCORE_WITH_PLAN.format(data="(SELECT * REPLACE (CASE WHEN id = 500 THEN NULL ELSE mean_texture END AS mean_texture) FROM patients ORDER BY id)", plan=plan)
+        with pytest.raises(NullInputError, match="first at row 500" if plan == "STREAM" else "'mean_texture'"):
+            con.sql(f"INSERT INTO scores {query}", params={"m": logreg.onnx})
         assert con.sql("SELECT count(*) FROM scores").fetchone() == (0,)
         with pytest.raises(NullInputError):
-            con.sql(SCORE.format(data=data), params={"m": logreg.onnx})
+            con.sql(query, params={"m": logreg.onnx})
         assert_usable(con)
+
+
+def test_plan_option_is_checked(con, logreg, forest) -> None:
+    with pytest.raises(BindError, match="PLAN = FAST .* is not a plan; use PLAN = AUTO, STREAM or INLINE"):
+        run_plan(con, logreg, "patients", "FAST")
+    with pytest.raises(BindError, match=r"PLAN = INLINE \(model @m, sha \w+\): operator TreeEnsembleClassifier .* has no SQL form; .*use PLAN = STREAM or AUTO"):
+        run_plan(con, forest, "patients", "INLINE")
+    with pytest.raises(BindError, match=r"PLAN = INLINE .*WITH column Score asks for INTEGER of a FLOAT output"):
+        con.sql("SELECT p.Score FROM PREDICT(MODEL = @m, DATA = patients, PLAN = INLINE) WITH (Score INT) AS p", params={"m": logreg.onnx})
 
 
 @pytest.mark.parametrize(("where", "message"), [("id = 99", "returned no row"), ("id >= 1", "returned more than one row")])

@@ -6,24 +6,28 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.datasets import load_diabetes
+from sklearn.linear_model import Ridge
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 import predictsql
 from conftest import MODEL_KINDS, Dataset, assert_parity, fit
 
 KINDS = (*MODEL_KINDS, "one_hot_pipeline")
+LINEAR = ("logistic_regression", "scaler_pipeline")  # AUTO runs these INLINE, as SQL expressions
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_predict_matches_scikit_learn(kind: str, dataset: Dataset, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("kind", "plan"), [(kind, "AUTO") for kind in KINDS] + [(kind, "STREAM") for kind in LINEAR])
+def test_predict_matches_scikit_learn(kind: str, plan: str, dataset: Dataset, tmp_path: Path) -> None:
     fitted = fit(kind, dataset)
+    query = f"SELECT d.id, p.label, p.probabilities FROM PREDICT(MODEL = @m, DATA = samples AS d, PLAN = {plan}) WITH (label BIGINT, probabilities FLOAT[]) AS p"
     with predictsql.connect(str(tmp_path / "parity.duckdb")) as con:
         con.duckdb.register("frame", dataset.table)
         con.duckdb.sql("CREATE TABLE samples AS SELECT * FROM frame")
-        rows = con.sql(
-            "SELECT d.id, p.label, p.probabilities FROM PREDICT(MODEL = @m, DATA = samples AS d) "
-            "WITH (label BIGINT, probabilities FLOAT[]) AS p",
-            params={"m": fitted.onnx},
-        ).df()
+        (bound,) = con.explain(query, params={"m": fitted.onnx}).statements[0][1]
+        assert (bound.inline_query is not None) == (kind in LINEAR and plan == "AUTO")
+        rows = con.sql(query, params={"m": fitted.onnx}).df()
     np.testing.assert_array_equal(rows.id.values, np.arange(len(dataset.table)))
     probabilities = np.stack(rows.probabilities.values)
     assert_parity(fitted.estimator, fitted.features, rows.label.values, probabilities)
@@ -36,3 +40,16 @@ def test_expanded_class_columns_match_scikit_learn(dataset: Dataset) -> None:
     classes = fitted.estimator.classes_
     probabilities = np.stack([scored[f"probabilities_{c}"].to_numpy() for c in classes], axis=1)
     assert_parity(fitted.estimator, fitted.features, scored["label"].to_numpy(), probabilities)
+
+
+@pytest.mark.parametrize("scaled", [False, True])
+def test_inline_regressor_matches_scikit_learn(scaled: bool) -> None:
+    """LinearRegressor (after a Scaler) as SQL: the predictions agree with scikit-learn's."""
+    data = load_diabetes(as_frame=True)
+    estimator = (make_pipeline(StandardScaler(), Ridge()) if scaled else Ridge()).fit(data.data, data.target)
+    with predictsql.connect() as con:
+        con.duckdb.register("frame", data.data)
+        con.duckdb.sql("CREATE TABLE diabetes AS SELECT * FROM frame")
+        query = "SELECT p.variable FROM PREDICT(MODEL = @m, DATA = diabetes, PLAN = INLINE) WITH (variable FLOAT) AS p"
+        rows = con.sql(query, params={"m": predictsql.export(estimator, data.data)}).df()
+    np.testing.assert_allclose(rows.variable, estimator.predict(data.data), rtol=1e-5)

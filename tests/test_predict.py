@@ -254,10 +254,12 @@ def _with_band_input(logreg: Fitted) -> bytes:
     return model.SerializeToString()
 
 
-def test_null_input_fails_the_statement_with_column_and_count(backend, logreg) -> None:
-    with pytest.raises(NullInputError, match="'mean_texture'.*is NULL in 1 rows.*NULLS = PROPAGATE"):
+@pytest.mark.parametrize(("plan", "message"), [("STREAM", "is NULL in 1 rows of the batch"), ("INLINE", r"is NULL: filter the rows \(WHERE mean_texture IS NOT NULL\)")])
+def test_null_input_fails_the_statement_with_column_and_count(backend, logreg, plan: str, message: str) -> None:
+    """STREAM counts a batch's NULLs; INLINE fails on the first NULL the engine meets. Both name the column and the fix."""
+    with pytest.raises(NullInputError, match=f"'mean_texture'.*{message}.*NULLS = PROPAGATE"):
         backend.sql(
-            "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = (SELECT id, CASE WHEN id = 300 THEN NULL ELSE mean_texture END AS mean_texture, * EXCEPT (id, mean_texture) FROM patients) AS d) WITH (Score FLOAT) AS p",
+            f"SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = (SELECT id, CASE WHEN id = 300 THEN NULL ELSE mean_texture END AS mean_texture, * EXCEPT (id, mean_texture) FROM patients) AS d, PLAN = {plan}) WITH (Score FLOAT) AS p",
             params={"m": logreg.onnx},
         )
     rows = backend.sql("SELECT count(*) AS n FROM PREDICT(MODEL = @m, DATA = patients) WITH (Score FLOAT) AS p", params={"m": logreg.onnx})

@@ -22,15 +22,17 @@ from predictsql.udfs import spark as ps
 
 QUERY = """
 SELECT d.id, p.Score, p.label, p.probabilities
-FROM PREDICT(MODEL = @m, DATA = (SELECT * FROM patients WHERE target = 1) AS d) WITH (Score FLOAT, label BIGINT, probabilities FLOAT[]) AS p
+FROM PREDICT(MODEL = @m, DATA = (SELECT * FROM patients WHERE target = 1) AS d, PLAN = {plan}) WITH (Score FLOAT, label BIGINT, probabilities FLOAT[]) AS p
 ORDER BY d.id
 """
 
 
-def test_spark_rows_equal_duckdb_rows(spark, con, logreg, breast_cancer) -> None:
+@pytest.mark.parametrize("plan", ["STREAM", "INLINE"])
+def test_spark_rows_equal_duckdb_rows(spark, con, logreg, breast_cancer, plan: str) -> None:
+    """Both engines score with onnxruntime (STREAM) or compute the same SQL in DOUBLE (INLINE)."""
     spark.createDataFrame(breast_cancer.table).createOrReplaceTempView("patients")
-    on_duckdb = con.sql(QUERY, params={"m": logreg.onnx}).df()
-    on_spark = ps.sql(spark, QUERY, params={"m": logreg.onnx}).toPandas()
+    on_duckdb = con.sql(QUERY.format(plan=plan), params={"m": logreg.onnx}).df()
+    on_spark = ps.sql(spark, QUERY.format(plan=plan), params={"m": logreg.onnx}).toPandas()
     assert on_spark.id.tolist() == on_duckdb.id.tolist()
     assert on_spark.Score.tolist() == on_duckdb.Score.tolist()  # bit-identical, not just close
     assert on_spark.label.tolist() == on_duckdb.label.tolist()
@@ -42,7 +44,7 @@ def test_nulls_propagate_keeps_rows_aligned_across_batches(spark, con, logreg, b
     spark.createDataFrame(breast_cancer.table).createOrReplaceTempView("patients")
     query = (
         "SELECT d.id, p.Score, p.label FROM PREDICT(MODEL = @m, DATA = (SELECT id, CASE WHEN id % 10 = 0 THEN NULL ELSE mean_texture END AS mean_texture, "
-        "* EXCEPT (id, mean_texture) FROM patients) AS d, NULLS = PROPAGATE) WITH (Score FLOAT, label BIGINT) AS p ORDER BY d.id"
+        "* EXCEPT (id, mean_texture) FROM patients) AS d, NULLS = PROPAGATE, PLAN = STREAM) WITH (Score FLOAT, label BIGINT) AS p ORDER BY d.id"
     )
     batch_rows = spark.conf.get(ps.ARROW_BATCH_ROWS)
     spark.conf.set(ps.ARROW_BATCH_ROWS, "50")
@@ -60,16 +62,34 @@ def test_one_scoring_node_per_predict_fed_only_model_inputs(spark, logreg, breas
     spark.createDataFrame(breast_cancer.table).createOrReplaceTempView("patients")
     frame = ps.sql(
         spark,
-        "SELECT d.id, p.probabilities FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT, label BIGINT, probabilities FLOAT[]) AS p "
+        "SELECT d.id, p.probabilities FROM PREDICT(MODEL = @m, DATA = patients AS d, PLAN = STREAM) WITH (Score FLOAT, label BIGINT, probabilities FLOAT[]) AS p "
         "WHERE p.Score > 0.5 AND p.label = 1",
         params={"m": logreg.onnx},
     )
-    nodes = [line for line in frame._jdf.queryExecution().executedPlan().toString().splitlines() if "ArrowEvalPython" in line]
+    nodes = python_nodes(frame)
     assert len(nodes) == 1
     assert re.findall(r"(\w+)#\d+", nodes[0].split("], [")[0]) == list(logreg.features.columns)
     rows = frame.toPandas().sort_values("id")
     assert rows.id.tolist() == list(np.flatnonzero(expected_scores(logreg) > 0.5))
     np.testing.assert_allclose([p[1] for p in rows.probabilities], expected_scores(logreg)[rows.id], atol=PROBA_TOLERANCE)
+
+
+def test_inline_plan_never_leaves_the_jvm(spark, con, logreg, breast_cancer) -> None:
+    """A linear model under the default PLAN = AUTO is Spark SQL arithmetic: no Python node, the same rows as STREAM."""
+    spark.createDataFrame(breast_cancer.table).createOrReplaceTempView("patients")
+    query = "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d{plan}) WITH (Score FLOAT) AS p WHERE p.Score > 0.5"
+    frame = ps.sql(spark, query.format(plan=""), params={"m": logreg.onnx})
+    assert python_nodes(frame) == []
+    rows = frame.toPandas().sort_values("id")
+    assert rows.id.tolist() == list(np.flatnonzero(expected_scores(logreg) > 0.5))
+    np.testing.assert_allclose(rows.Score, expected_scores(logreg)[rows.id], atol=PROBA_TOLERANCE)
+    streamed = ps.sql(spark, query.format(plan=", PLAN = STREAM"), params={"m": logreg.onnx}).toPandas().sort_values("id")
+    np.testing.assert_allclose(rows.Score, streamed.Score, atol=PROBA_TOLERANCE)
+
+
+def python_nodes(frame) -> list[str]:
+    """The plan lines where Spark hands rows to a Python worker."""
+    return [line for line in frame._jdf.queryExecution().executedPlan().toString().splitlines() if "ArrowEvalPython" in line]
 
 
 def test_registered_function_scalar_and_struct(spark, logreg, breast_cancer) -> None:

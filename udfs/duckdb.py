@@ -20,7 +20,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from predictsql.engine import sessions
-from predictsql.engine.errors import BindError
+from predictsql.engine.errors import BindError, from_text
 from predictsql.engine.mlflow_registry import MlflowRegistry
 from predictsql.engine.scoring import DEFAULT_BATCH_SIZE
 from predictsql.engine.sources import ModelSource, Resolver
@@ -191,7 +191,7 @@ class Connection:
             self.duckdb.execute(sql).fetchall()
             return None
         except duckdb.Error as e:
-            error = run.error()
+            error = run.error() or from_text(str(e))  # a stream's own error, or one an INLINE error() call raised
             if error is not None:
                 raise error from e
             raise

@@ -1,10 +1,11 @@
-"""Plan and run one PREDICT statement on DuckDB with the STREAM plan.
+"""Plan and run one PREDICT statement on DuckDB.
 
 Planning binds every PREDICT before a row is read: models are resolved, each DATA query's Arrow
 schema is probed with LIMIT 0 (inner PREDICTs stand in as empty tables of their output schema),
-and the statement is rewritten to read registered relations instead.
+and each PREDICT gets a plan. INLINE (linear models, udfs/inline.py) becomes a subquery that
+DuckDB computes itself; STREAM becomes a registered relation the rewritten statement reads.
 
-Running gives each PREDICT its own cursor (a reader scans once and a connection with an open
+Running gives each STREAM PREDICT its own cursor (a reader scans once and a connection with an open
 result refuses a second query): DATA streams from the cursor in Arrow batches, is scored, and
 the scored stream is registered on the parent connection under the relation's name.
 """
@@ -26,28 +27,39 @@ from predictsql.engine.scoring import ScoredStream, Scorer
 from predictsql.engine.sources import Lookup, Resolver
 from predictsql.sql.bind import find_predicts
 from predictsql.sql.dialect import to_sql
-from predictsql.sql.plan import PredictCall
-from predictsql.sql.rewrite import inline_variables, to_target
-from predictsql.udfs import script
+from predictsql.sql.plan import PredictCall, Relation, in_place
+from predictsql.sql.rewrite import inline_variables, rewrite
+from predictsql.udfs import inline, script
 
 DIALECT = "duckdb"
-PLAN_STREAM = "STREAM"
 
 
 @dataclass
 class BoundPredict:
-    """A PREDICT ready to run: its relation name, DATA query, scoring plan and inner PREDICTs."""
+    """A PREDICT ready to run: its relation name, DATA query, scoring plan, SQL form if INLINE, inner PREDICTs."""
 
     name: str
     label: str
-    data_sql: str
+    data: exp.Query  # in DuckDB's terms: inner PREDICTs replaced, variables inlined
     plan: ScoringPlan
     batch_size: int
     inner: list["BoundPredict"]
+    inline_query: exp.Query | None  # the INLINE plan's relation; None: STREAM
+    why_stream: str
+
+    @property
+    def data_sql(self) -> str:
+        return self.data.sql(dialect=DIALECT)
+
+    @property
+    def relation(self) -> Relation:
+        """What the rewrite reads: the registered stream by name, or the INLINE subquery."""
+        return script.relation(self.name, self.plan, self.inline_query)
 
     def describe(self, depth: int = 0) -> list[str]:
         pad = "  " * depth
-        lines = [f"{pad}{self.name}: {PLAN_STREAM} {self.plan.model.display}, batch {self.batch_size}", f"{pad}  DATA: {self.data_sql}"]
+        how = f"{inline.INLINE} {self.plan.model.display}" if self.inline_query else f"{inline.STREAM} {self.plan.model.display}, batch {self.batch_size} (not INLINE: {self.why_stream})"
+        lines = [f"{pad}{self.name}: {how}", f"{pad}  DATA: {self.data_sql}"]
         lines += [f"{pad}  {line}" for line in self.plan.describe()]
         for inner in self.inner:
             lines += inner.describe(depth + 1)
@@ -76,10 +88,14 @@ class Planner:
 
     def plan(self, tree: exp.Expression) -> tuple[str, list[BoundPredict]]:
         """The statement's target SQL and its bound PREDICTs (recursively, inner ones first)."""
+        target, bound = self._rewrite(tree)
+        return target.sql(dialect=DIALECT), bound
+
+    def _rewrite(self, tree: exp.Expression) -> tuple[exp.Expression, list[BoundPredict]]:
         calls = find_predicts(tree)
         bound = [self._bind_call(call) for call in calls]
-        relations = {call.index: script.relation(b.name, b.plan) for call, b in zip(calls, bound)}
-        return to_target(tree, relations, self.variables, DIALECT, materialize_ctes=True), bound
+        relations = {call.index: b.relation for call, b in zip(calls, bound)}
+        return rewrite(tree, relations, self.variables, materialize_ctes=True), bound
 
     def __enter__(self) -> "Planner":
         return self
@@ -90,10 +106,12 @@ class Planner:
 
     def _bind_call(self, call: PredictCall) -> BoundPredict:
         model = sessions.load(script.model_source(call, self.variables, self.run_query, self.resolve), self.settings.session_options)
-        data_sql, inner = self.plan(call.data)
-        plan = script.scoring_plan(call, self._schema(data_sql, inner, call), model)
+        data, inner = self._rewrite(call.data)
+        plan = script.scoring_plan(call, self._schema(data.sql(dialect=DIALECT), inner, call), model)
+        program, why_stream = inline.choose(call, plan)
+        query = inline.relation(in_place(data, call), plan, program, DIALECT) if program else None
         self._count += 1
-        return BoundPredict(f"{self._prefix}_{self._count}", call.label, data_sql, plan, script.batch_size(call, self.settings.batch_size), inner)
+        return BoundPredict(f"{self._prefix}_{self._count}", call.label, data, plan, script.batch_size(call, self.settings.batch_size), inner, query, why_stream)
 
     def run_query(self, query: exp.Query) -> list[tuple]:
         """Run a scalar subquery (MODEL = (SELECT ...)) on the caller's connection: at most two rows."""
@@ -124,6 +142,9 @@ class Run:
 
     def start(self, bound: list[BoundPredict], con: duckdb.DuckDBPyConnection) -> None:
         for b in bound:
+            if b.inline_query:  # INLINE: DuckDB computes it within the statement, reading inner streams from `con`
+                self.start(b.inner, con)
+                continue
             cursor = con.cursor()
             self._cursors.append(cursor)
             self.start(b.inner, cursor)

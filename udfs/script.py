@@ -105,9 +105,9 @@ def scoring_plan(call: PredictCall, schema: pa.Schema, model: Model) -> ScoringP
     return bind(schema, model, requested(call), call.options.get("NULLS", NULLS_ERROR))
 
 
-def relation(name: str, plan: ScoringPlan) -> Relation:
-    """What the rewrite needs to know of a scored relation."""
-    return Relation(name, tuple(plan.data_schema.names), tuple(Output(o.name, o.field) for o in plan.outputs))
+def relation(name: str, plan: ScoringPlan, query: exp.Query | None = None) -> Relation:
+    """What the rewrite needs to know of a scored relation; `query` computes it (INLINE)."""
+    return Relation(name, tuple(plan.data_schema.names), tuple(Output(o.name, o.field) for o in plan.outputs), query)
 
 
 def batch_size(call: PredictCall, default: int) -> int:

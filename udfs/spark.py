@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import sys
 import uuid
 import weakref
@@ -35,23 +34,21 @@ from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 from pyspark.sql.types import StructType
 from sqlglot import exp
 
-from predictsql.engine import errors as error_classes
 from predictsql.engine import sessions
 from predictsql.engine.binding import OutputRequest, ScoringPlan, bind
-from predictsql.engine.errors import BindError, PredictSQLError
+from predictsql.engine.errors import BindError, PredictSQLError, from_text
 from predictsql.engine.mlflow_registry import MlflowRegistry
 from predictsql.engine.sources import ModelSource, Resolve, Resolver, resolve
 from predictsql.engine.types import ONNX_TO_ARROW
 from predictsql.sql.bind import find_predicts
 from predictsql.sql.dialect import DescribeModel, PredictTable, parse, to_sql
-from predictsql.sql.plan import PredictCall, Relation
-from predictsql.sql.rewrite import inline_variables, map_default_schema, to_target
-from predictsql.udfs import script, spark_cache
+from predictsql.sql.plan import PredictCall, Relation, in_place
+from predictsql.sql.rewrite import inline_variables, map_default_schema, rewrite
+from predictsql.udfs import inline, script, spark_cache
 
 DIALECT = "spark"
 _variables: "weakref.WeakKeyDictionary[SparkSession, dict[str, object]]" = weakref.WeakKeyDictionary()
 _broadcasts: dict[tuple[str, str], Any] = {}
-_ERROR = re.compile(r"predictsql\.engine\.errors\.(\w+): (.+)")
 ARROW_BATCH_ROWS = "spark.sql.execution.arrow.maxRecordsPerBatch"
 SCORES = "__predictsql_scores"  # the struct column holding a PREDICT's outputs, never visible to queries
 
@@ -142,11 +139,10 @@ def errors() -> Iterator[None]:
     except PredictSQLError:
         raise
     except Exception as e:
-        found = _ERROR.findall(str(e))
-        if not found:
+        error = from_text(str(e))
+        if error is None:
             raise
-        kind, message = found[-1]
-        raise getattr(error_classes, kind, PredictSQLError)(message) from None
+        raise error from None
 
 
 class Planner:
@@ -160,9 +156,12 @@ class Planner:
         self._count = 0
 
     def plan(self, tree: exp.Expression) -> str:
+        return self._rewrite(tree).sql(dialect=DIALECT)
+
+    def _rewrite(self, tree: exp.Expression) -> exp.Expression:
         calls = find_predicts(tree)
         relations = {call.index: self._bind(call) for call in calls}
-        return to_target(tree, relations, self.variables, DIALECT)
+        return rewrite(tree, relations, self.variables)
 
     def run_query(self, query: exp.Query) -> list[tuple]:
         rows = self.spark.sql(inline_variables(query.copy(), self.variables).sql(dialect=DIALECT)).take(2)
@@ -171,17 +170,20 @@ class Planner:
     def _bind(self, call: PredictCall) -> Relation:
         source = script.model_source(call, self.variables, self.run_query, self.resolve)
         model = sessions.load(source)
-        data_sql = self.plan(call.data)
+        data_tree = self._rewrite(call.data)
         try:
-            data = self.spark.sql(data_sql)
+            data = self.spark.sql(data_tree.sql(dialect=DIALECT))
         except Exception as e:  # pyspark's AnalysisException
             raise BindError(f"PREDICT DATA {to_sql(call.data)} ({call.label}) fails: {str(e).splitlines()[0]}") from e
         plan = script.scoring_plan(call, to_arrow_schema(data.schema), model)
+        self._count += 1
+        name = f"{self._prefix}_{self._count}"
+        program, _ = inline.choose(call, plan)
+        if program:  # INLINE: Spark computes the scores itself, no Python worker involved
+            return script.relation(name, plan, inline.relation(in_place(data_tree, call), plan, program, DIALECT))
         scorer = _scoring_udf(self.spark, source, plan, script.requested(call), struct=True).asNondeterministic()  # see the module docstring
         scored = data.select("*", scorer(*map(_column, _input_names(plan))).alias(SCORES))
         outputs = [col(SCORES).getField(o.field).alias(o.field) for o in plan.outputs]
-        self._count += 1
-        name = f"{self._prefix}_{self._count}"
         scored.select(*map(_column, data.columns), *outputs).createOrReplaceTempView(name)
         return script.relation(name, plan)
 

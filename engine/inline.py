@@ -1,0 +1,215 @@
+"""Compile a linear ONNX graph into an engine-neutral expression tree (the INLINE plan).
+
+Linear models and scalers are cheaper to run as SQL expressions in the engine's own vectorised,
+parallel execution than to ship rows to onnxruntime (DESIGN.md, Raven's MLtoSQL). A graph
+compiles when every node is one of the supported ai.onnx.ml operators below and its inputs are
+FLOAT tensors; anything else raises NotInlinable with the reason, and the STREAM plan scores it.
+
+The tree has two layers: `Program.scores` are the linear scores, written over DATA columns
+(`Feature`); each output's values are written over those scores (`Score`), so that an adapter
+computes each score once (a subquery) however often the outputs use it. Arithmetic is meant to
+run in DOUBLE and each output is cast to its ONNX type at the end; it follows onnxruntime's
+kernels (first maximum wins in argmax, logistic on |x|, softmax less its maximum), so results
+differ from onnxruntime only by float32 rounding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence, Union
+
+import onnx
+from onnx import helper, numpy_helper
+
+from predictsql.engine.errors import ModelError
+
+ML_DOMAIN = "ai.onnx.ml"
+
+
+class NotInlinable(ModelError):
+    """The model cannot run as SQL expressions; the message says which part."""
+
+
+@dataclass(frozen=True)
+class Feature:
+    """Column `index` of ONNX input `input`, as the model sees it (cast to its input type)."""
+
+    input: str
+    index: int
+
+
+@dataclass(frozen=True)
+class Score:
+    """The linear score `index` of Program.scores."""
+
+    index: int
+
+
+@dataclass(frozen=True)
+class Const:
+    value: float | int | str
+
+
+@dataclass(frozen=True)
+class Op:
+    """An arithmetic or comparison: add, sub, mul, div (two or more args left to right), exp, abs, greatest, lt, ge, eq."""
+
+    fn: str
+    args: tuple["Expr", ...]
+
+
+@dataclass(frozen=True)
+class Case:
+    """The value of the first true condition, else `default` (NULL when None)."""
+
+    whens: tuple[tuple["Expr", "Expr"], ...]
+    default: "Expr | None" = None
+
+
+Expr = Union[Feature, Score, Const, Op, Case]
+
+
+@dataclass(frozen=True)
+class Program:
+    """Linear scores over features, and each ONNX output as one expression per value of a row."""
+
+    scores: tuple[Expr, ...]
+    outputs: dict[str, tuple[Expr, ...]]
+
+
+def compile_graph(model: onnx.ModelProto) -> Program:
+    """The model as a Program, or NotInlinable naming the node or input that prevents it."""
+    graph = model.graph
+    initialized = {i.name for i in graph.initializer}
+    values: dict[str, tuple[Expr, ...]] = {}
+    for spec in graph.input:
+        if spec.name in initialized:
+            continue
+        values[spec.name] = _input(spec)
+    constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    scores: list[Expr] = []
+    for node in graph.node:
+        rule = _RULES.get((node.domain or "", node.op_type))
+        if rule is None:
+            raise NotInlinable(f"operator {node.op_type} (node '{node.name or node.output[0]}') has no SQL form; INLINE covers {', '.join(op for _, op in _RULES)}")
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        args = [values[name] if name in values else name for name in node.input]
+        if not args or not isinstance(args[0], tuple):
+            raise NotInlinable(f"node '{node.name or node.output[0]}' ({node.op_type}) does not read a computed tensor")
+        results = rule(args, attrs, scores, constants)
+        values.update(zip(node.output, results))
+    return Program(tuple(scores), {o.name: values[o.name] for o in graph.output})
+
+
+def _input(spec: onnx.ValueInfoProto) -> tuple[Expr, ...]:
+    tensor = spec.type.tensor_type
+    dims = tensor.shape.dim
+    width = dims[1].dim_value if len(dims) == 2 else 0
+    if tensor.elem_type != onnx.TensorProto.FLOAT or width < 1:
+        raise NotInlinable(f"input '{spec.name}' is not a FLOAT tensor of known width [N,k]")
+    return tuple(Feature(spec.name, j) for j in range(width))
+
+
+def _linear(x: Sequence[Expr], coefficients: Sequence[float], intercepts: Sequence[float], scores: list[Expr]) -> tuple[Expr, ...]:
+    """score_c = intercept_c + Σ_j coef[c,j]·x_j, appended to the program's scores."""
+    if scores:
+        raise NotInlinable("a second linear stage has no SQL form (scores are one layer)")
+    width = len(x)
+    if not intercepts or len(coefficients) != len(intercepts) * width:
+        raise NotInlinable(f"linear node has {len(coefficients)} coefficients for {len(intercepts)} targets and {width} features")
+    refs = []
+    for c, intercept in enumerate(intercepts):
+        terms = [Op("mul", (Const(float(coefficients[c * width + j])), x[j])) for j in range(width)]
+        scores.append(Op("add", (Const(float(intercept)), *terms)))
+        refs.append(Score(len(scores) - 1))
+    return tuple(refs)
+
+
+def _scaler(args: list, attrs: dict, scores: list[Expr], constants: dict) -> list[tuple[Expr, ...]]:
+    x = args[0]
+    offset = _broadcast(attrs.get("offset", [0.0]), len(x), "offset")
+    scale = _broadcast(attrs.get("scale", [1.0]), len(x), "scale")
+    return [tuple(Op("mul", (Op("sub", (v, Const(float(o)))), Const(float(s)))) for v, o, s in zip(x, offset, scale))]
+
+
+def _broadcast(values: Sequence[float], width: int, name: str) -> Sequence[float]:
+    if len(values) == 1:
+        return list(values) * width
+    if len(values) != width:
+        raise NotInlinable(f"Scaler {name} has {len(values)} values for {width} features")
+    return values
+
+
+def _linear_regressor(args: list, attrs: dict, scores: list[Expr], constants: dict) -> list[tuple[Expr, ...]]:
+    if _transform(attrs) != "NONE":
+        raise NotInlinable(f"LinearRegressor post_transform {_transform(attrs)} has no SQL form")
+    targets = attrs.get("targets", 1)
+    intercepts = attrs.get("intercepts") or [0.0] * targets
+    return [_linear(args[0], attrs["coefficients"], intercepts, scores)]
+
+
+def _linear_classifier(args: list, attrs: dict, scores: list[Expr], constants: dict) -> list[tuple[Expr, ...]]:
+    labels = [Const(int(v)) for v in attrs.get("classlabels_ints", [])] or [Const(v.decode()) for v in attrs.get("classlabels_strings", [])]
+    intercepts = attrs.get("intercepts", [])
+    if len(intercepts) < 2 or len(labels) != len(intercepts):
+        raise NotInlinable(f"LinearClassifier with {len(intercepts)} score(s) for {len(labels)} classes (a one-score binary model) has no SQL form")
+    s = _linear(args[0], attrs["coefficients"], intercepts, scores)
+    top = Op("greatest", s)
+    label = Case(tuple((Op("ge", (v, top)), l) for v, l in zip(s, labels)))
+    return [(label,), _post_transform(s, _transform(attrs))]
+
+
+def _transform(attrs: dict) -> str:
+    value = attrs.get("post_transform", b"NONE")
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _post_transform(s: tuple[Expr, ...], transform: str) -> tuple[Expr, ...]:
+    if transform == "NONE":
+        return s
+    if transform == "LOGISTIC":
+        return tuple(_logistic(v) for v in s)
+    if transform == "SOFTMAX":
+        top = Op("greatest", s)
+        e = tuple(Op("exp", (Op("sub", (v, top)),)) for v in s)
+        total = Op("add", e)
+        return tuple(Op("div", (v, total)) for v in e)
+    raise NotInlinable(f"post_transform {transform} has no SQL form")
+
+
+def _logistic(v: Expr) -> Expr:
+    """onnxruntime's ComputeLogistic: 1 / (1 + exp(-|x|)), mirrored for x < 0 (never overflows)."""
+    half = Op("div", (Const(1.0), Op("add", (Const(1.0), Op("exp", (Op("sub", (Const(0.0), Op("abs", (v,)))),))))))
+    return Case(((Op("lt", (v, Const(0.0))), Op("sub", (Const(1.0), half))),), half)
+
+
+def _normalizer(args: list, attrs: dict, scores: list[Expr], constants: dict) -> list[tuple[Expr, ...]]:
+    norm = attrs.get("norm", b"MAX").decode()
+    if norm != "L1":
+        raise NotInlinable(f"Normalizer norm {norm} has no SQL form")
+    x = args[0]
+    total = Op("add", tuple(Op("abs", (v,)) for v in x))
+    return [tuple(Case(((Op("eq", (total, Const(0.0))), v),), Op("div", (v, total))) for v in x)]
+
+
+def _gather(args: list, attrs: dict, scores: list[Expr], constants: dict) -> list[tuple[Expr, ...]]:
+    """Gather(axis=1) of one constant column: how predictsql.export adds its `score` output."""
+    x, index = args
+    picked = constants.get(index) if isinstance(index, str) else None
+    if attrs.get("axis", 0) != 1 or picked is None or picked.ndim != 0:
+        raise NotInlinable("Gather other than one constant column (axis=1) has no SQL form")
+    return [(x[int(picked)],)]
+
+
+def _identity(args: list, attrs: dict, scores: list[Expr], constants: dict) -> list[tuple[Expr, ...]]:
+    return [args[0]]
+
+
+_RULES = {
+    (ML_DOMAIN, "Scaler"): _scaler,
+    (ML_DOMAIN, "LinearRegressor"): _linear_regressor,
+    (ML_DOMAIN, "LinearClassifier"): _linear_classifier,
+    (ML_DOMAIN, "Normalizer"): _normalizer,
+    ("", "Gather"): _gather,
+    ("", "Identity"): _identity,
+}
