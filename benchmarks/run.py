@@ -5,7 +5,8 @@
 
 Speed: LogisticRegression and RandomForest (100 trees) on N rows of 10 FLOAT columns, scored
 into an aggregate (so result transfer is not measured). "limit" is raw onnxruntime on a
-preloaded float32 numpy array (all cores); each number is the best of --repeat runs. PREDICT
+preloaded float32 numpy array (all cores); each number is the best of --repeat interleaved
+rounds after one untimed warm-up round of every path. PREDICT
 runs with its default plan (INLINE for the linear model, STREAM for the forest) and, where
 that inlines, with PLAN = STREAM too.
 Spark (--spark): the same models on local[2] over the same rows (cached in Spark first):
@@ -29,12 +30,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 FEATURES = [f"x{i}" for i in range(10)]
+LIMIT = "raw onnxruntime, preloaded numpy (limit)"
 
 
 def make_table(con, name: str, rows: int) -> None:
@@ -59,13 +63,18 @@ def train(con):
     return {name: (est, predictsql.export(est, sample, outputs={"score": "Score"})) for name, est in models.items()}
 
 
-def best(fn, repeat: int) -> float:
-    times = []
+def fastest(runs: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """Each run's best wall time over `repeat` interleaved rounds, after one untimed round that warms
+    what every path needs warm (the JVM's JIT, caches), so no path pays for going first."""
+    for run in runs.values():
+        run()
+    times: dict[str, float] = {}
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for label, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[label] = min(times.get(label, float("inf")), time.perf_counter() - start)
+    return times
 
 
 def speed(rows: int, repeat: int) -> list[tuple[str, str, float, float]]:
@@ -81,11 +90,12 @@ def speed(rows: int, repeat: int) -> list[tuple[str, str, float, float]]:
         matrix = np.column_stack([preloaded[c] for c in FEATURES]).astype(np.float32)
         for name, (estimator, onnx_bytes) in models.items():
             session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-            timings = {"raw onnxruntime, preloaded numpy (limit)": best(lambda: session.run(["Score"], {"X": matrix}), repeat)}
+            runs = {LIMIT: partial(session.run, ["Score"], {"X": matrix})}
             for plan, label in plans(onnx_bytes):
-                timings[f"predictsql PREDICT on DuckDB, {label}"] = best(lambda: con.sql(QUERY.format(plan=plan), params={"m": onnx_bytes}).fetchall(), repeat)
-            timings["DuckDB → pandas → scikit-learn"] = best(lambda: estimator.predict_proba(con.duckdb.sql("SELECT * FROM bench").df())[:, 1].sum(), max(1, repeat - 1))
-            limit = timings["raw onnxruntime, preloaded numpy (limit)"]
+                runs[f"predictsql PREDICT on DuckDB, {label}"] = partial(lambda q: con.sql(q, params={"m": onnx_bytes}).fetchall(), QUERY.format(plan=plan))
+            runs["DuckDB → pandas → scikit-learn"] = lambda: estimator.predict_proba(con.duckdb.sql("SELECT * FROM bench").df())[:, 1].sum()
+            timings = fastest(runs, repeat)
+            limit = timings[LIMIT]
             results += [(name, label, rows / seconds, limit / seconds) for label, seconds in timings.items()]
     return results
 
@@ -183,7 +193,6 @@ def map_in_arrow(model, sha256: str, batches):
 
 def spark_alternatives(spark, frames: dict, onnx_bytes: bytes, limit: float, rows: int, repeat: int) -> list[tuple[str, str, float, float, float]]:
     """(data, path, rows/s, ratio to limit, CPU s) of each way to run a PREDICT relation, in interleaved rounds."""
-    from functools import partial
 
     import pyarrow as pa
     from pyspark.sql.functions import arrow_udtf
@@ -256,7 +265,6 @@ def spark_speed(rows: int, repeat: int, alternatives: bool = False) -> tuple[lis
         for name, (_, onnx_bytes) in models.items():
             single = score_only(onnx_bytes)
             session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-            limit = best(lambda: session.run(["Score"], {"X": matrix}), repeat)
 
             @pandas_udf("float")
             def by_hand(frame: pd.DataFrame) -> pd.Series:
@@ -268,12 +276,13 @@ def spark_speed(rows: int, repeat: int, alternatives: bool = False) -> tuple[lis
 
                 info = mlflow.onnx.log_model(onnx.load_from_string(single), name="model")
             logged = mlflow.pyfunc.spark_udf(spark, info.model_uri, result_type="float", env_manager="local")
-            timings = {"raw onnxruntime, preloaded numpy (limit)": limit}
+            runs = {LIMIT: partial(session.run, ["Score"], {"X": matrix})}
             for plan, label in plans(onnx_bytes):
-                timings[f"predictsql PREDICT on Spark, {label}"] = best(lambda: ps.sql(spark, QUERY.format(plan=plan), params={"m": onnx_bytes}).collect(), repeat)
-            timings["hand-written pandas_udf, cached session"] = best(lambda: bench.select(by_hand(struct(*args)).alias("s")).agg({"s": "sum"}).collect(), repeat)
-            timings["mlflow.pyfunc.spark_udf"] = best(lambda: bench.select(logged(*args).alias("s")).agg({"s": "sum"}).collect(), repeat)
-            mlflow_seconds = timings["mlflow.pyfunc.spark_udf"]
+                runs[f"predictsql PREDICT on Spark, {label}"] = partial(lambda q: ps.sql(spark, q, params={"m": onnx_bytes}).collect(), QUERY.format(plan=plan))
+            runs["hand-written pandas_udf, cached session"] = lambda: bench.select(by_hand(struct(*args)).alias("s")).agg({"s": "sum"}).collect()
+            runs["mlflow.pyfunc.spark_udf"] = lambda: bench.select(logged(*args).alias("s")).agg({"s": "sum"}).collect()
+            timings = fastest(runs, repeat)
+            limit, mlflow_seconds = timings[LIMIT], timings["mlflow.pyfunc.spark_udf"]
             results += [(name, label, rows / seconds, limit / seconds, mlflow_seconds / seconds) for label, seconds in timings.items()]
             if alternatives:
                 extra += [(name, *row) for row in spark_alternatives(spark, frames, onnx_bytes, limit, rows, repeat)]

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 
-_TEXT = re.compile(r"(?<!')predictsql\.engine\.errors\.(\w+): (.+)")  # not in a SQL literal: the query echoed back
+# Not inside a SQL literal (an engine may echo the query back); without Spark's " SQLSTATE: P0001" suffix.
+_TEXT = re.compile(r"(?<!')predictsql\.engine\.errors\.(\w+): (.+?)(?: SQLSTATE: \w+)?$", re.MULTILINE)
 
 
 class PredictSQLError(Exception):

@@ -266,6 +266,21 @@ def test_null_input_fails_the_statement_with_column_and_count(backend, logreg, p
     assert rows.n[0] == 569
 
 
+@pytest.mark.parametrize("plan", ["STREAM", "INLINE"])
+def test_a_predict_whose_outputs_are_never_read(backend, logreg, plan: str) -> None:
+    """Whether unread outputs are still computed (so a NULL input still fails) is the engine's choice: DuckDB streams
+    every row through the model but prunes an unread SQL expression; Spark prunes an unread UDF but keeps raise_error."""
+    query = (
+        "SELECT count(*) AS n FROM PREDICT(MODEL = @m, DATA = (SELECT id, CASE WHEN id = 300 THEN NULL ELSE mean_texture END AS mean_texture, "
+        f"* EXCEPT (id, mean_texture) FROM patients) AS d, PLAN = {plan}) WITH (Score FLOAT) AS p"
+    )
+    if (backend.name, plan) in {("duckdb", "STREAM"), ("spark", "INLINE")}:
+        with pytest.raises(NullInputError, match="'mean_texture'.*NULLS = PROPAGATE to score them as NULL$"):
+            backend.sql(query, params={"m": logreg.onnx})
+    else:
+        assert backend.sql(query, params={"m": logreg.onnx}).n[0] == 569
+
+
 @pytest.mark.parametrize(("where", "message"), [("id = 99", "returned no row"), ("id >= 0", "returned more than one row")])
 def test_model_subquery_must_return_one_row(backend, logreg, breast_cancer, where: str, message: str) -> None:
     backend.load("two_models", breast_cancer.table.head(2).assign(model=[logreg.onnx, logreg.onnx])[["id", "model"]])

@@ -14,6 +14,8 @@ by onnxruntime's float32 rounding.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pyarrow as pa
 from sqlglot import exp
@@ -150,7 +152,13 @@ def _column(name: str) -> exp.Column:
 
 
 def _cast(value: exp.Expression, arrow_type: pa.DataType) -> exp.Cast:
-    return exp.Cast(this=value, to=exp.DataType.build(sql_name(arrow_type)))
+    return exp.Cast(this=value, to=_sql_type(arrow_type).copy())
+
+
+@functools.lru_cache(maxsize=None)
+def _sql_type(arrow_type: pa.DataType) -> exp.DataType:
+    """Parsed once per type: a PREDICT casts every input and output."""
+    return exp.DataType.build(sql_name(arrow_type))
 
 
 def _constant(value: float | int | str) -> exp.Expression:
