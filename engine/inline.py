@@ -80,13 +80,8 @@ class Program:
 def compile_graph(model: onnx.ModelProto) -> Program:
     """The model as a Program, or NotInlinable naming the node or input that prevents it."""
     graph = model.graph
-    initialized = {i.name for i in graph.initializer}
-    values: dict[str, tuple[Expr, ...]] = {}
-    for spec in graph.input:
-        if spec.name in initialized:
-            continue
-        values[spec.name] = _input(spec)
     constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    values = {spec.name: _input(spec) for spec in graph.input if spec.name not in constants}
     scores: list[Expr] = []
     for node in graph.node:
         rule = _RULES.get((node.domain or "", node.op_type))

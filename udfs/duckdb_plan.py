@@ -40,16 +40,12 @@ class BoundPredict:
 
     name: str
     label: str
-    data: exp.Query  # in DuckDB's terms: inner PREDICTs replaced, variables inlined
+    data_sql: str  # in DuckDB's terms: inner PREDICTs replaced, variables inlined
     plan: ScoringPlan
     batch_size: int
     inner: list["BoundPredict"]
     inline_query: exp.Query | None  # the INLINE plan's relation; None: STREAM
     why_stream: str
-
-    @property
-    def data_sql(self) -> str:
-        return self.data.sql(dialect=DIALECT)
 
     @property
     def relation(self) -> Relation:
@@ -107,11 +103,12 @@ class Planner:
     def _bind_call(self, call: PredictCall) -> BoundPredict:
         model = sessions.load(script.model_source(call, self.variables, self.run_query, self.resolve), self.settings.session_options)
         data, inner = self._rewrite(call.data)
-        plan = script.scoring_plan(call, self._schema(data.sql(dialect=DIALECT), inner, call), model)
+        data_sql = data.sql(dialect=DIALECT)
+        plan = script.scoring_plan(call, self._schema(data_sql, inner, call), model)
         program, why_stream = inline.choose(call, plan)
         query = inline.relation(in_place(data, call), plan, program, DIALECT) if program else None
         self._count += 1
-        return BoundPredict(f"{self._prefix}_{self._count}", call.label, data, plan, script.batch_size(call, self.settings.batch_size), inner, query, why_stream)
+        return BoundPredict(f"{self._prefix}_{self._count}", call.label, data_sql, plan, script.batch_size(call, self.settings.batch_size), inner, query, why_stream)
 
     def run_query(self, query: exp.Query) -> list[tuple]:
         """Run a scalar subquery (MODEL = (SELECT ...)) on the caller's connection: at most two rows."""

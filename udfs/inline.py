@@ -5,7 +5,7 @@
           FROM (SELECT *, CAST(COALESCE(CAST(<input> AS FLOAT), <NULL error>) AS DOUBLE) AS __predictsql_x0_0, ...
                 FROM (<DATA>)))
 
-`program` decides, per PREDICT, whether the model's Program (engine/inline.py) may stand in for
+`choose` decides, per PREDICT, whether the model's Program (engine/inline.py) may stand in for
 onnxruntime; `relation` renders it as a sqlglot tree, the same for DuckDB and Spark but for the
 function that fails the query on a NULL input. Arithmetic runs in DOUBLE on the inputs rounded to
 the model's float32, and each output is cast to its ONNX type, so INLINE differs from STREAM only
@@ -42,14 +42,14 @@ def choose(call: PredictCall, plan: ScoringPlan) -> tuple[Program | None, str]:
     if choice == STREAM:
         return None, "PLAN = STREAM"
     try:
-        return program(plan), ""
+        return _program(plan), ""
     except NotInlinable as e:
         if choice == INLINE:
             raise BindError(f"PREDICT PLAN = INLINE ({plan.model.display}): {e}; use PLAN = STREAM or AUTO") from None
         return None, str(e)
 
 
-def program(plan: ScoringPlan) -> Program:
+def _program(plan: ScoringPlan) -> Program:
     """The model's Program if, for this plan, INLINE returns what STREAM would; else NotInlinable saying why."""
     model = plan.model
     if model.inline is None:
