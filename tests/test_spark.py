@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import predictsql
-from conftest import PROBA_TOLERANCE, assert_scores, expected_scores, fit
+from conftest import PROBA_TOLERANCE, assert_parity, assert_scores, expected_scores, fit
 from predictsql.engine import sessions
 from predictsql.engine.errors import BindError
 from predictsql.engine.sources import resolve
@@ -85,6 +85,21 @@ def test_inline_plan_never_leaves_the_jvm(spark, con, logreg, breast_cancer) -> 
     np.testing.assert_allclose(rows.Score, expected_scores(logreg)[rows.id], atol=PROBA_TOLERANCE)
     streamed = ps.sql(spark, query.format(plan=", PLAN = STREAM"), params={"m": logreg.onnx}).toPandas().sort_values("id")
     np.testing.assert_allclose(rows.Score, streamed.Score, atol=PROBA_TOLERANCE)
+
+
+@pytest.mark.parametrize("kind", ["logistic_regression", "scaler_pipeline"])
+def test_inline_multiclass_equals_duckdb_and_scikit_learn(spark, con, dataset, kind: str) -> None:
+    """Softmax, L1 normalisation and argmax labels as Spark SQL: DuckDB's rows bit for bit, scikit-learn's within tolerance."""
+    fitted = fit(kind, dataset)
+    spark.createDataFrame(dataset.table).createOrReplaceTempView("samples")
+    con.duckdb.register("frame", dataset.table)
+    con.duckdb.sql("CREATE OR REPLACE TABLE samples AS SELECT * FROM frame")
+    query = "SELECT d.id, p.label, p.probabilities FROM PREDICT(MODEL = @m, DATA = samples AS d, PLAN = INLINE) WITH (label BIGINT, probabilities FLOAT[]) AS p ORDER BY d.id"
+    on_spark = ps.sql(spark, query, params={"m": fitted.onnx}).toPandas()
+    on_duckdb = con.sql(query, params={"m": fitted.onnx}).df()
+    assert on_spark.label.tolist() == on_duckdb.label.tolist()
+    assert [list(p) for p in on_spark.probabilities] == [list(p) for p in on_duckdb.probabilities]
+    assert_parity(fitted.estimator, fitted.features, on_spark.label.to_numpy(), np.stack(on_spark.probabilities.to_numpy()))
 
 
 def python_nodes(frame) -> list[str]:
