@@ -238,10 +238,18 @@ def test_missing_data_relation(con, logreg) -> None:
         run(con, logreg, "patiens")
 
 
-def test_temp_table_in_data_gets_an_explanation(con, logreg) -> None:
+def test_temp_table_in_data_is_inline_only(con, logreg, forest) -> None:
+    """INLINE runs within the caller's statement, so it sees TEMP tables; STREAM's reader is its own connection."""
     con.duckdb.sql("CREATE TEMP TABLE scratch AS SELECT * FROM patients")
-    with pytest.raises(BindError, match="TEMP table .* store it in a regular table or view"):
-        run(con, logreg, "scratch")
+    rows = run(con, logreg, "scratch").df()
+    np.testing.assert_allclose(rows.Score, expected_scores(logreg), atol=PROBA_TOLERANCE)
+    with pytest.raises(BindError, match=r"reads a TEMP table .* cannot run INLINE \(PLAN = STREAM\): store it in a regular table or view"):
+        run_plan(con, logreg, "scratch", "STREAM")
+    with pytest.raises(BindError, match=r"cannot run INLINE \(operator TreeEnsembleClassifier"):
+        run(con, forest, "scratch")
+    with pytest.raises(BindError, match="DATA SELECT \\* FROM nowhere .* fails: Catalog Error"):
+        run(con, logreg, "nowhere")
+    assert_usable(con)
 
 
 def test_every_error_is_a_predictsql_error() -> None:

@@ -7,7 +7,8 @@ DuckDB computes itself; STREAM becomes a registered relation the rewritten state
 
 Running gives each STREAM PREDICT its own cursor (a reader scans once and a connection with an open
 result refuses a second query): DATA streams from the cursor in Arrow batches, is scored, and
-the scored stream is registered on the parent connection under the relation's name.
+the scored stream is registered on the parent connection under the relation's name. A cursor
+cannot see the caller's TEMP tables or registered objects, so DATA that reads them must run INLINE.
 """
 
 from __future__ import annotations
@@ -104,8 +105,14 @@ class Planner:
         model = sessions.load(script.model_source(call, self.variables, self.run_query, self.resolve), self.settings.session_options)
         data, inner = self._rewrite(call.data)
         data_sql = data.sql(dialect=DIALECT)
-        plan = script.scoring_plan(call, self._schema(data_sql, inner, call), model)
+        schema, private = self._schema(data_sql, inner, call)
+        plan = script.scoring_plan(call, schema, model)
         program, why_stream = inline.choose(call, plan)
+        if private and program is None:
+            raise BindError(
+                f"PREDICT DATA {to_sql(call.data)} ({call.label}) reads a TEMP table or registered object, which the STREAM plan's "
+                f"reader (its own connection) cannot see, and the model cannot run INLINE ({why_stream}): store it in a regular table or view"
+            )
         query = inline.relation(in_place(data, call), plan, program, DIALECT) if program else None
         self._count += 1
         return BoundPredict(f"{self._prefix}_{self._count}", call.label, data_sql, plan, script.batch_size(call, self.settings.batch_size), inner, query, why_stream)
@@ -116,16 +123,23 @@ class Planner:
         self.con.abort()  # a third row need not be read; the result must not stay open
         return rows
 
-    def _schema(self, data_sql: str, inner: list[BoundPredict], call: PredictCall) -> pa.Schema:
-        """DATA's Arrow schema from LIMIT 0, inner PREDICTs registered as empty tables on a probe cursor."""
+    def _schema(self, data_sql: str, inner: list[BoundPredict], call: PredictCall) -> tuple[pa.Schema, bool]:
+        """DATA's Arrow schema from LIMIT 0, inner PREDICTs registered as empty tables on a probe cursor; and
+        whether only the caller's connection sees DATA (a TEMP table or registered object: INLINE only)."""
         if self._probe is None:
             self._probe = self.con.cursor()
         for b in inner:
             self._probe.register(b.name, b.plan.schema.empty_table())
         try:
-            return self._probe.sql(data_sql).limit(0).to_arrow_table().schema
+            return self._probe.sql(data_sql).limit(0).to_arrow_table().schema, False
         except duckdb.Error as e:
-            raise BindError(f"PREDICT DATA {to_sql(call.data)} ({call.label}) fails: {e}{_temp_hint(self.con, data_sql)}") from e
+            error = BindError(f"PREDICT DATA {to_sql(call.data)} ({call.label}) fails: {e}")
+            if inner:
+                raise error from e
+        try:
+            return self.con.sql(data_sql).limit(0).to_arrow_table().schema, True
+        except duckdb.Error:
+            raise error from None
 
 
 class Run:
@@ -163,11 +177,3 @@ class Run:
         for cursor in reversed(self._cursors):
             cursor.close()
 
-
-def _temp_hint(con: duckdb.DuckDBPyConnection, data_sql: str) -> str:
-    """Explain the one DATA failure users cannot guess: a TEMP table, invisible to the streaming cursor."""
-    try:
-        con.sql(data_sql).limit(0).to_arrow_table()
-    except duckdb.Error:
-        return ""
-    return ". DATA reads a TEMP table or registered object, which PREDICT's streaming reader (its own connection) cannot see: store it in a regular table or view"
