@@ -186,20 +186,22 @@ def test_two_models_in_one_query(backend, logreg, breast_cancer) -> None:
     assert_scores(forest, breast_cancer, rows.id, rows.forest)
 
 
-def test_predict_over_predict(backend, logreg, breast_cancer) -> None:
+@pytest.mark.parametrize("outer_is_forest", [True, False], ids=["STREAM over INLINE", "INLINE over STREAM"])
+def test_predict_over_predict(backend, logreg, breast_cancer, outer_is_forest: bool) -> None:
     forest = fit("random_forest", breast_cancer)
+    outer, inner = (forest, logreg) if outer_is_forest else (logreg, forest)
     rows = backend.sql(
         """
-        SELECT o.id, o.linear, p.Score AS forest
-        FROM PREDICT(MODEL = @forest,
-                     DATA = (SELECT d.*, i.Score AS linear FROM PREDICT(MODEL = @linear, DATA = patients AS d) WITH (Score FLOAT) AS i) AS o)
+        SELECT o.id, o.inner_score, p.Score AS outer_score
+        FROM PREDICT(MODEL = @outer,
+                     DATA = (SELECT d.*, i.Score AS inner_score FROM PREDICT(MODEL = @inner, DATA = patients AS d) WITH (Score FLOAT) AS i) AS o)
              WITH (Score FLOAT) AS p
         ORDER BY o.id
         """,
-        params={"linear": logreg.onnx, "forest": forest.onnx},
+        params={"inner": inner.onnx, "outer": outer.onnx},
     )
-    assert_scores(logreg, breast_cancer, rows.id, rows.linear)
-    assert_scores(forest, breast_cancer, rows.id, rows.forest)
+    assert_scores(inner, breast_cancer, rows.id, rows.inner_score)
+    assert_scores(outer, breast_cancer, rows.id, rows.outer_score)
 
 
 def test_insert_select_create_table_as_and_select_into(backend, logreg, breast_cancer) -> None:
