@@ -2,21 +2,22 @@
 
 Linear models and scalers are cheaper to run as SQL expressions in the engine's own vectorised,
 parallel execution than to ship rows to onnxruntime (DESIGN.md, Raven's MLtoSQL). A graph
-compiles when every node is one of the supported ai.onnx.ml operators below and its inputs are
-FLOAT tensors; anything else raises NotInlinable with the reason, and the STREAM plan scores it.
+compiles when every node is one of the supported operators below and its inputs are FLOAT
+tensors; anything else raises NotInlinable with the reason, and the STREAM plan scores it.
 
-The tree has two layers: `Program.scores` are the linear scores, written over DATA columns
-(`Feature`); each output's values are written over those scores (`Score`), so that an adapter
-computes each score once (a subquery) however often the outputs use it. Arithmetic is meant to
-run in DOUBLE and each output is cast to its ONNX type at the end; it follows onnxruntime's
-kernels (first maximum wins in argmax, logistic on |x|, softmax less its maximum), so results
-differ from onnxruntime only by float32 rounding.
+Expressions read DATA's columns (`Feature`) and named intermediate values (`Ref` into
+`Program.values`). A value that later expressions read more than once (a linear score, a
+softmax's sum) is named rather than repeated, so the SQL grows linearly with the model, and an
+adapter computes each value once (one subquery layer per dependency depth). Arithmetic is meant
+to run in DOUBLE; it follows onnxruntime's kernels (first maximum wins in argmax, logistic on
+|x|, softmax less its maximum), so results differ from onnxruntime by float32 rounding.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Callable, Sequence, Union
 
 import onnx
 from onnx import helper, numpy_helper
@@ -39,8 +40,8 @@ class Feature:
 
 
 @dataclass(frozen=True)
-class Score:
-    """The linear score `index` of Program.scores."""
+class Ref:
+    """The named value `index` of Program.values."""
 
     index: int
 
@@ -52,7 +53,8 @@ class Const:
 
 @dataclass(frozen=True)
 class Op:
-    """An arithmetic or comparison: add, sub, mul, div (two or more args left to right), exp, abs, greatest, lt, ge, eq."""
+    """add, mul (any number of args, left to right); sub, div, lt, ge, eq (two); exp, abs, round32 (one: to FLOAT
+    and back); greatest (any)."""
 
     fn: str
     args: tuple["Expr", ...]
@@ -66,34 +68,54 @@ class Case:
     default: "Expr | None" = None
 
 
-Expr = Union[Feature, Score, Const, Op, Case]
+Expr = Union[Feature, Ref, Const, Op, Case]
 
 
 @dataclass(frozen=True)
 class Program:
-    """Linear scores over features, and each ONNX output as one expression per value of a row."""
+    """Named values (each over features and earlier values), and each ONNX output as one expression per value of a row."""
 
-    scores: tuple[Expr, ...]
+    values: tuple[Expr, ...]
     outputs: dict[str, tuple[Expr, ...]]
+
+
+class _Builder:
+    """The values named so far while a graph is compiled."""
+
+    def __init__(self) -> None:
+        self.values: list[Expr] = []
+
+    def let(self, value: Expr) -> Ref:
+        self.values.append(value)
+        return Ref(len(self.values) - 1)
+
+    def let_all(self, values: Sequence[Expr]) -> tuple[Ref, ...]:
+        return tuple(self.let(v) for v in values)
+
+
+Rule = Callable[[list, dict, _Builder, dict], list[tuple[Expr, ...]]]
 
 
 def compile_graph(model: onnx.ModelProto) -> Program:
     """The model as a Program, or NotInlinable naming the node or input that prevents it."""
     graph = model.graph
-    constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    constants = {i.name: i for i in graph.initializer}
     values = {spec.name: _input(spec) for spec in graph.input if spec.name not in constants}
-    scores: list[Expr] = []
+    builder = _Builder()
     for node in graph.node:
+        what = f"node '{node.name or node.output[0]}' ({node.op_type})"
         rule = _RULES.get((node.domain or "", node.op_type))
         if rule is None:
-            raise NotInlinable(f"operator {node.op_type} (node '{node.name or node.output[0]}') has no SQL form; INLINE covers {', '.join(op for _, op in _RULES)}")
+            raise NotInlinable(f"operator {node.op_type} ({what}) has no SQL form; INLINE covers {', '.join(op for _, op in _RULES)}")
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        args = [values[name] if name in values else name for name in node.input]
+        args = [values.get(name, name) for name in node.input]
         if not args or not isinstance(args[0], tuple):
-            raise NotInlinable(f"node '{node.name or node.output[0]}' ({node.op_type}) does not read a computed tensor")
-        results = rule(args, attrs, scores, constants)
-        values.update(zip(node.output, results))
-    return Program(tuple(scores), {o.name: values[o.name] for o in graph.output})
+            raise NotInlinable(f"{what} does not read a computed tensor")
+        values.update(zip(node.output, rule(args, attrs, builder, constants)))
+    missing = [o.name for o in graph.output if o.name not in values]
+    if missing:
+        raise NotInlinable(f"outputs {missing} are not computed from the inputs")
+    return Program(tuple(builder.values), {o.name: values[o.name] for o in graph.output})
 
 
 def _input(spec: onnx.ValueInfoProto) -> tuple[Expr, ...]:
@@ -105,26 +127,26 @@ def _input(spec: onnx.ValueInfoProto) -> tuple[Expr, ...]:
     return tuple(Feature(spec.name, j) for j in range(width))
 
 
-def _linear(x: Sequence[Expr], coefficients: Sequence[float], intercepts: Sequence[float], scores: list[Expr]) -> tuple[Expr, ...]:
-    """score_c = intercept_c + Σ_j coef[c,j]·x_j, appended to the program's scores."""
-    if scores:
-        raise NotInlinable("a second linear stage has no SQL form (scores are one layer)")
+def _const(value: float) -> Const:
+    """A model constant; inf and NaN have no literal both engines read."""
+    if not math.isfinite(value):
+        raise NotInlinable(f"the constant {value} has no SQL literal")
+    return Const(float(value))
+
+
+def _linear(x: Sequence[Expr], coefficients: Sequence[float], intercepts: Sequence[float], builder: _Builder) -> tuple[Ref, ...]:
+    """score_c = intercept_c + Σ_j coef[c,j]·x_j, each named."""
     width = len(x)
     if not intercepts or len(coefficients) != len(intercepts) * width:
         raise NotInlinable(f"linear node has {len(coefficients)} coefficients for {len(intercepts)} targets and {width} features")
-    refs = []
-    for c, intercept in enumerate(intercepts):
-        terms = [Op("mul", (Const(float(coefficients[c * width + j])), x[j])) for j in range(width)]
-        scores.append(Op("add", (Const(float(intercept)), *terms)))
-        refs.append(Score(len(scores) - 1))
-    return tuple(refs)
+    return builder.let_all([Op("add", (_const(b), *(Op("mul", (_const(coefficients[c * width + j]), x[j])) for j in range(width)))) for c, b in enumerate(intercepts)])
 
 
-def _scaler(args: list, attrs: dict, scores: list[Expr], constants: dict) -> list[tuple[Expr, ...]]:
+def _scaler(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
     x = args[0]
     offset = _broadcast(attrs.get("offset", [0.0]), len(x), "offset")
     scale = _broadcast(attrs.get("scale", [1.0]), len(x), "scale")
-    return [tuple(Op("mul", (Op("sub", (v, Const(float(o)))), Const(float(s)))) for v, o, s in zip(x, offset, scale))]
+    return [tuple(Op("mul", (Op("sub", (v, _const(o))), _const(s))) for v, o, s in zip(x, offset, scale))]
 
 
 def _broadcast(values: Sequence[float], width: int, name: str) -> Sequence[float]:
@@ -135,23 +157,23 @@ def _broadcast(values: Sequence[float], width: int, name: str) -> Sequence[float
     return values
 
 
-def _linear_regressor(args: list, attrs: dict, scores: list[Expr], constants: dict) -> list[tuple[Expr, ...]]:
+def _linear_regressor(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
     if _transform(attrs) != "NONE":
         raise NotInlinable(f"LinearRegressor post_transform {_transform(attrs)} has no SQL form")
-    targets = attrs.get("targets", 1)
-    intercepts = attrs.get("intercepts") or [0.0] * targets
-    return [_linear(args[0], attrs["coefficients"], intercepts, scores)]
+    intercepts = attrs.get("intercepts") or [0.0] * attrs.get("targets", 1)
+    return [_linear(args[0], attrs["coefficients"], intercepts, builder)]
 
 
-def _linear_classifier(args: list, attrs: dict, scores: list[Expr], constants: dict) -> list[tuple[Expr, ...]]:
+def _linear_classifier(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
     labels = [Const(int(v)) for v in attrs.get("classlabels_ints", [])] or [Const(v.decode()) for v in attrs.get("classlabels_strings", [])]
     intercepts = attrs.get("intercepts", [])
     if len(intercepts) < 2 or len(labels) != len(intercepts):
         raise NotInlinable(f"LinearClassifier with {len(intercepts)} score(s) for {len(labels)} classes (a one-score binary model) has no SQL form")
-    s = _linear(args[0], attrs["coefficients"], intercepts, scores)
-    top = Op("greatest", s)
-    label = Case(tuple((Op("ge", (v, top)), l) for v, l in zip(s, labels)))
-    return [(label,), _post_transform(s, _transform(attrs))]
+    s = _linear(args[0], attrs["coefficients"], intercepts, builder)
+    rounded = builder.let_all([Op("round32", (v,)) for v in s])  # onnxruntime compares float32 scores: ties as it sees them
+    top = builder.let(Op("greatest", rounded))
+    label = Case(tuple((Op("ge", (v, top)), l) for v, l in zip(rounded, labels)))
+    return [(label,), _post_transform(s, _transform(attrs), builder)]
 
 
 def _transform(attrs: dict) -> str:
@@ -159,48 +181,48 @@ def _transform(attrs: dict) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _post_transform(s: tuple[Expr, ...], transform: str) -> tuple[Expr, ...]:
+def _post_transform(s: tuple[Ref, ...], transform: str, builder: _Builder) -> tuple[Expr, ...]:
     if transform == "NONE":
         return s
     if transform == "LOGISTIC":
-        return tuple(_logistic(v) for v in s)
+        return tuple(_logistic(v, builder) for v in s)
     if transform == "SOFTMAX":
-        top = Op("greatest", s)
-        e = tuple(Op("exp", (Op("sub", (v, top)),)) for v in s)
-        total = Op("add", e)
+        top = builder.let(Op("greatest", s))
+        e = builder.let_all([Op("exp", (Op("sub", (v, top)),)) for v in s])
+        total = builder.let(Op("add", e))
         return tuple(Op("div", (v, total)) for v in e)
     raise NotInlinable(f"post_transform {transform} has no SQL form")
 
 
-def _logistic(v: Expr) -> Expr:
+def _logistic(v: Ref, builder: _Builder) -> Expr:
     """onnxruntime's ComputeLogistic: 1 / (1 + exp(-|x|)), mirrored for x < 0 (never overflows)."""
-    half = Op("div", (Const(1.0), Op("add", (Const(1.0), Op("exp", (Op("sub", (Const(0.0), Op("abs", (v,)))),))))))
+    half = builder.let(Op("div", (Const(1.0), Op("add", (Const(1.0), Op("exp", (Op("sub", (Const(0.0), Op("abs", (v,)))),)))))))
     return Case(((Op("lt", (v, Const(0.0))), Op("sub", (Const(1.0), half))),), half)
 
 
-def _normalizer(args: list, attrs: dict, scores: list[Expr], constants: dict) -> list[tuple[Expr, ...]]:
+def _normalizer(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
     norm = attrs.get("norm", b"MAX").decode()
     if norm != "L1":
         raise NotInlinable(f"Normalizer norm {norm} has no SQL form")
-    x = args[0]
-    total = Op("add", tuple(Op("abs", (v,)) for v in x))
+    x = builder.let_all(args[0])
+    total = builder.let(Op("add", tuple(Op("abs", (v,)) for v in x)))
     return [tuple(Case(((Op("eq", (total, Const(0.0))), v),), Op("div", (v, total))) for v in x)]
 
 
-def _gather(args: list, attrs: dict, scores: list[Expr], constants: dict) -> list[tuple[Expr, ...]]:
+def _gather(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
     """Gather(axis=1) of one constant column: how predictsql.export adds its `score` output."""
     x, index = args
-    picked = constants.get(index) if isinstance(index, str) else None
-    if attrs.get("axis", 0) != 1 or picked is None or picked.ndim != 0:
-        raise NotInlinable("Gather other than one constant column (axis=1) has no SQL form")
+    picked = numpy_helper.to_array(constants[index]) if isinstance(index, str) and index in constants else None
+    if attrs.get("axis", 0) != 1 or picked is None or picked.ndim != 0 or not -len(x) <= int(picked) < len(x):
+        raise NotInlinable("Gather other than one constant column in range (axis=1) has no SQL form")
     return [(x[int(picked)],)]
 
 
-def _identity(args: list, attrs: dict, scores: list[Expr], constants: dict) -> list[tuple[Expr, ...]]:
+def _identity(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
     return [args[0]]
 
 
-_RULES = {
+_RULES: dict[tuple[str, str], Rule] = {
     (ML_DOMAIN, "Scaler"): _scaler,
     (ML_DOMAIN, "LinearRegressor"): _linear_regressor,
     (ML_DOMAIN, "LinearClassifier"): _linear_classifier,

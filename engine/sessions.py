@@ -83,4 +83,6 @@ def _create(source: ModelSource, options: SessionOptions) -> Model:
         inline, blocker = compile_graph(proto), ""
     except NotInlinable as e:
         inline, blocker = None, str(e)
+    except Exception as e:  # INLINE is an optimisation: a graph it misreads must still score under STREAM
+        inline, blocker = None, f"the INLINE compiler cannot read this graph ({e!r})"
     return Model(source.label, source.sha256, session, read_signature(session, proto), inline, blocker)

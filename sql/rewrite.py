@@ -1,7 +1,7 @@
 """Tree → tree rules that turn a PREDICT statement into SQL the target engine runs.
 
 Each rule is a small function of (tree, context) that edits and returns the tree. The adapter
-applies map_default_schema and expand_views before binding; `to_target` applies the rest.
+applies map_default_schema and expand_views before binding; `rewrite` applies the rest.
 """
 
 from __future__ import annotations
@@ -150,7 +150,3 @@ def rewrite(tree: exp.Expression, relations: Mapping[int, Relation], variables: 
     """The statement as the engine will run it, on a copy: PREDICTs replaced, then variables inlined."""
     return inline_variables(replace_predicts(tree.copy(), relations, materialize_ctes), variables)
 
-
-def to_target(tree: exp.Expression, relations: Mapping[int, Relation], variables: Mapping[str, object], dialect: str, materialize_ctes: bool = False) -> str:
-    """`rewrite`, as the target dialect's SQL text."""
-    return rewrite(tree, relations, variables, materialize_ctes).sql(dialect=dialect)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
+import pandas as pd
 import onnx
 import onnxruntime as ort
 import pytest
@@ -14,7 +16,8 @@ from sklearn.linear_model import LogisticRegression, Ridge
 
 import predictsql
 from predictsql.engine import sessions
-from predictsql.engine.errors import BindError, ExportError
+from predictsql.engine.errors import BindError, ExportError, ScoringError
+from predictsql.engine.inline import NotInlinable, compile_graph
 from predictsql.engine.signature import INPUTS_KEY
 from predictsql.engine.sources import resolve
 from conftest import PROBA_TOLERANCE, assert_parity, numeric
@@ -75,3 +78,45 @@ def test_export_errors_teach(logreg, breast_cancer) -> None:
         predictsql.export(logreg.estimator, features.values)
     with pytest.raises(ExportError, match="does not have; its outputs are \\['label', 'probabilities'\\]"):
         predictsql.export(logreg.estimator, features, outputs={"proba": "p"})
+
+
+def _graph(nodes: list, outputs: list, initializers: tuple = ()) -> onnx.ModelProto:
+    """A hand-made model over one [N,2] FLOAT input X."""
+    graph = onnx.helper.make_graph(nodes, "g", [onnx.helper.make_tensor_value_info("X", onnx.TensorProto.FLOAT, [None, 2])], outputs, list(initializers))
+    return onnx.helper.make_model(graph, ir_version=10, opset_imports=[onnx.helper.make_opsetid("", 17), onnx.helper.make_opsetid("ai.onnx.ml", 3)])
+
+
+def _out(name: str, shape: list) -> onnx.ValueInfoProto:
+    return onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, shape)
+
+
+def _const(name: str, value) -> onnx.TensorProto:
+    return onnx.numpy_helper.from_array(np.array(value, dtype=np.int64 if isinstance(value, int) else np.float32), name)
+
+
+@pytest.mark.parametrize(
+    ("nodes", "outputs", "initializers", "reason"),
+    [
+        ([onnx.helper.make_node("Relu", ["X"], ["y"])], [_out("y", [None, 2])], (), r"operator Relu .* has no SQL form; INLINE covers Scaler"),
+        ([onnx.helper.make_node("Identity", ["X"], ["y"])], [_out("y", [None, 2]), _out("c", [1])], (_const("c", [1.0]),), r"outputs \['c'\] are not computed"),
+        ([onnx.helper.make_node("Scaler", ["X"], ["y"], domain="ai.onnx.ml", offset=[float("inf"), 0.0], scale=[1.0, 1.0])], [_out("y", [None, 2])], (), "the constant inf has no SQL literal"),
+        ([onnx.helper.make_node("Gather", ["X", "i"], ["y"], axis=1)], [_out("y", [None])], (_const("i", 5),), "one constant column in range"),
+    ],
+    ids=["operator", "initializer output", "infinite constant", "gather out of range"],
+)
+def test_inline_compiler_refuses_what_it_cannot_render(nodes, outputs, initializers, reason: str) -> None:
+    """Each refusal names its reason, and the model still loads for STREAM (the out-of-range Gather then fails in onnxruntime)."""
+    model = _graph(nodes, outputs, initializers)
+    with pytest.raises(NotInlinable, match=reason):
+        compile_graph(model)
+    loaded = sessions.load(resolve(model.SerializeToString(), "hand-made"))
+    assert loaded.inline is None and re.search(reason, loaded.inline_blocker)
+    onnx.helper.set_model_props(model, {INPUTS_KEY: json.dumps({"X": ["a", "b"]})})
+    features = pd.DataFrame({"a": [1.5, -2.0], "b": [0.25, 4.0]}, dtype=np.float32)
+    if "Gather" in str(nodes):
+        with pytest.raises(ScoringError, match="indices element out of data bounds"):
+            predictsql.predict(model.SerializeToString(), features, outputs=["y"])
+        return
+    scored = predictsql.predict(model.SerializeToString(), features, outputs=["y"])
+    raw = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"X": features.to_numpy()})[0]
+    np.testing.assert_array_equal(np.stack(scored["y"].to_numpy(zero_copy_only=False)), raw)

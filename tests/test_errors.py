@@ -98,10 +98,28 @@ def test_exact_integer_widening_is_implicit(con, logreg, breast_cancer, plan: st
     np.testing.assert_allclose(rows.Score, expected_scores(logreg, table), atol=PROBA_TOLERANCE)
 
 
+@pytest.mark.parametrize("value", [16777217, 16777218, -(2**24) - 1, 2**63 - 1])
 @pytest.mark.parametrize("plan", ["STREAM", "INLINE"])
-def test_integer_that_float32_cannot_hold_is_an_error(con, logreg, plan: str) -> None:
+def test_integer_that_float32_cannot_hold_is_an_error(con, logreg, plan: str, value: int) -> None:
+    """Beyond ±2^24 every integer is refused, even one FLOAT happens to hold (16777218), as pyarrow's safe cast does."""
     with pytest.raises(ScoringError, match=r"'mean_area'.*cannot hold exactly.*CAST\(mean_area AS FLOAT\)"):
-        run_plan(con, logreg, "(SELECT * REPLACE (CASE WHEN id = 300 THEN 16777217 ELSE 1 END::BIGINT AS mean_area) FROM patients)", plan)
+        run_plan(con, logreg, f"(SELECT * REPLACE (CASE WHEN id = 300 THEN {value} ELSE 1 END::BIGINT AS mean_area) FROM patients)", plan)
+    assert_usable(con)
+
+
+def test_double_beyond_float_range_scores_as_infinity_under_both_plans(con, logreg) -> None:
+    """DOUBLE → FLOAT rounds 1e39 to inf (onnxruntime's input), rather than failing the query."""
+    data = "(SELECT * REPLACE (CASE WHEN id = 300 THEN 1e39 ELSE mean_area END AS mean_area) FROM patients ORDER BY id)"
+    streamed, inlined = (run_plan(con, logreg, data, plan).df() for plan in ("STREAM", "INLINE"))
+    assert streamed.Score[300] == inlined.Score[300] and streamed.Score[300] in (0.0, 1.0)
+    np.testing.assert_allclose(inlined.Score, streamed.Score, atol=PROBA_TOLERANCE)
+
+
+def test_null_under_a_streamed_predict_over_an_inline_one_keeps_its_class(con, logreg, forest) -> None:
+    inner = "(SELECT * REPLACE (CASE WHEN id = 300 THEN NULL ELSE mean_texture END AS mean_texture) FROM patients)"
+    query = f"SELECT p.Score FROM PREDICT(MODEL = @f, DATA = (SELECT d.*, i.Score AS linear FROM PREDICT(MODEL = @m, DATA = {inner} AS d) WITH (Score FLOAT) AS i)) WITH (Score FLOAT) AS p"
+    with pytest.raises(NullInputError, match="'mean_texture'"):
+        con.sql(query, params={"m": logreg.onnx, "f": forest.onnx})
     assert_usable(con)
 
 
@@ -247,6 +265,8 @@ def test_temp_table_in_data_is_inline_only(con, logreg, forest) -> None:
         run_plan(con, logreg, "scratch", "STREAM")
     with pytest.raises(BindError, match=r"cannot run INLINE \(operator TreeEnsembleClassifier"):
         run(con, forest, "scratch")
+    nested = "(SELECT d.*, i.Score AS linear FROM PREDICT(MODEL = @m, DATA = scratch AS d) WITH (Score FLOAT) AS i)"
+    np.testing.assert_allclose(run(con, logreg, nested).df().Score, expected_scores(logreg), atol=PROBA_TOLERANCE)
     with pytest.raises(BindError, match="DATA SELECT \\* FROM nowhere .* fails: Catalog Error"):
         run(con, logreg, "nowhere")
     assert_usable(con)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
-from sklearn.datasets import load_diabetes
-from sklearn.linear_model import Ridge
+from sklearn.datasets import load_diabetes, make_classification
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -53,3 +54,18 @@ def test_inline_regressor_matches_scikit_learn(scaled: bool) -> None:
         query = "SELECT p.variable FROM PREDICT(MODEL = @m, DATA = diabetes, PLAN = INLINE) WITH (variable FLOAT) AS p"
         rows = con.sql(query, params={"m": predictsql.export(estimator, data.data)}).df()
     np.testing.assert_allclose(rows.variable, estimator.predict(data.data), rtol=1e-5)
+
+
+def test_inline_sql_grows_linearly_with_classes() -> None:
+    """A 12-class softmax model: each shared value (scores, their maximum, the sum) is computed once, not re-expanded."""
+    features, target = make_classification(n_samples=600, n_features=10, n_informative=8, n_classes=12, n_clusters_per_class=1, random_state=0)
+    frame = pd.DataFrame(features, columns=[f"f{i}" for i in range(10)])
+    estimator = LogisticRegression(max_iter=2000).fit(frame, target)
+    query = "SELECT p.label, p.probabilities FROM PREDICT(MODEL = @m, DATA = samples, PLAN = INLINE) WITH (label BIGINT, probabilities FLOAT[]) AS p"
+    with predictsql.connect() as con:
+        con.duckdb.register("frame", frame)
+        con.duckdb.sql("CREATE TABLE samples AS SELECT * FROM frame")
+        onnx_bytes = predictsql.export(estimator, frame)
+        assert len(con.explain(query, params={"m": onnx_bytes}).sql[0]) < 40_000  # 3 MB when each use re-expanded its value
+        rows = con.sql(query, params={"m": onnx_bytes}).df()
+    assert_parity(estimator, frame, rows.label.to_numpy(), np.stack(rows.probabilities.to_numpy()))

@@ -269,6 +269,22 @@ def test_null_input_fails_the_statement_with_column_and_count(backend, logreg, p
 
 
 @pytest.mark.parametrize("plan", ["STREAM", "INLINE"])
+def test_nulls_propagate_gives_null_lists_and_float32_doubles(backend, logreg, plan: str) -> None:
+    """An unscored row's FLOAT[] output is NULL itself; a FLOAT output read as DOUBLE keeps its FLOAT value."""
+    rows = backend.sql(
+        "SELECT d.id, p.probabilities, p.Score FROM PREDICT(MODEL = @m, DATA = (SELECT id, CASE WHEN id % 10 = 0 THEN NULL ELSE mean_texture END AS mean_texture, "
+        f"* EXCEPT (id, mean_texture) FROM patients) AS d, NULLS = PROPAGATE, PLAN = {plan}) WITH (probabilities FLOAT[], Score DOUBLE) AS p ORDER BY d.id",
+        params={"m": logreg.onnx},
+    )
+    unscored = rows.id % 10 == 0
+    assert rows.probabilities[unscored].isna().all() and rows.Score[unscored].isna().all()
+    assert rows.probabilities[~unscored].map(len).eq(2).all()
+    scores = rows.Score[~unscored].to_numpy()
+    np.testing.assert_array_equal(scores.astype(np.float32).astype(np.float64), scores)
+    np.testing.assert_allclose(scores, expected_scores(logreg)[~unscored.to_numpy()], atol=PROBA_TOLERANCE)
+
+
+@pytest.mark.parametrize("plan", ["STREAM", "INLINE"])
 def test_a_predict_whose_outputs_are_never_read(backend, logreg, plan: str) -> None:
     """Whether unread outputs are still computed (so a NULL input still fails) is the engine's choice: DuckDB streams
     every row through the model but prunes an unread SQL expression; Spark prunes an unread UDF but keeps raise_error."""

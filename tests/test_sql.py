@@ -11,7 +11,7 @@ from predictsql.engine.errors import BindError, SQLSyntaxError
 from predictsql.sql.bind import find_predicts
 from predictsql.sql.dialect import parse, to_sql
 from predictsql.sql.plan import Output, Relation
-from predictsql.sql.rewrite import map_default_schema, to_target
+from predictsql.sql.rewrite import map_default_schema, rewrite
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # Every golden PREDICT reads a relation with DATA columns id, x, label and outputs label, Score.
@@ -41,7 +41,7 @@ def test_rewrite(title: str, parts: list[str]) -> None:
     (tree,) = parse(source)
     calls = find_predicts(tree)
     relations = {c.index: Relation(f"__predict_{c.index}", RELATION.data_columns, RELATION.outputs) for c in calls}
-    assert to_target(tree, relations, {"m": b"\x01", "low": 10}, "duckdb", materialize_ctes=True) == expected
+    assert rewrite(tree, relations, {"m": b"\x01", "low": 10}, materialize_ctes=True).sql(dialect="duckdb") == expected
 
 
 def test_data_query_carries_the_ctes_it_reads() -> None:

@@ -167,7 +167,12 @@ class Connection:
         run = Run(self.settings)
         try:
             run.start(bound, self.duckdb)
-            return self._execute(sql, isinstance(statement, exp.Query), run)
+            return self._execute(sql, isinstance(statement, exp.Query))
+        except duckdb.Error as e:
+            error = run.error() or from_text(str(e))  # a stream's own error, or one an INLINE error() call raised
+            if error is not None:
+                raise error from e
+            raise
         finally:
             run.close()
 
@@ -184,17 +189,11 @@ class Connection:
         with Planner(self.duckdb, variables, self.settings) as planner:
             script.declare(statement, variables, planner.run_query)
 
-    def _execute(self, sql: str, is_query: bool, run: Run) -> Result | None:
-        try:
-            if is_query:
-                return Result(self.duckdb.sql(sql).to_arrow_table())
-            self.duckdb.execute(sql).fetchall()
-            return None
-        except duckdb.Error as e:
-            error = run.error() or from_text(str(e))  # a stream's own error, or one an INLINE error() call raised
-            if error is not None:
-                raise error from e
-            raise
+    def _execute(self, sql: str, is_query: bool) -> Result | None:
+        if is_query:
+            return Result(self.duckdb.sql(sql).to_arrow_table())
+        self.duckdb.execute(sql).fetchall()
+        return None
 
     def _run_plain(self, text: str) -> Result | None:
         relation = self.duckdb.sql(text)

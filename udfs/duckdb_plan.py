@@ -125,7 +125,8 @@ class Planner:
 
     def _schema(self, data_sql: str, inner: list[BoundPredict], call: PredictCall) -> tuple[pa.Schema, bool]:
         """DATA's Arrow schema from LIMIT 0, inner PREDICTs registered as empty tables on a probe cursor; and
-        whether only the caller's connection sees DATA (a TEMP table or registered object: INLINE only)."""
+        whether only the caller's connection sees DATA (a TEMP table or registered object: INLINE only, and only
+        when no inner PREDICT streams)."""
         if self._probe is None:
             self._probe = self.con.cursor()
         for b in inner:
@@ -134,7 +135,7 @@ class Planner:
             return self._probe.sql(data_sql).limit(0).to_arrow_table().schema, False
         except duckdb.Error as e:
             error = BindError(f"PREDICT DATA {to_sql(call.data)} ({call.label}) fails: {e}")
-            if inner:
+            if _streams(inner):  # their relations are registered on the probe only
                 raise error from e
         try:
             return self.con.sql(data_sql).limit(0).to_arrow_table().schema, True
@@ -177,3 +178,7 @@ class Run:
         for cursor in reversed(self._cursors):
             cursor.close()
 
+
+def _streams(bound: list[BoundPredict]) -> bool:
+    """Whether any of these PREDICTs, or one in their DATA, runs STREAM."""
+    return any(b.inline_query is None or _streams(b.inner) for b in bound)

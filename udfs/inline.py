@@ -1,20 +1,22 @@
 """The INLINE plan: a PREDICT over a linear model as a SQL relation the engine computes itself.
 
-    SELECT <DATA columns>, CAST(<output> AS <type>) AS <field>, ...
-    FROM (SELECT *, <linear score over the features> AS __predictsql_score_0, ...
-          FROM (SELECT *, CAST(COALESCE(CAST(<input> AS FLOAT), <NULL error>) AS DOUBLE) AS __predictsql_x0_0, ...
-                FROM (<DATA>)))
+    SELECT <DATA columns>, CAST(__predictsql_o0_0 AS FLOAT) AS <output>, ...        -- outputs, typed
+    FROM (SELECT *, <output value over named values> AS __predictsql_o0_0, ...      -- outputs, DOUBLE
+          FROM (SELECT *, <value over features and earlier values> AS __predictsql_v0, ...  -- one layer per depth
+                FROM (SELECT *, CAST(COALESCE(CAST(<input> AS FLOAT), <NULL error>) AS DOUBLE) AS __predictsql_x0_0, ...
+                      FROM (<DATA>))))
 
 `choose` decides, per PREDICT, whether the model's Program (engine/inline.py) may stand in for
 onnxruntime; `relation` renders it as a sqlglot tree, the same for DuckDB and Spark but for the
-function that fails the query on a NULL input. Arithmetic runs in DOUBLE on the inputs rounded to
-the model's float32, and each output is cast to its ONNX type, so INLINE differs from STREAM only
-by onnxruntime's float32 rounding.
+function that fails the query (a NULL input, an integer FLOAT cannot hold). Arithmetic runs in
+DOUBLE on the inputs rounded to the model's FLOAT, and each output is rounded to its ONNX type,
+so INLINE differs from STREAM by onnxruntime's float32 rounding.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -22,16 +24,18 @@ from sqlglot import exp
 
 from predictsql.engine.binding import NULLS_ERROR, InputFeed, OutputColumn, ScoringPlan
 from predictsql.engine.errors import BindError, NullInputError, PredictSQLError, ScoringError, as_text
-from predictsql.engine.inline import Case, Const, Expr, Feature, NotInlinable, Op, Program, Score
+from predictsql.engine.inline import Case, Const, Expr, Feature, NotInlinable, Op, Program, Ref
 from predictsql.engine.types import ONNX_TO_ARROW, Cast, sql_name
 from predictsql.sql.plan import PredictCall
 
 STREAM, INLINE, AUTO = "STREAM", "INLINE", "AUTO"
-FEATURE, SCORE = "__predictsql_x", "__predictsql_score_"
+FEATURE, VALUE, OUTPUT = "__predictsql_x", "__predictsql_v", "__predictsql_o"
+EXACT_FLOAT_INTEGER = "16777216"  # 2^24: the largest integers FLOAT holds exactly (STREAM's safe cast refuses beyond)
+FLOAT_OVERFLOW = "3.4028235677973366e+38"  # 2^128 - 2^103: from here up, rounding to FLOAT gives inf
 RAISE = {"duckdb": "error", "spark": "raise_error"}  # the function that fails a query with a message
 _BINARY = {"sub": exp.Sub, "div": exp.Div, "lt": exp.LT, "ge": exp.GTE, "eq": exp.EQ}
 _CHAINED = {"add": exp.Add, "mul": exp.Mul}
-_UNARY = {"exp": exp.Exp, "abs": exp.Abs}
+_UNARY = {"exp": exp.Exp, "abs": exp.Abs}  # with greatest and round32, the rest of engine/inline's Op names
 
 
 def choose(call: PredictCall, plan: ScoringPlan) -> tuple[Program | None, str]:
@@ -63,18 +67,36 @@ def _program(plan: ScoringPlan) -> Program:
 
 
 def relation(data: exp.Query, plan: ScoringPlan, program: Program, dialect: str) -> exp.Select:
-    """The scored relation, DATA's columns then the plan's outputs, in three layers: features
-    (each DATA input cast and NULL-checked once), linear scores, outputs."""
+    """The scored relation, DATA's columns then the plan's outputs: one subquery layer for the features
+    (each DATA input cast and checked once), one per dependency depth of the named values, then the outputs."""
     render = _Renderer(plan, dialect)
-    layers = [
-        [_alias(render.feature(feed, j), render.names[(feed.name, j)]) for feed in plan.inputs for j in range(len(feed.columns))],
-        [_alias(render(s), f"{SCORE}{i}") for i, s in enumerate(program.scores)],
-    ]
+    layers = [[_alias(render.feature(feed, j), render.names[(feed.name, j)]) for feed in plan.inputs for j in range(len(feed.columns))]]
+    depths: list[int] = []
+    for i, value in enumerate(program.values):
+        depths.append(1 + max((depths[ref.index] for ref in _refs(value)), default=0))
+        layers += [[] for _ in range(depths[-1] + 1 - len(layers))]
+        layers[depths[-1]].append(_alias(render(value), f"{VALUE}{i}"))
+    raw = [program.outputs[plan.model.signature.outputs[o.source].name] for o in plan.outputs]
+    layers.append([_alias(render(v), f"{OUTPUT}{k}_{i}") for k, values in enumerate(raw) for i, v in enumerate(values)])
     source: exp.Query = data
     for n, columns in enumerate(layers):
         source = _select([exp.Star(), *columns], source, n)
-    outputs = [_alias(render.output(program, o), o.field) for o in plan.outputs]
+    outputs = [_alias(render.output(k, len(values), o), o.field) for k, (values, o) in enumerate(zip(raw, plan.outputs))]
     return _select([_column(name) for name in plan.data_schema.names] + outputs, source, len(layers))
+
+
+def _refs(node: Expr) -> Iterator[Ref]:
+    if isinstance(node, Ref):
+        yield node
+    elif isinstance(node, Op):
+        for arg in node.args:
+            yield from _refs(arg)
+    elif isinstance(node, Case):
+        for condition, value in node.whens:
+            yield from _refs(condition)
+            yield from _refs(value)
+        if node.default is not None:
+            yield from _refs(node.default)
 
 
 def _select(columns: list[exp.Expression], source: exp.Query, layer: int) -> exp.Select:
@@ -88,7 +110,7 @@ def _alias(value: exp.Expression, name: str) -> exp.Alias:
 
 
 class _Renderer:
-    """Program expressions → sqlglot expressions over the feature and score columns."""
+    """Program expressions → sqlglot expressions over the feature and value columns."""
 
     def __init__(self, plan: ScoringPlan, dialect: str) -> None:
         self.plan = plan
@@ -98,8 +120,8 @@ class _Renderer:
     def __call__(self, node: Expr) -> exp.Expression:
         if isinstance(node, Feature):
             return _column(self.names[(node.input, node.index)])
-        if isinstance(node, Score):
-            return _column(f"{SCORE}{node.index}")
+        if isinstance(node, Ref):
+            return _column(f"{VALUE}{node.index}")
         if isinstance(node, Const):
             return _constant(node.value)
         if isinstance(node, Case):
@@ -113,30 +135,40 @@ class _Renderer:
             return exp.paren(result)
         if node.fn in _BINARY:
             return exp.paren(_BINARY[node.fn](this=args[0], expression=args[1]))
-        if node.fn in _UNARY:
-            return _UNARY[node.fn](this=args[0])
+        if node.fn == "round32":
+            return _cast(_to_float(args[0]), pa.float64())
         if node.fn == "greatest":
             return exp.Greatest(this=args[0], expressions=args[1:])
-        raise NotInlinable(f"no SQL for operation {node.fn}")
+        return _UNARY[node.fn](this=args[0])
 
-    def output(self, program: Program, out: OutputColumn) -> exp.Expression:
-        """One output column: a value or (FLOAT[]) all values of the ONNX output, cast to the WITH type."""
-        values = program.outputs[self.plan.model.signature.outputs[out.source].name]
-        if out.as_list:
-            return exp.Array(expressions=[_cast(self(v), out.arrow_type.value_type) for v in values])
-        return _cast(self(values[out.pick or 0]), out.arrow_type)
+    def output(self, k: int, width: int, out: OutputColumn) -> exp.Expression:
+        """Output column k from its values' DOUBLE columns: one value or (FLOAT[]) all, in the ONNX type, then the WITH
+        type. A list is NULL, not a list of NULLs, when the row was not scored (NULLS = PROPAGATE), as under STREAM."""
+        natural = ONNX_TO_ARROW[self.plan.model.signature.outputs[out.source].elem_type]
+        if not out.as_list:
+            return _cast(self._natural(_column(f"{OUTPUT}{k}_{out.pick or 0}"), natural), out.arrow_type)
+        items = [_cast(self._natural(_column(f"{OUTPUT}{k}_{i}"), natural), out.arrow_type.value_type) for i in range(width)]
+        unscored = exp.Is(this=_column(f"{OUTPUT}{k}_0"), expression=exp.null())
+        return exp.Case(ifs=[exp.If(this=unscored, true=exp.null())]).else_(exp.Array(expressions=items))
+
+    @staticmethod
+    def _natural(value: exp.Expression, natural: pa.DataType) -> exp.Expression:
+        """A DOUBLE result as the ONNX output type: FLOAT rounds (to ±inf beyond its range, as onnxruntime does)."""
+        return _to_float(value) if natural == pa.float32() else _cast(value, natural)
 
     def feature(self, feed: InputFeed, j: int) -> exp.Expression:
         """DATA column j of an input as the model sees it (FLOAT), in DOUBLE, failing the query as STREAM
-        would on a NULL (NULLS = ERROR) or on an integer FLOAT cannot hold exactly."""
+        would on a NULL (NULLS = ERROR) or on an integer beyond FLOAT's exact range (±2^24)."""
         field = self.plan.data_schema.field(feed.columns[j])
         name, column = field.name, _column(field.name)
-        value = _cast(column, feed.arrow_type)
         display = self.plan.model.display
+        value = _to_float(column) if feed.casts[j] == Cast.ROUNDING else _cast(column, feed.arrow_type)
         if feed.casts[j] == Cast.CHECKED:
-            inexact = exp.NEQ(this=_cast(value, field.type), expression=column)
+            limit = exp.Literal.number(EXACT_FLOAT_INTEGER)
+            beyond = exp.or_(exp.GT(this=column.copy(), expression=limit), exp.LT(this=column.copy(), expression=exp.Neg(this=limit.copy())))
             fix = f"write CAST({name} AS {sql_name(feed.arrow_type)}) in the DATA query to accept rounding"
-            value = exp.Case(ifs=[exp.If(this=inexact, true=self._fail(ScoringError(f"PREDICT input '{name}' ({display}) has a value that {feed.arrow_type} cannot hold exactly: {fix}")))]).else_(value)
+            fail = self._fail(ScoringError(f"PREDICT input '{name}' ({display}) has a value that {feed.arrow_type} cannot hold exactly: {fix}"))
+            value = exp.Case(ifs=[exp.If(this=beyond, true=fail)]).else_(value)
         if self.plan.nulls == NULLS_ERROR:
             fix = f"filter the rows (WHERE {name} IS NOT NULL), fill them (COALESCE({name}, ...)) in the DATA query, or add NULLS = PROPAGATE to score them as NULL"
             value = exp.Coalesce(this=value, expressions=[self._fail(NullInputError(f"PREDICT input '{name}' ({display}) is NULL: {fix}"))])
@@ -153,6 +185,18 @@ def _column(name: str) -> exp.Column:
 
 def _cast(value: exp.Expression, arrow_type: pa.DataType) -> exp.Cast:
     return exp.Cast(this=value, to=_sql_type(arrow_type).copy())
+
+
+def _to_float(value: exp.Expression) -> exp.Expression:
+    """CAST(value AS FLOAT), but ±inf where rounding overflows (DuckDB would raise instead)."""
+    overflow = exp.Literal.number(FLOAT_OVERFLOW)
+    infinity = [_cast(exp.Literal.string(text), pa.float32()) for text in ("inf", "-inf")]
+    return exp.Case(
+        ifs=[
+            exp.If(this=exp.GTE(this=value.copy(), expression=overflow), true=infinity[0]),
+            exp.If(this=exp.LTE(this=value.copy(), expression=exp.Neg(this=overflow.copy())), true=infinity[1]),
+        ]
+    ).else_(_cast(value, pa.float32()))
 
 
 @functools.lru_cache(maxsize=None)
