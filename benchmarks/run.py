@@ -5,7 +5,7 @@
 
 Speed: LogisticRegression and RandomForest (100 trees) on N rows of 10 FLOAT columns, scored
 into an aggregate (so result transfer is not measured). "limit" is raw onnxruntime on a
-preloaded float32 numpy array (all cores); each number is the best of --repeat interleaved
+preloaded float32 numpy array (all cores; its idle threads do not spin); each number is the best of --repeat interleaved
 rounds after one untimed warm-up round of every path. PREDICT
 runs with its default plan (INLINE for the linear model, STREAM for the forest) and, where
 that inlines, with PLAN = STREAM too.
@@ -63,6 +63,16 @@ def train(con):
     return {name: (est, predictsql.export(est, sample, outputs={"score": "Score"})) for name, est in models.items()}
 
 
+def limit_session(onnx_bytes: bytes):
+    """The limit: onnxruntime's default session (all cores), except that its idle threads do not spin,
+    which would take the CPU from whichever path runs next."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+
+
 def fastest(runs: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
     """Each run's best wall time over `repeat` interleaved rounds, after one untimed round that warms
     what every path needs warm (the JVM's JIT, caches), so no path pays for going first."""
@@ -78,8 +88,6 @@ def fastest(runs: dict[str, Callable[[], object]], repeat: int) -> dict[str, flo
 
 
 def speed(rows: int, repeat: int) -> list[tuple[str, str, float, float]]:
-    import onnxruntime as ort
-
     import predictsql
 
     results = []
@@ -89,7 +97,7 @@ def speed(rows: int, repeat: int) -> list[tuple[str, str, float, float]]:
         preloaded = con.duckdb.sql("SELECT * FROM bench").fetchnumpy()
         matrix = np.column_stack([preloaded[c] for c in FEATURES]).astype(np.float32)
         for name, (estimator, onnx_bytes) in models.items():
-            session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+            session = limit_session(onnx_bytes)
             runs = {LIMIT: partial(session.run, ["Score"], {"X": matrix})}
             for plan, label in plans(onnx_bytes):
                 runs[f"predictsql PREDICT on DuckDB, {label}"] = partial(lambda q: con.sql(q, params={"m": onnx_bytes}).fetchall(), QUERY.format(plan=plan))
@@ -231,7 +239,6 @@ def spark_alternatives(spark, frames: dict, onnx_bytes: bytes, limit: float, row
 
 def spark_speed(rows: int, repeat: int, alternatives: bool = False) -> tuple[list[tuple[str, str, float, float, float]], list[tuple[str, str, str, float, float, float]]]:
     import mlflow
-    import onnxruntime as ort
     from pyspark.sql.functions import pandas_udf, struct
 
     import predictsql
@@ -264,7 +271,7 @@ def spark_speed(rows: int, repeat: int, alternatives: bool = False) -> tuple[lis
         extra = []
         for name, (_, onnx_bytes) in models.items():
             single = score_only(onnx_bytes)
-            session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+            session = limit_session(onnx_bytes)
 
             @pandas_udf("float")
             def by_hand(frame: pd.DataFrame) -> pd.Series:

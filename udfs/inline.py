@@ -70,19 +70,32 @@ def relation(data: exp.Query, plan: ScoringPlan, program: Program, dialect: str)
     """The scored relation, DATA's columns then the plan's outputs: one subquery layer for the features
     (each DATA input cast and checked once), one per dependency depth of the named values, then the outputs."""
     render = _Renderer(plan, dialect)
-    layers = [[_alias(render.feature(feed, j), render.names[(feed.name, j)]) for feed in plan.inputs for j in range(len(feed.columns))]]
-    depths: list[int] = []
-    for i, value in enumerate(program.values):
-        depths.append(1 + max((depths[ref.index] for ref in _refs(value)), default=0))
-        layers += [[] for _ in range(depths[-1] + 1 - len(layers))]
-        layers[depths[-1]].append(_alias(render(value), f"{VALUE}{i}"))
     raw = [program.outputs[plan.model.signature.outputs[o.source].name] for o in plan.outputs]
+    needed = _needed(program, [v for values in raw for v in values])
+    layers = [[_alias(render.feature(feed, j), render.names[(feed.name, j)]) for feed in plan.inputs for j in range(len(feed.columns))]]
+    depths: dict[int, int] = {}
+    for i in sorted(needed):
+        depths[i] = depth = 1 + max((depths[ref.index] for ref in _refs(program.values[i])), default=0)
+        layers += [[] for _ in range(depth + 1 - len(layers))]
+        layers[depth].append(_alias(render(program.values[i]), f"{VALUE}{i}"))
     layers.append([_alias(render(v), f"{OUTPUT}{k}_{i}") for k, values in enumerate(raw) for i, v in enumerate(values)])
     source: exp.Query = data
     for n, columns in enumerate(layers):
         source = _select([exp.Star(), *columns], source, n)
     outputs = [_alias(render.output(k, len(values), o), o.field) for k, (values, o) in enumerate(zip(raw, plan.outputs))]
     return _select([_column(name) for name in plan.data_schema.names] + outputs, source, len(layers))
+
+
+def _needed(program: Program, outputs: list[Expr]) -> set[int]:
+    """The named values the requested outputs read, directly or through other values."""
+    needed: set[int] = set()
+    stack = [ref for value in outputs for ref in _refs(value)]
+    while stack:
+        ref = stack.pop()
+        if ref.index not in needed:
+            needed.add(ref.index)
+            stack += _refs(program.values[ref.index])
+    return needed
 
 
 def _refs(node: Expr) -> Iterator[Ref]:
