@@ -149,4 +149,3 @@ def _literal(value: object) -> exp.Expression:
 def rewrite(tree: exp.Expression, relations: Mapping[int, Relation], variables: Mapping[str, object], materialize_ctes: bool = False) -> exp.Expression:
     """The statement as the engine will run it, on a copy: PREDICTs replaced, then variables inlined."""
     return inline_variables(replace_predicts(tree.copy(), relations, materialize_ctes), variables)
-

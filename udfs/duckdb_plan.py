@@ -28,7 +28,7 @@ from predictsql.engine.scoring import ScoredStream, Scorer
 from predictsql.engine.sources import Lookup, Resolver
 from predictsql.sql.bind import find_predicts
 from predictsql.sql.dialect import to_sql
-from predictsql.sql.plan import PredictCall, Relation, in_place
+from predictsql.sql.plan import PredictCall, Relation
 from predictsql.sql.rewrite import inline_variables, rewrite
 from predictsql.udfs import inline, script
 
@@ -107,13 +107,12 @@ class Planner:
         data_sql = data.sql(dialect=DIALECT)
         schema, private = self._schema(data_sql, inner, call)
         plan = script.scoring_plan(call, schema, model)
-        program, why_stream = inline.choose(call, plan)
-        if private and program is None:
+        query, why_stream = inline.inline_query(call, data, plan, DIALECT)
+        if private and query is None:
             raise BindError(
                 f"PREDICT DATA {to_sql(call.data)} ({call.label}) reads a TEMP table or registered object, which the STREAM plan's "
                 f"reader (its own connection) cannot see, and the model cannot run INLINE ({why_stream}): store it in a regular table or view"
             )
-        query = inline.relation(in_place(data, call), plan, program, DIALECT) if program else None
         self._count += 1
         return BoundPredict(f"{self._prefix}_{self._count}", call.label, data_sql, plan, script.batch_size(call, self.settings.batch_size), inner, query, why_stream)
 

@@ -6,7 +6,7 @@
                 FROM (SELECT *, CAST(COALESCE(CAST(<input> AS FLOAT), <NULL error>) AS DOUBLE) AS __predictsql_x0_0, ...
                       FROM (<DATA>))))
 
-`choose` decides, per PREDICT, whether the model's Program (engine/inline.py) may stand in for
+`inline_query` (through `_choose`) decides, per PREDICT, whether the model's Program (engine/inline.py) may stand in for
 onnxruntime; `relation` renders it as a sqlglot tree, the same for DuckDB and Spark but for the
 function that fails the query (a NULL input, an integer FLOAT cannot hold). Arithmetic runs in
 DOUBLE on the inputs rounded to the model's FLOAT, and each output is rounded to its ONNX type,
@@ -26,7 +26,7 @@ from predictsql.engine.binding import NULLS_ERROR, InputFeed, OutputColumn, Scor
 from predictsql.engine.errors import BindError, NullInputError, PredictSQLError, ScoringError, as_text
 from predictsql.engine.inline import Case, Const, Expr, Feature, NotInlinable, Op, Program, Ref
 from predictsql.engine.types import ONNX_TO_ARROW, Cast, sql_name
-from predictsql.sql.plan import PredictCall
+from predictsql.sql.plan import PredictCall, in_place
 
 STREAM, INLINE, AUTO = "STREAM", "INLINE", "AUTO"
 FEATURE, VALUE, OUTPUT = "__predictsql_x", "__predictsql_v", "__predictsql_o"
@@ -38,8 +38,14 @@ _CHAINED = {"add": exp.Add, "mul": exp.Mul}
 _UNARY = {"exp": exp.Exp, "abs": exp.Abs}  # with greatest and round32, the rest of engine/inline's Op names
 
 
-def choose(call: PredictCall, plan: ScoringPlan) -> tuple[Program | None, str]:
-    """The Program to inline (None: STREAM) and why not, for EXPLAIN. PLAN = AUTO, the default, inlines when it can."""
+def inline_query(call: PredictCall, data: exp.Query, plan: ScoringPlan, dialect: str) -> tuple[exp.Query | None, str]:
+    """The PREDICT's INLINE relation over its (rewritten) DATA, or None for STREAM and why not, for EXPLAIN."""
+    program, why_stream = _choose(call, plan)
+    return (relation(in_place(data, call), plan, program, dialect) if program else None), why_stream
+
+
+def _choose(call: PredictCall, plan: ScoringPlan) -> tuple[Program | None, str]:
+    """The Program to inline (None: STREAM) and why not. PLAN = AUTO, the default, inlines when it can."""
     choice = call.options.get("PLAN", AUTO)
     if choice not in (STREAM, INLINE, AUTO):
         raise BindError(f"PREDICT PLAN = {choice} ({call.label}) is not a plan; use PLAN = AUTO, STREAM or INLINE")

@@ -42,7 +42,7 @@ from predictsql.engine.sources import ModelSource, Resolve, Resolver, resolve
 from predictsql.engine.types import ONNX_TO_ARROW
 from predictsql.sql.bind import find_predicts
 from predictsql.sql.dialect import DescribeModel, PredictTable, parse, to_sql
-from predictsql.sql.plan import PredictCall, Relation, in_place
+from predictsql.sql.plan import PredictCall, Relation
 from predictsql.sql.rewrite import inline_variables, map_default_schema, rewrite
 from predictsql.udfs import inline, script, spark_cache
 
@@ -178,9 +178,9 @@ class Planner:
         plan = script.scoring_plan(call, to_arrow_schema(data.schema), model)
         self._count += 1
         name = f"{self._prefix}_{self._count}"
-        program, _ = inline.choose(call, plan)
-        if program:  # INLINE: Spark computes the scores itself, no Python worker involved
-            return script.relation(name, plan, inline.relation(in_place(data_tree, call), plan, program, DIALECT))
+        query, _ = inline.inline_query(call, data_tree, plan, DIALECT)
+        if query is not None:  # INLINE: Spark computes the scores itself, no Python worker involved
+            return script.relation(name, plan, query)
         scorer = _scoring_udf(self.spark, source, plan, script.requested(call), struct=True).asNondeterministic()  # see the module docstring
         scored = data.select("*", scorer(*map(_column, _input_names(plan))).alias(SCORES))
         outputs = [col(SCORES).getField(o.field).alias(o.field) for o in plan.outputs]
