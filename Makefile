@@ -1,10 +1,10 @@
-# One command each: install, demo, test, bench. Every target installs into .venv when needed.
+# One command each: install, demo, test, check (lint and types), bench. Every target installs into .venv when needed.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test check bench clean
 
 install: $(STAMP)
 
@@ -20,8 +20,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+check: $(STAMP)  # both run; it fails if either finds anything
+	$(VENV)/bin/ruff check .; lint=$$?; $(PY) .ci/typecheck.py && exit $$lint
+
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) demo build *.egg-info .pytest_cache
+	rm -rf $(VENV) demo build *.egg-info .pytest_cache .mypy_cache .ruff_cache

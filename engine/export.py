@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import onnx
@@ -62,7 +63,7 @@ def _input_columns(model: onnx.ModelProto, frame: Any, columnwise: bool) -> dict
     inputs = [i.name for i in model.graph.input]
     if len(inputs) != len(columns):
         raise ExportError(f"skl2onnx made {len(inputs)} inputs for {len(columns)} sample columns; pass a sample with exactly the columns the pipeline reads")
-    return {name: [column] for name, column in zip(inputs, columns) if name != column}
+    return {name: [column] for name, column in zip(inputs, columns, strict=True) if name != column}
 
 
 def _has_column_transformer(estimator: Any) -> bool:

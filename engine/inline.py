@@ -16,8 +16,8 @@ to run in DOUBLE; it follows onnxruntime's kernels (first maximum wins in argmax
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence, Union
 
 import onnx
 from onnx import helper, numpy_helper
@@ -57,18 +57,18 @@ class Op:
     and back); greatest (any)."""
 
     fn: str
-    args: tuple["Expr", ...]
+    args: tuple[Expr, ...]
 
 
 @dataclass(frozen=True)
 class Case:
     """The value of the first true condition, else `default` (NULL when None)."""
 
-    whens: tuple[tuple["Expr", "Expr"], ...]
-    default: "Expr | None" = None
+    whens: tuple[tuple[Expr, Expr], ...]
+    default: Expr | None = None
 
 
-Expr = Union[Feature, Ref, Const, Op, Case]
+Expr = Feature | Ref | Const | Op | Case
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def compile_graph(model: onnx.ModelProto) -> Program:
         args = [values.get(name, name) for name in node.input]
         if not args or not isinstance(args[0], tuple):
             raise NotInlinable(f"{what} does not read a computed tensor")
-        values.update(zip(node.output, rule(args, attrs, builder, constants)))
+        values.update(zip(node.output, rule(args, attrs, builder, constants), strict=False))  # a node may name fewer outputs than its rule computes
     missing = [o.name for o in graph.output if o.name not in values]
     if missing:
         raise NotInlinable(f"outputs {missing} are not computed from the inputs")
@@ -146,7 +146,7 @@ def _scaler(args: list, attrs: dict, builder: _Builder, constants: dict) -> list
     x = args[0]
     offset = _broadcast(attrs.get("offset", [0.0]), len(x), "offset")
     scale = _broadcast(attrs.get("scale", [1.0]), len(x), "scale")
-    return [tuple(Op("mul", (Op("sub", (v, _const(o))), _const(s))) for v, o, s in zip(x, offset, scale))]
+    return [tuple(Op("mul", (Op("sub", (v, _const(o))), _const(s))) for v, o, s in zip(x, offset, scale, strict=True))]
 
 
 def _broadcast(values: Sequence[float], width: int, name: str) -> Sequence[float]:
@@ -172,7 +172,7 @@ def _linear_classifier(args: list, attrs: dict, builder: _Builder, constants: di
     s = _linear(args[0], attrs["coefficients"], intercepts, builder)
     rounded = builder.let_all([Op("round32", (v,)) for v in s])  # onnxruntime compares float32 scores: ties as it sees them
     top = builder.let(Op("greatest", rounded))
-    label = Case(tuple((Op("ge", (v, top)), l) for v, l in zip(rounded, labels)))
+    label = Case(tuple((Op("ge", (v, top)), class_label) for v, class_label in zip(rounded, labels, strict=True)))
     return [(label,), _post_transform(s, _transform(attrs), builder)]
 
 

@@ -8,14 +8,16 @@ every resolution, which is once per statement.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import functools
 import os
 import tempfile
 import warnings
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 
@@ -101,7 +103,7 @@ class MlflowRegistry:
         ]
         return pa.Table.from_pylist(rows, LIST_SCHEMA)
 
-    def remove(self, name: str, version: int | None = None) -> list[int]:
+    def remove(self, name: str, version: int | None = None) -> builtins.list[int]:  # `list` here is the method above
         """Delete one version, or the whole registered model; returns the versions deleted."""
         client = self.client()
         with _translate(f"removing '{name}' from MLflow registry {self.where}"):

@@ -46,7 +46,7 @@ class Model:
     def display(self) -> str:
         return f"model {self.label}, sha {self.sha256[:8]}"
 
-    def with_label(self, label: str) -> "Model":
+    def with_label(self, label: str) -> Model:
         return replace(self, label=label)
 
 

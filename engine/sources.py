@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
 
 from predictsql.engine.errors import ModelError, ModelSourceError
 
@@ -71,7 +71,7 @@ def parse_ref(uri: str) -> RegistryRef:
     """Split a models:/ or catalog:/ URI into name and version or alias."""
     scheme = uri_scheme(uri)
     match = _REF.match(uri[len(f"{scheme}:/") :]) if scheme in ("models", "catalog") else None
-    if match is None:
+    if scheme is None or match is None:
         raise ModelSourceError(f"'{uri}' is not a model reference: write {scheme or 'catalog'}:/name, {scheme or 'catalog'}:/name/<version> or {scheme or 'catalog'}:/name@<alias>")
     version = match.group("version")
     return RegistryRef(scheme, match.group("name"), int(version) if version and version != "latest" else None, match.group("alias"))
@@ -108,7 +108,7 @@ class Resolver:
         self._pinned: dict[str, ModelSource] = {}
 
     def __call__(self, value: object, label: str) -> ModelSource:
-        if uri_scheme(value) is None:
+        if not isinstance(value, str) or uri_scheme(value) is None:
             return resolve(value, label)
         if value not in self._pinned:
             self._pinned[value] = resolve(value, label, self.lookups)

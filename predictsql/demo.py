@@ -61,8 +61,12 @@ def main(path: str = "demo/clinic.duckdb") -> None:
     with predictsql.connect(str(database)) as con:
         print(f"database: {database}  (tables: patients, models)")
         print(SCRIPT.strip(), "\n")
-        rows = con.sql(SCRIPT).df()
+        result = con.sql(SCRIPT)
+        assert result is not None  # SCRIPT ends in a query
+        rows = result.df()
         print(rows.head(15).to_string(index=False))
         print(f"... {len(rows)} held-out rows scored\n")
-        scored, accuracy = con.sql(ACCURACY).fetchone()
+        summary = con.sql(ACCURACY)
+        assert summary is not None
+        scored, accuracy = summary.fetchall()[0]  # an aggregate: one row
         print(f"accuracy on {scored} held-out rows: {accuracy:.4f}")
