@@ -7,8 +7,8 @@ ambiguous input columns, lossy or unrelated types, unknown outputs, list-vs-scal
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import pyarrow as pa
 
@@ -173,7 +173,7 @@ def _bind_outputs(model: Model, requested: Sequence[OutputRequest]) -> list[Outp
         if req.type_name is None:
             target = pa.list_(natural) if pick is None and spec.width != 1 else natural
         else:
-            target = _with_type(req, model)
+            target = _with_type(req.name, req.type_name, model)
         as_list = pa.types.is_list(target)
         if pick is None and spec.elem_type == "zipmap":
             raise BindError(f"output '{spec.name}' of {model.display} is a ZipMap (one value per class): pick a class with {spec.name}_<class> FLOAT")
@@ -187,7 +187,10 @@ def _bind_outputs(model: Model, requested: Sequence[OutputRequest]) -> list[Outp
             raise BindError(f"WITH column {req.name} picks one class of output '{spec.name}' ({model.display}), so its type cannot be a list")
         element = target.value_type if as_list else target
         if not output_cast_allowed(natural, element):
-            raise BindError(f"output '{req.name}' of {model.display} is {sql_name(natural)} and cannot be returned as {req.type_name}; declare it {sql_name(natural)}")
+            raise TypeMismatchError(
+                f"output '{req.name}' of {model.display} is {sql_name(natural)} and cannot be returned as {req.type_name} without losing its value: "
+                f"declare it {sql_name(natural)} in WITH and write CAST(p.{req.name} AS {req.type_name}) in the query"
+            )
         columns.append(OutputColumn(req.name, req.name, index, pick, as_list, target))
     return columns
 
@@ -235,11 +238,11 @@ def _natural_type(model: Model, spec: TensorSpec) -> pa.DataType:
     return arrow_type
 
 
-def _with_type(req: OutputRequest, model: Model) -> pa.DataType:
-    base, is_list = (req.type_name[:-2], True) if req.type_name.endswith("[]") else (req.type_name, False)
+def _with_type(name: str, type_name: str, model: Model) -> pa.DataType:
+    base, is_list = (type_name[:-2], True) if type_name.endswith("[]") else (type_name, False)
     arrow_type = SQL_TO_ARROW.get(base)
     if arrow_type is None:
-        raise BindError(f"WITH column {req.name} ({model.display}) has type {req.type_name}; use FLOAT, DOUBLE, INT, BIGINT, VARCHAR, BOOLEAN or a list such as FLOAT[]")
+        raise BindError(f"WITH column {name} ({model.display}) has type {type_name}; use FLOAT, DOUBLE, INT, BIGINT, VARCHAR, BOOLEAN or a list such as FLOAT[]")
     return pa.list_(arrow_type) if is_list else arrow_type
 
 
@@ -256,3 +259,15 @@ def _unclash(outputs: list[OutputColumn], data_names: Sequence[str]) -> tuple[Ou
         result.append(OutputColumn(out.name, field, out.source, out.pick, out.as_list, out.arrow_type))
     return tuple(result)
 
+
+def argument_schema(model: Model) -> pa.Schema:
+    """A model function's positional arguments (`register` on either engine): each input's DATA columns, a [N,k] input
+    expanded into the names its metadata records, in the model's input order, each of the input's type."""
+    signature = model.signature
+    fields = []
+    for spec in signature.inputs:
+        arrow_type = ONNX_TO_ARROW.get(spec.elem_type)
+        if arrow_type is None:
+            raise ModelError(f"{model.display}: input '{spec.name}' has type {spec.elem_type}, which SQL cannot pass")
+        fields += [pa.field(column, arrow_type) for column in signature.input_columns.get(spec.name, [spec.name])]
+    return pa.schema(fields)

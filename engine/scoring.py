@@ -9,8 +9,8 @@ bit-identical whatever the batch size and worker count.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -57,6 +57,14 @@ class Scorer:
             columns = [pc.take(c, positions) for c in columns]
         return pa.RecordBatch.from_arrays(batch.columns + columns, schema=self.schema)
 
+    def score_columns(self, columns: Sequence[pa.Array | pa.ChunkedArray], index: int = 0, offset: int = 0) -> pa.StructArray:
+        """The outputs, as one STRUCT column, of DATA columns given in the plan's schema order: the body of
+        an in-query scoring function (DuckDB's Arrow UDF, Spark's Arrow UDF)."""
+        arrays = [c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in columns]
+        batch = pa.RecordBatch.from_arrays(arrays, schema=self.plan.data_schema)
+        outputs = self.score(batch, index, offset).columns[len(arrays) :]
+        return pa.StructArray.from_arrays(outputs, fields=[pa.field(o.field, o.arrow_type) for o in self.plan.outputs])
+
     def _valid_rows(self, batch: pa.RecordBatch, offset: int) -> pa.BooleanArray | None:
         """None when no input is NULL; else the rows to score (PROPAGATE) or a NullInputError."""
         nullable = [i for i in self._input_columns if batch.column(i).null_count]
@@ -77,7 +85,7 @@ class Scorer:
         return valid
 
     def _feed(self, batch: pa.RecordBatch, feed: InputFeed, offset: int) -> np.ndarray:
-        arrays = [self._cast(batch, i, feed, cast, offset) for i, cast in zip(feed.columns, feed.casts)]
+        arrays = [self._cast(batch, i, feed, cast, offset) for i, cast in zip(feed.columns, feed.casts, strict=True)]
         if len(arrays) == 1:
             values = arrays[0]
         else:
@@ -147,7 +155,7 @@ class ScoredStream:
         self._batches = self._run(batches, scorer, workers)
         self.reader = pa.RecordBatchReader.from_batches(scorer.schema, self._batches)
 
-    def _run(self, batches: Iterable[pa.RecordBatch], scorer: Scorer, workers: int) -> Iterator[pa.RecordBatch]:
+    def _run(self, batches: Iterable[pa.RecordBatch], scorer: Scorer, workers: int) -> Generator[pa.RecordBatch, None, None]:
         try:
             yield from score_stream(batches, scorer, workers)
         except BaseException as e:

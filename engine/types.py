@@ -96,6 +96,8 @@ def input_cast(source: pa.DataType, target: pa.DataType) -> Cast | None:
     if pa.types.is_floating(target):
         if pa.types.is_floating(source):
             return Cast.EXACT if source.bit_width < target.bit_width else Cast.ROUNDING
+        if pa.types.is_decimal(source):  # DuckDB types 1.5 DECIMAL; skl2onnx models expect it rounded to float
+            return Cast.ROUNDING
         if pa.types.is_integer(source):
             mantissa = 24 if target == pa.float32() else 53
             return Cast.EXACT if source.bit_width < mantissa else Cast.CHECKED
@@ -108,9 +110,11 @@ def input_cast(source: pa.DataType, target: pa.DataType) -> Cast | None:
 
 
 def output_cast_allowed(source: pa.DataType, target: pa.DataType) -> bool:
-    """Whether a model output may be returned as the WITH type (numeric ↔ numeric, anything → text)."""
+    """Whether a model output may be returned as the WITH type (numeric ↔ numeric but never dropping a fraction, anything → text)."""
     if source == target or target == pa.string():
         return True
+    if pa.types.is_floating(source) and not pa.types.is_floating(target):
+        return False
     numeric = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean)
     return any(f(source) for f in numeric) and any(f(target) for f in numeric)
 

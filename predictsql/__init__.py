@@ -9,20 +9,22 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pyarrow as pa
 
 from predictsql.engine import sessions
-from predictsql.engine.binding import OutputRequest, bind
+from predictsql.engine.binding import OutputRequest, argument_schema, bind
 from predictsql.engine.errors import ExportError, PredictSQLError
 from predictsql.engine.export import export
-from predictsql.engine.scoring import DEFAULT_BATCH_SIZE, Scorer, score_stream
 from predictsql.engine.mlflow_registry import MlflowRegistry
+from predictsql.engine.scoring import DEFAULT_BATCH_SIZE, Scorer, score_stream
 from predictsql.engine.sources import ModelSource, Resolver
+from predictsql.udfs import duckdb_engine
 from predictsql.udfs.duckdb import Connection, Result, connect
 
-__all__ = ["Connection", "PredictSQLError", "Result", "connect", "export", "log_model", "predict"]
+__all__ = ["Connection", "PredictSQLError", "Result", "argument_names", "connect", "export", "log_model", "predict", "register"]
 __version__ = "0.1.0"
 
 
@@ -71,6 +73,30 @@ def log_model(
         data = export(model, sample, outputs)
     loaded = sessions.load(ModelSource(data, f"'{name}'"))  # only a valid ONNX model is logged
     return registry.log_model(data, loaded.signature, name, alias)
+
+
+def register(con: Any, name: str, model: Any, outputs: Sequence[str] | None = None, registry_uri: str | None = None) -> None:
+    """Make `name(col, ...)` a function of plain SQL on a predictsql or duckdb connection, or a SparkSession.
+
+    Arguments bind by position, in the model's input order (`argument_names(model)`); one output
+    returns a scalar, several a STRUCT; `outputs` picks outputs by name (default: all). `model` is
+    bytes, a path or a URI (models:/…; on a predictsql connection also catalog:/…), read once now.
+    """
+    if type(con).__module__.startswith("pyspark"):
+        from predictsql.udfs import spark
+
+        spark.register(con, name, model, outputs, registry_uri)
+        return
+    if isinstance(con, Connection):
+        lookups, options, target = con.settings.lookups, con.settings.session_options, con.duckdb
+    else:
+        lookups, options, target = MlflowRegistry(registry_uri).lookups, sessions.SessionOptions(), con
+    duckdb_engine.register(target, name, Resolver(lookups)(model, f"'{name}'"), outputs, options)
+
+
+def argument_names(model: Any, registry_uri: str | None = None) -> list[str]:
+    """The positional arguments of `register(con, name, model)`'s function, in order; `model` is bytes, a path or a URI."""
+    return argument_schema(sessions.load(Resolver(MlflowRegistry(registry_uri).lookups)(model, _label(model)))).names
 
 
 def _label(model: Any) -> str:

@@ -18,9 +18,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import duckdb
 import pyarrow as pa
@@ -92,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
 def _script_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument("--db", help="DuckDB database file (default: an in-memory database)")
     command.add_argument("--registry", help="MLflow registry URI for models:/ (default: MLFLOW_TRACKING_URI)")
+    command.add_argument("--dialect", choices=("duckdb", "tsql"), help="read every statement in this dialect (default: DuckDB SQL, T-SQL where only T-SQL reads a statement)")
     source = command.add_mutually_exclusive_group(required=True)
     source.add_argument("sql", nargs="?", help="SQL text")
     source.add_argument("-f", "--file", type=Path, help="read the SQL script from this file")
@@ -113,7 +114,7 @@ def _connect(args: argparse.Namespace):
 
     if args.db is not None and not Path(args.db).is_file():
         raise PredictSQLError(f"database file '{args.db}' does not exist")
-    return predictsql.connect(args.db or ":memory:", registry_uri=getattr(args, "registry", None))
+    return predictsql.connect(args.db or ":memory:", registry_uri=getattr(args, "registry", None), dialect=getattr(args, "dialect", None))
 
 
 def _query(args: argparse.Namespace) -> int:
@@ -149,7 +150,10 @@ def _list(args: argparse.Namespace) -> int:
     if args.db:
         with _connect(args) as con:
             table = con.models.list()
-        summary = "name, version, aliases, size, created, left(sha256, 12) AS sha256, list_transform(inputs, lambda t: t.name || t.shape) AS inputs, list_transform(outputs, lambda t: t.name || t.shape) AS outputs"
+        summary = (
+            "name, version, aliases, size, created, left(sha256, 12) AS sha256, "
+            "list_transform(inputs, lambda t: t.name || t.shape) AS inputs, list_transform(outputs, lambda t: t.name || t.shape) AS outputs"
+        )
         _write(duckdb.connect().from_arrow(table).select(summary).to_arrow_table(), args.format, args.out)
         return 0
     from predictsql.engine.mlflow_registry import MlflowRegistry

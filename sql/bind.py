@@ -6,32 +6,46 @@ predictsql.engine.binding; this module only knows sqlglot trees.
 
 from __future__ import annotations
 
-from typing import Iterator
+import difflib
+import itertools
+from collections.abc import Iterator
 
 from sqlglot import exp
 
 from predictsql.engine.errors import BindError
-from predictsql.sql.dialect import PredictTable, to_sql
+from predictsql.sql.dialect import PredictTable, to_sql, type_name
 from predictsql.sql.plan import LITERAL, QUERY, VARIABLE, ModelRef, PredictCall
 
-INDEX_KEY = "predictsql_index"
 RUNTIMES = ("ONNX",)
+OPTIONS = ("RUNTIME", "NULLS", "BATCH_SIZE", "PLAN")
 
 
-def find_predicts(tree: exp.Expression) -> list[PredictCall]:
-    """The PREDICT calls of `tree`, outermost only: those inside another PREDICT's DATA belong to it."""
-    calls = []
-    for node in tree.find_all(PredictTable):
-        if any(isinstance(a, PredictTable) for a in ancestors(node)):
-            continue
-        node.meta[INDEX_KEY] = len(calls)
-        calls.append(_read_call(node, len(calls)))
-    return calls
+def outermost(tree: exp.Expr) -> list[PredictTable]:
+    """The PREDICT nodes of `tree` in a fixed order, outermost only: those inside another PREDICT's DATA belong to it."""
+    return [n for n in tree.find_all(PredictTable) if not any(isinstance(a, PredictTable) for a in ancestors(n))]
+
+
+def find_predicts(tree: exp.Expr) -> list[PredictCall]:
+    """The PREDICT calls of `tree`, in `outermost` order (the order `replace_predicts` expects relations in)."""
+    return [_read_call(node, index) for index, node in enumerate(outermost(tree))]
+
+
+def source_of(node: PredictTable) -> exp.Table:
+    """The table source a PREDICT stands as (it carries the PREDICT alias); a PREDICT anywhere else is a BindError."""
+    table = node.parent
+    if not isinstance(table, exp.Table):
+        raise BindError(f"{to_sql(node)[:80]}… is a table source, not a value: write it in FROM or JOIN, e.g. SELECT d.*, p.Score FROM PREDICT(...) WITH (Score FLOAT) AS p")
+    return table
 
 
 def _read_call(node: PredictTable, index: int) -> PredictCall:
-    table = node.parent
+    table = source_of(node)
     options = {o.name.upper(): o.expression.name.upper() if isinstance(o.expression, exp.Var) else o.expression.name for o in node.args.get("options") or []}
+    for name in options:
+        if name not in OPTIONS:
+            close = difflib.get_close_matches(name, OPTIONS, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise BindError(f"PREDICT option {name} is not one predictsql knows; {hint}the options are {', '.join(OPTIONS)}")
     runtime = options.get("RUNTIME", "ONNX")
     if runtime not in RUNTIMES:
         raise BindError(f"PREDICT RUNTIME = {runtime} is not supported; use RUNTIME = ONNX")
@@ -42,15 +56,30 @@ def _read_call(node: PredictTable, index: int) -> PredictCall:
         index=index,
         model=model_ref(node.args["model"]),
         data=query,
-        data_alias=data.alias or None,
-        alias=table.alias or None if isinstance(table, exp.Table) else None,
+        data_alias=data.alias or (data.name if isinstance(data, exp.Table) else None),
+        alias=table.alias or None,
         columns=tuple((c.name, type_name(c.args["kind"])) for c in columns) if columns else None,
         options=options,
         inherited_ctes=inherited,
+        rereads=_rereads(node),
     )
 
 
-def model_ref(model: exp.Expression) -> ModelRef:
+def _rereads(node: PredictTable) -> str:
+    """Why the engine may read this PREDICT's relation more than once (a stream is read once), or ''."""
+    if node.root().find(exp.Pivot):
+        return "the statement uses PIVOT, which reads its source more than once"
+    for child, ancestor in itertools.pairwise([node, *ancestors(node)]):
+        if isinstance(ancestor, exp.CTE):
+            return "it stands in a CTE, which the statement may read more than once"
+        if isinstance(ancestor, exp.Subquery) and not isinstance(ancestor.parent, (exp.From, exp.Join, exp.Subquery)) and ancestor.parent is not None:
+            return "it stands in a subquery expression, which the engine may run once per outer row"
+        if isinstance(ancestor, exp.Lateral) or (isinstance(ancestor, exp.Join) and child is not ancestor.this):
+            return "it stands in a join condition or a LATERAL, which the engine may run more than once"
+    return ""
+
+
+def model_ref(model: exp.Expr) -> ModelRef:
     """The MODEL of a PREDICT or DESCRIBE MODEL: a variable, a scalar subquery, or a 0x… / string literal."""
     label = to_sql(model)
     if isinstance(model, exp.Parameter):
@@ -61,10 +90,13 @@ def model_ref(model: exp.Expression) -> ModelRef:
         return ModelRef(LITERAL, bytes.fromhex(model.this), label if len(label) < 40 else f"{label[:20]}…")
     if isinstance(model, exp.Literal) and model.is_string:
         return ModelRef(LITERAL, model.this, label)
-    raise BindError(f"PREDICT MODEL = {label} is not a model: use @variable, a scalar subquery (SELECT blob FROM ...), a 0x… literal, or a string: a file path, 'models:/name@alias' (MLflow) or 'catalog:/name' (the database's model catalog)")
+    raise BindError(
+        f"PREDICT MODEL = {label} is not a model: use @variable, a scalar subquery (SELECT blob FROM ...), a 0x… literal, "
+        "or a string: a file path, 'models:/name@alias' (MLflow) or 'catalog:/name' (the database's model catalog)"
+    )
 
 
-def _data_query(data: exp.Expression, table: exp.Expression) -> tuple[exp.Query, int]:
+def _data_query(data: exp.Expr, table: exp.Expr) -> tuple[exp.Query, int]:
     """DATA as a query of its own: SELECT * FROM <table>, or the subquery, plus (first) the CTEs it reads; and their count."""
     if isinstance(data, exp.Subquery):
         query = data.this.copy()
@@ -82,7 +114,7 @@ def _data_query(data: exp.Expression, table: exp.Expression) -> tuple[exp.Query,
     return query, len(needed)
 
 
-def _visible_ctes(node: exp.Expression) -> list[exp.CTE]:
+def _visible_ctes(node: exp.Expr) -> list[exp.CTE]:
     """CTEs `node` may read: those of enclosing queries; inside CTE i, only the ones before it."""
     ctes: list[exp.CTE] = []
     child = node
@@ -110,16 +142,10 @@ def _needed_ctes(query: exp.Query, ctes: list[exp.CTE]) -> list[exp.CTE]:
     return [c for c in ctes if c.alias.lower() in needed]
 
 
-def ancestors(node: exp.Expression) -> Iterator[exp.Expression]:
+def ancestors(node: exp.Expr) -> Iterator[exp.Expr]:
     """Parent, grandparent, … of `node`."""
     parent = node.parent
     while parent is not None:
         yield parent
         parent = parent.parent
 
-
-def type_name(kind: exp.DataType) -> str:
-    """'FLOAT', 'BIGINT', … or 'FLOAT[]' for a WITH column type."""
-    if kind.this == exp.DataType.Type.ARRAY:
-        return f"{type_name(kind.expressions[0])}[]"
-    return kind.this.value

@@ -1,25 +1,39 @@
-"""The PREDICT grammar: a T-SQL dialect for sqlglot that parses and prints PREDICT(...) WITH (...).
+"""The PREDICT grammar, added to each dialect a script may be read in: DuckDB, Spark SQL and T-SQL.
 
     PREDICT ( MODEL = <model>, DATA = <relation> [AS alias] [, RUNTIME = ONNX] [, <option> = <literal>]... )
       [WITH ( <column> <type> [, ...] )] [AS alias]
     DESCRIBE MODEL <model>
+    DECLARE @name <type> [= <value> | = (SELECT ...)] [, ...]
 
 Parsed like T-SQL's OPENJSON(...) WITH (...): the function parser consumes `) WITH (` and the
-caller's closing-paren match ends the column list. User SQL is always read with this dialect and
-generated for the target engine (in the duckdb dialect `@model` would read as abs(model)).
+caller's closing-paren match ends the column list. Each dialect subclasses sqlglot's and copies
+its lookup tables (sqlglot's own are never edited). On DuckDB `@name` written without a space is
+a variable; DuckDB's `@` (absolute value) keeps its meaning everywhere else (`@ x`, `@-5`, `@(x)`).
 """
 
 from __future__ import annotations
 
-import sqlglot
-from typing import Sequence
+from collections.abc import Callable, Sequence
 
+import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.duckdb import DuckDB
+from sqlglot.dialects.spark import Spark
 from sqlglot.dialects.tsql import TSQL
 from sqlglot.errors import ParseError
+from sqlglot.generator import Generator
+from sqlglot.generators.duckdb import DuckDBGenerator
+from sqlglot.generators.spark import SparkGenerator
+from sqlglot.generators.tsql import TSQLGenerator
+from sqlglot.parser import Parser
+from sqlglot.parsers.duckdb import DuckDBParser
+from sqlglot.parsers.spark import SparkParser
+from sqlglot.parsers.tsql import TSQLParser
 from sqlglot.tokens import TokenType
 
 from predictsql.engine.errors import SQLSyntaxError
+
+NAME_TOKENS = (TokenType.VAR, TokenType.IDENTIFIER)
 
 
 class PredictTable(exp.Expression):
@@ -34,29 +48,50 @@ class DescribeModel(exp.Expression):
     arg_types = {"this": True}
 
 
-def _parse_describe(self: "PredictTSQL.Parser") -> exp.Expression:
+def _parse_describe(self: Parser) -> exp.Expr:
     if self._curr and self._curr.text.upper() == "MODEL":
         self._advance()
         return self.expression(DescribeModel(this=self._parse_bitwise()))
     return self._parse_describe()
 
 
-def _parse_predict(self: "PredictTSQL.Parser") -> PredictTable:
-    args: dict[str, exp.Expression] = {}
-    options: list[exp.Expression] = []
+def _parse_declare(self: Parser) -> exp.Expr:
+    """DECLARE @a TYPE [= value], ...: the type is skipped (a variable takes its value's type); any
+    other DECLARE (Spark's `DECLARE VARIABLE x`) is the dialect's own."""
+    if not (self._curr and self._curr.token_type == TokenType.PARAMETER):
+        return self._parse_declare()
+    items = []
+    while self._match(TokenType.PARAMETER):
+        name = self._parse_var(any_token=True)
+        if name is None:
+            self.raise_error("Expected a variable name after @")
+        while self._curr and self._curr.token_type not in (TokenType.EQ, TokenType.COMMA, TokenType.SEMICOLON):
+            self._advance()  # the type: VARBINARY(MAX), BLOB, ...
+        default = self._parse_bitwise() if self._match(TokenType.EQ) else None
+        items.append(exp.DeclareItem(this=[exp.Parameter(this=name)], default=default))
+        if not self._match(TokenType.COMMA):
+            break
+    if self._curr:
+        self.raise_error("Expected ',' or the end of the DECLARE statement")
+    return self.expression(exp.Declare(expressions=items))
+
+
+def _parse_predict(self: Parser) -> PredictTable:
+    args: dict[str, exp.Expr] = {}
+    options: list[exp.Expr] = []
     while True:
         key_token = self._curr
         key = self._parse_var(any_token=True)
         if key is None or not self._match(TokenType.EQ):
             self.raise_error("Expected <name> = <value> inside PREDICT(...)", key_token)
+            break
         name = key.name.upper()
         if name.lower() in args or name in {o.name.upper() for o in options}:
             self.raise_error(f"PREDICT argument {name} is given twice", key_token)
-        if name == "MODEL":
-            args["model"] = self._parse_bitwise()
-        elif name == "DATA":
-            args["data"] = self._parse_table()
-        else:
+        value = self._parse_bitwise() if name == "MODEL" else self._parse_table() if name == "DATA" else None
+        if value is not None:
+            args[name.lower()] = value
+        elif name not in ("MODEL", "DATA"):
             options.append(exp.EQ(this=exp.var(name), expression=self._parse_primary() or self._parse_var(any_token=True)))
         if not self._match(TokenType.COMMA):
             break
@@ -66,37 +101,32 @@ def _parse_predict(self: "PredictTSQL.Parser") -> PredictTable:
     columns = None
     if self._match_pair(TokenType.R_PAREN, TokenType.WITH):
         self._match_l_paren()
-        columns = self._parse_csv(self._parse_predict_column)
+        columns = self._parse_csv(lambda: _parse_predict_column(self))
     return self.expression(PredictTable(model=args["model"], data=args["data"], options=options, columns=columns))
 
 
-class PredictTSQL(TSQL):
-    """T-SQL plus PREDICT; lookup tables are copied from the parent, never edited in place."""
-
-    class Parser(TSQL.Parser):
-        FUNCTION_PARSERS = {**TSQL.Parser.FUNCTION_PARSERS, "PREDICT": _parse_predict}
-        STATEMENT_PARSERS = {**TSQL.Parser.STATEMENT_PARSERS, TokenType.DESCRIBE: _parse_describe}
-
-        def _parse_predict_column(self) -> exp.ColumnDef:
-            """`<name> <type>` or `<name> <type>[]` (a list column) inside WITH (...)."""
-            name = self._parse_field(any_token=True)
-            kind = self._parse_types()
-            if kind is None:
-                self.raise_error("Expected a type after the WITH column name")
-            if self._curr and self._curr.token_type == TokenType.IDENTIFIER and not self._curr.text:
-                self._advance()  # T-SQL tokenizes `[]` as an empty [bracket-quoted] identifier
-                kind = exp.DataType(this=exp.DataType.Type.ARRAY, expressions=[kind], nested=True)
-            return self.expression(exp.ColumnDef(this=name, kind=kind))
-
-    class Generator(TSQL.Generator):
-        TRANSFORMS = {
-            **TSQL.Generator.TRANSFORMS,
-            PredictTable: lambda self, e: _predict_sql(self, e),
-            DescribeModel: lambda self, e: f"DESCRIBE MODEL {self.sql(e, 'this')}",
-        }
+def _parse_predict_column(self: Parser) -> exp.ColumnDef:
+    """`<name> <type>` or `<name> <type>[]` (a list column) inside WITH (...)."""
+    name = self._parse_field(any_token=True)
+    kind = self._parse_types()
+    if kind is None:
+        self.raise_error("Expected a type after the WITH column name")
+    if self._curr and self._curr.token_type == TokenType.IDENTIFIER and not self._curr.text:
+        self._advance()  # T-SQL tokenizes `[]` as an empty [bracket-quoted] identifier
+        kind = exp.DataType(this=exp.DataType.Type.ARRAY, expressions=[kind], nested=True)
+    return self.expression(exp.ColumnDef(this=name, kind=kind))
 
 
-def _predict_sql(self: sqlglot.Generator, expression: PredictTable) -> str:
+def _parse_at(self: Parser) -> exp.Expr:
+    """DuckDB's `@`: a variable when a name follows it directly (`@model`), else absolute value."""
+    after, name = self._prev, self._curr
+    if name is not None and name.token_type in NAME_TOKENS and name.start == after.end + 1:
+        self._advance()
+        return exp.Parameter(this=exp.var(name.text))
+    return exp.Abs(this=self._parse_bitwise())
+
+
+def _predict_sql(self: Generator, expression: PredictTable) -> str:
     args = [f"MODEL = {self.sql(expression, 'model')}", f"DATA = {self.sql(expression, 'data')}"]
     args += [f"{o.name} = {self.sql(o, 'expression')}" for o in expression.args.get("options") or []]
     sql = f"PREDICT({', '.join(args)})"
@@ -106,38 +136,98 @@ def _predict_sql(self: sqlglot.Generator, expression: PredictTable) -> str:
     return sql
 
 
-def _column_sql(generator: sqlglot.Generator, column: exp.ColumnDef) -> str:
-    kind = column.args["kind"]
+def _column_sql(generator: Generator, column: exp.ColumnDef) -> str:
+    """A WITH column in predictsql's own type names, the same in every dialect (FLOAT is FLOAT, not T-SQL's or DuckDB's alias)."""
+    return f"{generator.sql(column, 'this')} {type_name(column.args['kind'])}"
+
+
+def type_name(kind: exp.DataType) -> str:
+    """'FLOAT', 'BIGINT', … or 'FLOAT[]' for a WITH column type."""
     if kind.this == exp.DataType.Type.ARRAY:
-        return f"{generator.sql(column, 'this')} {generator.sql(kind.expressions[0])}[]"
-    return f"{generator.sql(column, 'this')} {generator.sql(kind)}"
+        return f"{type_name(kind.expressions[0])}[]"
+    return kind.this.value
 
 
-def with_clause(columns: Sequence[tuple[str, str]]) -> str:
-    """`WITH (name TYPE, ...)` to paste after PREDICT(...), names quoted where T-SQL needs it."""
-    generator = PredictTSQL().generator()
+def _declare_sql(self: Generator, expression: exp.Declare) -> str:
+    items = [f"@{i.this[0].name}" + (f" = {self.sql(i, 'default')}" if i.args.get("default") else "") for i in expression.expressions]
+    return f"DECLARE {', '.join(items)}"
+
+
+TRANSFORMS: dict[type[exp.Expr], Callable[..., str]] = {
+    PredictTable: _predict_sql,
+    exp.Parameter: lambda self, e: f"@{self.sql(e, 'this')}",
+    DescribeModel: lambda self, e: f"DESCRIBE MODEL {self.sql(e, 'this')}",
+}
+
+
+class PredictDuckDB(DuckDB):
+    """DuckDB SQL plus PREDICT, DESCRIBE MODEL, DECLARE and @variables."""
+
+    class Tokenizer(DuckDB.Tokenizer):
+        KEYWORDS = {**DuckDB.Tokenizer.KEYWORDS, "DECLARE": TokenType.DECLARE}
+
+    class Parser(DuckDBParser):
+        FUNCTION_PARSERS = {**DuckDBParser.FUNCTION_PARSERS, "PREDICT": _parse_predict}
+        STATEMENT_PARSERS = {**DuckDBParser.STATEMENT_PARSERS, TokenType.DESCRIBE: _parse_describe, TokenType.DECLARE: _parse_declare}
+        NO_PAREN_FUNCTION_PARSERS = {**DuckDBParser.NO_PAREN_FUNCTION_PARSERS, "@": _parse_at}
+
+    class Generator(DuckDBGenerator):
+        TRANSFORMS = {**DuckDBGenerator.TRANSFORMS, **TRANSFORMS, exp.Declare: _declare_sql}
+
+
+class PredictSpark(Spark):
+    """Spark SQL plus PREDICT, DESCRIBE MODEL, DECLARE @name and @variables."""
+
+    class Parser(SparkParser):
+        FUNCTION_PARSERS = {**SparkParser.FUNCTION_PARSERS, "PREDICT": _parse_predict}
+        STATEMENT_PARSERS = {**SparkParser.STATEMENT_PARSERS, TokenType.DESCRIBE: _parse_describe, TokenType.DECLARE: _parse_declare}
+
+    class Generator(SparkGenerator):
+        TRANSFORMS = {**SparkGenerator.TRANSFORMS, **TRANSFORMS, exp.Declare: _declare_sql}
+
+
+class PredictTSQL(TSQL):
+    """T-SQL plus PREDICT and DESCRIBE MODEL (DECLARE and @variables are T-SQL's own)."""
+
+    class Parser(TSQLParser):
+        FUNCTION_PARSERS = {**TSQLParser.FUNCTION_PARSERS, "PREDICT": _parse_predict}
+        STATEMENT_PARSERS = {**TSQLParser.STATEMENT_PARSERS, TokenType.DESCRIBE: _parse_describe}
+
+    class Generator(TSQLGenerator):
+        TRANSFORMS = {**TSQLGenerator.TRANSFORMS, **TRANSFORMS}
+
+
+DIALECTS: dict[str, type[sqlglot.Dialect]] = {"duckdb": PredictDuckDB, "spark": PredictSpark, "tsql": PredictTSQL}
+
+
+def with_clause(columns: Sequence[tuple[str, str]], dialect: str = "duckdb") -> str:
+    """`WITH (name TYPE, ...)` to paste after PREDICT(...), names quoted where the dialect needs it."""
+    generator = DIALECTS[dialect]().generator()
     return f"WITH ({', '.join(_column_sql(generator, exp.ColumnDef(this=exp.to_identifier(n), kind=_type(t))) for n, t in columns)})"
 
 
 def _type(type_name: str) -> exp.DataType:
     if type_name.endswith("[]"):
         return exp.DataType(this=exp.DataType.Type.ARRAY, expressions=[_type(type_name[:-2])], nested=True)
-    return exp.DataType.build(type_name, dialect=PredictTSQL)
+    return exp.DataType.build(type_name)
 
 
-def parse(text: str) -> list[exp.Expression]:
-    """Parse a script (one or more statements) into trees; errors carry line, column and fragment."""
+def parse(text: str, dialect: str = "duckdb", line_offset: int = 0) -> list[exp.Expr]:
+    """Parse statements in one dialect into trees; errors carry line (plus `line_offset`), column and fragment."""
     try:
-        return [s for s in sqlglot.parse(text, dialect=PredictTSQL) if s is not None]
+        return [s for s in sqlglot.parse(text, dialect=DIALECTS[dialect]) if s is not None]
     except ParseError as e:
         first = e.errors[0] if e.errors else {}
         line, col = first.get("line"), first.get("col")
+        line = line + line_offset if line is not None else None
         fragment = f"{first.get('start_context', '')}{first.get('highlight', '')}".strip()
         where = f" at line {line}, column {col}" if line is not None else ""
         description = first.get("description") or str(e)
-        raise SQLSyntaxError(f"SQL syntax error{where}: {description}\n  near: {fragment}", line, col) from e
+        raise SQLSyntaxError(f"SQL syntax error{where} (read as {dialect}): {description}\n  near: {fragment}", line, col) from e
+    except RecursionError:
+        raise SQLSyntaxError(f"SQL statement nests too deeply to read (read as {dialect}): flatten its parentheses or subqueries") from None
 
 
-def to_sql(tree: exp.Expression) -> str:
-    """Print a tree back in the PREDICT dialect (round trip; stored view definitions)."""
-    return tree.sql(dialect=PredictTSQL)
+def to_sql(tree: exp.Expr, dialect: str = "duckdb") -> str:
+    """Print a tree, PREDICT included, in a dialect (messages, stored view definitions)."""
+    return tree.sql(dialect=DIALECTS[dialect])

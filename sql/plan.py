@@ -32,6 +32,7 @@ class PredictCall:
     columns: tuple[tuple[str, str], ...] | None  # WITH (name TYPE, ...), types as 'FLOAT' or 'FLOAT[]'
     options: dict[str, str]  # RUNTIME, NULLS, BATCH_SIZE, PLAN, … upper-cased
     inherited_ctes: int = 0  # how many of data's CTEs (the first ones) were copied from enclosing queries
+    rereads: str = ""  # why the statement may read the scored relation more than once ('' when it reads it once)
 
     @property
     def label(self) -> str:
@@ -50,7 +51,7 @@ class Output:
 class Relation:
     """The scored relation that replaces a PREDICT: DATA columns followed by outputs.
 
-    The engine reads it by `name`, or, when `query` is set (the INLINE plan), as that subquery.
+    The engine reads it by `name` (a registered stream), or, when `query` is set (INLINE, UDF), as that subquery.
     """
 
     name: str

@@ -6,20 +6,21 @@ applies map_default_schema and expand_views before binding; `rewrite` applies th
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 from sqlglot import exp
 
 from predictsql.engine.errors import BindError
-from predictsql.sql.bind import INDEX_KEY, ancestors
-from predictsql.sql.dialect import PredictTable
+from predictsql.sql.bind import ancestors, outermost, source_of
 from predictsql.sql.plan import Relation
 
+E = TypeVar("E", bound=exp.Expr)
 DEFAULT_SCHEMA_ALIASES = ("dbo",)
 MAX_VIEW_DEPTH = 16
 
 
-def map_default_schema(tree: exp.Expression, schema_exists: Callable[[str], bool]) -> exp.Expression:
+def map_default_schema(tree: E, schema_exists: Callable[[str], bool]) -> E:
     """`dbo.t` → `t` unless a schema named dbo exists: T-SQL's default schema is the engine's."""
     for table in tree.find_all(exp.Table):
         if table.db.lower() in DEFAULT_SCHEMA_ALIASES and not table.catalog and not schema_exists(table.db):
@@ -27,7 +28,7 @@ def map_default_schema(tree: exp.Expression, schema_exists: Callable[[str], bool
     return tree
 
 
-def expand_views(tree: exp.Expression, views: Mapping[str, exp.Query]) -> exp.Expression:
+def expand_views(tree: E, views: Mapping[str, exp.Expr]) -> E:
     """Replace references to stored PREDICT views by their definitions, as aliased subqueries."""
     for _ in range(MAX_VIEW_DEPTH):
         refs = [t for t in tree.find_all(exp.Table) if not t.db and isinstance(t.this, exp.Identifier) and t.name.lower() in views]
@@ -35,26 +36,21 @@ def expand_views(tree: exp.Expression, views: Mapping[str, exp.Query]) -> exp.Ex
         if not refs:
             return tree
         for table in refs:
-            subquery = exp.Subquery(this=views[table.name.lower()].copy(), alias=exp.TableAlias(this=exp.to_identifier(table.alias_or_name)))
-            if table is tree:
-                return subquery
-            table.replace(subquery)
+            table.replace(exp.Subquery(this=views[table.name.lower()].copy(), alias=exp.TableAlias(this=exp.to_identifier(table.alias_or_name))))
     raise BindError(f"PREDICT views nest more than {MAX_VIEW_DEPTH} deep; is a view defined in terms of itself?")
 
 
-def replace_predicts(tree: exp.Expression, relations: Mapping[int, Relation], materialize_ctes: bool = False) -> exp.Expression:
-    """Swap each PREDICT for its scored relation and point d.x / p.x / d.* / p.* at it.
+def replace_predicts(tree: E, relations: Sequence[Relation]) -> E:
+    """Swap each PREDICT (in `outermost` order) for its scored relation and point d.x / p.x / d.* / p.* at it.
 
-    A relation with a query (the INLINE plan) goes in as a subquery (the query itself, not a
-    copy: relations are made for one rewrite), else as a table by name.
-    With `materialize_ctes`, a CTE over a named PREDICT relation is marked MATERIALIZED: on
-    engines where the scored relation is a stream, it can be read only once.
+    A relation with a query (INLINE, UDF) goes in as a subquery (the query itself, not a copy:
+    relations are made for one rewrite), else (STREAM) as a table by name. DATA without an alias
+    is read through its relation's name (`predict_input.id`), as in Microsoft's docs.
     """
-    outermost = [n for n in tree.find_all(PredictTable) if not any(isinstance(a, PredictTable) for a in ancestors(n))]
-    for node in outermost:
-        relation = relations[node.meta[INDEX_KEY]]
-        table = node.parent
-        data_alias = node.args["data"].alias
+    for node, relation in zip(outermost(tree), relations, strict=True):
+        table = source_of(node)
+        data = node.args["data"]
+        data_alias = data.alias or (data.name if isinstance(data, exp.Table) else "")
         alias = table.alias or data_alias or relation.name
         select = table.find_ancestor(exp.Select)
         source = exp.Table(this=exp.to_identifier(relation.name)) if relation.query is None else exp.Subquery(this=relation.query)
@@ -62,9 +58,6 @@ def replace_predicts(tree: exp.Expression, relations: Mapping[int, Relation], ma
         table.replace(source)
         if select is not None:
             _rewrite_columns(select, alias, relation, data_alias.lower() if data_alias else None, table.alias.lower() if table.alias else None)
-        cte = select.find_ancestor(exp.CTE) if select is not None and materialize_ctes and relation.query is None else None
-        if cte is not None:
-            cte.set("materialized", True)
     return tree
 
 
@@ -91,14 +84,14 @@ def _rewrite_columns(select: exp.Select, alias: str, relation: Relation, data_al
     select.set("expressions", projections)
 
 
-def _star(is_data: bool, alias: str, relation: Relation) -> list[exp.Expression]:
+def _star(is_data: bool, alias: str, relation: Relation) -> list[exp.Expr]:
     if is_data:
         return [_column(alias, name) for name in relation.data_columns]
     return [_column(alias, o.field) if o.field == o.name else exp.alias_(_column(alias, o.field), o.name, quoted=True) for o in relation.outputs]
 
 
-def _column(table: str, name: str) -> exp.Column:
-    return exp.column(exp.to_identifier(name, quoted=True), table=exp.to_identifier(table))
+def _column(table: str | None, name: str) -> exp.Column:
+    return exp.column(exp.to_identifier(name, quoted=True), table=exp.to_identifier(table) if table else None)
 
 
 def _resolves_here(column: exp.Column, select: exp.Select, name: str) -> bool:
@@ -111,7 +104,7 @@ def _resolves_here(column: exp.Column, select: exp.Select, name: str) -> bool:
     return inner is select
 
 
-def _sources(select: exp.Select) -> list[exp.Expression]:
+def _sources(select: exp.Select) -> list[exp.Expr]:
     from_ = select.args.get("from_")
     return ([from_.this] if from_ else []) + [j.this for j in select.args.get("joins") or []]
 
@@ -124,7 +117,7 @@ def _is_cte_name(table: exp.Table) -> bool:
     )
 
 
-def inline_variables(tree: exp.Expression, variables: Mapping[str, object]) -> exp.Expression:
+def inline_variables(tree: E, variables: Mapping[str, object]) -> E:
     """Replace @name references by literals of their values."""
     for param in list(tree.find_all(exp.Parameter)):
         name = param.name.lower()
@@ -134,7 +127,7 @@ def inline_variables(tree: exp.Expression, variables: Mapping[str, object]) -> e
     return tree
 
 
-def _literal(value: object) -> exp.Expression:
+def _literal(value: object) -> exp.Expr:
     if value is None:
         return exp.null()
     if isinstance(value, bool):
@@ -146,6 +139,23 @@ def _literal(value: object) -> exp.Expression:
     return exp.Literal.string(str(value))
 
 
-def rewrite(tree: exp.Expression, relations: Mapping[int, Relation], variables: Mapping[str, object], materialize_ctes: bool = False) -> exp.Expression:
+def rewrite(tree: E, relations: Sequence[Relation], variables: Mapping[str, object]) -> E:
     """The statement as the engine will run it, on a copy: PREDICTs replaced, then variables inlined."""
-    return inline_variables(replace_predicts(tree.copy(), relations, materialize_ctes), variables)
+    return inline_variables(replace_predicts(tree.copy(), relations), variables)
+
+
+SCORES = "__predictsql_s"  # the STRUCT column a scoring function returns, never visible to the query
+
+
+def function_relation(data: exp.Query, function: str, inputs: Sequence[str], data_columns: Sequence[str], fields: Sequence[tuple[str, str]]) -> exp.Select:
+    """The UDF plan's relation: DATA's columns, then each output read from the STRUCT that `function(inputs)` returns once per row.
+
+        SELECT <data columns>, __predictsql_s.<struct field> AS <field>, ... FROM (SELECT *, function(<inputs>) AS __predictsql_s FROM (<DATA>))
+    """
+    call = exp.Anonymous(this=function, expressions=[_column(None, name) for name in inputs])
+    scored = exp.select(exp.Star(), exp.alias_(call, SCORES, quoted=True), copy=False).from_(exp.Subquery(this=data, alias=exp.TableAlias(this=exp.to_identifier("__predictsql_d"))), copy=False)
+    outputs = [exp.alias_(exp.Dot(this=_column(None, SCORES), expression=exp.to_identifier(f, quoted=True)), name, quoted=True) for f, name in fields]
+    return exp.select(*[_column(None, n) for n in data_columns], *outputs, copy=False).from_(
+        exp.Subquery(this=scored, alias=exp.TableAlias(this=exp.to_identifier("__predictsql_u"))), copy=False
+    )
+

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import pandas as pd
 
@@ -24,6 +24,15 @@ class DuckDBBackend:
     def execute(self, sql: str) -> None:
         """Plain engine SQL (no PREDICT), e.g. to create a table or view for a test."""
         self.con.duckdb.sql(sql)
+
+    def query(self, sql: str) -> pd.DataFrame:
+        """The rows of plain engine SQL, run by the engine alone."""
+        return self.con.duckdb.sql(sql).df()
+
+    @property
+    def target(self) -> object:
+        """What predictsql.register takes: the predictsql connection."""
+        return self.con
 
     def sql(self, text: str, params: Mapping[str, object] | None = None) -> pd.DataFrame | None:
         result = self.con.sql(text, params=params)
@@ -52,6 +61,13 @@ class SparkBackend:
             sql += " USING parquet"
             self._tables.append(sql.split()[2])
         self.spark.sql(sql)
+
+    def query(self, sql: str) -> pd.DataFrame:
+        return self.spark.sql(sql).toPandas()
+
+    @property
+    def target(self) -> object:
+        return self.spark
 
     def sql(self, text: str, params: Mapping[str, object] | None = None) -> pd.DataFrame | None:
         with self.ps.errors():

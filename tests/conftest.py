@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,14 @@ import predictsql
 
 PROBA_TOLERANCE = 1.5e-5
 MARGIN = 1e-4
+
+T = TypeVar("T")
+
+
+def not_none(value: T | None) -> T:
+    """`value`, which must not be None: what Connection.sql() and udfs.spark.sql() return for a statement with rows."""
+    assert value is not None
+    return value
 
 
 @dataclass(frozen=True)
@@ -83,9 +92,20 @@ MODEL_KINDS = {
 }
 
 
+class Classifier(Protocol):
+    """What the tests read of a fitted scikit-learn classifier (or a pipeline ending in one)."""
+
+    @property
+    def classes_(self) -> np.ndarray: ...
+
+    def predict(self, X: Any) -> np.ndarray: ...
+
+    def predict_proba(self, X: Any) -> np.ndarray: ...
+
+
 @dataclass(frozen=True)
 class Fitted:
-    estimator: object
+    estimator: Classifier
     features: pd.DataFrame  # the columns it was trained on
     onnx: bytes
 
@@ -141,7 +161,7 @@ def assert_scores(fitted: Fitted, data: Dataset, ids, scores) -> None:
     np.testing.assert_allclose(np.asarray(scores, dtype=np.float64), expected_scores(fitted, table), atol=PROBA_TOLERANCE, rtol=0)
 
 
-def assert_parity(estimator, features: pd.DataFrame, labels: np.ndarray, probabilities: np.ndarray) -> None:
+def assert_parity(estimator: Classifier, features: pd.DataFrame, labels: np.ndarray, probabilities: np.ndarray) -> None:
     """Probabilities within 1.5e-5 of scikit-learn; labels equal wherever the top-class margin exceeds 1e-4."""
     expected = estimator.predict_proba(features)
     np.testing.assert_allclose(probabilities, expected, atol=PROBA_TOLERANCE, rtol=0)
@@ -188,6 +208,7 @@ def backend(request: pytest.FixtureRequest, db_path: Path, breast_cancer: Datase
     """`patients` (data) and `models` (id 1 = logreg as a BLOB / BINARY) on the chosen engine."""
     from backends import DuckDBBackend, SparkBackend
 
+    engine: DuckDBBackend | SparkBackend
     if request.param == "duckdb":
         engine = DuckDBBackend(db_path)
     else:

@@ -16,7 +16,9 @@ def main(model_path: str, data_path: str) -> None:
     spark = ps.session("local-cluster[2,1,1024]", **{"spark.ui.enabled": "false", "spark.sql.execution.arrow.maxRecordsPerBatch": "50"})
     spark.sparkContext.setLogLevel("OFF")
     spark.createDataFrame(pd.read_parquet(data_path)).repartition(8).createOrReplaceTempView("patients")
-    scored = ps.sql(spark, f"SELECT d.id, p.Score FROM PREDICT(MODEL = '{model_path}', DATA = patients AS d) WITH (Score FLOAT) AS p").toPandas()
+    frame = ps.sql(spark, f"SELECT d.id, p.Score FROM PREDICT(MODEL = '{model_path}', DATA = patients AS d) WITH (Score FLOAT) AS p")
+    assert frame is not None  # a query: it has rows
+    scored = frame.toPandas()
 
     def report(batches):
         """Runs in the same kind of Python worker as the scoring (SQL Arrow UDFs share a pool)."""

@@ -42,7 +42,7 @@ def test_query_output_formats(db_path: Path, tmp_path: Path, logreg: Fitted, fmt
         rows = [(r["id"], r["Score"]) for r in json.loads(out.read_text())]
     else:
         table = pq.read_table(out)
-        rows = list(zip(table.column("id").to_pylist(), table.column("Score").to_pylist()))
+        rows = list(zip(table.column("id").to_pylist(), table.column("Score").to_pylist(), strict=True))
     assert [i for i, _ in rows] == list(range(569))
     np.testing.assert_allclose([s for _, s in rows], expected_scores(logreg), atol=1.5e-5)
 
@@ -68,7 +68,9 @@ def test_script_file_and_explain(db_path: Path, tmp_path: Path) -> None:
     done = cli("query", "--db", str(db_path), "-f", str(script), "--format", "csv")
     assert (done.returncode, done.stdout.split()) == (0, ["n", "569"])
     explained = cli("explain", "--db", str(db_path), "-f", str(script))
-    assert explained.returncode == 0 and "INLINE model @m" in explained.stdout
+    assert explained.returncode == 0 and "INLINE model @m" in explained.stdout and "-- read as duckdb" in explained.stdout
+    tsql = cli("query", "--db", str(db_path), "--dialect", "tsql", "SELECT TOP 2 id FROM patients ORDER BY id", "--format", "csv")
+    assert (tsql.returncode, tsql.stdout.split()) == (0, ["id", "0", "1"])
 
 
 def test_models_in_the_catalog(db_path: Path, tmp_path: Path, logreg: Fitted) -> None:

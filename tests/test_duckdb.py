@@ -10,7 +10,8 @@ import pyarrow as pa
 import pytest
 
 import predictsql
-from conftest import PROBA_TOLERANCE, assert_scores, expected_scores, numeric
+
+from conftest import PROBA_TOLERANCE, assert_scores, expected_scores, not_none, numeric
 
 
 def test_shape_3_view_with_scalar_subquery_model_survives_reopen(db_path: Path, logreg, breast_cancer) -> None:
@@ -25,7 +26,7 @@ def test_shape_3_view_with_scalar_subquery_model_survives_reopen(db_path: Path, 
             """
         )
     with predictsql.connect(str(db_path)) as reopened:
-        rows = reopened.sql("SELECT id, Score FROM predictions WHERE Score > 0.5 ORDER BY id").df()
+        rows = not_none(reopened.sql("SELECT id, Score FROM predictions WHERE Score > 0.5 ORDER BY id")).df()
     expected = expected_scores(logreg, breast_cancer.table)
     assert list(rows.id) == list(np.flatnonzero(expected > 0.5))
     assert_scores(logreg, breast_cancer, rows.id, rows.Score)
@@ -33,7 +34,7 @@ def test_shape_3_view_with_scalar_subquery_model_survives_reopen(db_path: Path, 
 
 def test_dbo_is_a_real_schema_when_it_exists(con, logreg) -> None:
     con.duckdb.sql("CREATE SCHEMA dbo; CREATE TABLE dbo.patients AS SELECT * FROM main.patients LIMIT 5")
-    rows = con.sql("SELECT count(*) FROM PREDICT(MODEL = @m, DATA = dbo.patients AS d) WITH (Score FLOAT) AS p", params={"m": logreg.onnx})
+    rows = not_none(con.sql("SELECT count(*) FROM PREDICT(MODEL = @m, DATA = dbo.patients AS d) WITH (Score FLOAT) AS p", params={"m": logreg.onnx}))
     assert rows.fetchone() == (5,)
 
 
@@ -41,10 +42,10 @@ def test_dbo_is_a_real_schema_when_it_exists(con, logreg) -> None:
 def test_batch_sizes_give_identical_results(db_path: Path, logreg, batch_size: int, workers: int) -> None:
     query = "SELECT d.id, p.Score, p.probabilities FROM PREDICT(MODEL = (SELECT model FROM models WHERE id = 1), DATA = patients AS d, PLAN = STREAM) WITH (Score FLOAT, probabilities FLOAT[]) AS p"
     with predictsql.connect(str(db_path)) as reference:
-        expected = reference.sql(query).arrow()
+        expected = not_none(reference.sql(query)).arrow()
     with predictsql.connect(str(db_path), batch_size=batch_size, workers=workers) as con:
-        assert con.sql(query).arrow().equals(expected)
-        assert con.sql(query.replace("DATA = patients AS d", f"DATA = patients AS d, BATCH_SIZE = {batch_size}")).arrow().equals(expected)
+        assert not_none(con.sql(query)).arrow().equals(expected)
+        assert not_none(con.sql(query.replace("DATA = patients AS d", f"DATA = patients AS d, BATCH_SIZE = {batch_size}"))).arrow().equals(expected)
 
 
 def test_views_compose_drop_and_replace(con, logreg, breast_cancer) -> None:
@@ -53,7 +54,7 @@ def test_views_compose_drop_and_replace(con, logreg, breast_cancer) -> None:
     with pytest.raises(predictsql.PredictSQLError, match="already exists"):
         con.sql(f"CREATE VIEW scored AS {view}")
     con.sql(f"CREATE OR REPLACE VIEW scored AS {view} WHERE d.id < 10")
-    rows = con.sql("SELECT s.id, s.Score FROM scored AS s JOIN patients AS x ON x.id = s.id ORDER BY s.id").df()
+    rows = not_none(con.sql("SELECT s.id, s.Score FROM scored AS s JOIN patients AS x ON x.id = s.id ORDER BY s.id")).df()
     assert list(rows.id) == list(range(10))
     assert_scores(logreg, breast_cancer, rows.id, rows.Score)
     con.sql("DROP VIEW scored")
@@ -64,9 +65,9 @@ def test_views_compose_drop_and_replace(con, logreg, breast_cancer) -> None:
 def test_declared_variables_persist_and_plain_sql_passes_through(con, logreg) -> None:
     con.sql("DECLARE @model VARBINARY(MAX) = (SELECT model FROM models WHERE id = 1)")
     assert con.variables["model"] == logreg.onnx
-    assert con.sql("SELECT count(*) FROM PREDICT(MODEL = @model, DATA = patients) WITH (Score FLOAT) AS p").fetchone() == (569,)
-    assert con.sql("SELECT 40 + 2 AS answer").fetchall() == [(42,)]
-    assert con.sql("CREATE TABLE t AS SELECT 1 AS x; SELECT x FROM t").fetchall() == [(1,)]
+    assert not_none(con.sql("SELECT count(*) FROM PREDICT(MODEL = @model, DATA = patients) WITH (Score FLOAT) AS p")).fetchone() == (569,)
+    assert not_none(con.sql("SELECT 40 + 2 AS answer")).fetchall() == [(42,)]
+    assert not_none(con.sql("CREATE TABLE t AS SELECT 1 AS x; SELECT x FROM t")).fetchall() == [(1,)]
 
 
 def test_explain_shows_rewritten_sql_and_plan(con, logreg, forest) -> None:
@@ -74,13 +75,17 @@ def test_explain_shows_rewritten_sql_and_plan(con, logreg, forest) -> None:
     inlined = con.explain(query.format(option=""), params={"m": logreg.onnx})
     (sql,) = inlined.sql
     assert sql.startswith('SELECT p.id, p.Score FROM (SELECT "mean_radius"') and "EXP(" in sql
-    assert "INLINE model @m" in str(inlined)
+    assert str(inlined).startswith("-- read as duckdb\n") and "INLINE model @m" in str(inlined)
     forced = str(con.explain(query.format(option=", PLAN = STREAM"), params={"m": logreg.onnx}))
-    assert "STREAM model @m, sha " in forced and "batch 65536 (not INLINE: PLAN = STREAM)" in forced
+    assert "STREAM model @m, sha " in forced and "batch 65536 (PLAN = STREAM)" in forced
+    function = con.explain(query.format(option=", PLAN = UDF"), params={"m": logreg.onnx})
+    assert "UDF model @m" in str(function) and "(PLAN = UDF)" in str(function)
+    assert '"__predictsql_s"."Score" AS "Score"' in function.sql[0]
     streamed = con.explain(query.format(option=""), params={"m": forest.onnx})
     assert streamed.sql[0].startswith("SELECT p.id, p.Score FROM __predictsql_")
     text = str(streamed)
     assert "(not INLINE: operator TreeEnsembleClassifier (node " in text and "has no SQL form" in text
+    assert "a stream of DATA sees what the statement sees" in text
     assert "DATA: SELECT * FROM patients" in text
     assert "input X FLOAT[30] <- mean_radius DOUBLE" in text
     assert "output Score FLOAT <- Score" in text
@@ -96,4 +101,4 @@ def test_predict_function_on_arrow_and_pandas(logreg, breast_cancer) -> None:
 
 def test_connect_passes_duckdb_config(tmp_path: Path) -> None:
     with predictsql.connect(str(tmp_path / "c.duckdb"), threads=1) as con:
-        assert con.sql("SELECT current_setting('threads')").fetchone() == (1,)
+        assert not_none(con.sql("SELECT current_setting('threads')")).fetchone() == (1,)

@@ -6,9 +6,9 @@ import json
 import re
 
 import numpy as np
-import pandas as pd
 import onnx
 import onnxruntime as ort
+import pandas as pd
 import pytest
 from skl2onnx import to_onnx
 from sklearn.datasets import load_diabetes
@@ -20,6 +20,7 @@ from predictsql.engine.errors import BindError, ExportError, ScoringError
 from predictsql.engine.inline import NotInlinable, compile_graph
 from predictsql.engine.signature import INPUTS_KEY
 from predictsql.engine.sources import resolve
+
 from conftest import PROBA_TOLERANCE, assert_parity, numeric
 
 

@@ -26,7 +26,8 @@ from predictsql.engine.errors import (
     UnknownOutputError,
     UnsafeModelError,
 )
-from conftest import PROBA_TOLERANCE, expected_scores
+
+from conftest import PROBA_TOLERANCE, expected_scores, not_none
 
 SCORE = "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = {data} AS d) WITH (Score FLOAT) AS p"
 SCORE_WITH_PLAN = "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = {data} AS d, PLAN = {plan}) WITH (Score FLOAT) AS p"
@@ -34,7 +35,7 @@ SCORE_WITH_PLAN = "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = {data} A
 
 def assert_usable(con) -> None:
     """After a failure the same connection still runs PREDICT and plain SQL."""
-    assert con.sql("SELECT count(*) FROM PREDICT(MODEL = (SELECT model FROM models WHERE id = 1), DATA = patients) WITH (Score FLOAT) AS p").fetchone() == (569,)
+    assert not_none(con.sql("SELECT count(*) FROM PREDICT(MODEL = (SELECT model FROM models WHERE id = 1), DATA = patients) WITH (Score FLOAT) AS p")).fetchone() == (569,)
 
 
 def run(con, logreg, data: str, **params):
@@ -80,7 +81,7 @@ def test_multi_valued_output_as_scalar_says_how_to_declare_it(con, logreg) -> No
 
 @pytest.mark.parametrize(
     ("expression", "sql_type", "fix"),
-    [("'x' || mean_radius", "VARCHAR", "CAST(mean_radius AS FLOAT)"), ("mean_radius::DECIMAL(10,2)", "DECIMAL(10,2)", "CAST(mean_radius AS FLOAT)")],
+    [("'x' || mean_radius", "VARCHAR", "CAST(mean_radius AS FLOAT)"), ("mean_radius > 10", "BOOLEAN", "CAST(mean_radius AS FLOAT)")],
 )
 def test_unrelated_or_lossy_type_names_the_cast(con, logreg, expression: str, sql_type: str, fix: str) -> None:
     with pytest.raises(TypeMismatchError) as raised:
@@ -91,7 +92,7 @@ def test_unrelated_or_lossy_type_names_the_cast(con, logreg, expression: str, sq
     assert_usable(con)
 
 
-@pytest.mark.parametrize("plan", ["STREAM", "INLINE"])
+@pytest.mark.parametrize("plan", ["STREAM", "UDF", "INLINE"])
 def test_exact_integer_widening_is_implicit(con, logreg, breast_cancer, plan: str) -> None:
     rows = run_plan(con, logreg, "(SELECT * REPLACE (floor(mean_area)::BIGINT AS mean_area) FROM patients)", plan).df()
     table = breast_cancer.table.assign(mean_area=np.floor(breast_cancer.table.mean_area))
@@ -99,7 +100,7 @@ def test_exact_integer_widening_is_implicit(con, logreg, breast_cancer, plan: st
 
 
 @pytest.mark.parametrize("value", [16777217, 16777218, -(2**24) - 1, 2**63 - 1])
-@pytest.mark.parametrize("plan", ["STREAM", "INLINE"])
+@pytest.mark.parametrize("plan", ["STREAM", "UDF", "INLINE"])
 def test_integer_that_float32_cannot_hold_is_an_error(con, logreg, plan: str, value: int) -> None:
     """Beyond ±2^24 every integer is refused, even one FLOAT happens to hold (16777218), as pyarrow's safe cast does."""
     with pytest.raises(ScoringError, match=r"'mean_area'.*cannot hold exactly.*CAST\(mean_area AS FLOAT\)"):
@@ -134,10 +135,11 @@ def test_null_input_reports_column_count_and_row(con, logreg) -> None:
 
 
 def test_nulls_propagate_scores_the_other_rows(con, logreg, breast_cancer) -> None:
-    rows = con.sql(
-        "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = (SELECT * REPLACE (CASE WHEN id % 10 = 0 THEN NULL ELSE mean_texture END AS mean_texture) FROM patients) AS d, NULLS = PROPAGATE) WITH (Score FLOAT) AS p ORDER BY d.id",
+    rows = not_none(con.sql(
+        "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = (SELECT * REPLACE (CASE WHEN id % 10 = 0 THEN NULL ELSE mean_texture END AS mean_texture) FROM patients) AS d, "
+        "NULLS = PROPAGATE) WITH (Score FLOAT) AS p ORDER BY d.id",
         params={"m": logreg.onnx},
-    ).df()
+    )).df()
     nulls = rows.id % 10 == 0
     assert rows.Score[nulls].isna().all()
     np.testing.assert_allclose(rows.Score[~nulls], expected_scores(logreg)[~nulls.values], atol=PROBA_TOLERANCE)
@@ -150,7 +152,7 @@ def test_null_input_inline_names_the_column_and_the_fix(con, logreg) -> None:
     assert_usable(con)
 
 
-@pytest.mark.parametrize("plan", ["STREAM", "INLINE"])
+@pytest.mark.parametrize("plan", ["STREAM", "UDF", "INLINE"])
 def test_failed_insert_select_inserts_nothing_and_returns_no_rows(db_path: Path, logreg, plan: str) -> None:
     """The NULL sits in a late batch (batch size 7), so earlier batches (STREAM) or rows were already scored."""
     with predictsql.connect(str(db_path), batch_size=7) as con:
@@ -158,19 +160,19 @@ def test_failed_insert_select_inserts_nothing_and_returns_no_rows(db_path: Path,
         query = SCORE_WITH_PLAN.format(data="(SELECT * REPLACE (CASE WHEN id = 500 THEN NULL ELSE mean_texture END AS mean_texture) FROM patients ORDER BY id)", plan=plan)
         with pytest.raises(NullInputError, match="first at row 500" if plan == "STREAM" else "'mean_texture'"):
             con.sql(f"INSERT INTO scores {query}", params={"m": logreg.onnx})
-        assert con.sql("SELECT count(*) FROM scores").fetchone() == (0,)
+        assert not_none(con.sql("SELECT count(*) FROM scores")).fetchone() == (0,)
         with pytest.raises(NullInputError):
             con.sql(query, params={"m": logreg.onnx})
         assert_usable(con)
 
 
 def test_plan_option_is_checked(con, logreg, forest) -> None:
-    with pytest.raises(BindError, match="PLAN = FAST .* is not a plan; use PLAN = AUTO, STREAM or INLINE"):
+    with pytest.raises(BindError, match="PLAN = FAST .* is not a plan; use PLAN = AUTO, INLINE, UDF, STREAM"):
         run_plan(con, logreg, "patients", "FAST")
-    with pytest.raises(BindError, match=r"PLAN = INLINE \(model @m, sha \w+\): operator TreeEnsembleClassifier .* has no SQL form; .*use PLAN = STREAM or AUTO"):
+    with pytest.raises(BindError, match=r"PLAN = INLINE \(model @m, sha \w+\): operator TreeEnsembleClassifier .* has no SQL form; .*use PLAN = AUTO, UDF or STREAM"):
         run_plan(con, forest, "patients", "INLINE")
-    with pytest.raises(BindError, match=r"PLAN = INLINE .*WITH column Score asks for INTEGER of a FLOAT output"):
-        con.sql("SELECT p.Score FROM PREDICT(MODEL = @m, DATA = patients, PLAN = INLINE) WITH (Score INT) AS p", params={"m": logreg.onnx})
+    with pytest.raises(BindError, match=r"PLAN = INLINE .*WITH column Score asks for VARCHAR of a FLOAT output"):
+        con.sql("SELECT p.Score FROM PREDICT(MODEL = @m, DATA = patients, PLAN = INLINE) WITH (Score VARCHAR) AS p", params={"m": logreg.onnx})
 
 
 @pytest.mark.parametrize(("where", "message"), [("id = 99", "returned no row"), ("id >= 1", "returned more than one row")])
@@ -256,15 +258,17 @@ def test_missing_data_relation(con, logreg) -> None:
         run(con, logreg, "patiens")
 
 
-def test_temp_table_in_data_is_inline_only(con, logreg, forest) -> None:
-    """INLINE runs within the caller's statement, so it sees TEMP tables; STREAM's reader is its own connection."""
+def test_temp_tables_and_registered_frames_in_data_score_under_every_plan_that_sees_them(con, logreg, forest, breast_cancer) -> None:
+    """INLINE and UDF run within the caller's statement, so they see TEMP tables and registered frames; a stream's
+    cursor does not, so AUTO does not stream them and PLAN = STREAM says why."""
     con.duckdb.sql("CREATE TEMP TABLE scratch AS SELECT * FROM patients")
-    rows = run(con, logreg, "scratch").df()
-    np.testing.assert_allclose(rows.Score, expected_scores(logreg), atol=PROBA_TOLERANCE)
-    with pytest.raises(BindError, match=r"reads a TEMP table .* cannot run INLINE \(PLAN = STREAM\): store it in a regular table or view"):
-        run_plan(con, logreg, "scratch", "STREAM")
-    with pytest.raises(BindError, match=r"cannot run INLINE \(operator TreeEnsembleClassifier"):
-        run(con, forest, "scratch")
+    con.duckdb.register("frame", breast_cancer.table)
+    for data in ("scratch", "frame"):
+        for model in (logreg, forest):
+            rows = run(con, model, data).df()
+            np.testing.assert_allclose(rows.Score, expected_scores(model), atol=PROBA_TOLERANCE)
+        with pytest.raises(BindError, match=rf"PLAN = STREAM \(@m\) cannot stream: DATA reads {data}, a TEMP table or registered object .*use PLAN = UDF or AUTO"):
+            run_plan(con, forest, data, "STREAM")
     nested = "(SELECT d.*, i.Score AS linear FROM PREDICT(MODEL = @m, DATA = scratch AS d) WITH (Score FLOAT) AS i)"
     np.testing.assert_allclose(run(con, logreg, nested).df().Score, expected_scores(logreg), atol=PROBA_TOLERANCE)
     with pytest.raises(BindError, match="DATA SELECT \\* FROM nowhere .* fails: Catalog Error"):

@@ -11,8 +11,9 @@ import onnxruntime as ort
 import pytest
 
 import predictsql
-from conftest import PROBA_TOLERANCE, Dataset, Fitted, assert_scores, expected_scores
 from predictsql.engine.errors import ModelSourceError
+
+from conftest import PROBA_TOLERANCE, Dataset, Fitted, assert_scores, expected_scores, not_none
 
 SCORES = "SELECT d.id, p.Score FROM PREDICT(MODEL = '{model}', DATA = patients AS d) WITH (Score FLOAT) AS p ORDER BY d.id"
 
@@ -23,7 +24,7 @@ def unique(prefix: str) -> str:
 
 
 def scores(con: predictsql.Connection, model: str) -> np.ndarray:
-    return np.array([score for _, score in con.sql(SCORES.format(model=model)).fetchall()])
+    return np.array([score for _, score in not_none(con.sql(SCORES.format(model=model))).fetchall()])
 
 
 # --- MLflow ---
@@ -42,7 +43,7 @@ def test_log_model_then_predict_by_alias_matches_scikit_learn(db_path: Path, mlf
     uri = predictsql.log_model(logreg.estimator, name, sample=logreg.features.head(), outputs={"score": "Score"}, alias="champion", registry_uri=mlflow_uri)
     assert uri == f"models:/{name}/1"
     with predictsql.connect(str(db_path), registry_uri=mlflow_uri) as con:
-        rows = con.sql(SCORES.format(model=f"models:/{name}@champion")).fetchall()
+        rows = not_none(con.sql(SCORES.format(model=f"models:/{name}@champion"))).fetchall()
         assert "(version 1)" in str(con.explain(SCORES.format(model=f"models:/{name}@champion")))
     assert_scores(logreg, breast_cancer, [i for i, _ in rows], [s for _, s in rows])
 
@@ -87,7 +88,7 @@ def test_an_alias_is_pinned_per_query_and_the_next_query_sees_it_move(db_path: P
                JOIN PREDICT(MODEL = 'models:/{name}@prod', DATA = patients AS e) WITH (Score FLOAT) AS b ON a.id = b.id"""
     with predictsql.connect(str(db_path), registry_uri=mlflow_uri) as con:
         np.testing.assert_allclose(scores(con, f"models:/{name}@prod"), expected_scores(logreg), atol=1.5e-5)
-        pairs = np.array(con.sql(both).fetchall())
+        pairs = np.array(not_none(con.sql(both)).fetchall())
         np.testing.assert_array_equal(pairs[:, 0], pairs[:, 1])  # one statement, one version
         MlflowRegistry(mlflow_uri).client().set_registered_model_alias(name, "prod", "2")
         np.testing.assert_allclose(scores(con, f"models:/{name}@prod"), expected_scores(forest), atol=1.5e-5)
@@ -101,10 +102,10 @@ def test_a_lazy_spark_query_keeps_the_version_bound_when_it_was_planned(spark, d
     predictsql.log_model(logreg.onnx, name, alias="prod", registry_uri=mlflow_uri)
     predictsql.log_model(forest.onnx, name, registry_uri=mlflow_uri)
     spark.createDataFrame(breast_cancer.table).createOrReplaceTempView("lazy_patients")
-    frame = ps.sql(spark, SCORES.format(model=f"models:/{name}@prod").replace("patients", "lazy_patients"), registry_uri=mlflow_uri)
-    described = ps.sql(spark, f"DESCRIBE MODEL 'models:/{name}@prod'", registry_uri=mlflow_uri).toArrow()
+    frame = not_none(ps.sql(spark, SCORES.format(model=f"models:/{name}@prod").replace("patients", "lazy_patients"), registry_uri=mlflow_uri))
+    described = not_none(ps.sql(spark, f"DESCRIBE MODEL 'models:/{name}@prod'", registry_uri=mlflow_uri)).toArrow()
     with predictsql.connect(str(db_path), registry_uri=mlflow_uri) as con:
-        assert described.equals(con.sql(f"DESCRIBE MODEL 'models:/{name}/1'").arrow().set_column(1, "name", described.column("name")))
+        assert described.equals(not_none(con.sql(f"DESCRIBE MODEL 'models:/{name}/1'")).arrow().set_column(1, "name", described.column("name")))
     MlflowRegistry(mlflow_uri).client().set_registered_model_alias(name, "prod", "2")  # moves before any row is read
     rows = frame.collect()
     np.testing.assert_allclose([r.Score for r in rows], expected_scores(logreg), atol=1.5e-5)
@@ -127,7 +128,7 @@ def test_an_mlmodel_without_onnx_is_refused_without_loading_it(db_path: Path, ml
     with predictsql.connect(str(db_path), registry_uri=mlflow_uri) as con:
         with pytest.raises(ModelSourceError, match=rf"MLflow model 'models:/{name}/1' has the flavours .*sklearn.* but no onnx flavour.*predictsql.log_model\(estimator, name, sample=X\)"):
             con.sql(SCORES.format(model=f"models:/{name}/1"))
-        assert con.sql("SELECT count(*) FROM patients").fetchall() == [(569,)]
+        assert not_none(con.sql("SELECT count(*) FROM patients")).fetchall() == [(569,)]
 
 
 @pytest.mark.parametrize(
@@ -214,7 +215,7 @@ def test_a_file_named_like_a_uri_is_not_a_catalog_model(db_path: Path) -> None:
 
 
 def test_describe_model_matches_onnxruntime_and_its_with_clause_pastes(con: predictsql.Connection, logreg: Fitted) -> None:
-    rows = con.sql("DESCRIBE MODEL (SELECT model FROM models WHERE id = 1)").arrow().to_pylist()
+    rows = not_none(con.sql("DESCRIBE MODEL (SELECT model FROM models WHERE id = 1)")).arrow().to_pylist()
     session = ort.InferenceSession(logreg.onnx, providers=["CPUExecutionProvider"])
     kinds = [r["kind"] for r in rows]
     assert kinds == ["model", "input"] + ["output"] * len(session.get_outputs()) + ["with"]
@@ -226,8 +227,8 @@ def test_describe_model_matches_onnxruntime_and_its_with_clause_pastes(con: pred
     assert [(r["onnx_type"], r["sql_type"]) for r in outputs.values()] == [("int64", "BIGINT"), ("float", "FLOAT[]"), ("float", "FLOAT")]
     with_clause = rows[-1]["detail"]
     assert with_clause == "WITH (label BIGINT, probabilities_0 FLOAT, probabilities_1 FLOAT, Score FLOAT)"
-    pasted = con.sql(f"SELECT p.* FROM PREDICT(MODEL = (SELECT model FROM models WHERE id = 1), DATA = patients) {with_clause} AS p").arrow()
-    implicit = con.sql("SELECT p.* FROM PREDICT(MODEL = (SELECT model FROM models WHERE id = 1), DATA = patients) AS p").arrow()
+    pasted = not_none(con.sql(f"SELECT p.* FROM PREDICT(MODEL = (SELECT model FROM models WHERE id = 1), DATA = patients) {with_clause} AS p")).arrow()
+    implicit = not_none(con.sql("SELECT p.* FROM PREDICT(MODEL = (SELECT model FROM models WHERE id = 1), DATA = patients) AS p")).arrow()
     assert pasted.equals(implicit)
     raw = session.run(None, {"X": logreg.features.to_numpy(np.float32)})
     np.testing.assert_allclose(pasted.column("probabilities_1").to_numpy(), raw[1][:, 1], atol=PROBA_TOLERANCE)  # INLINE: float32 rounding apart
@@ -237,6 +238,6 @@ def test_describe_model_takes_every_model_form(con: predictsql.Connection, tmp_p
     (tmp_path / "m.onnx").write_bytes(logreg.onnx)
     con.models.register("churn", logreg.onnx, alias="prod")
     con.sql("DECLARE @m VARBINARY(MAX) = (SELECT model FROM models WHERE id = 1)")
-    names = [con.sql(f"DESCRIBE MODEL {form}").fetchone()[1] for form in (f"'{tmp_path / 'm.onnx'}'", "'catalog:/churn@prod'", "@m")]
+    names = [not_none(not_none(con.sql(f"DESCRIBE MODEL {form}")).fetchone())[1] for form in (f"'{tmp_path / 'm.onnx'}'", "'catalog:/churn@prod'", "@m")]
     assert names == ["'m.onnx'", "'catalog:/churn@prod' (version 1)", "@m"]
     assert con.models.describe("churn@prod").column("detail").to_pylist()[-1].startswith("WITH (label BIGINT")

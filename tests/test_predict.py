@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pytest
 
-from conftest import PROBA_TOLERANCE, Fitted, assert_scores, duckdb_only, expected_scores, fit
+import predictsql
 from predictsql.engine.errors import (
     MissingColumnError,
     ModelError,
@@ -18,6 +19,7 @@ from predictsql.engine.errors import (
     UnknownOutputError,
 )
 
+from conftest import PROBA_TOLERANCE, Fitted, assert_scores, duckdb_only, expected_scores, fit, not_none
 
 # --- conformance shapes (../shared/conformance/README.md), with this project's tables ---
 
@@ -186,7 +188,7 @@ def test_two_models_in_one_query(backend, logreg, breast_cancer) -> None:
     assert_scores(forest, breast_cancer, rows.id, rows.forest)
 
 
-@pytest.mark.parametrize("outer_is_forest", [True, False], ids=["STREAM over INLINE", "INLINE over STREAM"])
+@pytest.mark.parametrize("outer_is_forest", [True, False], ids=["forest over linear", "linear over forest"])
 def test_predict_over_predict(backend, logreg, breast_cancer, outer_is_forest: bool) -> None:
     forest = fit("random_forest", breast_cancer)
     outer, inner = (forest, logreg) if outer_is_forest else (logreg, forest)
@@ -219,6 +221,31 @@ def test_declared_variables_persist_across_calls(backend, logreg, breast_cancer)
     backend.sql("DECLARE @kept VARBINARY(MAX) = (SELECT model FROM models WHERE id = 1)")
     rows = backend.sql("SELECT d.id, p.Score FROM PREDICT(MODEL = @kept, DATA = patients AS d) WITH (Score FLOAT) AS p")
     assert_scores(logreg, breast_cancer, rows.id, rows.Score)
+
+
+def test_models_as_functions_in_plain_sql(backend, logreg, breast_cancer) -> None:
+    """register: arguments in the model's input order, a scalar for one output, a STRUCT for several, in the engine's own SQL."""
+    predictsql.register(backend.target, "malignancy", logreg.onnx, outputs=["Score"])
+    predictsql.register(backend.target, "diagnose", logreg.onnx, outputs=["label", "Score"])
+    arguments = predictsql.argument_names(logreg.onnx)
+    assert arguments == list(logreg.features.columns)
+    args = ", ".join(arguments)
+    rows = backend.query(f"SELECT id, malignancy({args}) AS s, diagnose({args}) AS both FROM patients ORDER BY id")
+    assert_scores(logreg, breast_cancer, rows.id, rows.s)
+    np.testing.assert_array_equal([b["label"] for b in rows.both], logreg.estimator.predict(logreg.features))
+    np.testing.assert_allclose([b["Score"] for b in rows.both], expected_scores(logreg), atol=PROBA_TOLERANCE)
+
+
+@duckdb_only("a plain duckdb connection is DuckDB's own")
+def test_register_on_a_plain_duckdb_connection(backend, db_path, logreg, forest, breast_cancer) -> None:
+    """A duckdb connection that never saw predictsql scores a model by name, replaced when registered again."""
+    con = duckdb.connect(str(db_path))
+    args = ", ".join(predictsql.argument_names(logreg.onnx))
+    for model in (logreg, forest):
+        predictsql.register(con, "score", model.onnx, outputs=["Score"])
+        rows = not_none(con.sql(f"SELECT id, score({args}) AS s FROM patients WHERE id % 2 = 0 ORDER BY id")).df()
+        assert_scores(model, breast_cancer, rows.id, rows.s)
+    con.close()
 
 
 # --- errors: the same classes and messages on both engines ---
@@ -256,19 +283,20 @@ def _with_band_input(logreg: Fitted) -> bytes:
     return model.SerializeToString()
 
 
-@pytest.mark.parametrize(("plan", "message"), [("STREAM", "is NULL in 1 rows of the batch"), ("INLINE", r"is NULL: filter the rows \(WHERE mean_texture IS NOT NULL\)")])
+@pytest.mark.parametrize(("plan", "message"), [("UDF", "is NULL in 1 rows of the batch"), ("INLINE", r"is NULL: filter the rows \(WHERE mean_texture IS NOT NULL\)")])
 def test_null_input_fails_the_statement_with_column_and_count(backend, logreg, plan: str, message: str) -> None:
-    """STREAM counts a batch's NULLs; INLINE fails on the first NULL the engine meets. Both name the column and the fix."""
+    """UDF counts a batch's NULLs; INLINE fails on the first NULL the engine meets. Both name the column and the fix."""
     with pytest.raises(NullInputError, match=f"'mean_texture'.*{message}.*NULLS = PROPAGATE"):
         backend.sql(
-            f"SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = (SELECT id, CASE WHEN id = 300 THEN NULL ELSE mean_texture END AS mean_texture, * EXCEPT (id, mean_texture) FROM patients) AS d, PLAN = {plan}) WITH (Score FLOAT) AS p",
+            "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = (SELECT id, CASE WHEN id = 300 THEN NULL ELSE mean_texture END AS mean_texture, "
+            f"* EXCEPT (id, mean_texture) FROM patients) AS d, PLAN = {plan}) WITH (Score FLOAT) AS p",
             params={"m": logreg.onnx},
         )
     rows = backend.sql("SELECT count(*) AS n FROM PREDICT(MODEL = @m, DATA = patients) WITH (Score FLOAT) AS p", params={"m": logreg.onnx})
     assert rows.n[0] == 569
 
 
-@pytest.mark.parametrize("plan", ["STREAM", "INLINE"])
+@pytest.mark.parametrize("plan", ["UDF", "INLINE"])
 def test_nulls_propagate_gives_null_lists_and_float32_doubles(backend, logreg, plan: str) -> None:
     """An unscored row's FLOAT[] output is NULL itself; a FLOAT output read as DOUBLE keeps its FLOAT value."""
     rows = backend.sql(
@@ -284,15 +312,15 @@ def test_nulls_propagate_gives_null_lists_and_float32_doubles(backend, logreg, p
     np.testing.assert_allclose(scores, expected_scores(logreg)[~unscored.to_numpy()], atol=PROBA_TOLERANCE)
 
 
-@pytest.mark.parametrize("plan", ["STREAM", "INLINE"])
+@pytest.mark.parametrize("plan", ["UDF", "INLINE"])
 def test_a_predict_whose_outputs_are_never_read(backend, logreg, plan: str) -> None:
-    """Whether unread outputs are still computed (so a NULL input still fails) is the engine's choice: DuckDB streams
-    every row through the model but prunes an unread SQL expression; Spark prunes an unread UDF but keeps raise_error."""
+    """Whether unread outputs are still computed (so a NULL input still fails) is the engine's choice: both prune an
+    unread scoring function and DuckDB an unread SQL expression, but Spark keeps INLINE's raise_error."""
     query = (
         "SELECT count(*) AS n FROM PREDICT(MODEL = @m, DATA = (SELECT id, CASE WHEN id = 300 THEN NULL ELSE mean_texture END AS mean_texture, "
         f"* EXCEPT (id, mean_texture) FROM patients) AS d, PLAN = {plan}) WITH (Score FLOAT) AS p"
     )
-    if (backend.name, plan) in {("duckdb", "STREAM"), ("spark", "INLINE")}:
+    if (backend.name, plan) in {("spark", "INLINE")}:
         with pytest.raises(NullInputError, match="'mean_texture'.*NULLS = PROPAGATE to score them as NULL$"):
             backend.sql(query, params={"m": logreg.onnx})
     else:

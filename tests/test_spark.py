@@ -14,11 +14,10 @@ import pandas as pd
 import pytest
 
 import predictsql
-from conftest import PROBA_TOLERANCE, assert_parity, assert_scores, expected_scores, fit
-from predictsql.engine import sessions
 from predictsql.engine.errors import BindError
-from predictsql.engine.sources import resolve
 from predictsql.udfs import spark as ps
+
+from conftest import PROBA_TOLERANCE, assert_parity, assert_scores, expected_scores, fit, not_none
 
 QUERY = """
 SELECT d.id, p.Score, p.label, p.probabilities
@@ -27,12 +26,12 @@ ORDER BY d.id
 """
 
 
-@pytest.mark.parametrize("plan", ["STREAM", "INLINE"])
+@pytest.mark.parametrize("plan", ["UDF", "INLINE"])
 def test_spark_rows_equal_duckdb_rows(spark, con, logreg, breast_cancer, plan: str) -> None:
-    """Both engines score with onnxruntime (STREAM) or compute the same SQL in DOUBLE (INLINE)."""
+    """Both engines score with onnxruntime (UDF) or compute the same SQL in DOUBLE (INLINE)."""
     spark.createDataFrame(breast_cancer.table).createOrReplaceTempView("patients")
-    on_duckdb = con.sql(QUERY.format(plan=plan), params={"m": logreg.onnx}).df()
-    on_spark = ps.sql(spark, QUERY.format(plan=plan), params={"m": logreg.onnx}).toPandas()
+    on_duckdb = not_none(con.sql(QUERY.format(plan=plan), params={"m": logreg.onnx})).df()
+    on_spark = not_none(ps.sql(spark, QUERY.format(plan=plan), params={"m": logreg.onnx})).toPandas()
     assert on_spark.id.tolist() == on_duckdb.id.tolist()
     assert on_spark.Score.tolist() == on_duckdb.Score.tolist()  # bit-identical, not just close
     assert on_spark.label.tolist() == on_duckdb.label.tolist()
@@ -44,15 +43,15 @@ def test_nulls_propagate_keeps_rows_aligned_across_batches(spark, con, logreg, b
     spark.createDataFrame(breast_cancer.table).createOrReplaceTempView("patients")
     query = (
         "SELECT d.id, p.Score, p.label FROM PREDICT(MODEL = @m, DATA = (SELECT id, CASE WHEN id % 10 = 0 THEN NULL ELSE mean_texture END AS mean_texture, "
-        "* EXCEPT (id, mean_texture) FROM patients) AS d, NULLS = PROPAGATE, PLAN = STREAM) WITH (Score FLOAT, label BIGINT) AS p ORDER BY d.id"
+        "* EXCEPT (id, mean_texture) FROM patients) AS d, NULLS = PROPAGATE, PLAN = UDF) WITH (Score FLOAT, label BIGINT) AS p ORDER BY d.id"
     )
     batch_rows = spark.conf.get(ps.ARROW_BATCH_ROWS)
     spark.conf.set(ps.ARROW_BATCH_ROWS, "50")
     try:
-        on_spark = ps.sql(spark, query, params={"m": logreg.onnx}).toPandas()
+        on_spark = not_none(ps.sql(spark, query, params={"m": logreg.onnx})).toPandas()
     finally:
         spark.conf.set(ps.ARROW_BATCH_ROWS, batch_rows)
-    on_duckdb = con.sql(query, params={"m": logreg.onnx}).df()
+    on_duckdb = not_none(con.sql(query, params={"m": logreg.onnx})).df()
     assert on_spark.Score[on_spark.id % 10 == 0].isna().all() and on_spark.label[on_spark.id % 10 == 0].isna().all()
     pd.testing.assert_frame_equal(on_spark, on_duckdb, check_dtype=False)
 
@@ -60,12 +59,12 @@ def test_nulls_propagate_keeps_rows_aligned_across_batches(spark, con, logreg, b
 def test_one_scoring_node_per_predict_fed_only_model_inputs(spark, logreg, breast_cancer) -> None:
     """Three outputs read (two in WHERE) are scored once; DATA columns the model does not read stay in the JVM."""
     spark.createDataFrame(breast_cancer.table).createOrReplaceTempView("patients")
-    frame = ps.sql(
+    frame = not_none(ps.sql(
         spark,
-        "SELECT d.id, p.probabilities FROM PREDICT(MODEL = @m, DATA = patients AS d, PLAN = STREAM) WITH (Score FLOAT, label BIGINT, probabilities FLOAT[]) AS p "
+        "SELECT d.id, p.probabilities FROM PREDICT(MODEL = @m, DATA = patients AS d, PLAN = UDF) WITH (Score FLOAT, label BIGINT, probabilities FLOAT[]) AS p "
         "WHERE p.Score > 0.5 AND p.label = 1",
         params={"m": logreg.onnx},
-    )
+    ))
     nodes = python_nodes(frame)
     assert len(nodes) == 1
     assert re.findall(r"(\w+)#\d+", nodes[0].split("], [")[0]) == list(logreg.features.columns)
@@ -75,15 +74,15 @@ def test_one_scoring_node_per_predict_fed_only_model_inputs(spark, logreg, breas
 
 
 def test_inline_plan_never_leaves_the_jvm(spark, con, logreg, breast_cancer) -> None:
-    """A linear model under the default PLAN = AUTO is Spark SQL arithmetic: no Python node, the same rows as STREAM."""
+    """A linear model under the default PLAN = AUTO is Spark SQL arithmetic: no Python node, the same rows as the UDF."""
     spark.createDataFrame(breast_cancer.table).createOrReplaceTempView("patients")
     query = "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d{plan}) WITH (Score FLOAT) AS p WHERE p.Score > 0.5"
-    frame = ps.sql(spark, query.format(plan=""), params={"m": logreg.onnx})
+    frame = not_none(ps.sql(spark, query.format(plan=""), params={"m": logreg.onnx}))
     assert python_nodes(frame) == []
     rows = frame.toPandas().sort_values("id")
     assert rows.id.tolist() == list(np.flatnonzero(expected_scores(logreg) > 0.5))
     np.testing.assert_allclose(rows.Score, expected_scores(logreg)[rows.id], atol=PROBA_TOLERANCE)
-    streamed = ps.sql(spark, query.format(plan=", PLAN = STREAM"), params={"m": logreg.onnx}).toPandas().sort_values("id")
+    streamed = not_none(ps.sql(spark, query.format(plan=", PLAN = UDF"), params={"m": logreg.onnx})).toPandas().sort_values("id")
     np.testing.assert_allclose(rows.Score, streamed.Score, atol=PROBA_TOLERANCE)
 
 
@@ -95,29 +94,16 @@ def test_inline_multiclass_equals_duckdb_and_scikit_learn(spark, con, dataset, k
     con.duckdb.register("frame", dataset.table)
     con.duckdb.sql("CREATE OR REPLACE TABLE samples AS SELECT * FROM frame")
     query = "SELECT d.id, p.label, p.probabilities FROM PREDICT(MODEL = @m, DATA = samples AS d, PLAN = INLINE) WITH (label BIGINT, probabilities FLOAT[]) AS p ORDER BY d.id"
-    on_spark = ps.sql(spark, query, params={"m": fitted.onnx}).toPandas()
-    on_duckdb = con.sql(query, params={"m": fitted.onnx}).df()
+    on_spark = not_none(ps.sql(spark, query, params={"m": fitted.onnx})).toPandas()
+    on_duckdb = not_none(con.sql(query, params={"m": fitted.onnx})).df()
     assert on_spark.label.tolist() == on_duckdb.label.tolist()
     assert [list(p) for p in on_spark.probabilities] == [list(p) for p in on_duckdb.probabilities]
-    assert_parity(fitted.estimator, fitted.features, on_spark.label.to_numpy(), np.stack(on_spark.probabilities.to_numpy()))
+    assert_parity(fitted.estimator, fitted.features, on_spark.label.to_numpy(), np.stack(list(on_spark.probabilities)))
 
 
 def python_nodes(frame) -> list[str]:
     """The plan lines where Spark hands rows to a Python worker."""
     return [line for line in frame._jdf.queryExecution().executedPlan().toString().splitlines() if "ArrowEvalPython" in line]
-
-
-def test_registered_function_scalar_and_struct(spark, logreg, breast_cancer) -> None:
-    spark.createDataFrame(breast_cancer.table).createOrReplaceTempView("patients")
-    arguments = ps.argument_names(sessions.load(resolve(logreg.onnx, "m")))
-    assert arguments == list(logreg.features.columns)
-    ps.register(spark, "malignancy", logreg.onnx, outputs=["Score"])
-    ps.register(spark, "diagnose", logreg.onnx, outputs=["label", "Score"])
-    args = ", ".join(arguments)
-    rows = spark.sql(f"SELECT id, malignancy({args}) AS s, diagnose({args}) AS both FROM patients ORDER BY id").toPandas()
-    assert_scores(logreg, breast_cancer, rows.id, rows.s)
-    np.testing.assert_array_equal([b["label"] for b in rows.both], logreg.estimator.predict(logreg.features))
-    np.testing.assert_allclose([b["Score"] for b in rows.both], expected_scores(logreg), atol=PROBA_TOLERANCE)
 
 
 def test_register_refuses_unknown_outputs_on_the_driver(spark, logreg) -> None:

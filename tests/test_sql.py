@@ -11,37 +11,55 @@ from predictsql.engine.errors import BindError, SQLSyntaxError
 from predictsql.sql.bind import find_predicts
 from predictsql.sql.dialect import parse, to_sql
 from predictsql.sql.plan import Output, Relation
+from predictsql.sql.reading import read
 from predictsql.sql.rewrite import map_default_schema, rewrite
+
+from conftest import not_none
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # Every golden PREDICT reads a relation with DATA columns id, x, label and outputs label, Score.
 RELATION = Relation("", ("id", "x", "label"), (Output("label", "label_1"), Output("Score", "Score")))
 
 
-def load_cases(name: str) -> list[tuple[str, list[str]]]:
-    """Blocks of `-- title: …` then SQL, parts split by `-- expect`; one case per block."""
+def load_cases(name: str) -> list:
+    """Blocks of `-- title: …` then SQL, then `-- expect <engine> (read as <dialect>)` parts; one case per block."""
     cases = []
     for block in (FIXTURES / name).read_text().strip().split("\n\n"):
         title, *lines = block.strip().splitlines()
-        parts = "\n".join(lines).split("-- expect")
-        cases.append(pytest.param(title.removeprefix("-- title: "), [p.strip() for p in parts], id=title.removeprefix("-- title: ")))
+        source, *expected = re.split(r"^-- expect ", "\n".join(lines), flags=re.MULTILINE)
+        expectations = {}
+        for part in expected:
+            head, _, sql = part.partition("\n")
+            engine, reading = not_none(re.fullmatch(r"(\w+) \(read as (\w+)\)", head.strip())).groups()
+            expectations[engine] = (reading, sql.strip())
+        cases.append(pytest.param(source.strip(), expectations, id=title.removeprefix("-- title: ")))
     return cases
 
 
-@pytest.mark.parametrize(("title", "parts"), load_cases("roundtrip.sql"))
-def test_round_trip(title: str, parts: list[str]) -> None:
-    (sql,) = parts
-    (tree,) = parse(sql)
-    assert to_sql(tree) == sql
+@pytest.mark.parametrize(("sql", "expected"), load_cases("roundtrip.sql"))
+@pytest.mark.parametrize("host", ["duckdb", "spark"])
+def test_round_trip(sql: str, expected: dict, host: str) -> None:
+    """Printing a statement in the dialect it was read in gives it back (DuckDB), or text that reads the same (both)."""
+    (statement,) = read(sql, host)
+    printed = to_sql(not_none(statement.tree), statement.reading)
+    if host == "duckdb":
+        assert printed == sql
+    (again,) = read(printed, host)
+    assert to_sql(not_none(again.tree), again.reading) == printed
 
 
-@pytest.mark.parametrize(("title", "parts"), load_cases("rewrite.sql"))
-def test_rewrite(title: str, parts: list[str]) -> None:
-    source, expected = parts
-    (tree,) = parse(source)
-    calls = find_predicts(tree)
-    relations = {c.index: Relation(f"__predict_{c.index}", RELATION.data_columns, RELATION.outputs) for c in calls}
-    assert rewrite(tree, relations, {"m": b"\x01", "low": 10}, materialize_ctes=True).sql(dialect="duckdb") == expected
+@pytest.mark.parametrize(("source", "expected"), load_cases("rewrite.sql"))
+@pytest.mark.parametrize("host", ["duckdb", "spark"])
+def test_rewrite(source: str, expected: dict, host: str) -> None:
+    if host not in expected:
+        with pytest.raises(SQLSyntaxError):  # the other engine's syntax: that engine's case only
+            read(source, host)
+        return
+    reading, sql = expected[host]
+    (statement,) = read(source, host)
+    tree = not_none(statement.tree)  # every case reads PREDICT, so none is the host's own SQL
+    relations = [Relation(f"__predict_{c.index}", RELATION.data_columns, RELATION.outputs) for c in find_predicts(tree)]
+    assert (statement.reading, rewrite(tree, relations, {"m": b"\x01", "low": 10}).sql(dialect=host)) == (reading, sql)
 
 
 def test_data_query_carries_the_ctes_it_reads() -> None:
@@ -92,3 +110,41 @@ def test_unknown_runtime_is_refused() -> None:
     (tree,) = parse("SELECT * FROM PREDICT(MODEL = @m, DATA = t, RUNTIME = TORCH)")
     with pytest.raises(BindError, match="RUNTIME = ONNX"):
         find_predicts(tree)
+
+
+def load_relations() -> dict[str, dict[str, str]]:
+    """fixtures/relations.sql: per title, the SQL each engine gets for a PREDICT's relation."""
+    cases = {}
+    for block in (FIXTURES / "relations.sql").read_text().strip().split("\n\n"):
+        title, *parts = re.split(r"^-- expect (\w+)\n", block.strip(), flags=re.MULTILINE)
+        cases[title.removeprefix("-- title: ").split(" ")[0].rstrip(":")] = {engine: sql.strip() for engine, sql in zip(parts[0::2], parts[1::2], strict=True)}
+    return cases
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "spark"])
+def test_relation_sql_goldens(engine: str) -> None:
+    """The INLINE SQL of a logistic regression with known coefficients, and the UDF relation, for each engine."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    from sklearn.linear_model import LogisticRegression
+    from sqlglot import exp
+
+    import predictsql
+    from predictsql.engine import sessions
+    from predictsql.engine.binding import OutputRequest, bind
+    from predictsql.engine.sources import resolve
+    from predictsql.sql.rewrite import function_relation
+    from predictsql.udfs import inline
+
+    frame = pd.DataFrame({"x0": [0.0, 1.0, 2.0, 3.0], "x1": [1.0, 0.0, 1.0, 0.0]})
+    estimator = LogisticRegression().fit(frame, [0, 0, 1, 1])
+    estimator.coef_, estimator.intercept_ = np.array([[0.5, -0.25]]), np.array([0.125])
+    model = sessions.load(resolve(predictsql.export(estimator, frame, outputs={"score": "Score"}), "m"))
+    assert model.inline is not None
+    plan = bind(pa.schema([("id", pa.int64()), ("x0", pa.float32()), ("x1", pa.float64())]), model, [OutputRequest("Score", "FLOAT")])
+    expected = load_relations()
+    rendered = inline.relation(exp.select("*").from_("t"), plan, model.inline, engine, lambda error: type(error).__name__)
+    assert rendered.sql(dialect=engine) == expected["INLINE"][engine]
+    function = function_relation(exp.select("*").from_("t"), "score_fn", ["x0", "x1"], ["id", "x0", "x1"], [("Score", "Score")])
+    assert function.sql(dialect=engine) == expected["UDF"][engine]

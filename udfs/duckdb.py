@@ -1,8 +1,9 @@
-"""predictsql on DuckDB: a connection that runs T-SQL-style PREDICT scripts next to plain DuckDB SQL.
+"""predictsql on DuckDB: a connection that runs PREDICT scripts, in DuckDB SQL or T-SQL, next to plain DuckDB SQL.
 
-A script is split into statements; DECLARE'd variables live on the connection like a T-SQL
-session. Statements without PREDICT run as DuckDB SQL. CREATE VIEW over PREDICT is stored in the
-database file (table predictsql.views) and expanded when a later query reads the view.
+A script is split into statements (sql/reading.py decides how each is read); DECLARE'd variables
+live on the connection like a T-SQL session. Statements without predictsql's syntax run exactly as
+written. CREATE VIEW over PREDICT is stored in the database file (table predictsql.views) and
+expanded when a later query reads the view.
 A failing statement returns no rows, its writes roll back, and the connection stays usable.
 MODEL may name an MLflow model (models:/, runs:/) or one in the file's own catalog (catalog:/,
 managed through `con.models`); DESCRIBE MODEL shows what a model takes and gives.
@@ -11,29 +12,37 @@ managed through `con.models`); DESCRIBE MODEL shows what a model takes and gives
 from __future__ import annotations
 
 import os
-import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, TypeGuard, TypeVar
 
 import duckdb
 import pyarrow as pa
 from sqlglot import exp
 
 from predictsql.engine import sessions
-from predictsql.engine.errors import BindError, from_text
+from predictsql.engine.errors import BindError
 from predictsql.engine.mlflow_registry import MlflowRegistry
 from predictsql.engine.scoring import DEFAULT_BATCH_SIZE
 from predictsql.engine.sources import ModelSource, Resolver
 from predictsql.engine.validate import DEFAULT_MAX_MODEL_BYTES
-from predictsql.sql.dialect import DescribeModel, PredictTable, parse, to_sql
+from predictsql.sql.dialect import PredictTable, parse, to_sql
+from predictsql.sql.reading import read
 from predictsql.sql.rewrite import expand_views, map_default_schema
 from predictsql.udfs import script
 from predictsql.udfs.duckdb_catalog import ModelCatalog
-from predictsql.udfs.duckdb_plan import BoundPredict, Planner, Run, Settings
+from predictsql.udfs.duckdb_engine import DIALECT, DuckDBEngine
+from predictsql.udfs.planner import Bound, Planner, Settings
+from predictsql.udfs.statements import run_script
 
 VIEWS_TABLE = "predictsql.views"
 DEFAULT_WORKERS = os.cpu_count() or 1
-_NEEDS_PARSER = re.compile(r"predict|declare|@|describe\s+model", re.IGNORECASE)
+S = TypeVar("S", bound=exp.Expr)
+_ACTIONS = {  # statements that only act: DuckDB answers them with one Count or Success row
+    getattr(duckdb.StatementType, name)
+    for name in ("INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "TRANSACTION", "COPY", "SET", "VARIABLE_SET", "LOAD", "ATTACH", "DETACH")
+    + ("EXPORT", "VACUUM", "ANALYZE", "CREATE_FUNC", "COPY_DATABASE", "MERGE_INTO")
+}
 
 
 class Result:
@@ -53,11 +62,11 @@ class Result:
         return self._table.to_pandas()
 
     def fetchall(self) -> list[tuple]:
-        return list(zip(*(c.to_pylist() for c in self._table.columns)))
+        return list(zip(*(c.to_pylist() for c in self._table.columns), strict=True))
 
     def fetchone(self) -> tuple | None:
         rows = self._table.slice(0, 1)
-        return next(iter(zip(*(c.to_pylist() for c in rows.columns))), None)
+        return next(iter(zip(*(c.to_pylist() for c in rows.columns), strict=True)), None)
 
     def __len__(self) -> int:
         return self._table.num_rows
@@ -68,18 +77,18 @@ class Result:
 
 @dataclass(frozen=True)
 class Explanation:
-    """What a script will run: per statement the DuckDB SQL, and the plan of each PREDICT."""
+    """What a script will run: per statement how it was read, the DuckDB SQL, and the plan of each PREDICT."""
 
-    statements: tuple[tuple[str, tuple[BoundPredict, ...]], ...]
+    statements: tuple[tuple[str, str, tuple[Bound, ...]], ...]  # (reading, sql, bound PREDICTs)
 
     @property
     def sql(self) -> list[str]:
-        return [sql for sql, _ in self.statements]
+        return [sql for _, sql, _ in self.statements]
 
     def __str__(self) -> str:
         lines = []
-        for sql, bound in self.statements:
-            lines.append(sql)
+        for reading, sql, bound in self.statements:
+            lines += [f"-- read as {reading}", sql]
             for b in bound:
                 lines += [f"  {line}" for line in b.describe()]
         return "\n".join(lines)
@@ -88,7 +97,9 @@ class Explanation:
 class Connection:
     """A DuckDB connection that understands PREDICT; `con.duckdb` is the plain DuckDB connection.
 
-    `registry_uri` names the MLflow registry for models:/ URIs (default: MLFLOW_TRACKING_URI).
+    `registry_uri` names the MLflow registry for models:/ URIs (default: MLFLOW_TRACKING_URI);
+    `dialect` is how scripts are read: None (DuckDB SQL, T-SQL where only T-SQL reads a statement),
+    "duckdb" or "tsql".
     """
 
     def __init__(
@@ -101,40 +112,44 @@ class Connection:
         intra_op_threads: int = 1,
         max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES,
         registry_uri: str | None = None,
+        dialect: str | None = None,
         **config: Any,
     ) -> None:
         self.duckdb = duckdb.connect(str(database), read_only=read_only, config=config)
         self.variables: dict[str, object] = {}
+        self.dialect = dialect
         options = sessions.SessionOptions(intra_op_threads, max_model_bytes)
         self.models = ModelCatalog(self.duckdb, self.resolve, options)
         self.registry = MlflowRegistry(registry_uri)
         self.settings = Settings(batch_size, workers, options, {**self.registry.lookups, "catalog": self.models.lookup})
+        self._views: dict[str, exp.Expr] = {}
 
     def sql(self, text: str, params: Mapping[str, object] | None = None) -> Result | None:
         """Run a script; return the rows of the last statement that yields rows, else None."""
-        views = self._views()
-        if not _NEEDS_PARSER.search(text) and not any(v in text.lower() for v in views) and not params:
-            return self._run_plain(text)
-        variables = {**self.variables, **script.params(params)}
-        result = None
-        for statement in parse(text):
-            rows = self._run(statement, variables, views)
-            result = rows if rows is not None else result
-            if _is_view(statement, exp.Create) or _is_view(statement, exp.Drop):
-                views = self._views()
-        return result
+        self._views = self._stored_views()
+        statements = read(text, DIALECT, self.dialect, self._views.keys())
+        return run_script(self, statements, {**self.variables, **script.params(params)}, self.variables)
 
     def explain(self, text: str, params: Mapping[str, object] | None = None) -> Explanation:
-        """The DuckDB SQL each statement runs and the plan of each PREDICT; reads no DATA rows."""
+        """How each statement is read, the DuckDB SQL it runs and the plan of each PREDICT; reads no DATA rows."""
         variables = {**self.variables, **script.params(params)}
-        views = self._views()
-        statements = []
-        for statement in parse(text):
-            if isinstance(statement, exp.Declare):
-                self._declare(statement, variables)
+        self._views = self._stored_views()
+        statements: list[tuple[str, str, tuple[Bound, ...]]] = []
+        for statement in read(text, DIALECT, self.dialect, self._views.keys()):
+            if statement.tree is None:
+                statements.append(("duckdb, as written", statement.text, ()))
                 continue
-            sql, bound = self._plan(statement, variables, views)
-            statements.append((sql, tuple(bound)))
+            engine = self.engine()
+            planner = Planner(engine, variables, self.settings)
+            tree = self.prepare(statement.tree)
+            if isinstance(tree, exp.Declare):
+                script.declare(tree, variables, planner.run_query)
+                continue
+            try:
+                planned = planner.plan(expand_views(tree, self._views))
+            finally:
+                engine.close()
+            statements.append((statement.reading, planned.sql, tuple(planned.bound)))
         return Explanation(tuple(statements))
 
     def resolve(self, model: object, label: str) -> ModelSource:
@@ -144,92 +159,115 @@ class Connection:
     def close(self) -> None:
         self.duckdb.close()
 
-    def __enter__(self) -> "Connection":
+    def __enter__(self) -> Connection:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _run(self, statement: exp.Expression, variables: dict[str, object], views: Mapping[str, exp.Query]) -> Result | None:
-        if isinstance(statement, exp.Declare):
-            self._declare(statement, variables)
-            self.variables.update({k: variables[k] for k in script.declared(statement)})
+    # --- the statement loop's Runner (udfs/statements.py) ---
+
+    def engine(self) -> DuckDBEngine:
+        return DuckDBEngine(self.duckdb, self.settings)
+
+    def execute(self, sql: str) -> Result | None:
+        """Run one statement; its rows, fully computed, when it yields rows (queries, PIVOT, DESCRIBE, SHOW, EXPLAIN,
+        CALL, RETURNING, ...), None when it only acts (DuckDB's one-row Count or Success)."""
+        relation = self.duckdb.sql(sql)
+        if relation.columns in (["Count"], ["Success"]) and duckdb.extract_statements(sql)[-1].type in _ACTIONS:
             return None
-        if isinstance(statement, DescribeModel):
-            return self._describe(statement, variables)
-        if _is_view(statement, exp.Create) and statement.find(PredictTable):
-            return self._create_view(statement, variables, views)
-        dropped = [t.name.lower() for t in statement.args.get("tables") or []] if _is_view(statement, exp.Drop) else []
-        if dropped and all(name in views for name in dropped):
+        return Result(relation.to_arrow_table())
+
+    def rows(self, table: pa.Table) -> Result:
+        return Result(table)
+
+    def prepare(self, tree: exp.Expr) -> exp.Expr:
+        return map_default_schema(tree, self._schema_exists)
+
+    def run(self, tree: exp.Expr, planner: Planner) -> Result | None:
+        """Plan a statement, start its streams, run it; a failure inside DuckDB is raised again as the error that caused it.
+        CREATE VIEW over PREDICT and DROP VIEW of one keep the view in the file."""
+        if _is_view(tree, exp.Create):
+            return self._create_view(tree, planner)
+        dropped = [t.name.lower() for t in tree.args.get("tables") or []] if _is_view(tree, exp.Drop) else []
+        if dropped and all(name in self._views for name in dropped):
             self.duckdb.execute(f"DELETE FROM {VIEWS_TABLE} WHERE list_contains(?, name)", [dropped]).fetchall()
+            self._refresh_views()
             return None
-        sql, bound = self._plan(statement, variables, views)
-        run = Run(self.settings)
+        engine = _engine(planner)
         try:
-            run.start(bound, self.duckdb)
-            return self._execute(sql, isinstance(statement, exp.Query))
+            planned = planner.plan(expand_views(tree, self._views))
+            engine.start(planned)
+            return self.execute(planned.sql)
         except duckdb.Error as e:
-            error = run.error() or from_text(str(e))  # a stream's own error, or one an INLINE error() call raised
+            error = engine.error() or planner.error(str(e))
             if error is not None:
                 raise error from e
             raise
         finally:
-            run.close()
-
-    def _plan(self, statement: exp.Expression, variables: Mapping[str, object], views: Mapping[str, exp.Query]) -> tuple[str, list[BoundPredict]]:
-        """Bind every PREDICT of a statement (no DATA row is read) and rewrite it for DuckDB."""
-        with Planner(self.duckdb, variables, self.settings) as planner:
-            return planner.plan(self._prepare(statement, views))
-
-    def _describe(self, statement: DescribeModel, variables: Mapping[str, object]) -> Result:
-        with Planner(self.duckdb, variables, self.settings) as planner:
-            return Result(script.describe_model(statement, variables, planner.run_query, planner.resolve, self.settings.session_options))
-
-    def _declare(self, statement: exp.Declare, variables: dict[str, object]) -> None:
-        with Planner(self.duckdb, variables, self.settings) as planner:
-            script.declare(statement, variables, planner.run_query)
-
-    def _execute(self, sql: str, is_query: bool) -> Result | None:
-        if is_query:
-            return Result(self.duckdb.sql(sql).to_arrow_table())
-        self.duckdb.execute(sql).fetchall()
-        return None
-
-    def _run_plain(self, text: str) -> Result | None:
-        relation = self.duckdb.sql(text)
-        return Result(relation.to_arrow_table()) if relation is not None else None
-
-    def _prepare(self, statement: exp.Expression, views: Mapping[str, exp.Query]) -> exp.Expression:
-        statement = expand_views(statement, views)
-        return map_default_schema(statement, self._schema_exists)
+            engine.close()
 
     def _schema_exists(self, name: str) -> bool:
         return bool(self.duckdb.execute("SELECT 1 FROM duckdb_schemas() WHERE lower(schema_name) = lower(?) AND database_name = current_database()", [name]).fetchall())
 
-    def _create_view(self, statement: exp.Create, variables: Mapping[str, object], views: Mapping[str, exp.Query]) -> None:
-        """Check the view binds (as T-SQL does at CREATE VIEW), then store its PREDICT text in the file."""
+    def _create_view(self, statement: exp.Create, planner: Planner) -> Result | None:
+        """A view whose query reads PREDICT (itself or through another PREDICT view) is checked to bind, as T-SQL
+        does at CREATE VIEW, and its definition stored in the file; any other view is DuckDB's own."""
         name = statement.this.name.lower()
         query = statement.expression
+        replace = bool(statement.args.get("replace"))
+        if name in self._views and not replace:
+            raise BindError(f"view {name} already exists; use CREATE OR REPLACE VIEW")
+        expanded = expand_views(query.copy(), self._views)
+        if not expanded.find(PredictTable):
+            if name in self._views:
+                self.duckdb.execute(f"DELETE FROM {VIEWS_TABLE} WHERE name = ?", [name]).fetchall()
+                self._refresh_views()
+            return self.execute(statement.sql(dialect=DIALECT))
         if query.find(exp.Parameter):
             raise BindError(f"view {name} references @variables, which a view cannot keep: write MODEL = (SELECT model FROM ... WHERE ...) instead")
-        if name in views and not statement.args.get("replace"):
-            raise BindError(f"view {name} already exists; use CREATE OR REPLACE VIEW")
-        self._plan(query.copy(), variables, views)
+        try:
+            planner.plan(expanded)
+        finally:
+            _engine(planner).close()
+        if replace:
+            self.duckdb.sql(f"DROP VIEW IF EXISTS {exp.to_identifier(name).sql(dialect=DIALECT)}")
         self.duckdb.sql("CREATE SCHEMA IF NOT EXISTS predictsql")
-        self.duckdb.sql(f"CREATE TABLE IF NOT EXISTS {VIEWS_TABLE} (name VARCHAR PRIMARY KEY, definition VARCHAR NOT NULL)")
-        self.duckdb.execute(f"INSERT OR REPLACE INTO {VIEWS_TABLE} VALUES (?, ?)", [name, to_sql(query)]).fetchall()
+        self.duckdb.sql(f"CREATE TABLE IF NOT EXISTS {VIEWS_TABLE} (name VARCHAR PRIMARY KEY, definition VARCHAR NOT NULL, dialect VARCHAR DEFAULT 'tsql')")
+        self.duckdb.sql(f"ALTER TABLE {VIEWS_TABLE} ADD COLUMN IF NOT EXISTS dialect VARCHAR DEFAULT 'tsql'")
+        self.duckdb.execute(f"INSERT OR REPLACE INTO {VIEWS_TABLE} (name, definition, dialect) VALUES (?, ?, ?)", [name, to_sql(query, DIALECT), DIALECT]).fetchall()
+        self._refresh_views()
         return None
 
-    def _views(self) -> dict[str, exp.Query]:
-        exists = self.duckdb.execute(
-            "SELECT 1 FROM duckdb_tables() WHERE schema_name = 'predictsql' AND table_name = 'views' AND database_name = current_database()"
-        ).fetchall()
-        if not exists:
+    def _refresh_views(self) -> None:
+        """Re-read the stored views after a statement changed them: the next statement may read one."""
+        self._views = self._stored_views()
+
+    def _stored_views(self) -> dict[str, exp.Expr]:
+        """The stored PREDICT views by name (files written before views kept their dialect hold T-SQL)."""
+        columns = {
+            c
+            for (c,) in self.duckdb.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'predictsql' AND table_name = 'views' AND database_name = current_database()"
+            ).fetchall()
+        }
+        if not columns:
             return {}
-        return {name: parse(definition)[0] for name, definition in self.duckdb.execute(f"SELECT name, definition FROM {VIEWS_TABLE}").fetchall()}
+        dialect = "coalesce(dialect, 'tsql')" if "dialect" in columns else "'tsql'"
+        rows = self.duckdb.execute(f"SELECT name, definition, {dialect} FROM {VIEWS_TABLE}").fetchall()
+        return {name: parse(definition, reading)[0] for name, definition, reading in rows}
 
 
-def _is_view(statement: exp.Expression, kind: type) -> bool:
+def _engine(planner: Planner) -> DuckDBEngine:
+    """The DuckDB engine a planner of this connection plans against (its functions and streams are removed after the statement)."""
+    engine = planner.engine
+    if not isinstance(engine, DuckDBEngine):
+        raise TypeError(f"a DuckDB statement was planned against {type(engine).__name__}")
+    return engine
+
+
+def _is_view(statement: exp.Expr | None, kind: type[S]) -> TypeGuard[S]:
+    """Whether a statement is CREATE VIEW (kind exp.Create) or DROP VIEW (exp.Drop)."""
     return isinstance(statement, kind) and str(statement.args.get("kind", "")).upper() == "VIEW"
 
 

@@ -11,9 +11,11 @@ scheme keeps it apart from file paths, and it has the shape of MLflow's models:/
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import re
-from typing import Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -93,7 +95,7 @@ class ModelCatalog:
         source = self.lookup(name if name.startswith("catalog:/") else f"catalog:/{name}")
         return describe(sessions.load(source, self._options), source)
 
-    def remove(self, name: str, version: int | None = None) -> list[int]:
+    def remove(self, name: str, version: int | None = None) -> builtins.list[int]:
         """Remove one version, or every version of `name`; their aliases go too. Returns the versions removed."""
         live = [v for (v,) in self._select(f"SELECT version FROM {MODELS} WHERE name = ? AND removed IS NULL ORDER BY version", [name])]
         targets = live if version is None else [self._live(name, version)]
@@ -148,14 +150,14 @@ class ModelCatalog:
         for ddl in _DDL:
             self._con.execute(ddl).fetchall()
 
-    def _select(self, query: str, params: list) -> list[tuple]:
+    def _select(self, query: str, params: builtins.list[object]) -> builtins.list[tuple[Any, ...]]:
         """Rows of a catalog query; none while the catalog tables do not exist yet (nothing registered)."""
         return self._rows(query, params) if self._exists() else []
 
-    def _rows(self, query: str, params: list) -> list[tuple]:
+    def _rows(self, query: str, params: builtins.list[object]) -> builtins.list[tuple[Any, ...]]:
         return self._con.execute(query, params).fetchall()
 
-    def _one(self, query: str, params: list) -> object:
+    def _one(self, query: str, params: builtins.list[object]) -> Any:
         return self._rows(query, params)[0][0]
 
     @contextlib.contextmanager

@@ -6,7 +6,7 @@
                 FROM (SELECT *, CAST(COALESCE(CAST(<input> AS FLOAT), <NULL error>) AS DOUBLE) AS __predictsql_x0_0, ...
                       FROM (<DATA>))))
 
-`inline_query` (through `_choose`) decides, per PREDICT, whether the model's Program (engine/inline.py) may stand in for
+`inline_query` decides, per PREDICT, whether the model's Program (engine/inline.py) may stand in for
 onnxruntime; `relation` renders it as a sqlglot tree, the same for DuckDB and Spark but for the
 function that fails the query (a NULL input, an integer FLOAT cannot hold). Arithmetic runs in
 DOUBLE on the inputs rounded to the model's FLOAT, and each output is rounded to its ONNX type,
@@ -16,19 +16,19 @@ so INLINE differs from STREAM by onnxruntime's float32 rounding.
 from __future__ import annotations
 
 import functools
-from typing import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
 from sqlglot import exp
 
 from predictsql.engine.binding import NULLS_ERROR, InputFeed, OutputColumn, ScoringPlan
-from predictsql.engine.errors import BindError, NullInputError, PredictSQLError, ScoringError, as_text
+from predictsql.engine.errors import BindError, NullInputError, PredictSQLError, ScoringError
 from predictsql.engine.inline import Case, Const, Expr, Feature, NotInlinable, Op, Program, Ref
 from predictsql.engine.types import ONNX_TO_ARROW, Cast, sql_name
 from predictsql.sql.plan import PredictCall, in_place
 
-STREAM, INLINE, AUTO = "STREAM", "INLINE", "AUTO"
+Fail = Callable[[PredictSQLError], str]
 FEATURE, VALUE, OUTPUT = "__predictsql_x", "__predictsql_v", "__predictsql_o"
 EXACT_FLOAT_INTEGER = "16777216"  # 2^24: the largest integers FLOAT holds exactly (STREAM's safe cast refuses beyond)
 FLOAT_OVERFLOW = "3.4028235677973366e+38"  # 2^128 - 2^103: from here up, rounding to FLOAT gives inf
@@ -38,25 +38,16 @@ _CHAINED = {"add": exp.Add, "mul": exp.Mul}
 _UNARY = {"exp": exp.Exp, "abs": exp.Abs}  # with greatest and round32, the rest of engine/inline's Op names
 
 
-def inline_query(call: PredictCall, data: exp.Query, plan: ScoringPlan, dialect: str) -> tuple[exp.Query | None, str]:
-    """The PREDICT's INLINE relation over its (rewritten) DATA, or None for STREAM and why not, for EXPLAIN."""
-    program, why_stream = _choose(call, plan)
-    return (relation(in_place(data, call), plan, program, dialect) if program else None), why_stream
-
-
-def _choose(call: PredictCall, plan: ScoringPlan) -> tuple[Program | None, str]:
-    """The Program to inline (None: STREAM) and why not. PLAN = AUTO, the default, inlines when it can."""
-    choice = call.options.get("PLAN", AUTO)
-    if choice not in (STREAM, INLINE, AUTO):
-        raise BindError(f"PREDICT PLAN = {choice} ({call.label}) is not a plan; use PLAN = AUTO, STREAM or INLINE")
-    if choice == STREAM:
-        return None, "PLAN = STREAM"
+def inline_query(call: PredictCall, data: exp.Query, plan: ScoringPlan, dialect: str, fail: Fail, forced: bool = False) -> tuple[exp.Query | None, str]:
+    """The PREDICT's INLINE relation over its (rewritten) DATA, or None and why not; `forced` (PLAN = INLINE) makes why-not a BindError.
+    `fail` turns an error the SQL may raise into the text of the engine's error() call."""
     try:
-        return _program(plan), ""
+        program = _program(plan)
     except NotInlinable as e:
-        if choice == INLINE:
-            raise BindError(f"PREDICT PLAN = INLINE ({plan.model.display}): {e}; use PLAN = STREAM or AUTO") from None
+        if forced:
+            raise BindError(f"PREDICT PLAN = INLINE ({plan.model.display}): {e}; use PLAN = AUTO, UDF or STREAM") from None
         return None, str(e)
+    return relation(in_place(data, call), plan, program, dialect, fail), ""
 
 
 def _program(plan: ScoringPlan) -> Program:
@@ -72,10 +63,10 @@ def _program(plan: ScoringPlan) -> Program:
     return model.inline
 
 
-def relation(data: exp.Query, plan: ScoringPlan, program: Program, dialect: str) -> exp.Select:
+def relation(data: exp.Query, plan: ScoringPlan, program: Program, dialect: str, fail: Fail) -> exp.Select:
     """The scored relation, DATA's columns then the plan's outputs: one subquery layer for the features
     (each DATA input cast and checked once), one per dependency depth of the named values, then the outputs."""
-    render = _Renderer(plan, dialect)
+    render = _Renderer(plan, dialect, fail)
     raw = [program.outputs[plan.model.signature.outputs[o.source].name] for o in plan.outputs]
     needed = _needed(program, [v for values in raw for v in values])
     layers = [[_alias(render.feature(feed, j), render.names[(feed.name, j)]) for feed in plan.inputs for j in range(len(feed.columns))]]
@@ -88,8 +79,8 @@ def relation(data: exp.Query, plan: ScoringPlan, program: Program, dialect: str)
     source: exp.Query = data
     for n, columns in enumerate(layers):
         source = _select([exp.Star(), *columns], source, n)
-    outputs = [_alias(render.output(k, len(values), o), o.field) for k, (values, o) in enumerate(zip(raw, plan.outputs))]
-    return _select([_column(name) for name in plan.data_schema.names] + outputs, source, len(layers))
+    outputs = [_alias(render.output(k, len(values), o), o.field) for k, (values, o) in enumerate(zip(raw, plan.outputs, strict=True))]
+    return _select([*(_column(name) for name in plan.data_schema.names), *outputs], source, len(layers))
 
 
 def _needed(program: Program, outputs: list[Expr]) -> set[int]:
@@ -118,25 +109,26 @@ def _refs(node: Expr) -> Iterator[Ref]:
             yield from _refs(node.default)
 
 
-def _select(columns: list[exp.Expression], source: exp.Query, layer: int) -> exp.Select:
+def _select(columns: Sequence[exp.Expr], source: exp.Query, layer: int) -> exp.Select:
     """SELECT columns FROM (source) AS __predictsql_<layer>; built in place (no copies: the trees are large)."""
     subquery = exp.Subquery(this=source, alias=exp.TableAlias(this=exp.to_identifier(f"__predictsql_{layer}")))
     return exp.Select(expressions=columns).from_(subquery, copy=False)
 
 
-def _alias(value: exp.Expression, name: str) -> exp.Alias:
+def _alias(value: exp.Expr, name: str) -> exp.Alias:
     return exp.Alias(this=value, alias=exp.to_identifier(name, quoted=True))
 
 
 class _Renderer:
     """Program expressions → sqlglot expressions over the feature and value columns."""
 
-    def __init__(self, plan: ScoringPlan, dialect: str) -> None:
+    def __init__(self, plan: ScoringPlan, dialect: str, fail: Fail) -> None:
         self.plan = plan
         self.dialect = dialect
+        self.fail = fail
         self.names = {(feed.name, j): f"{FEATURE}{n}_{j}" for n, feed in enumerate(plan.inputs) for j in range(len(feed.columns))}
 
-    def __call__(self, node: Expr) -> exp.Expression:
+    def __call__(self, node: Expr) -> exp.Expr:
         if isinstance(node, Feature):
             return _column(self.names[(node.input, node.index)])
         if isinstance(node, Ref):
@@ -160,7 +152,7 @@ class _Renderer:
             return exp.Greatest(this=args[0], expressions=args[1:])
         return _UNARY[node.fn](this=args[0])
 
-    def output(self, k: int, width: int, out: OutputColumn) -> exp.Expression:
+    def output(self, k: int, width: int, out: OutputColumn) -> exp.Expr:
         """Output column k from its values' DOUBLE columns: one value or (FLOAT[]) all, in the ONNX type, then the WITH
         type. A list is NULL, not a list of NULLs, when the row was not scored (NULLS = PROPAGATE), as under STREAM."""
         natural = ONNX_TO_ARROW[self.plan.model.signature.outputs[out.source].elem_type]
@@ -171,11 +163,11 @@ class _Renderer:
         return exp.Case(ifs=[exp.If(this=unscored, true=exp.null())]).else_(exp.Array(expressions=items))
 
     @staticmethod
-    def _natural(value: exp.Expression, natural: pa.DataType) -> exp.Expression:
+    def _natural(value: exp.Expr, natural: pa.DataType) -> exp.Expr:
         """A DOUBLE result as the ONNX output type: FLOAT rounds (to ±inf beyond its range, as onnxruntime does)."""
         return _to_float(value) if natural == pa.float32() else _cast(value, natural)
 
-    def feature(self, feed: InputFeed, j: int) -> exp.Expression:
+    def feature(self, feed: InputFeed, j: int) -> exp.Expr:
         """DATA column j of an input as the model sees it (FLOAT), in DOUBLE, failing the query as STREAM
         would on a NULL (NULLS = ERROR) or on an integer beyond FLOAT's exact range (±2^24)."""
         field = self.plan.data_schema.field(feed.columns[j])
@@ -193,38 +185,42 @@ class _Renderer:
             value = exp.Coalesce(this=value, expressions=[self._fail(NullInputError(f"PREDICT input '{name}' ({display}) is NULL: {fix}"))])
         return _cast(value, pa.float64())
 
-    def _fail(self, error: PredictSQLError) -> exp.Expression:
+    def _fail(self, error: PredictSQLError) -> exp.Expr:
         """A call that fails the query with `error`, which the adapter raises again as itself."""
-        return exp.Anonymous(this=RAISE[self.dialect], expressions=[exp.Literal.string(as_text(error))])
+        return exp.Anonymous(this=RAISE[self.dialect], expressions=[exp.Literal.string(self.fail(error))])
 
 
 def _column(name: str) -> exp.Column:
     return exp.column(exp.to_identifier(name, quoted=True))
 
 
-def _cast(value: exp.Expression, arrow_type: pa.DataType) -> exp.Cast:
+def _cast(value: exp.Expr, arrow_type: pa.DataType) -> exp.Cast:
     return exp.Cast(this=value, to=_sql_type(arrow_type).copy())
 
 
-def _to_float(value: exp.Expression) -> exp.Expression:
-    """CAST(value AS FLOAT), but ±inf where rounding overflows (DuckDB would raise instead)."""
+def _to_float(value: exp.Expr) -> exp.Expr:
+    """CAST(value AS FLOAT), but ±inf where rounding overflows (DuckDB would raise instead). Both engines order NaN
+    above every number, so NaN is kept apart before the overflow tests; NULL falls through to the cast."""
     overflow = exp.Literal.number(FLOAT_OVERFLOW)
     infinity = [_cast(exp.Literal.string(text), pa.float32()) for text in ("inf", "-inf")]
+    in_range = exp.and_(exp.LT(this=value.copy(), expression=overflow.copy()), exp.GT(this=value.copy(), expression=exp.Neg(this=overflow.copy())))
     return exp.Case(
         ifs=[
+            exp.If(this=in_range, true=_cast(value.copy(), pa.float32())),
+            exp.If(this=exp.IsNan(this=value.copy()), true=_cast(value.copy(), pa.float32())),
             exp.If(this=exp.GTE(this=value.copy(), expression=overflow), true=infinity[0]),
             exp.If(this=exp.LTE(this=value.copy(), expression=exp.Neg(this=overflow.copy())), true=infinity[1]),
         ]
     ).else_(_cast(value, pa.float32()))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sql_type(arrow_type: pa.DataType) -> exp.DataType:
     """Parsed once per type: a PREDICT casts every input and output."""
     return exp.DataType.build(sql_name(arrow_type))
 
 
-def _constant(value: float | int | str) -> exp.Expression:
+def _constant(value: float | int | str) -> exp.Expr:
     """A literal the engines read exactly: floats in (shortest round-trip) scientific notation are DOUBLE, not DECIMAL."""
     if isinstance(value, str):
         return exp.Literal.string(value)

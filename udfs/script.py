@@ -6,11 +6,10 @@ engine and returns its rows; everything else here is the same for DuckDB and Spa
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
-
-from sqlglot import exp
+from collections.abc import Callable, Mapping
 
 import pyarrow as pa
+from sqlglot import exp
 
 from predictsql.engine import sessions
 from predictsql.engine.binding import NULLS_ERROR, OutputRequest, ScoringPlan, bind
@@ -34,7 +33,7 @@ def declared(statement: exp.Declare) -> list[str]:
     return [variable_name(item) for item in statement.expressions]
 
 
-def variable_name(item: exp.Expression) -> str:
+def variable_name(item: exp.Expr) -> str:
     """`@model` of a DECLARE item (sqlglot keeps the parameter in a list)."""
     target = item.this[0] if isinstance(item.this, list) else item.this
     return target.name.lower()
@@ -68,11 +67,11 @@ def scalar(query: exp.Query, run: RunQuery, what: str) -> object:
 
 def model_value(ref: ModelRef, variables: Mapping[str, object], run: RunQuery) -> object:
     """The bytes or location a MODEL argument names."""
-    if ref.kind == VARIABLE:
+    if ref.kind == VARIABLE and isinstance(ref.value, str):
         if ref.value not in variables:
             raise ModelSourceError(f"MODEL {ref.label} is not declared: DECLARE @{ref.value} VARBINARY(MAX) = (SELECT ...) first, or pass params={{'{ref.value}': ...}}")
         value = variables[ref.value]
-    elif ref.kind == QUERY:
+    elif ref.kind == QUERY and isinstance(ref.value, exp.Query):
         value = scalar(ref.value, run, f"MODEL {ref.label}")
     elif ref.kind == LITERAL:
         value = ref.value
@@ -119,7 +118,7 @@ def batch_size(call: PredictCall, default: int) -> int:
     return int(value)
 
 
-def _constant(value: exp.Expression, variables: Mapping[str, object], name: str) -> object:
+def _constant(value: exp.Expr, variables: Mapping[str, object], name: str) -> object:
     if isinstance(value, exp.HexString):
         return bytes.fromhex(value.this)
     if isinstance(value, exp.Literal):

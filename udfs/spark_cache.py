@@ -14,7 +14,8 @@ Contract:
 from __future__ import annotations
 
 import threading
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pyarrow as pa
 
@@ -42,14 +43,17 @@ def scorer(model: Any, sha256: str, label: str, schema: pa.Schema, requested: Se
         return cached
 
 
-def score_batches(model: Any, sha256: str, label: str, names: Sequence[str], requested: Sequence[OutputRequest] | None, nulls: str, fields: Sequence[str] | None, batches: Iterator[tuple[pa.Array, ...] | pa.Array]) -> Iterator[pa.Array]:
-    """Iterator Arrow UDF body over one partition: the input columns of each batch → its outputs,
-    one array, or a struct named `fields`; batch index and row offset go into error messages."""
+def score_batches(
+    model: Any, sha256: str, label: str, names: Sequence[str], requested: Sequence[OutputRequest] | None, nulls: str, struct: bool, batches: Iterator[tuple[pa.Array, ...] | pa.Array]
+) -> Iterator[pa.Array]:
+    """Iterator Arrow UDF body over one partition: the input columns of each batch → a STRUCT of its outputs (`struct`),
+    or its one output; batch index and row offset go into error messages."""
     offset, current = 0, None
-    for index, columns in enumerate(batches):
-        batch = pa.RecordBatch.from_arrays(list(columns) if isinstance(columns, tuple) else [columns], names=list(names))
+    for index, batch in enumerate(batches):
+        columns = list(batch) if isinstance(batch, tuple) else [batch]
         if current is None:  # once per partition
-            current = scorer(model, sha256, label, batch.schema, requested, nulls)
-        outputs = current.score(batch, index, offset).columns[len(names) :]
-        offset += batch.num_rows
-        yield pa.StructArray.from_arrays(outputs, names=list(fields)) if fields else outputs[0]
+            schema = pa.schema([pa.field(name, column.type) for name, column in zip(names, columns, strict=True)])
+            current = scorer(model, sha256, label, schema, requested, nulls)
+        outputs = current.score_columns(columns, index, offset)
+        offset += len(columns[0])
+        yield outputs if struct else outputs.field(0)

@@ -1,0 +1,133 @@
+"""How a script is read: which statements are the host engine's own SQL, and in which dialect to parse the rest.
+
+The rule, decided from tokens, never from substrings:
+- A statement with no PREDICT(, DECLARE @, DESCRIBE MODEL, @variable, stored PREDICT view name
+  or T-SQL-only form is the host's own SQL and runs exactly as written (`tree` is None).
+- A statement with a T-SQL-only form (`#temp`, `TOP n`, `[bracketed]` table names, a `dbo.`
+  prefix) is read as T-SQL; any other is read as the host's SQL plus PREDICT, and as T-SQL only
+  when the host's grammar cannot read it (`VARBINARY(MAX)` in a CAST, `SELECT … INTO`, …).
+- `dialect=` overrides: "tsql" reads every statement as T-SQL; the host's name never falls back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+
+from sqlglot import exp
+from sqlglot.errors import TokenError
+from sqlglot.tokens import Token, TokenType
+
+from predictsql.engine.errors import BindError, SQLSyntaxError
+from predictsql.sql.dialect import DIALECTS, NAME_TOKENS, PredictTable, parse
+
+TSQL = "tsql"
+HOSTS = ("duckdb", "spark")
+_TABLE_KEYWORDS = (TokenType.FROM, TokenType.JOIN, TokenType.INTO, TokenType.TABLE, TokenType.UPDATE, TokenType.DOT)
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One statement of a script: its text, its tree (None: the host's own SQL, run as written) and its reading."""
+
+    text: str
+    tree: exp.Expr | None
+    reading: str  # "duckdb", "spark", "tsql", or "host" for SQL run as written
+
+
+def read(script: str, host: str, dialect: str | None = None, views: Collection[str] = ()) -> list[Statement]:
+    """The statements of `script` as the engine `host` will run them; `views` are the stored PREDICT view names."""
+    if dialect not in (None, host, TSQL):
+        raise BindError(f"dialect = {dialect!r} is not one predictsql reads on {host}: use {host!r}, 'tsql' or None (the default: {host} SQL, T-SQL where only T-SQL reads a statement)")
+    splitter = TSQL if dialect == TSQL else host
+    try:
+        tokens = _tokens(script, splitter)
+    except TokenError:
+        if dialect is not None:
+            raise
+        splitter, tokens = TSQL, _tokens(script, TSQL)
+    names = {v.lower() for v in views}
+    statements: list[Statement] = []
+    for chunk in _split(tokens):
+        text = script[chunk[0].start : chunk[-1].end + 1]
+        offset = script.count("\n", 0, chunk[0].start)
+        if dialect == TSQL or (splitter == TSQL and dialect is None) or (dialect is None and _tsql_only(chunk)):
+            read_as = [Statement(text, tree, TSQL) for tree in parse(text, TSQL, offset)]
+        elif not _needs_predictsql(chunk, names):
+            read_as = [Statement(text, None, "host")]
+        else:
+            read_as = [Statement(text, tree, reading) for tree, reading in _parse_host(text, host, dialect, offset)]
+        for statement in read_as:
+            _track_views(statement.tree, names)
+        statements += read_as
+    return statements
+
+
+def _track_views(tree: exp.Expr | None, names: set[str]) -> None:
+    """A view of PREDICT that a statement creates is read as one by the statements after it (and no more once dropped)."""
+    kind = str(tree.args.get("kind", "")).upper() if tree is not None else ""
+    if isinstance(tree, exp.Create) and kind == "VIEW":
+        reads_predict = tree.find(PredictTable) is not None or any(t.name.lower() in names for t in tree.expression.find_all(exp.Table))
+        (names.add if reads_predict else names.discard)(tree.this.name.lower())
+    elif isinstance(tree, exp.Drop) and kind == "VIEW":
+        names.difference_update(t.name.lower() for t in tree.args.get("tables") or [])
+
+
+def _parse_host(text: str, host: str, dialect: str | None, offset: int) -> list[tuple[exp.Expr, str]]:
+    """The host's reading; T-SQL's when the host cannot read the statement and no dialect was given."""
+    try:
+        return [(tree, host) for tree in parse(text, host, offset)]
+    except SQLSyntaxError as host_error:
+        if dialect is not None:
+            raise
+        try:
+            return [(tree, TSQL) for tree in parse(text, TSQL, offset)]
+        except SQLSyntaxError:
+            raise host_error from None
+
+
+def _tokens(script: str, dialect: str) -> list[Token]:
+    return DIALECTS[dialect]().tokenize(script)
+
+
+def _split(tokens: list[Token]) -> list[list[Token]]:
+    """Statements are the runs of tokens between semicolons."""
+    chunks: list[list[Token]] = [[]]
+    for token in tokens:
+        if token.token_type == TokenType.SEMICOLON:
+            chunks.append([])
+        else:
+            chunks[-1].append(token)
+    return [c for c in chunks if c]
+
+
+def _needs_predictsql(tokens: list[Token], views: set[str]) -> bool:
+    """Whether a statement uses anything of predictsql's: PREDICT(, DECLARE @, DESCRIBE MODEL, @name, a PREDICT view, dbo."""
+    for before, token, after in _neighbours(tokens):
+        word = token.text.upper()
+        if word == "PREDICT" and after is not None and after.token_type == TokenType.L_PAREN:
+            return True
+        if token.token_type == TokenType.PARAMETER and token.text == "@" and after is not None and after.token_type in NAME_TOKENS and after.start == token.end + 1:
+            return True
+        if word == "MODEL" and before is not None and before.token_type == TokenType.DESCRIBE and before is tokens[0]:
+            return True
+        if token.token_type in NAME_TOKENS and (token.text.lower() in views or (word == "DBO" and after is not None and after.token_type == TokenType.DOT)):
+            return True
+    return False
+
+
+def _tsql_only(tokens: list[Token]) -> bool:
+    """T-SQL forms no host reads: `#temp` names, `SELECT TOP n`, `[bracketed]` table names."""
+    for before, token, after in _neighbours(tokens):
+        if token.token_type == TokenType.HASH and after is not None and after.token_type in NAME_TOKENS and after.start == token.end + 1:
+            return True
+        if token.text.upper() == "TOP" and before is not None and before.token_type in (TokenType.SELECT, TokenType.DISTINCT):
+            return True
+        if token.token_type == TokenType.L_BRACKET and before is not None and before.token_type in _TABLE_KEYWORDS:
+            return True
+    return False
+
+
+def _neighbours(tokens: list[Token]) -> Iterator[tuple[Token | None, Token, Token | None]]:
+    """Each token with the one before and the one after it (None at the ends)."""
+    return zip([None, *tokens[:-1]], tokens, [*tokens[1:], None], strict=True)

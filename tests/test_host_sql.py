@@ -1,0 +1,303 @@
+"""The SQL people write: the host engine's SQL untouched, T-SQL verbatim, and scoring that sees what the statement sees.
+
+References are the engine's own result for the same SQL (without PREDICT) and scikit-learn's predictions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import predictsql
+from predictsql.engine.errors import BindError, ModelSourceError, PredictSQLError, SQLSyntaxError, TypeMismatchError
+
+from conftest import PROBA_TOLERANCE, assert_scores, duckdb_only, expected_scores, fit, not_none
+
+DUCKDB_STATEMENTS = [
+    "SELECT TIMESTAMP '2020-01-01' AS ts, 'predict' AS w, 'declare @x' AS v",
+    "SELECT CAST(-1 AS TINYINT) AS predicted",
+    "SELECT [1, 2, 3] AS l, list_transform([1, 2], lambda x: x + 1) AS t, 7 // 2 AS q, 2 ** 3 AS p, 'abc'[1] AS c, {'a': 1} AS s",
+    "SELECT id, mean_radius FROM patients QUALIFY row_number() OVER (ORDER BY mean_radius DESC) <= 3 ORDER BY id",
+    "SELECT COLUMNS('mean_r.*') FROM patients ORDER BY id LIMIT 2",
+    "SELECT * EXCLUDE (target, band) FROM patients ORDER BY id LIMIT 2",
+    "FROM patients SELECT id ORDER BY id LIMIT 3",
+    "PIVOT (SELECT target, id % 2 AS parity FROM patients) ON parity USING count(*) ORDER BY target",
+    "DESCRIBE SELECT id, mean_radius FROM patients",
+    "SUMMARIZE SELECT id FROM patients",
+    "CALL pragma_version()",
+    "SELECT @(2 - 7) AS a, @ -5.5 AS b",
+    "SELECT 'PREDICT(MODEL = x)' AS text, \"predict\" FROM (SELECT 1 AS \"predict\")",
+    "SELECT id FROM patients WHERE id < 3 ORDER BY id; SELECT 42 AS answer",
+]
+
+
+@pytest.mark.parametrize("sql", DUCKDB_STATEMENTS)
+def test_duckdb_statements_without_predict_are_duckdbs_own(con, sql: str) -> None:
+    assert not_none(con.sql(sql)).arrow() == con.duckdb.sql(sql).to_arrow_table()
+
+
+DUCKDB_EXPRESSIONS = ["[d.id, 2]", "list_transform([d.id], lambda x: x + 1)", "d.id // 2", "d.id ** 2", "'abc'[1]", "CAST(-1 AS TINYINT)", "d.id::SMALLINT", "{'a': d.id}", "TIMESTAMP '2020-01-01'"]
+
+
+def test_duckdb_syntax_keeps_its_meaning_around_predict(con, logreg, breast_cancer) -> None:
+    columns = ", ".join(f"{e} AS e{i}" for i, e in enumerate(DUCKDB_EXPRESSIONS))
+    scored = not_none(con.sql(f"SELECT d.id, {columns}, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p ORDER BY d.id", params={"m": logreg.onnx})).arrow()
+    plain = con.duckdb.sql(f"SELECT d.id, {columns} FROM patients AS d ORDER BY d.id").to_arrow_table()
+    assert scored.drop_columns(["Score"]) == plain
+    assert_scores(logreg, breast_cancer, scored["id"].to_numpy(), scored["Score"].to_numpy())
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p SELECT d.id, p.Score ORDER BY d.id",
+        "SELECT * EXCLUDE (target, band) FROM (SELECT d.*, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p) ORDER BY id",
+        "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p QUALIFY row_number() OVER (PARTITION BY d.id) = 1 ORDER BY d.id",
+    ],
+    ids=["FROM-first", "EXCLUDE", "QUALIFY"],
+)
+def test_duckdb_clauses_compose_with_predict(con, forest, breast_cancer, query: str) -> None:
+    rows = not_none(con.sql(query, params={"m": forest.onnx})).df()
+    assert_scores(forest, breast_cancer, rows.id, rows.Score)
+
+
+def test_copy_and_pivot_over_predict(con, forest, breast_cancer, tmp_path: Path) -> None:
+    """COPY writes the scored rows; PIVOT (which reads its source twice) over a model that streams elsewhere."""
+    target = tmp_path / "scores.parquet"
+    con.sql(f"COPY (SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p) TO '{target}'", params={"m": forest.onnx})
+    rows = con.duckdb.sql(f"SELECT * FROM '{target}' ORDER BY id").df()
+    assert_scores(forest, breast_cancer, rows.id, rows.Score)
+    pivot = not_none(con.sql("PIVOT (SELECT p.label, d.id % 2 AS parity FROM PREDICT(MODEL = @m, DATA = patients AS d) AS p) ON parity USING count(*)", params={"m": forest.onnx}))
+    labels = forest.estimator.predict(forest.features)
+    parity = np.arange(len(labels)) % 2
+    expected = [(label, int(((labels == label) & (parity == 0)).sum()), int(((labels == label) & (parity == 1)).sum())) for label in (0, 1)]
+    assert sorted(pivot.fetchall()) == expected
+
+
+# --- T-SQL pasted from Microsoft's docs runs as written ---
+
+
+def test_tsql_brackets_top_and_real(con, logreg, breast_cancer) -> None:
+    rows = not_none(con.sql(
+        "SELECT TOP (5) d.[id], p.[Score] FROM PREDICT(MODEL = @model, DATA = [dbo].[patients] AS d, RUNTIME = ONNX) WITH ([Score] real) AS p ORDER BY p.Score DESC",
+        params={"model": logreg.onnx},
+    )).df()
+    assert rows.Score.tolist() == sorted(rows.Score, reverse=True) and len(rows) == 5
+    np.testing.assert_allclose(rows.Score, np.sort(expected_scores(logreg))[::-1][:5], atol=PROBA_TOLERANCE)
+
+
+def test_tsql_temp_tables_select_into_and_dbo_in_declare(con, forest, breast_cancer) -> None:
+    """A #temp table made by SELECT … INTO is DATA (scored inside the statement) and the target of another SELECT … INTO."""
+    con.duckdb.execute("INSERT INTO models VALUES (2, 'forest', ?)", [forest.onnx]).fetchall()
+    rows = not_none(con.sql(
+        """
+        DECLARE @model VARBINARY(MAX) = (SELECT model FROM dbo.models WHERE id = 2);
+        SELECT * INTO #scratch FROM dbo.patients WHERE id % 2 = 0;
+        SELECT d.id, p.Score INTO #scores FROM PREDICT(MODEL = @model, DATA = #scratch AS d) WITH (Score FLOAT) AS p;
+        SELECT TOP (10) * FROM #scores ORDER BY Score DESC, id;
+        """
+    )).df()
+    assert len(rows) == 10 and (rows.id % 2 == 0).all()
+    assert_scores(forest, breast_cancer, rows.id, rows.Score)
+    assert con.duckdb.sql("SELECT count(*) FROM scores").fetchall() == [((len(breast_cancer.table) + 1) // 2,)]  # a TEMP table
+
+
+def test_data_without_an_alias_is_read_through_its_name(backend, logreg, breast_cancer) -> None:
+    backend.execute("CREATE VIEW predict_input AS SELECT * FROM patients")
+    rows = backend.sql(
+        "SELECT predict_input.id, p.Score FROM PREDICT(MODEL = @m, DATA = dbo.predict_input, RUNTIME = ONNX) WITH (Score FLOAT) AS p ORDER BY predict_input.id",
+        params={"m": logreg.onnx},
+    )
+    assert_scores(logreg, breast_cancer, rows.id, rows.Score)
+
+
+def test_decimal_literals_feed_a_float_input(backend, logreg, breast_cancer) -> None:
+    """DuckDB types 1.5 DECIMAL; it is rounded to the model's FLOAT like a DOUBLE."""
+    rows = backend.sql(
+        "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = (SELECT * EXCEPT (mean_radius), 12.5 AS mean_radius FROM patients) AS d) WITH (Score FLOAT) AS p ORDER BY d.id",
+        params={"m": logreg.onnx},
+    )
+    changed = breast_cancer.table.assign(mean_radius=12.5)
+    np.testing.assert_allclose(rows.Score, expected_scores(logreg, changed), atol=PROBA_TOLERANCE)
+
+
+def test_explain_says_how_each_statement_was_read(con, logreg) -> None:
+    explained = con.explain(
+        "SELECT 1 AS one; SELECT TOP (1) d.id, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) AS p; SELECT d.id FROM PREDICT(MODEL = @m, DATA = patients AS d) AS p",
+        params={"m": logreg.onnx},
+    )
+    assert [reading for reading, _, _ in explained.statements] == ["duckdb, as written", "tsql", "duckdb"]
+    assert con.explain("SELECT d.id FROM PREDICT(MODEL = @m, DATA = patients AS d) AS p", params={"m": logreg.onnx}).statements[0][0] == "duckdb"
+
+
+def test_dialect_option_reads_every_statement_as_told(db_path, logreg) -> None:
+    with predictsql.connect(str(db_path), dialect="tsql") as con:
+        assert not_none(con.sql("SELECT TOP 2 id FROM patients ORDER BY id")).fetchall() == [(0,), (1,)]
+    with predictsql.connect(str(db_path), dialect="duckdb") as con, pytest.raises(SQLSyntaxError, match="read as duckdb"):
+        con.sql("SELECT TOP (2) d.id FROM PREDICT(MODEL = @m, DATA = patients AS d) AS p", params={"m": logreg.onnx})
+    with pytest.raises(BindError, match="dialect = 'mysql'"):
+        predictsql.connect(str(db_path), dialect="mysql").sql("SELECT 1")
+
+
+# --- scoring sees what the statement sees, under every plan ---
+
+
+@pytest.mark.parametrize("plan", ["AUTO", "UDF", "INLINE"])
+def test_uncommitted_rows_of_the_open_transaction_are_scored(con, logreg, forest, breast_cancer, plan: str) -> None:
+    model = logreg if plan == "INLINE" else forest
+    con.duckdb.execute("BEGIN")
+    con.duckdb.execute("INSERT INTO patients SELECT * REPLACE (id + 1000 AS id) FROM patients")
+    rows = not_none(con.sql(f"SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d, PLAN = {plan}) WITH (Score FLOAT) AS p ORDER BY d.id", params={"m": model.onnx})).df()
+    con.duckdb.execute("ROLLBACK")
+    assert len(rows) == 2 * len(breast_cancer.table)
+    np.testing.assert_allclose(rows.Score, np.concatenate([expected_scores(model)] * 2), atol=PROBA_TOLERANCE)
+    if plan == "AUTO":
+        con.duckdb.execute("BEGIN")
+        (bound,) = con.explain("SELECT p.Score FROM PREDICT(MODEL = @m, DATA = patients) AS p", params={"m": forest.onnx}).statements[0][2]
+        con.duckdb.execute("ROLLBACK")
+        assert bound.kind == "UDF" and "not STREAM: a transaction is open" in bound.why
+    with pytest.raises(BindError, match="cannot stream: a transaction is open"):
+        con.duckdb.execute("BEGIN")
+        try:
+            con.sql("SELECT p.Score FROM PREDICT(MODEL = @m, DATA = patients, PLAN = STREAM) AS p", params={"m": forest.onnx})
+        finally:
+            con.duckdb.execute("ROLLBACK")
+
+
+def test_a_predict_read_twice_is_scored_for_each_read(con, forest, breast_cancer) -> None:
+    """A CTE joined to itself and a scalar subquery: relations a stream could not serve twice."""
+    rows = not_none(con.sql(
+        "WITH s AS (SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p) "
+        "SELECT a.id, a.Score, b.Score AS again, (SELECT max(Score) FROM s) AS top FROM s AS a JOIN s AS b ON a.id = b.id ORDER BY a.id",
+        params={"m": forest.onnx},
+    )).df()
+    assert_scores(forest, breast_cancer, rows.id, rows.Score)
+    np.testing.assert_array_equal(rows.Score, rows.again)
+    np.testing.assert_allclose(rows.top, expected_scores(forest).max(), atol=PROBA_TOLERANCE)
+
+
+def test_an_outer_filter_on_data_reaches_the_scoring_function(con, forest, breast_cancer) -> None:
+    """DuckDB pushes a WHERE on DATA columns below an in-query scoring function: rows it removes are never scored,
+    so a NULL input there raises nothing."""
+    data = "(SELECT * REPLACE (CASE WHEN id = 7 THEN NULL ELSE mean_texture END AS mean_texture) FROM patients)"
+    rows = not_none(con.sql(f"SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = {data} AS d, PLAN = UDF) WITH (Score FLOAT) AS p WHERE d.id <> 7 ORDER BY d.id", params={"m": forest.onnx})).df()
+    assert len(rows) == len(breast_cancer.table) - 1
+    assert_scores(forest, breast_cancer, rows.id, rows.Score)
+
+
+# --- errors are typed, never guessed ---
+
+
+def test_a_declared_variable_without_a_value_is_a_null_model(con) -> None:
+    con.sql("DECLARE @e VARBINARY(MAX);")
+    with pytest.raises(ModelSourceError, match="MODEL @e is NULL"):
+        con.sql("SELECT * FROM PREDICT(MODEL = @e, DATA = patients) AS p")
+
+
+@pytest.mark.parametrize(
+    ("sql", "error", "message"),
+    [
+        ("SELECT PREDICT(MODEL = @m, DATA = patients) FROM patients", BindError, "is a table source, not a value: write it in FROM or JOIN"),
+        ("SELECT * FROM PREDICT(MODEL = @m, DATA = patients, PLANE = STREAM) AS p", BindError, "PREDICT option PLANE is not one predictsql knows; did you mean PLAN?"),
+        ("SELECT p.Score FROM PREDICT(MODEL = @m, DATA = patients) WITH (Score INT) AS p", TypeMismatchError, r"is FLOAT and cannot be returned as INT .*CAST\(p.Score AS INT\)"),
+        ("SELECT " + "(" * 60 + "p.Score" + ")" * 60 + " FROM PREDICT(MODEL = @m, DATA = patients) WITH (Score FLOAT) AS p", SQLSyntaxError, "nests too deeply"),
+    ],
+    ids=["PREDICT as a value", "misspelled option", "lossy WITH type", "deep nesting"],
+)
+def test_bad_statements_are_predictsql_errors(backend, logreg, breast_cancer, sql: str, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        backend.sql(sql, params={"m": logreg.onnx})
+    rows = backend.sql("SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p", params={"m": logreg.onnx})
+    assert_scores(logreg, breast_cancer, rows.id, rows.Score)  # the connection is still usable
+
+
+@duckdb_only("views over PREDICT are stored in the DuckDB file")
+def test_views_over_predict_views_and_replacing_either_kind_survive_reopening(backend, db_path, logreg, breast_cancer) -> None:
+    con = backend.con
+    con.sql("CREATE VIEW scored AS SELECT d.id, p.Score FROM PREDICT(MODEL = (SELECT model FROM models WHERE id = 1), DATA = patients AS d) WITH (Score FLOAT) AS p")
+    con.sql("CREATE VIEW high AS SELECT * FROM scored WHERE Score > 0.5")
+    con.sql("CREATE VIEW plain AS SELECT id FROM patients")
+    con.sql("CREATE OR REPLACE VIEW plain AS SELECT s.id, s.Score FROM scored AS s")
+    con.sql(
+        "CREATE OR REPLACE VIEW scored AS SELECT d.id, p.Score "
+        "FROM PREDICT(MODEL = (SELECT model FROM models WHERE id = 1), DATA = (SELECT * FROM patients WHERE id < 100) AS d) WITH (Score FLOAT) AS p"
+    )
+    backend.close()
+    with predictsql.connect(str(db_path)) as reopened:
+        high = not_none(reopened.sql("SELECT * FROM high ORDER BY id")).df()
+        plain = not_none(reopened.sql("SELECT * FROM plain ORDER BY id")).df()
+        reopened.sql("CREATE OR REPLACE VIEW high AS SELECT 1 AS one")
+        assert not_none(reopened.sql("SELECT * FROM high")).fetchall() == reopened.duckdb.sql("SELECT * FROM high").fetchall() == [(1,)]
+    expected = expected_scores(logreg)[:100]
+    assert high.id.tolist() == list(np.flatnonzero(expected > 0.5))
+    assert_scores(logreg, breast_cancer, plain.id, plain.Score)
+    assert plain.id.tolist() == list(range(100))
+
+
+def test_nan_and_infinity_are_scored_alike_under_every_plan(con, dataset) -> None:
+    """NaN and inf are values, not NULLs: every plan returns what onnxruntime returns for them (NaN scores, label 0)."""
+    fitted = fit("scaler_pipeline", dataset)
+    column = fitted.features.columns[1]
+    con.duckdb.register("frame", dataset.table)
+    con.duckdb.sql("CREATE TABLE samples AS SELECT * FROM frame")
+    data = f"(SELECT * REPLACE (CASE WHEN id < 3 THEN 'NaN'::DOUBLE WHEN id = 3 THEN 'inf'::DOUBLE ELSE {column} END AS {column}) FROM samples WHERE id < 8)"
+    query = f"SELECT d.id, p.label, p.probabilities FROM PREDICT(MODEL = @m, DATA = {data} AS d, PLAN = {{plan}}) WITH (label BIGINT, probabilities FLOAT[]) AS p ORDER BY d.id"
+    results = {plan: not_none(con.sql(query.format(plan=plan), params={"m": fitted.onnx})).df() for plan in ("STREAM", "UDF", "INLINE")}
+    for plan in ("UDF", "INLINE"):
+        assert results[plan].label.tolist() == results["STREAM"].label.tolist()
+        np.testing.assert_allclose(np.stack(results[plan].probabilities), np.stack(results["STREAM"].probabilities), atol=PROBA_TOLERANCE)
+    assert np.isnan(np.stack(results["INLINE"].probabilities)[:3]).all()
+
+
+def test_every_failure_is_a_predictsql_error_or_the_engines_own(con, logreg) -> None:
+    import duckdb
+
+    with pytest.raises(duckdb.BinderException):
+        con.sql("SELECT d.nope FROM PREDICT(MODEL = @m, DATA = patients AS d) AS p", params={"m": logreg.onnx})
+    with pytest.raises(PredictSQLError):
+        con.sql("SELECT * FROM PREDICT(MODEL = @m, DATA = patients, NULLS = MAYBE) AS p", params={"m": logreg.onnx})
+
+
+# --- Spark SQL around PREDICT ---
+
+SPARK_STATEMENTS = [
+    "SELECT `id`, transform(array(1, 2), x -> x + 1) AS t, 'predict' AS w FROM patients WHERE id < 3 ORDER BY `id`",
+    "SELECT id, e FROM patients LATERAL VIEW explode(array(1, 2)) ex AS e WHERE id < 2 ORDER BY id, e",
+    "SELECT id FROM patients WHERE id < 4 DISTRIBUTE BY id SORT BY id",
+]
+
+
+@pytest.mark.parametrize("sql", SPARK_STATEMENTS)
+def test_spark_statements_without_predict_are_sparks_own(spark, breast_cancer, sql: str) -> None:
+    from predictsql.udfs import spark as ps
+
+    spark.createDataFrame(breast_cancer.table).createOrReplaceTempView("patients")
+    assert not_none(ps.sql(spark, sql)).collect() == spark.sql(sql).collect()
+
+
+def test_spark_syntax_keeps_its_meaning_around_predict(spark, forest, breast_cancer) -> None:
+    from predictsql.udfs import spark as ps
+
+    spark.createDataFrame(breast_cancer.table).createOrReplaceTempView("patients")
+    rows = not_none(ps.sql(
+        spark,
+        "SELECT `d`.`id`, transform(array(`d`.`id`), x -> x + 1) AS t, e, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p "
+        "LATERAL VIEW explode(array(1, 2)) ex AS e DISTRIBUTE BY `d`.`id`",
+        params={"m": forest.onnx},
+    )).toPandas().sort_values(["id", "e"])
+    assert rows.e.tolist() == [1, 2] * len(breast_cancer.table)
+    assert [list(t) for t in rows.t] == [[i + 1] for i in rows.id]
+    assert_scores(forest, breast_cancer, rows.id, rows.Score)
+
+
+def test_spark_analysis_errors_stay_sparks_own(spark, logreg, breast_cancer) -> None:
+    """A misspelled column over an INLINE PREDICT is Spark's AnalysisException, not a predictsql error its plan dump quotes."""
+    from pyspark.errors import AnalysisException
+
+    from predictsql.udfs import spark as ps
+
+    spark.createDataFrame(breast_cancer.table).createOrReplaceTempView("patients")
+    with pytest.raises(AnalysisException, match="nope"):
+        ps.sql(spark, "SELECT d.nope, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p", params={"m": logreg.onnx})

@@ -1,0 +1,183 @@
+"""The DuckDB side of the planner: schemas, scalar rows, scoring functions, and streams, on one connection.
+
+A UDF plan's function is a DuckDB Arrow scalar UDF returning a STRUCT, registered on the
+caller's connection for one statement: DuckDB calls it once per vector inside the query, so it
+sees the open transaction, TEMP tables and registered objects, and filters on DATA columns
+reach it as only the matching rows. A STREAM plan reads DATA on its own cursor, which sees
+none of these: `stream_blocker` says when that would change the result. Errors a function or a
+stream raises are kept as objects, so the statement's failure is raised again as itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import itertools
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from duckdb import func
+from sqlglot import exp
+
+from predictsql.engine import sessions
+from predictsql.engine.binding import OutputRequest, argument_schema, bind
+from predictsql.engine.errors import PredictSQLError
+from predictsql.engine.scoring import ScoredStream, Scorer
+from predictsql.engine.sessions import SessionOptions
+from predictsql.engine.sources import ModelSource
+from predictsql.engine.types import sql_name
+from predictsql.udfs.planner import STREAM, Bound, Planned, Settings
+
+DIALECT = "duckdb"
+
+
+class DuckDBEngine:
+    """The planner's view of one DuckDB connection, for one statement; `close` removes what it registered."""
+
+    dialect = DIALECT
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+        self.con = con
+        self.settings = settings
+        self.errors: list[BaseException] = []  # raised inside DuckDB by a scoring function or a stream
+        self._functions: list[str] = []
+        self._streams: list[ScoredStream] = []
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._registered: list[str] = []
+        self._types: dict[str, dict[str, duckdb.sqltypes.DuckDBPyType]] = {}
+        self._in_transaction: bool | None = None
+
+    def schema(self, sql: str) -> pa.Schema:
+        relation = self.con.sql(sql).limit(0)
+        self._types[sql] = dict(zip(relation.columns, relation.types, strict=True))  # a scoring function's parameter types
+        return relation.to_arrow_table().schema
+
+    def rows(self, sql: str) -> list[tuple]:
+        return self.con.sql(sql).limit(2).fetchall()
+
+    def function(self, bound: Bound) -> None:
+        assert bound.function_plan is not None
+        scorer = Scorer(bound.function_plan)
+        types = self._types[bound.data_sql]
+        parameters: list[Any] = [types[name] for name in bound.function_plan.data_schema.names]  # list[DuckDBPyType], which the stub's invariant list refuses
+        fields = ", ".join(f"{_quoted(o.field)} {sql_name(o.arrow_type)}" for o in bound.function_plan.outputs)
+        body = _Body(scorer, self.errors, len(parameters))
+        self.con.create_function(bound.name, body, parameters, f"STRUCT({fields})", type=func.ARROW, null_handling=func.SPECIAL, side_effects=False)
+        self._functions.append(bound.name)
+
+    def stream_blocker(self, bound: Bound, data: exp.Query) -> str:
+        if self._transaction_open():
+            return "a transaction is open, and a stream reads on a cursor of its own, which sees only committed rows"
+        private = self._private_names() & {t.name.lower() for t in data.find_all(exp.Table) if not t.db}
+        if private:
+            return f"DATA reads {', '.join(sorted(private))}, a TEMP table or registered object that a stream's own cursor cannot see"
+        try:
+            cursor = self.con.cursor()
+            try:
+                cursor.sql(bound.data_sql).limit(0).fetchall()
+            finally:
+                cursor.close()
+        except duckdb.Error as e:
+            return f"DATA reads something only this connection sees ({str(e).splitlines()[0]})"
+        return ""
+
+    def start(self, planned: Planned) -> None:
+        """Start the statement's streams: DATA on its own cursor, scored in order, registered under the relation's name."""
+        for b in planned.bound:
+            if b.kind != STREAM:
+                continue
+            cursor = self.con.cursor()
+            self._cursors.append(cursor)
+            stream = ScoredStream(cursor.sql(b.data_sql).to_arrow_reader(b.batch_size), Scorer(b.plan), self.settings.workers)
+            self._streams.append(stream)
+            self.con.register(b.name, stream.reader)
+            self._registered.append(b.name)
+
+    def error(self) -> BaseException | None:
+        """The first error a function or stream raised inside DuckDB (a PredictSQLError first), if any."""
+        raised = self.errors + [s.error for s in self._streams if s.error is not None]
+        return next((e for e in raised if isinstance(e, PredictSQLError)), raised[0] if raised else None)
+
+    def close(self) -> None:
+        for name in self._registered:
+            self.con.unregister(name)
+        for stream in self._streams:
+            stream.close()
+        for cursor in self._cursors:
+            cursor.close()
+        for name in self._functions:
+            self.con.remove_function(name)
+
+    def _transaction_open(self) -> bool:
+        """Inside a transaction, two statements share one transaction id; in autocommit each has its own."""
+        if self._in_transaction is None:
+            first, second = (self.con.execute("SELECT txid_current()").fetchall() for _ in range(2))
+            self._in_transaction = first == second
+        return self._in_transaction
+
+    def _private_names(self) -> set[str]:
+        """TEMP tables and views, and objects registered on the connection (DuckDB lists them as TEMP views)."""
+        rows = self.con.sql(
+            "SELECT lower(table_name) FROM duckdb_tables() WHERE temporary UNION ALL SELECT lower(view_name) FROM duckdb_views() WHERE temporary AND NOT internal"
+        ).fetchall()
+        return {name for (name,) in rows}
+
+
+class _Body:
+    """A scoring function's body: STRUCT of outputs for one vector of input columns, errors kept for the adapter."""
+
+    def __init__(self, scorer: Scorer, errors: list[BaseException], arity: int) -> None:
+        self.scorer = scorer
+        self.errors = errors
+        # DuckDB counts a function's parameters from its signature; *columns would count as one
+        self.__signature__ = inspect.Signature([inspect.Parameter(f"c{i}", inspect.Parameter.POSITIONAL_ONLY) for i in range(arity)])
+        self._batches = itertools.count()
+        self._rows = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, *columns: Any) -> pa.StructArray:
+        with self._lock:
+            index, offset = next(self._batches), self._rows
+            self._rows += len(columns[0])
+        try:
+            return self.scorer.score_columns(columns, index, offset)
+        except BaseException as e:
+            self.errors.append(e)
+            raise
+
+
+
+def register(con: duckdb.DuckDBPyConnection, name: str, source: ModelSource, outputs: Sequence[str] | None, options: SessionOptions) -> None:
+    """Make `name(arg, ...)` callable from any DuckDB SQL on `con`: arguments bind by position to the model's inputs
+    (argument_schema), one output returns a scalar, several a STRUCT; registering a name again replaces it."""
+    model = sessions.load(source, options)
+    # FLOAT inputs take DOUBLE arguments: DuckDB widens any number to DOUBLE implicitly, never to FLOAT
+    arguments = pa.schema([pa.field(f.name, pa.float64() if f.type == pa.float32() else f.type) for f in argument_schema(model)])
+    plan = bind(arguments, model, [OutputRequest(o) for o in outputs] if outputs else None)
+    body = _Body(Scorer(plan), [], len(plan.data_schema))
+    function: Callable[..., pa.Array] = body
+    returns = f"STRUCT({', '.join(f'{_quoted(o.field)} {sql_name(o.arrow_type)}' for o in plan.outputs)})"
+    if len(plan.outputs) == 1:
+        returns = sql_name(plan.outputs[0].arrow_type)
+        function = _first_field(body)
+    with contextlib.suppress(duckdb.InvalidInputException):  # not registered yet
+        con.remove_function(name)
+    parameters: list[Any] = [sql_name(f.type) for f in plan.data_schema]
+    con.create_function(name, function, parameters, returns, type=func.ARROW, null_handling=func.SPECIAL, side_effects=False)
+
+
+def _first_field(body: _Body) -> Callable[..., pa.Array]:
+    """A scalar function over a one-output body: the STRUCT's only field."""
+
+    def scalar(*columns: Any) -> pa.Array:
+        return body(*columns).field(0)
+
+    scalar.__signature__ = body.__signature__  # type: ignore[attr-defined]
+    return scalar
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

@@ -1,0 +1,202 @@
+"""The one planner, for every engine: bind each PREDICT of a statement, pick its plan, rewrite the statement.
+
+    tree ──find_predicts──► PredictCall ──model, DATA schema──► ScoringPlan ──choose──► INLINE | UDF | STREAM
+         ◄──────────────── rewrite (sql/rewrite.py) ◄──────── Relation ◄─────────────┘
+
+An engine adapter (udfs/duckdb_engine.py, udfs/spark.py) gives the planner five things: its
+dialect, a query's Arrow schema, a scalar subquery's rows, a scoring function registered under
+a name, and whether a stream would see what the statement sees. Binding reads no DATA row.
+
+- INLINE: the model as SQL expressions (udfs/inline.py); the engine computes it.
+- UDF: a registered scoring function inside the statement, over the model's input columns,
+  returning a STRUCT of the outputs; it sees the statement's transaction, TEMP tables and
+  registered objects, and the engine pushes filters on DATA columns below it.
+- STREAM (DuckDB): DATA read on its own cursor and scored by several workers in order, the
+  stream registered as a relation; only where a stream sees what the statement sees.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+import pyarrow as pa
+from sqlglot import exp
+
+from predictsql.engine import sessions
+from predictsql.engine.binding import OutputRequest, ScoringPlan, bind
+from predictsql.engine.errors import BindError, PredictSQLError, as_text
+from predictsql.engine.sources import Lookup, ModelSource, Resolver
+from predictsql.sql.bind import find_predicts
+from predictsql.sql.dialect import to_sql
+from predictsql.sql.plan import PredictCall, Relation, in_place
+from predictsql.sql.rewrite import function_relation, inline_variables, rewrite
+from predictsql.udfs import inline, script
+
+INLINE, UDF, STREAM, AUTO = "INLINE", "UDF", "STREAM", "AUTO"
+E = TypeVar("E", bound=exp.Expr)
+PLANS = (AUTO, INLINE, UDF, STREAM)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every statement of a connection plans with."""
+
+    batch_size: int
+    workers: int
+    session_options: sessions.SessionOptions
+    lookups: Mapping[str, Lookup]  # URI scheme → registry (MLflow, the catalog)
+
+
+@dataclass
+class Bound:
+    """A PREDICT ready to run: its name, model, DATA query, scoring plan, the plan picked and why, and inner PREDICTs."""
+
+    name: str
+    source: ModelSource
+    data_sql: str  # in the engine's SQL: inner PREDICTs replaced, variables inlined
+    plan: ScoringPlan
+    kind: str  # INLINE, UDF or STREAM
+    why: str  # why this plan (and not INLINE)
+    batch_size: int
+    inner: list[Bound]
+    requested: list[OutputRequest] | None = None  # the WITH columns (None: every output)
+    query: exp.Query | None = None  # the relation's SQL (INLINE, UDF); None for STREAM
+    function_plan: ScoringPlan | None = None  # UDF: the plan its function runs, bound to the input columns alone
+
+    @property
+    def relation(self) -> Relation:
+        return script.relation(self.name, self.plan, self.query)
+
+    def describe(self, depth: int = 0) -> list[str]:
+        pad = "  " * depth
+        extra = f", batch {self.batch_size}" if self.kind == STREAM else ""
+        lines = [f"{pad}{self.name}: {self.kind} {self.plan.model.display}{extra} ({self.why})", f"{pad}  DATA: {self.data_sql}"]
+        lines += [f"{pad}  {line}" for line in self.plan.describe()]
+        for b in self.inner:
+            lines += b.describe(depth + 1)
+        return lines
+
+
+def input_schema(plan: ScoringPlan) -> pa.Schema:
+    """The DATA columns the model reads, in DATA order: a scoring function's arguments."""
+    return pa.schema([plan.data_schema.field(i) for i in sorted({i for feed in plan.inputs for i in feed.columns})])
+
+
+class Engine(Protocol):
+    """What an engine adapter does for the planner."""
+
+    dialect: str
+
+    def schema(self, sql: str) -> pa.Schema:
+        """The Arrow schema of a query, reading no row."""
+
+    def rows(self, sql: str) -> list[tuple]:
+        """At most two rows of a query (a scalar subquery)."""
+
+    def function(self, bound: Bound) -> None:
+        """Register `bound.name` as the scoring function of a UDF plan, for this statement."""
+
+    def stream_blocker(self, bound: Bound, data: exp.Query) -> str:
+        """Why a stream of DATA would not see what the statement sees (or the engine has no stream), else ''."""
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A statement as the engine runs it, and its bound PREDICTs."""
+
+    sql: str
+    bound: list[Bound]
+
+
+class Planner:
+    """Binds and rewrites one statement against an engine; one per statement, so a URI names one version throughout."""
+
+    def __init__(self, engine: Engine, variables: Mapping[str, object], settings: Settings) -> None:
+        self.engine = engine
+        self.variables = variables
+        self.settings = settings
+        self.resolve = Resolver(settings.lookups)
+        self._prefix = f"__predictsql_{uuid.uuid4().hex[:8]}"
+        self._count = 0
+        self._failures: dict[str, PredictSQLError] = {}
+
+    def plan(self, tree: exp.Expr) -> Planned:
+        """The statement's engine SQL and its bound PREDICTs (inner ones inside)."""
+        try:
+            target, bound = self._rewrite(tree, nested=False)
+            return Planned(target.sql(dialect=self.engine.dialect), bound)
+        except RecursionError:
+            raise BindError("the statement nests too deeply to plan: flatten its subqueries") from None
+
+    def run_query(self, query: exp.Query) -> list[tuple]:
+        """A scalar subquery's rows (MODEL = (SELECT ...), DECLARE @m = (SELECT ...))."""
+        return self.engine.rows(inline_variables(query.copy(), self.variables).sql(dialect=self.engine.dialect))
+
+    def fail(self, error: PredictSQLError) -> str:
+        """The text an engine's error() call carries for `error`: a key this statement alone knows, then the message."""
+        key = f"{self._prefix}_e{len(self._failures)}"
+        self._failures[key] = error
+        return f"{key} {as_text(error)}"
+
+    def error(self, text: str) -> PredictSQLError | None:
+        """The predictsql error an engine error's text carries from this statement's INLINE SQL (by its key), else None."""
+        return next((e for key, e in self._failures.items() if key in text), None)
+
+    def _rewrite(self, tree: E, nested: bool) -> tuple[E, list[Bound]]:
+        calls = find_predicts(tree)
+        bound = [self._bind(call, nested) for call in calls]
+        return rewrite(tree, [b.relation for b in bound], self.variables), bound
+
+    def _bind(self, call: PredictCall, nested: bool) -> Bound:
+        source = script.model_source(call, self.variables, self.run_query, self.resolve)
+        model = sessions.load(source, self.settings.session_options)
+        data, inner = self._rewrite(call.data, nested=True)
+        data_sql = data.sql(dialect=self.engine.dialect)
+        try:
+            schema = self.engine.schema(data_sql)
+        except PredictSQLError:
+            raise
+        except Exception as e:  # the engine's own error type
+            raise BindError(f"PREDICT DATA {to_sql(call.data, self.engine.dialect)} ({call.label}) fails: {_first_lines(str(e))}") from e
+        plan = script.scoring_plan(call, schema, model)
+        self._count += 1
+        bound = Bound(f"{self._prefix}_{self._count}", source, data_sql, plan, UDF, "", script.batch_size(call, self.settings.batch_size), inner, script.requested(call))
+        self._choose(call, bound, data, nested)
+        if bound.kind == UDF:
+            bound.function_plan = function_plan = bind(input_schema(plan), model, bound.requested, plan.nulls)
+            self.engine.function(bound)
+            fields = [(f.field, o.field) for f, o in zip(function_plan.outputs, plan.outputs, strict=True)]
+            bound.query = function_relation(in_place(data, call), bound.name, function_plan.data_schema.names, plan.data_schema.names, fields)
+        return bound
+
+    def _choose(self, call: PredictCall, bound: Bound, data: exp.Query, nested: bool) -> None:
+        """INLINE when the model has an SQL form, else STREAM where a stream is correct, else UDF; PLAN = … forces one."""
+        choice = call.options.get("PLAN", AUTO)
+        if choice not in PLANS:
+            raise BindError(f"PREDICT PLAN = {choice} ({call.label}) is not a plan; use PLAN = {', '.join(PLANS)}")
+        if choice in (AUTO, INLINE):
+            query, why = inline.inline_query(call, data, bound.plan, self.engine.dialect, self.fail, forced=choice == INLINE)
+            if query is not None:
+                bound.kind, bound.why, bound.query = INLINE, "the model has an SQL form", query
+                return
+            bound.why = f"not INLINE: {why}"
+        if choice in (AUTO, STREAM):
+            blocker = "it is inside another PREDICT's DATA" if nested else call.rereads or self.engine.stream_blocker(bound, data)
+            if not blocker:
+                bound.kind = STREAM
+                bound.why = "PLAN = STREAM" if choice == STREAM else f"{bound.why}; a stream of DATA sees what the statement sees"
+                return
+            if choice == STREAM:
+                raise BindError(f"PREDICT PLAN = STREAM ({call.label}) cannot stream: {blocker}; use PLAN = UDF or AUTO")
+            bound.why = f"{bound.why}; not STREAM: {blocker}"
+        else:
+            bound.why = "PLAN = UDF"
+
+
+def _first_lines(message: str) -> str:
+    """An engine error's headline and its did-you-mean, without the query echo or plan dump that follow."""
+    lines = message.strip().splitlines() or [""]
+    return " ".join([lines[0], *(line for line in lines[1:2] if line.lower().startswith("did you mean"))])
