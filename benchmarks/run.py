@@ -7,8 +7,9 @@ Speed: LogisticRegression and RandomForest (100 trees) on N rows of 10 FLOAT col
 into an aggregate (so result transfer is not measured). "limit" is raw onnxruntime on a
 preloaded float32 numpy array (all cores; its idle threads do not spin); each number is the best of --repeat interleaved
 rounds after one untimed warm-up round of every path. PREDICT
-runs with its default plan (INLINE for the linear model, STREAM for the forest) and, where
-that inlines, with PLAN = STREAM too.
+runs with its default plan (INLINE for the linear model, STREAM for the forest: the table is
+committed and read once) and with every other plan: UDF (an Arrow scalar UDF inside DuckDB's
+query), and STREAM for the linear model.
 Spark (--spark): the same models on local[2] over the same rows (cached in Spark first):
 predictsql PREDICT, a hand-written pandas_udf with a cached session, and
 mlflow.pyfunc.spark_udf on the same ONNX model logged to a sqlite-backed MLflow store.
@@ -17,7 +18,7 @@ uses, at two Arrow batch sizes, mapInArrow and arrow_udtf), on the 10 columns an
 DATA columns the model does not read; they run in interleaved rounds, best round kept, next
 to the CPU seconds of the whole process tree (driver, JVM, Python workers), which a noisy
 neighbour inflates less than wall time.
-Memory: peak RSS of a fresh process that sums PREDICT scores over M rows (INLINE and STREAM),
+Memory: peak RSS of a fresh process that sums PREDICT scores over M rows (INLINE, STREAM, UDF),
 next to the same query without PREDICT; the difference is what scoring costs.
 """
 
@@ -30,12 +31,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+    from pyspark.sql.udtf import UserDefinedTableFunction
+
+    import predictsql
 
 FEATURES = [f"x{i}" for i in range(10)]
 LIMIT = "raw onnxruntime, preloaded numpy (limit)"
@@ -98,10 +106,10 @@ def speed(rows: int, repeat: int) -> list[tuple[str, str, float, float]]:
         matrix = np.column_stack([preloaded[c] for c in FEATURES]).astype(np.float32)
         for name, (estimator, onnx_bytes) in models.items():
             session = limit_session(onnx_bytes)
-            runs = {LIMIT: partial(session.run, ["Score"], {"X": matrix})}
-            for plan, label in plans(onnx_bytes):
-                runs[f"predictsql PREDICT on DuckDB, {label}"] = partial(lambda q: con.sql(q, params={"m": onnx_bytes}).fetchall(), QUERY.format(plan=plan))
-            runs["DuckDB → pandas → scikit-learn"] = lambda: estimator.predict_proba(con.duckdb.sql("SELECT * FROM bench").df())[:, 1].sum()
+            runs: dict[str, Callable[[], object]] = {LIMIT: partial(session.run, ["Score"], {"X": matrix})}
+            for plan, label in plans(onnx_bytes, "duckdb"):
+                runs[f"predictsql PREDICT on DuckDB, {label}"] = partial(duckdb_rows, con, QUERY.format(plan=plan), onnx_bytes)
+            runs["DuckDB → pandas → scikit-learn"] = partial(lambda est: est.predict_proba(con.duckdb.sql("SELECT * FROM bench").df())[:, 1].sum(), estimator)
             timings = fastest(runs, repeat)
             limit = timings[LIMIT]
             results += [(name, label, rows / seconds, limit / seconds) for label, seconds in timings.items()]
@@ -111,28 +119,47 @@ def speed(rows: int, repeat: int) -> list[tuple[str, str, float, float]]:
 QUERY = "SELECT sum(p.Score) FROM PREDICT(MODEL = @m, DATA = bench AS d, PLAN = {plan}) WITH (Score FLOAT) AS p"
 
 
-def plans(onnx_bytes: bytes) -> list[tuple[str, str]]:
-    """(PLAN option, label) to measure: the default, and STREAM too when the default inlines."""
+def duckdb_rows(con: predictsql.Connection, query: str, onnx_bytes: bytes) -> list[tuple]:
+    """The rows of a PREDICT query with the model as @m."""
+    result = con.sql(query, params={"m": onnx_bytes})
+    assert result is not None  # a query returns rows
+    return result.fetchall()
+
+
+def spark_rows(spark: SparkSession, query: str, onnx_bytes: bytes) -> list[Any]:
+    """The rows of a PREDICT query with the model as @m, on Spark."""
+    from predictsql.udfs import spark as ps
+
+    frame = ps.sql(spark, query, params={"m": onnx_bytes})
+    assert frame is not None  # a query returns a DataFrame
+    return frame.collect()
+
+
+def plans(onnx_bytes: bytes, engine: str) -> list[tuple[str, str]]:
+    """(PLAN option, label) to measure: the default (AUTO), then every other plan the engine has for the model."""
     from predictsql.engine import sessions
     from predictsql.engine.sources import resolve
 
-    if sessions.load(resolve(onnx_bytes, "bench")).inline is None:
-        return [("AUTO", "STREAM plan (default)")]
-    return [("AUTO", "INLINE plan (default)"), ("STREAM", "PLAN = STREAM")]
+    scoring = ("STREAM", "UDF") if engine == "duckdb" else ("UDF",)  # AUTO's choice first: a committed table streams on DuckDB
+    default, *others = ("INLINE", *scoring) if sessions.load(resolve(onnx_bytes, "bench")).inline is not None else scoring
+    return [("AUTO", f"{default} plan (default)")] + [(plan, f"PLAN = {plan}") for plan in others]
 
 
 MEMORY_CHILD = """
 import resource, sys, predictsql
 con = predictsql.connect(sys.argv[1], read_only=True)
 predict = "SELECT sum(p.Score) FROM PREDICT(MODEL = (SELECT model FROM models), DATA = bench AS d, PLAN = {}) WITH (Score FLOAT) AS p"
-query = {"plain": "SELECT sum(x0) FROM bench", "INLINE": predict.format("INLINE"), "STREAM": predict.format("STREAM")}[sys.argv[2]]
+query = "SELECT sum(x0) FROM bench" if sys.argv[2] == "plain" else predict.format(sys.argv[2])
 con.sql(query).fetchall()
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 """
 
 
+MEMORY_PLANS = ("INLINE", "STREAM", "UDF")
+
+
 def memory(rows: int) -> list[int]:
-    """Peak RSS (MB) of the plain aggregate and of the PREDICT aggregate (INLINE, STREAM) over `rows` rows."""
+    """Peak RSS (MB) of the plain aggregate and of the PREDICT aggregate (INLINE, STREAM, UDF) over `rows` rows."""
     import predictsql
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -142,7 +169,7 @@ def memory(rows: int) -> list[int]:
             _, onnx_bytes = train(con)["LogisticRegression"]
             con.duckdb.sql("CREATE TABLE models (model BLOB)")
             con.duckdb.execute("INSERT INTO models VALUES (?)", [onnx_bytes]).fetchall()
-        return [int(subprocess.run([sys.executable, "-c", MEMORY_CHILD, path, kind], check=True, capture_output=True, text=True).stdout) for kind in ("plain", "INLINE", "STREAM")]
+        return [int(subprocess.run([sys.executable, "-c", MEMORY_CHILD, path, kind], check=True, capture_output=True, text=True).stdout) for kind in ("plain", *MEMORY_PLANS)]
 
 
 def score_only(onnx_bytes: bytes) -> bytes:
@@ -156,7 +183,7 @@ def score_only(onnx_bytes: bytes) -> bytes:
     return model.SerializeToString()
 
 
-_SESSIONS: dict = {}
+_SESSIONS: dict[bytes, Any] = {}
 
 
 def cached_session(onnx_bytes: bytes):
@@ -166,6 +193,18 @@ def cached_session(onnx_bytes: bytes):
     if onnx_bytes not in _SESSIONS:
         _SESSIONS[onnx_bytes] = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     return _SESSIONS[onnx_bytes]
+
+
+def hand_written_udf(onnx_bytes: bytes) -> Any:
+    """The pandas_udf baseline: Score of a struct of the feature columns, from the per-worker cached session."""
+    from pyspark.sql.functions import pandas_udf
+
+    @pandas_udf("float")  # type: ignore[call-overload]  # pyspark's stubs lack the form that reads the type hints
+    def by_hand(frame: pd.DataFrame) -> pd.Series:
+        X = frame.to_numpy(np.float32)
+        return pd.Series(cached_session(onnx_bytes).run(["Score"], {"X": X})[0])
+
+    return by_hand
 
 
 def cpu_seconds() -> float:
@@ -209,20 +248,20 @@ def spark_alternatives(spark, frames: dict, onnx_bytes: bytes, limit: float, row
     from predictsql.udfs import spark as ps
 
     model, sha256 = spark.sparkContext.broadcast(onnx_bytes), hashlib.sha256(onnx_bytes).hexdigest()
-    query = "SELECT sum(p.Score) FROM PREDICT(MODEL = @m, DATA = {} AS d, PLAN = STREAM) WITH (Score FLOAT) AS p"
+    query = "SELECT sum(p.Score) FROM PREDICT(MODEL = @m, DATA = {} AS d, PLAN = UDF) WITH (Score FLOAT) AS p"
     runs = {}
     for data, frame in frames.items():
         schema = StructType([*frame.schema.fields, StructField("Score", FloatType())])
         for batch in (10_000, 65_536):
-            runs[(data, f"predictsql PREDICT (Arrow UDF), {batch:,}-row batches")] = (batch, partial(lambda q: ps.sql(spark, q, params={"m": onnx_bytes}).collect(), query.format(data)))
+            runs[(data, f"predictsql PREDICT (Arrow UDF), {batch:,}-row batches")] = (batch, partial(spark_rows, spark, query.format(data), onnx_bytes))
         runs[(data, "mapInArrow, 10,000-row batches")] = (10_000, partial(lambda f, s: f.mapInArrow(partial(map_in_arrow, model, sha256), s).agg({"Score": "sum"}).collect(), frame, schema))
 
-        @arrow_udtf(returnType=schema)
         class Scored:
             def eval(self, batch: pa.RecordBatch):
                 yield pa.table(next(map_in_arrow(model, sha256, iter([batch]))))
 
-        spark.udtf.register(f"scored_{data}", Scored)
+        # given the class, arrow_udtf returns the UDTF (its annotation also admits the decorator it returns without one)
+        spark.udtf.register(f"scored_{data}", cast("UserDefinedTableFunction", arrow_udtf(Scored, returnType=schema)))
         runs[(data, "arrow_udtf over TABLE(DATA), 10,000-row batches")] = (10_000, partial(lambda q: spark.sql(q).collect(), f"SELECT sum(Score) FROM scored_{data}(TABLE({data}))"))
     best: dict[tuple[str, str], tuple[float, float]] = {}
     session_batch = spark.conf.get(ps.ARROW_BATCH_ROWS)
@@ -239,7 +278,7 @@ def spark_alternatives(spark, frames: dict, onnx_bytes: bytes, limit: float, row
 
 def spark_speed(rows: int, repeat: int, alternatives: bool = False) -> tuple[list[tuple[str, str, float, float, float]], list[tuple[str, str, str, float, float, float]]]:
     import mlflow
-    from pyspark.sql.functions import pandas_udf, struct
+    from pyspark.sql.functions import struct
 
     import predictsql
     from predictsql.udfs import spark as ps
@@ -272,22 +311,18 @@ def spark_speed(rows: int, repeat: int, alternatives: bool = False) -> tuple[lis
         for name, (_, onnx_bytes) in models.items():
             single = score_only(onnx_bytes)
             session = limit_session(onnx_bytes)
-
-            @pandas_udf("float")
-            def by_hand(frame: pd.DataFrame) -> pd.Series:
-                X = frame.to_numpy(np.float32)
-                return pd.Series(cached_session(single).run(["Score"], {"X": X})[0])
+            by_hand = hand_written_udf(single)
 
             with mlflow.start_run():
                 import onnx
 
                 info = mlflow.onnx.log_model(onnx.load_from_string(single), name="model")
             logged = mlflow.pyfunc.spark_udf(spark, info.model_uri, result_type="float", env_manager="local")
-            runs = {LIMIT: partial(session.run, ["Score"], {"X": matrix})}
-            for plan, label in plans(onnx_bytes):
-                runs[f"predictsql PREDICT on Spark, {label}"] = partial(lambda q: ps.sql(spark, q, params={"m": onnx_bytes}).collect(), QUERY.format(plan=plan))
-            runs["hand-written pandas_udf, cached session"] = lambda: bench.select(by_hand(struct(*args)).alias("s")).agg({"s": "sum"}).collect()
-            runs["mlflow.pyfunc.spark_udf"] = lambda: bench.select(logged(*args).alias("s")).agg({"s": "sum"}).collect()
+            runs: dict[str, Callable[[], object]] = {LIMIT: partial(session.run, ["Score"], {"X": matrix})}
+            for plan, label in plans(onnx_bytes, "spark"):
+                runs[f"predictsql PREDICT on Spark, {label}"] = partial(spark_rows, spark, QUERY.format(plan=plan), onnx_bytes)
+            runs["hand-written pandas_udf, cached session"] = partial(lambda udf: bench.select(udf(struct(*args)).alias("s")).agg({"s": "sum"}).collect(), by_hand)
+            runs["mlflow.pyfunc.spark_udf"] = partial(lambda udf: bench.select(udf(*args).alias("s")).agg({"s": "sum"}).collect(), logged)
             timings = fastest(runs, repeat)
             limit, mlflow_seconds = timings[LIMIT], timings["mlflow.pyfunc.spark_udf"]
             results += [(name, label, rows / seconds, limit / seconds, mlflow_seconds / seconds) for label, seconds in timings.items()]
@@ -322,9 +357,9 @@ def main() -> None:
             for model, data, path, rate, ratio, cpu in alternatives:
                 print(f"| {model} | {data} | {path} | {rate / 1e6:.2f} M | {ratio:.2f} | {cpu:.2f} |")
     if args.memory_rows:
-        plain, inlined, streamed = memory(args.memory_rows)
-        print(f"\nPeak RSS over {args.memory_rows:,} rows into an aggregate: without PREDICT {plain} MB; with PREDICT "
-              f"(LogisticRegression) INLINE {inlined} MB (+{inlined - plain}), STREAM {streamed} MB (+{streamed - plain})")
+        plain, *planned = memory(args.memory_rows)
+        each = ", ".join(f"{plan} {mb} MB (+{mb - plain})" for plan, mb in zip(MEMORY_PLANS, planned, strict=True))
+        print(f"\nPeak RSS over {args.memory_rows:,} rows into an aggregate: without PREDICT {plain} MB; with PREDICT (LogisticRegression) {each}")
 
 
 if __name__ == "__main__":
