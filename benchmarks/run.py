@@ -148,6 +148,7 @@ def plans(onnx_bytes: bytes, engine: str) -> list[tuple[str, str]]:
 MEMORY_CHILD = """
 import resource, sys, predictsql
 con = predictsql.connect(sys.argv[1], read_only=True)
+con.duckdb.sql("SET enable_progress_bar = false")  # its bar would print on stdout, which carries the result
 predict = "SELECT sum(p.Score) FROM PREDICT(MODEL = (SELECT model FROM models), DATA = bench AS d, PLAN = {}) WITH (Score FLOAT) AS p"
 query = "SELECT sum(x0) FROM bench" if sys.argv[2] == "plain" else predict.format(sys.argv[2])
 con.sql(query).fetchall()

@@ -7,6 +7,8 @@ The rule, decided from tokens, never from substrings:
   prefix) is read as T-SQL; any other is read as the host's SQL plus PREDICT, and as T-SQL only
   when the host's grammar cannot read it (`VARBINARY(MAX)` in a CAST, `SELECT … INTO`, …).
 - `dialect=` overrides: "tsql" reads every statement as T-SQL; the host's name never falls back.
+- A script no tokenizer can split (an unterminated string) goes to the engine as written, whose
+  own parser reports the error.
 """
 
 from __future__ import annotations
@@ -42,10 +44,13 @@ def read(script: str, host: str, dialect: str | None = None, views: Collection[s
     splitter = TSQL if dialect == TSQL else host
     try:
         tokens = _tokens(script, splitter)
-    except TokenError:
+    except SQLSyntaxError:
         if dialect is not None:
             raise
-        splitter, tokens = TSQL, _tokens(script, TSQL)
+        try:
+            splitter, tokens = TSQL, _tokens(script, TSQL)
+        except SQLSyntaxError:  # neither reads it: the engine's own parser says what is wrong
+            return [Statement(script, None, "host")]
     names = {v.lower() for v in views}
     statements: list[Statement] = []
     for chunk in _split(tokens):
@@ -87,7 +92,10 @@ def _parse_host(text: str, host: str, dialect: str | None, offset: int) -> list[
 
 
 def _tokens(script: str, dialect: str) -> list[Token]:
-    return DIALECTS[dialect]().tokenize(script)
+    try:
+        return DIALECTS[dialect]().tokenize(script)
+    except TokenError as e:
+        raise SQLSyntaxError(f"SQL syntax error (read as {dialect}): {e}") from None
 
 
 def _split(tokens: list[Token]) -> list[list[Token]]:

@@ -1,12 +1,15 @@
 """Tree → tree rules that turn a PREDICT statement into SQL the target engine runs.
 
-Each rule is a small function of (tree, context) that edits and returns the tree. The adapter
-applies map_default_schema and expand_views before binding; `rewrite` applies the rest.
+Each rule is a small function of (tree, context) that edits and returns the tree; `apply` runs an
+ordered tuple of them on a copy. Adapters apply map_default_schema and expand_views before
+binding (the statement in the engine's own names); REWRITE runs after it (the statement as the
+engine runs it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from sqlglot import exp
@@ -20,16 +23,40 @@ DEFAULT_SCHEMA_ALIASES = ("dbo",)
 MAX_VIEW_DEPTH = 16
 
 
-def map_default_schema(tree: E, schema_exists: Callable[[str], bool]) -> E:
+def _no_schema(name: str) -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the rules read: the engine's schemas and stored PREDICT views, the scored relations (in `outermost`
+    order) and the variables."""
+
+    schema_exists: Callable[[str], bool] = _no_schema
+    views: Mapping[str, exp.Expr] = field(default_factory=dict)
+    relations: Sequence[Relation] = ()
+    variables: Mapping[str, object] = field(default_factory=dict)
+
+
+def apply(rules: Sequence[Callable[[E, Context], E]], tree: E, context: Context) -> E:
+    """A copy of `tree` with each rule applied in order."""
+    tree = tree.copy()
+    for rule in rules:
+        tree = rule(tree, context)
+    return tree
+
+
+def map_default_schema(tree: E, context: Context) -> E:
     """`dbo.t` → `t` unless a schema named dbo exists: T-SQL's default schema is the engine's."""
     for table in tree.find_all(exp.Table):
-        if table.db.lower() in DEFAULT_SCHEMA_ALIASES and not table.catalog and not schema_exists(table.db):
+        if table.db.lower() in DEFAULT_SCHEMA_ALIASES and not table.catalog and not context.schema_exists(table.db):
             table.set("db", None)
     return tree
 
 
-def expand_views(tree: E, views: Mapping[str, exp.Expr]) -> E:
+def expand_views(tree: E, context: Context) -> E:
     """Replace references to stored PREDICT views by their definitions, as aliased subqueries."""
+    views = context.views
     for _ in range(MAX_VIEW_DEPTH):
         refs = [t for t in tree.find_all(exp.Table) if not t.db and isinstance(t.this, exp.Identifier) and t.name.lower() in views]
         refs = [t for t in refs if not _is_cte_name(t)]
@@ -40,14 +67,14 @@ def expand_views(tree: E, views: Mapping[str, exp.Expr]) -> E:
     raise BindError(f"PREDICT views nest more than {MAX_VIEW_DEPTH} deep; is a view defined in terms of itself?")
 
 
-def replace_predicts(tree: E, relations: Sequence[Relation]) -> E:
+def replace_predicts(tree: E, context: Context) -> E:
     """Swap each PREDICT (in `outermost` order) for its scored relation and point d.x / p.x / d.* / p.* at it.
 
     A relation with a query (INLINE, UDF) goes in as a subquery (the query itself, not a copy:
     relations are made for one rewrite), else (STREAM) as a table by name. DATA without an alias
     is read through its relation's name (`predict_input.id`), as in Microsoft's docs.
     """
-    for node, relation in zip(outermost(tree), relations, strict=True):
+    for node, relation in zip(outermost(tree), context.relations, strict=True):
         table = source_of(node)
         data = node.args["data"]
         data_alias = data.alias or (data.name if isinstance(data, exp.Table) else "")
@@ -117,8 +144,9 @@ def _is_cte_name(table: exp.Table) -> bool:
     )
 
 
-def inline_variables(tree: E, variables: Mapping[str, object]) -> E:
+def inline_variables(tree: E, context: Context) -> E:
     """Replace @name references by literals of their values."""
+    variables = context.variables
     for param in list(tree.find_all(exp.Parameter)):
         name = param.name.lower()
         if name not in variables:
@@ -139,9 +167,12 @@ def _literal(value: object) -> exp.Expr:
     return exp.Literal.string(str(value))
 
 
+REWRITE = (replace_predicts, inline_variables)
+
+
 def rewrite(tree: E, relations: Sequence[Relation], variables: Mapping[str, object]) -> E:
     """The statement as the engine will run it, on a copy: PREDICTs replaced, then variables inlined."""
-    return inline_variables(replace_predicts(tree.copy(), relations), variables)
+    return apply(REWRITE, tree, Context(relations=relations, variables=variables))
 
 
 SCORES = "__predictsql_s"  # the STRUCT column a scoring function returns, never visible to the query

@@ -178,6 +178,19 @@ def test_a_predict_read_twice_is_scored_for_each_read(con, forest, breast_cancer
     np.testing.assert_allclose(rows.top, expected_scores(forest).max(), atol=PROBA_TOLERANCE)
 
 
+def test_a_predict_in_a_correlated_subquery(con, forest, breast_cancer) -> None:
+    """A subquery over PREDICT that reads the outer row: the engine may run it once per row, so it is scored in-query."""
+    rows = not_none(con.sql(
+        "SELECT o.id, (SELECT max(p.Score) FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p WHERE d.id = o.id) AS Score "
+        "FROM patients AS o WHERE o.id < 20 ORDER BY o.id",
+        params={"m": forest.onnx},
+    )).df()
+    assert rows.id.tolist() == list(range(20))
+    assert_scores(forest, breast_cancer, rows.id, rows.Score)
+    (bound,) = con.explain("SELECT (SELECT max(p.Score) FROM PREDICT(MODEL = @m, DATA = patients AS d) AS p WHERE d.id = o.id) FROM patients AS o", params={"m": forest.onnx}).statements[0][2]
+    assert bound.kind == "UDF" and "subquery expression" in bound.why
+
+
 def test_an_outer_filter_on_data_reaches_the_scoring_function(con, forest, breast_cancer) -> None:
     """DuckDB pushes a WHERE on DATA columns below an in-query scoring function: rows it removes are never scored,
     so a NULL input there raises nothing."""
@@ -256,6 +269,8 @@ def test_every_failure_is_a_predictsql_error_or_the_engines_own(con, logreg) -> 
 
     with pytest.raises(duckdb.BinderException):
         con.sql("SELECT d.nope FROM PREDICT(MODEL = @m, DATA = patients AS d) AS p", params={"m": logreg.onnx})
+    with pytest.raises(duckdb.ParserException, match="unterminated string"):
+        con.sql("SELECT 'no end")
     with pytest.raises(PredictSQLError):
         con.sql("SELECT * FROM PREDICT(MODEL = @m, DATA = patients, NULLS = MAYBE) AS p", params={"m": logreg.onnx})
 

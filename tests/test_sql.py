@@ -12,7 +12,7 @@ from predictsql.sql.bind import find_predicts
 from predictsql.sql.dialect import parse, to_sql
 from predictsql.sql.plan import Output, Relation
 from predictsql.sql.reading import read
-from predictsql.sql.rewrite import map_default_schema, rewrite
+from predictsql.sql.rewrite import Context, apply, map_default_schema, rewrite
 
 from conftest import not_none
 
@@ -87,8 +87,8 @@ def test_predict_inside_data_belongs_to_the_outer_call() -> None:
 
 def test_dbo_maps_to_the_default_schema_unless_it_exists() -> None:
     (tree,) = parse("SELECT * FROM dbo.t JOIN sales.u ON t.id = u.id")
-    assert map_default_schema(tree.copy(), lambda s: False).sql("duckdb") == "SELECT * FROM t JOIN sales.u ON t.id = u.id"
-    assert map_default_schema(tree.copy(), lambda s: True).sql("duckdb") == "SELECT * FROM dbo.t JOIN sales.u ON t.id = u.id"
+    assert apply((map_default_schema,), tree, Context(schema_exists=lambda s: False)).sql("duckdb") == "SELECT * FROM t JOIN sales.u ON t.id = u.id"
+    assert apply((map_default_schema,), tree, Context(schema_exists=lambda s: True)).sql("duckdb") == "SELECT * FROM dbo.t JOIN sales.u ON t.id = u.id"
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ from predictsql.engine.sources import ModelSource, Resolver
 from predictsql.engine.validate import DEFAULT_MAX_MODEL_BYTES
 from predictsql.sql.dialect import PredictTable, parse, to_sql
 from predictsql.sql.reading import read
-from predictsql.sql.rewrite import expand_views, map_default_schema
+from predictsql.sql.rewrite import Context, apply, expand_views, map_default_schema
 from predictsql.udfs import script
 from predictsql.udfs.duckdb_catalog import ModelCatalog
 from predictsql.udfs.duckdb_engine import DIALECT, DuckDBEngine
@@ -146,7 +146,7 @@ class Connection:
                 script.declare(tree, variables, planner.run_query)
                 continue
             try:
-                planned = planner.plan(expand_views(tree, self._views))
+                planned = planner.plan(self._expand(tree))
             finally:
                 engine.close()
             statements.append((statement.reading, planned.sql, tuple(planned.bound)))
@@ -182,7 +182,11 @@ class Connection:
         return Result(table)
 
     def prepare(self, tree: exp.Expr) -> exp.Expr:
-        return map_default_schema(tree, self._schema_exists)
+        return apply((map_default_schema,), tree, Context(schema_exists=self._schema_exists))
+
+    def _expand(self, tree: S) -> S:
+        """A copy with the stored PREDICT views it reads expanded."""
+        return apply((expand_views,), tree, Context(views=self._views))
 
     def run(self, tree: exp.Expr, planner: Planner) -> Result | None:
         """Plan a statement, start its streams, run it; a failure inside DuckDB is raised again as the error that caused it.
@@ -196,7 +200,7 @@ class Connection:
             return None
         engine = _engine(planner)
         try:
-            planned = planner.plan(expand_views(tree, self._views))
+            planned = planner.plan(self._expand(tree))
             engine.start(planned)
             return self.execute(planned.sql)
         except duckdb.Error as e:
@@ -218,7 +222,7 @@ class Connection:
         replace = bool(statement.args.get("replace"))
         if name in self._views and not replace:
             raise BindError(f"view {name} already exists; use CREATE OR REPLACE VIEW")
-        expanded = expand_views(query.copy(), self._views)
+        expanded = self._expand(query)
         if not expanded.find(PredictTable):
             if name in self._views:
                 self.duckdb.execute(f"DELETE FROM {VIEWS_TABLE} WHERE name = ?", [name]).fetchall()

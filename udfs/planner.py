@@ -32,7 +32,7 @@ from predictsql.engine.sources import Lookup, ModelSource, Resolver
 from predictsql.sql.bind import find_predicts
 from predictsql.sql.dialect import to_sql
 from predictsql.sql.plan import PredictCall, Relation, in_place
-from predictsql.sql.rewrite import function_relation, inline_variables, rewrite
+from predictsql.sql.rewrite import Context, apply, function_relation, inline_variables, rewrite
 from predictsql.udfs import inline, script
 
 INLINE, UDF, STREAM, AUTO = "INLINE", "UDF", "STREAM", "AUTO"
@@ -133,7 +133,7 @@ class Planner:
 
     def run_query(self, query: exp.Query) -> list[tuple]:
         """A scalar subquery's rows (MODEL = (SELECT ...), DECLARE @m = (SELECT ...))."""
-        return self.engine.rows(inline_variables(query.copy(), self.variables).sql(dialect=self.engine.dialect))
+        return self.engine.rows(apply((inline_variables,), query, Context(variables=self.variables)).sql(dialect=self.engine.dialect))
 
     def fail(self, error: PredictSQLError) -> str:
         """The text an engine's error() call carries for `error`: a key this statement alone knows, then the message."""

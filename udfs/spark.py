@@ -44,7 +44,7 @@ from predictsql.engine.mlflow_registry import MlflowRegistry
 from predictsql.engine.sources import ModelSource, resolve
 from predictsql.sql.dialect import PredictTable
 from predictsql.sql.reading import read
-from predictsql.sql.rewrite import map_default_schema
+from predictsql.sql.rewrite import Context, apply, map_default_schema
 from predictsql.udfs import script, spark_cache
 from predictsql.udfs.planner import Bound, Planner, Settings, input_schema
 from predictsql.udfs.statements import run_script
@@ -101,7 +101,7 @@ class SparkRunner:
         return self.spark.createDataFrame(table)
 
     def prepare(self, tree: exp.Expr) -> exp.Expr:
-        return map_default_schema(tree, self.spark.catalog.databaseExists)
+        return apply((map_default_schema,), tree, Context(schema_exists=self.spark.catalog.databaseExists))
 
     def run(self, tree: exp.Expr, planner: Planner) -> DataFrame | None:
         if isinstance(tree, exp.Create) and str(tree.args.get("kind")).upper() == "VIEW" and tree.find(PredictTable):
