@@ -79,6 +79,11 @@ def _rereads(node: PredictTable) -> str:
     return ""
 
 
+def described_model(statement: exp.Expr) -> ModelRef:
+    """The MODEL of a DESCRIBE MODEL statement."""
+    return model_ref(statement.this)
+
+
 def model_ref(model: exp.Expr) -> ModelRef:
     """The MODEL of a PREDICT or DESCRIBE MODEL: a variable, a scalar subquery, or a 0x… / string literal."""
     label = to_sql(model)

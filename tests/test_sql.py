@@ -148,3 +148,17 @@ def test_relation_sql_goldens(engine: str) -> None:
     assert rendered.sql(dialect=engine) == expected["INLINE"][engine]
     function = function_relation(exp.select("*").from_("t"), "score_fn", ["x0", "x1"], ["id", "x0", "x1"], [("Score", "Score")])
     assert function.sql(dialect=engine) == expected["UDF"][engine]
+
+
+def test_declare_items_and_what_a_value_may_be() -> None:
+    from predictsql.sql.statements import Declared, declared
+
+    (statement,) = read("DECLARE @a VARBINARY(MAX) = (SELECT model FROM models), @b INT = 3, @c FLOAT = 2.5, @d VARCHAR = 'x', @e VARBINARY = 0x0A, @f INT = @b, @g BLOB", "duckdb")
+    assert statement.reading == "tsql"  # 0x0A is T-SQL's, not DuckDB's
+    items = declared(not_none(statement.tree))
+    assert [i.name for i in items] == list("abcdefg")
+    assert items[0].query is not None and to_sql(items[0].query) == "SELECT model FROM models"
+    assert items[1:] == [Declared("b", value=3), Declared("c", value=2.5), Declared("d", value="x"), Declared("e", value=b"\n"), Declared("f", variable="b"), Declared("g")]
+    (bad,) = parse("DECLARE @x = 1 + 2")
+    with pytest.raises(BindError, match=r"DECLARE @x = 1 \+ 2: use a literal"):
+        declared(bad)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeGuard, TypeVar
+from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -26,9 +26,10 @@ from predictsql.engine.mlflow_registry import MlflowRegistry
 from predictsql.engine.scoring import DEFAULT_BATCH_SIZE
 from predictsql.engine.sources import ModelSource, Resolver
 from predictsql.engine.validate import DEFAULT_MAX_MODEL_BYTES
-from predictsql.sql.dialect import PredictTable, parse, to_sql
+from predictsql.sql.dialect import parse, to_sql
 from predictsql.sql.reading import read
 from predictsql.sql.rewrite import Context, apply, expand_views, map_default_schema
+from predictsql.sql.statements import CREATE_VIEW, DECLARE, DROP_VIEW, identifier, kind, reads_predict, view
 from predictsql.udfs import script
 from predictsql.udfs.duckdb_catalog import ModelCatalog
 from predictsql.udfs.duckdb_engine import DIALECT, DuckDBEngine
@@ -142,7 +143,7 @@ class Connection:
             engine = self.engine()
             planner = Planner(engine, variables, self.settings)
             tree = self.prepare(statement.tree)
-            if isinstance(tree, exp.Declare):
+            if kind(tree) == DECLARE:
                 script.declare(tree, variables, planner.run_query)
                 continue
             try:
@@ -191,11 +192,11 @@ class Connection:
     def run(self, tree: exp.Expr, planner: Planner) -> Result | None:
         """Plan a statement, start its streams, run it; a failure inside DuckDB is raised again as the error that caused it.
         CREATE VIEW over PREDICT and DROP VIEW of one keep the view in the file."""
-        if _is_view(tree, exp.Create):
+        if kind(tree) == CREATE_VIEW:
             return self._create_view(tree, planner)
-        dropped = [t.name.lower() for t in tree.args.get("tables") or []] if _is_view(tree, exp.Drop) else []
+        dropped = view(tree).dropped if kind(tree) == DROP_VIEW else ()
         if dropped and all(name in self._views for name in dropped):
-            self.duckdb.execute(f"DELETE FROM {VIEWS_TABLE} WHERE list_contains(?, name)", [dropped]).fetchall()
+            self.duckdb.execute(f"DELETE FROM {VIEWS_TABLE} WHERE list_contains(?, name)", [list(dropped)]).fetchall()
             self._refresh_views()
             return None
         engine = _engine(planner)
@@ -214,28 +215,26 @@ class Connection:
     def _schema_exists(self, name: str) -> bool:
         return bool(self.duckdb.execute("SELECT 1 FROM duckdb_schemas() WHERE lower(schema_name) = lower(?) AND database_name = current_database()", [name]).fetchall())
 
-    def _create_view(self, statement: exp.Create, planner: Planner) -> Result | None:
+    def _create_view(self, statement: exp.Expr, planner: Planner) -> Result | None:
         """A view whose query reads PREDICT (itself or through another PREDICT view) is checked to bind, as T-SQL
         does at CREATE VIEW, and its definition stored in the file; any other view is DuckDB's own."""
-        name = statement.this.name.lower()
-        query = statement.expression
-        replace = bool(statement.args.get("replace"))
-        if name in self._views and not replace:
+        created = view(statement)
+        name, query = created.name, created.query
+        if name in self._views and not created.replace:
             raise BindError(f"view {name} already exists; use CREATE OR REPLACE VIEW")
-        expanded = self._expand(query)
-        if not expanded.find(PredictTable):
+        if query is None or not reads_predict(expanded := self._expand(query)):
             if name in self._views:
                 self.duckdb.execute(f"DELETE FROM {VIEWS_TABLE} WHERE name = ?", [name]).fetchall()
                 self._refresh_views()
-            return self.execute(statement.sql(dialect=DIALECT))
-        if query.find(exp.Parameter):
+            return self.execute(to_sql(statement, DIALECT))
+        if created.reads_variables:
             raise BindError(f"view {name} references @variables, which a view cannot keep: write MODEL = (SELECT model FROM ... WHERE ...) instead")
         try:
             planner.plan(expanded)
         finally:
             _engine(planner).close()
-        if replace:
-            self.duckdb.sql(f"DROP VIEW IF EXISTS {exp.to_identifier(name).sql(dialect=DIALECT)}")
+        if created.replace:
+            self.duckdb.sql(f"DROP VIEW IF EXISTS {identifier(name, DIALECT)}")
         self.duckdb.sql("CREATE SCHEMA IF NOT EXISTS predictsql")
         self.duckdb.sql(f"CREATE TABLE IF NOT EXISTS {VIEWS_TABLE} (name VARCHAR PRIMARY KEY, definition VARCHAR NOT NULL, dialect VARCHAR DEFAULT 'tsql')")
         self.duckdb.sql(f"ALTER TABLE {VIEWS_TABLE} ADD COLUMN IF NOT EXISTS dialect VARCHAR DEFAULT 'tsql'")
@@ -268,11 +267,6 @@ def _engine(planner: Planner) -> DuckDBEngine:
     if not isinstance(engine, DuckDBEngine):
         raise TypeError(f"a DuckDB statement was planned against {type(engine).__name__}")
     return engine
-
-
-def _is_view(statement: exp.Expr | None, kind: type[S]) -> TypeGuard[S]:
-    """Whether a statement is CREATE VIEW (kind exp.Create) or DROP VIEW (exp.Drop)."""
-    return isinstance(statement, kind) and str(statement.args.get("kind", "")).upper() == "VIEW"
 
 
 def connect(database: str = ":memory:", **kwargs: Any) -> Connection:

@@ -29,6 +29,7 @@ from predictsql.engine.scoring import ScoredStream, Scorer
 from predictsql.engine.sessions import SessionOptions
 from predictsql.engine.sources import ModelSource
 from predictsql.engine.types import sql_name
+from predictsql.sql.statements import tables
 from predictsql.udfs.planner import STREAM, Bound, Planned, Settings
 
 DIALECT = "duckdb"
@@ -71,7 +72,7 @@ class DuckDBEngine:
     def stream_blocker(self, bound: Bound, data: exp.Query) -> str:
         if self._transaction_open():
             return "a transaction is open, and a stream reads on a cursor of its own, which sees only committed rows"
-        private = self._private_names() & {t.name.lower() for t in data.find_all(exp.Table) if not t.db}
+        private = self._private_names() & tables(data)
         if private:
             return f"DATA reads {', '.join(sorted(private))}, a TEMP table or registered object that a stream's own cursor cannot see"
         try:

@@ -16,9 +16,9 @@ from predictsql.engine.binding import NULLS_ERROR, OutputRequest, ScoringPlan, b
 from predictsql.engine.errors import BindError, ModelSourceError
 from predictsql.engine.sessions import Model, SessionOptions
 from predictsql.engine.sources import ModelSource, Resolve
-from predictsql.sql.bind import model_ref
-from predictsql.sql.dialect import DescribeModel, to_sql
+from predictsql.sql.bind import described_model
 from predictsql.sql.plan import LITERAL, QUERY, VARIABLE, ModelRef, Output, PredictCall, Relation
+from predictsql.sql.statements import declared
 from predictsql.udfs.describe import describe
 
 RunQuery = Callable[[exp.Query], list[tuple]]
@@ -29,27 +29,17 @@ def params(values: Mapping[str, object] | None) -> dict[str, object]:
     return {k.lstrip("@").lower(): v for k, v in (values or {}).items()}
 
 
-def declared(statement: exp.Declare) -> list[str]:
-    return [variable_name(item) for item in statement.expressions]
-
-
-def variable_name(item: exp.Expr) -> str:
-    """`@model` of a DECLARE item (sqlglot keeps the parameter in a list)."""
-    target = item.this[0] if isinstance(item.this, list) else item.this
-    return target.name.lower()
-
-
-def declare(statement: exp.Declare, variables: dict[str, object], run: RunQuery) -> None:
-    """Evaluate DECLARE @name TYPE [= value | = (SELECT ...)] into `variables`."""
-    for item in statement.expressions:
-        name = variable_name(item)
-        default = item.args.get("default")
-        if default is None:
-            variables[name] = None
-        elif isinstance(default, exp.Subquery):
-            variables[name] = scalar(default.this, run, f"DECLARE @{name}")
+def declare(statement: exp.Expr, variables: dict[str, object], run: RunQuery) -> list[str]:
+    """Evaluate DECLARE @name TYPE [= value | = (SELECT ...)] into `variables`; the names declared."""
+    items = declared(statement)
+    for item in items:
+        if item.query is not None:
+            variables[item.name] = scalar(item.query, run, f"DECLARE @{item.name}")
+        elif item.variable is not None:
+            variables[item.name] = variables.get(item.variable)
         else:
-            variables[name] = _constant(default, variables, name)
+            variables[item.name] = item.value
+    return [item.name for item in items]
 
 
 def scalar(query: exp.Query, run: RunQuery, what: str) -> object:
@@ -87,9 +77,9 @@ def model_source(call: PredictCall, variables: Mapping[str, object], run: RunQue
     return resolve(model_value(call.model, variables, run), call.label)
 
 
-def describe_model(statement: DescribeModel, variables: Mapping[str, object], run: RunQuery, resolve: Resolve, options: SessionOptions) -> pa.Table:
+def describe_model(statement: exp.Expr, variables: Mapping[str, object], run: RunQuery, resolve: Resolve, options: SessionOptions) -> pa.Table:
     """The rows of DESCRIBE MODEL <model>, for any MODEL form."""
-    ref = model_ref(statement.this)
+    ref = described_model(statement)
     source = resolve(model_value(ref, variables, run), ref.label)
     return describe(sessions.load(source, options), source)
 
@@ -116,13 +106,3 @@ def batch_size(call: PredictCall, default: int) -> int:
     if not value.isdigit() or int(value) < 1:
         raise BindError(f"PREDICT BATCH_SIZE = {value} ({call.label}) must be a positive whole number")
     return int(value)
-
-
-def _constant(value: exp.Expr, variables: Mapping[str, object], name: str) -> object:
-    if isinstance(value, exp.HexString):
-        return bytes.fromhex(value.this)
-    if isinstance(value, exp.Literal):
-        return value.this if value.is_string else float(value.this) if "." in value.this else int(value.this)
-    if isinstance(value, exp.Parameter):
-        return variables.get(value.name.lower())
-    raise BindError(f"DECLARE @{name} = {to_sql(value)}: use a literal, a 0x… literal or a scalar subquery (SELECT ...)")

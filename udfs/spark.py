@@ -42,9 +42,9 @@ from predictsql.engine.binding import OutputRequest, ScoringPlan, argument_schem
 from predictsql.engine.errors import PredictSQLError, from_text
 from predictsql.engine.mlflow_registry import MlflowRegistry
 from predictsql.engine.sources import ModelSource, resolve
-from predictsql.sql.dialect import PredictTable
 from predictsql.sql.reading import read
 from predictsql.sql.rewrite import Context, apply, map_default_schema
+from predictsql.sql.statements import CREATE_VIEW, kind, reads_predict, view
 from predictsql.udfs import script, spark_cache
 from predictsql.udfs.planner import Bound, Planner, Settings, input_schema
 from predictsql.udfs.statements import run_script
@@ -104,8 +104,9 @@ class SparkRunner:
         return apply((map_default_schema,), tree, Context(schema_exists=self.spark.catalog.databaseExists))
 
     def run(self, tree: exp.Expr, planner: Planner) -> DataFrame | None:
-        if isinstance(tree, exp.Create) and str(tree.args.get("kind")).upper() == "VIEW" and tree.find(PredictTable):
-            self.spark.sql(planner.plan(tree.expression).sql).createOrReplaceTempView(tree.this.name)
+        created = view(tree) if kind(tree) == CREATE_VIEW else None
+        if created is not None and created.query is not None and reads_predict(created.query):
+            self.spark.sql(planner.plan(created.query).sql).createOrReplaceTempView(created.name)
             return None
         return self.execute(planner.plan(tree).sql)
 

@@ -13,8 +13,8 @@ from typing import Protocol, TypeVar
 import pyarrow as pa
 from sqlglot import exp
 
-from predictsql.sql.dialect import DescribeModel
 from predictsql.sql.reading import Statement
+from predictsql.sql.statements import DECLARE, DESCRIBE_MODEL, kind
 from predictsql.udfs import script
 from predictsql.udfs.planner import Engine, Planner, Settings
 
@@ -57,10 +57,9 @@ def run_statement(runner: Runner[R], statement: Statement, variables: dict[str, 
         return runner.execute(statement.text)
     planner = Planner(runner.engine(), variables, runner.settings)  # one per statement: a URI names one version throughout
     tree = runner.prepare(statement.tree)
-    if isinstance(tree, exp.Declare):
-        script.declare(tree, variables, planner.run_query)
-        persisted.update({name: variables[name] for name in script.declared(tree)})
+    if kind(tree) == DECLARE:
+        persisted.update({name: variables[name] for name in script.declare(tree, variables, planner.run_query)})
         return None
-    if isinstance(tree, DescribeModel):
+    if kind(tree) == DESCRIBE_MODEL:
         return runner.rows(script.describe_model(tree, variables, planner.run_query, planner.resolve, runner.settings.session_options))
     return runner.run(tree, planner)
