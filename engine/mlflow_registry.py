@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pyarrow as pa
 
@@ -57,8 +58,22 @@ class MlflowRegistry:
     def lookups(self) -> dict[str, Lookup]:
         return {"models": self.model_version, "runs": self.run_artifact}
 
-    def client(self) -> Any:
-        return _mlflow().MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
+    def client(self, create: bool = False) -> Any:
+        """An MlflowClient on this registry; see `check`."""
+        self.check(create)
+        ml = _mlflow()
+        with _translate(f"opening MLflow registry {self.where}"):
+            return ml.MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
+
+    def check(self, create: bool = False) -> None:
+        """MLflow creates a missing local store on first contact, and ./mlflow.db when no registry is named: so every
+        use needs a registry named explicitly, and a read (`create` False) one whose store exists."""
+        for uri in {self.tracking_uri, self.registry_uri}:
+            store = _local_store(uri)
+            if uri is None:
+                raise ModelSourceError("no MLflow registry is configured: pass registry_uri='sqlite:///path/mlflow.db' (the CLI's --registry) or set MLFLOW_TRACKING_URI")
+            if store is not None and not create and not store.exists():
+                raise ModelSourceError(f"MLflow registry {uri} does not exist (nothing at {store}): log a model to it first, or name the registry that holds the model")
 
     def model_version(self, uri: str) -> ModelSource:
         """`models:/name/3`, `models:/name@alias` or `models:/name` (latest) → that version's ONNX bytes."""
@@ -70,6 +85,7 @@ class MlflowRegistry:
 
     def run_artifact(self, uri: str) -> ModelSource:
         """`runs:/<run id>/<path>` → the ONNX bytes of the MLflow model logged there."""
+        self.check()
         return ModelSource(_download(self.tracking_uri, uri, uri), f"'{uri}'")
 
     def version(self, ref: RegistryRef) -> int:
@@ -123,7 +139,7 @@ class MlflowRegistry:
         import onnx
 
         ml = _mlflow()
-        client = self.client()
+        client = self.client(create=True)
         with _translate(f"logging model '{name}' to MLflow registry {self.where}"):
             with tempfile.TemporaryDirectory() as folder:
                 local = Path(folder) / ARTIFACT_PATH
@@ -143,7 +159,7 @@ class MlflowRegistry:
 def _download(tracking_uri: str | None, uri: str, label: str) -> bytes:
     """The self-contained ONNX bytes of the MLflow model at an artefact location or runs:/ URI (immutable, hence cached)."""
     ml = _mlflow()
-    with _translate(f"MODEL '{label}'"), tempfile.TemporaryDirectory() as folder:
+    with _translate(f"MODEL '{label}' (MLflow tracking {tracking_uri})"), tempfile.TemporaryDirectory() as folder:
         path = Path(ml.artifacts.download_artifacts(artifact_uri=uri, dst_path=folder, tracking_uri=tracking_uri))
         if not (path / "MLmodel").is_file():
             raise ModelSourceError(f"MODEL '{label}' is not an MLflow model (no MLmodel file at {uri}); {HOW_TO_LOG}")
@@ -159,11 +175,30 @@ def _download(tracking_uri: str | None, uri: str, label: str) -> bytes:
 
 @contextlib.contextmanager
 def _translate(what: str) -> Iterator[None]:
-    """MlflowException (a missing model, version or alias) as a ModelSourceError saying what was being done."""
+    """Any MLflow failure (a missing model, version or alias; an unreadable store; a failed download) as a
+    ModelSourceError saying what was being done, registry URI included."""
     try:
         yield
+    except ModelSourceError:
+        raise
     except _mlflow().exceptions.MlflowException as e:
         raise ModelSourceError(f"{what}: {e.message}") from e
+    except Exception as e:  # mlflow's stores raise their backends' own errors (SQLAlchemy, OSError, requests)
+        raise ModelSourceError(f"{what}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else e!r}") from e
+
+
+def _local_store(uri: str | None) -> Path | None:
+    """The local file or folder a tracking/registry URI stores into (None: a server, or no URI)."""
+    if uri is None:
+        return None
+    parsed = urlparse(uri)
+    if parsed.scheme == "sqlite":
+        return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    if parsed.scheme == "file":
+        return Path(parsed.path)
+    if parsed.scheme == "" or len(parsed.scheme) == 1:  # a bare path (or a Windows drive letter)
+        return Path(uri)
+    return None
 
 
 def _quoted(name: str) -> str:

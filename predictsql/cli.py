@@ -21,13 +21,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import duckdb
-import pyarrow as pa
-from sqlglot import exp
+from typing import TYPE_CHECKING
 
 from predictsql.engine.errors import PredictSQLError
-from predictsql.engine.sources import uri_scheme
+
+if TYPE_CHECKING:  # imported where a command needs them, so that --help starts at once
+    import duckdb
+    import pyarrow as pa
 
 FORMATS = ("table", "csv", "json", "parquet")
 
@@ -109,10 +109,11 @@ def _store_arguments(command: argparse.ArgumentParser) -> None:
     store.add_argument("--registry", help="the MLflow registry URI to use")
 
 
-def _connect(args: argparse.Namespace):
+def _connect(args: argparse.Namespace, create: bool = False):
+    """The database --db names (`query` creates it, as `duckdb FILE` does; other commands read an existing one)."""
     import predictsql
 
-    if args.db is not None and not Path(args.db).is_file():
+    if args.db is not None and not create and not Path(args.db).is_file():
         raise PredictSQLError(f"database file '{args.db}' does not exist")
     return predictsql.connect(args.db or ":memory:", registry_uri=getattr(args, "registry", None), dialect=getattr(args, "dialect", None))
 
@@ -121,7 +122,7 @@ def _query(args: argparse.Namespace) -> int:
     if args.format == "parquet" and args.out is None:
         raise PredictSQLError("--format parquet writes a file: add --out FILE")
     text = args.file.read_text() if args.file else args.sql
-    with _connect(args) as con, _progress(con.duckdb, args.progress_after):
+    with _connect(args, create=True) as con, _progress(con.duckdb, args.progress_after):
         result = con.sql(text)
     if result is not None:
         _write(result.arrow(), args.format, args.out)
@@ -149,11 +150,13 @@ def _register(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     if args.db:
         with _connect(args) as con:
-            table = con.models.list()
+            table = con.models.list().arrow()
         summary = (
             "name, version, aliases, size, created, left(sha256, 12) AS sha256, "
             "list_transform(inputs, lambda t: t.name || t.shape) AS inputs, list_transform(outputs, lambda t: t.name || t.shape) AS outputs"
         )
+        import duckdb
+
         _write(duckdb.connect().from_arrow(table).select(summary).to_arrow_table(), args.format, args.out)
         return 0
     from predictsql.engine.mlflow_registry import MlflowRegistry
@@ -163,11 +166,14 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _describe(args: argparse.Namespace) -> int:
+    from predictsql.engine.sources import uri_scheme
+    from predictsql.sql.statements import string_literal
+
     ref = args.ref if uri_scheme(args.ref) or Path(args.ref).is_file() else f"catalog:/{args.ref}"
     if uri_scheme(ref) == "catalog" and args.db is None:
         raise PredictSQLError(f"'{args.ref}' is a catalog model: add --db with the database file that holds it")
     with _connect(args) as con:
-        result = con.sql(f"DESCRIBE MODEL {exp.Literal.string(ref).sql()}")
+        result = con.sql(f"DESCRIBE MODEL {string_literal(ref)}")
     _write(result.arrow(), args.format, args.out)
     return 0
 
@@ -194,6 +200,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _write(table: pa.Table, fmt: str, out: Path | None) -> None:
     """Print or save rows: an aligned table (DuckDB's box renderer), CSV, a JSON array, or Parquet."""
+    import duckdb
+
+    from predictsql.sql.statements import string_literal
+
     relation = duckdb.connect().from_arrow(table)
     if fmt == "table":
         if out is not None:
@@ -211,7 +221,7 @@ def _write(table: pa.Table, fmt: str, out: Path | None) -> None:
     elif fmt == "parquet":
         relation.write_parquet(str(out))
     else:
-        relation.query("rows", f"COPY rows TO {exp.Literal.string(str(out)).sql('duckdb')} (FORMAT json, ARRAY true)")
+        relation.query("rows", f"COPY rows TO {string_literal(str(out))} (FORMAT json, ARRAY true)")
 
 
 @contextmanager

@@ -228,6 +228,11 @@ def parse(text: str, dialect: str = "duckdb", line_offset: int = 0) -> list[exp.
         raise SQLSyntaxError(f"SQL statement nests too deeply to read (read as {dialect}): flatten its parentheses or subqueries") from None
 
 
+def pretty(sql: str, dialect: str) -> str:
+    """SQL of a dialect laid out one clause or item a line, for EXPLAIN."""
+    return "\n".join(tree.sql(dialect=DIALECTS[dialect], pretty=True) for tree in parse(sql, dialect))
+
+
 def to_sql(tree: exp.Expr, dialect: str = "duckdb") -> str:
     """Print a tree, PREDICT included, in a dialect (messages, stored view definitions)."""
     return tree.sql(dialect=DIALECTS[dialect])

@@ -86,6 +86,11 @@ def tables(query: exp.Expr) -> set[str]:
     return {t.name.lower() for t in query.find_all(exp.Table) if not t.db}
 
 
+def string_literal(text: str, dialect: str = "duckdb") -> str:
+    """A string as a SQL literal, quotes escaped."""
+    return exp.Literal.string(text).sql(dialect=dialect)
+
+
 def identifier(name: str, dialect: str) -> str:
     """A name quoted as the dialect needs it."""
     return exp.to_identifier(name).sql(dialect=dialect)

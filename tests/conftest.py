@@ -231,7 +231,7 @@ def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)  # the Default experiment keeps its artefacts under the working folder of its creation
-        MlflowRegistry(uri).client().search_experiments()
+        MlflowRegistry(uri).client(create=True).search_experiments()
     return uri
 
 

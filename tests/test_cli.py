@@ -103,7 +103,7 @@ def test_models_in_mlflow(mlflow_uri: str, tmp_path: Path, logreg: Fitted) -> No
 
 
 def test_errors_are_one_line_and_non_zero(db_path: Path, tmp_path: Path) -> None:
-    missing = cli("query", "--db", str(tmp_path / "nope.duckdb"), "SELECT 1")
+    missing = cli("explain", "--db", str(tmp_path / "nope.duckdb"), "SELECT 1")
     assert missing.returncode != 0 and missing.stderr.strip() == f"predictsql: database file '{tmp_path / 'nope.duckdb'}' does not exist"
     bad = cli("query", "--db", str(db_path), "SELECT * FROM PREDICT(MODEL = (SELECT model FROM models WHERE id = 7), DATA = patients) AS p")
     assert bad.returncode == 1 and "returned no row" in bad.stderr and "Traceback" not in bad.stderr
@@ -113,3 +113,21 @@ def test_errors_are_one_line_and_non_zero(db_path: Path, tmp_path: Path) -> None
     assert no_out.returncode == 1 and no_out.stderr == "predictsql: --format parquet writes a file: add --out FILE\n"
     for usage in (cli("query"), cli("models", "list"), cli("models", "register", "churn")):
         assert usage.returncode == 2 and "usage:" in usage.stderr
+
+
+def test_query_creates_the_database_it_is_pointed_at(tmp_path: Path) -> None:
+    """As `duckdb FILE` does; explain and models still want an existing file (test_errors_are_one_line_and_non_zero)."""
+    path = tmp_path / "new.duckdb"
+    assert cli("query", "--db", str(path), "CREATE TABLE t AS SELECT 42 AS answer").returncode == 0
+    done = cli("query", "--db", str(path), "SELECT * FROM t", "--format", "csv")
+    assert (done.returncode, done.stdout) == (0, "answer\n42\n")
+
+
+def test_help_and_import_load_no_engine() -> None:
+    """`predictsql --help` and `import predictsql` import neither onnx, onnxruntime nor duckdb: they load on first use."""
+    probe = "import sys, predictsql, predictsql.cli; print(sorted({'onnx', 'onnxruntime', 'duckdb', 'pyarrow', 'sqlglot'} & set(sys.modules)))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert loaded.stdout.strip() == "[]", loaded.stderr
+    assert cli("--help").returncode == 0
+    used = subprocess.run([sys.executable, "-c", "import sys, predictsql; predictsql.connect; print('duckdb' in sys.modules)"], capture_output=True, text=True, timeout=60)
+    assert used.stdout.strip() == "True"

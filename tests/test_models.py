@@ -163,7 +163,7 @@ def test_catalog_versions_aliases_and_predict_by_name(db_path: Path, logreg: Fit
         con.models.set_alias("churn", "prod", 2)
         np.testing.assert_allclose(scores(con, "catalog:/churn@prod"), expected_scores(forest), atol=1.5e-5)
     with predictsql.connect(str(db_path), read_only=True) as reopened:  # it lives in the file
-        listed = reopened.models.list().to_pylist()
+        listed = reopened.models.list().arrow().to_pylist()
     assert [(r["name"], r["version"], r["aliases"]) for r in listed] == [("churn", 1, []), ("churn", 2, ["prod"])]
     assert listed[0]["sha256"] == hashlib.sha256(logreg.onnx).hexdigest() and listed[0]["size"] == len(logreg.onnx)
     assert [t["name"] for t in listed[0]["inputs"]] == ["X"] and listed[0]["inputs"][0]["shape"] == f"[N,{logreg.features.shape[1]}]"
@@ -181,7 +181,7 @@ def test_catalog_remove_frees_aliases_and_never_reuses_a_number(db_path: Path, l
             con.sql(SCORES.format(model="catalog:/churn/2"))
         assert con.models.register("churn", logreg.onnx) == 3
         assert con.models.remove("churn") == [1, 3]
-        assert con.models.list().num_rows == 0
+        assert len(con.models.list()) == 0
         with pytest.raises(ModelSourceError, match=r"the model catalog has no model 'churn' \(the catalog holds: nothing\)"):
             con.sql(SCORES.format(model="catalog:/churn"))
 
@@ -194,13 +194,13 @@ def test_catalog_refuses_what_is_not_onnx_and_names_it_wrongly(db_path: Path, tm
             con.models.register("churn", str(pickle))
         with pytest.raises(ModelSourceError, match="is not usable in a catalog:/ URI"):
             con.models.register("a/b", b"")
-        assert con.models.list().num_rows == 0
+        assert len(con.models.list()) == 0
 
 
 def test_catalog_imports_a_model_from_mlflow(db_path: Path, mlflow_uri: str, logged: str, logreg: Fitted) -> None:
     with predictsql.connect(str(db_path), registry_uri=mlflow_uri) as con:
         assert con.models.register("local", f"models:/{logged}@prod") == 1
-        assert con.models.list().column("sha256").to_pylist() == [hashlib.sha256(logreg.onnx).hexdigest()]
+        assert con.models.list().arrow().column("sha256").to_pylist() == [hashlib.sha256(logreg.onnx).hexdigest()]
 
 
 def test_a_file_named_like_a_uri_is_not_a_catalog_model(db_path: Path) -> None:
@@ -240,4 +240,30 @@ def test_describe_model_takes_every_model_form(con: predictsql.Connection, tmp_p
     con.sql("DECLARE @m VARBINARY(MAX) = (SELECT model FROM models WHERE id = 1)")
     names = [not_none(not_none(con.sql(f"DESCRIBE MODEL {form}")).fetchone())[1] for form in (f"'{tmp_path / 'm.onnx'}'", "'catalog:/churn@prod'", "@m")]
     assert names == ["'m.onnx'", "'catalog:/churn@prod' (version 1)", "@m"]
-    assert con.models.describe("churn@prod").column("detail").to_pylist()[-1].startswith("WITH (label BIGINT")
+    assert con.models.describe("churn@prod").arrow().column("detail").to_pylist()[-1].startswith("WITH (label BIGINT")
+
+
+def test_registry_reads_create_nothing_and_an_unnamed_registry_is_refused(tmp_path: Path, logreg: Fitted, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow would create a missing sqlite store (and its folder) on first contact, or ./mlflow.db with no URI at all."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    missing = tmp_path / "nowhere" / "m.db"
+    with predictsql.connect(registry_uri=f"sqlite:///{missing}") as con:
+        with pytest.raises(ModelSourceError, match=f"MLflow registry sqlite:///{missing} does not exist"):
+            con.sql("SELECT * FROM PREDICT(MODEL = 'models:/churn@prod', DATA = (SELECT 1 AS x)) AS p")
+    with pytest.raises(ModelSourceError, match="no MLflow registry is configured: pass registry_uri="):
+        predictsql.log_model(logreg.onnx, "churn")
+    with predictsql.connect() as con, pytest.raises(ModelSourceError, match="no MLflow registry is configured"):
+        con.sql("SELECT * FROM PREDICT(MODEL = 'runs:/abc/model', DATA = (SELECT 1 AS x)) AS p")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_an_mlflow_failure_is_a_model_source_error_naming_the_registry(tmp_path: Path, logreg: Fitted) -> None:
+    broken = tmp_path / "broken.db"
+    broken.write_bytes(b"this is not a sqlite database, though it is named like one" * 20)
+    uri = f"sqlite:///{broken}"
+    with pytest.raises(ModelSourceError, match=f"MLflow registry {uri}"):
+        predictsql.log_model(logreg.onnx, "churn", registry_uri=uri)
+    with predictsql.connect(registry_uri=uri) as con, pytest.raises(ModelSourceError, match=f"MLflow registry {uri}"):
+        con.sql("SELECT * FROM PREDICT(MODEL = 'models:/churn/1', DATA = (SELECT 1 AS x)) AS p")

@@ -1,4 +1,4 @@
-"""The README's Models and Command line examples, run as written in a fresh folder (a churn scene)."""
+"""Every README example, run as written in a fresh folder (a churn scene): Python API, Spark SQL, Models, Command line."""
 
 from __future__ import annotations
 
@@ -48,6 +48,28 @@ def scene(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("PATH", f"{BIN}:{os.environ['PATH']}")
     return {"pipeline": pipeline, "X_train": X_train, "folder": tmp_path, "customers": customers}
+
+
+def test_python_api_example(scene: dict) -> None:
+    namespace = {"pipeline": scene["pipeline"], "X_train": scene["X_train"]}
+    exec(compile(section_block("Python API", "python"), "README.md", "exec"), namespace)
+    expected = scene["pipeline"].predict_proba(scene["X_train"])[:, 1]
+    for scores in (namespace["result"].arrow().column("Score"), namespace["scored"].column("Score"), namespace["by_function"].arrow().column("s")):
+        np.testing.assert_allclose(scores.to_numpy(), expected, atol=1.5e-5)
+    assert "Score" in str(namespace["result"]) and namespace["cursor"].sql("SELECT count(*) FROM models").fetchall() == [(1,)]
+    namespace["cursor"].close()
+    namespace["con"].close()
+
+
+def test_spark_example(scene: dict, spark) -> None:
+    namespace = {"customers": scene["customers"]}
+    exec(compile(section_block("Spark SQL", "python"), "README.md", "exec"), namespace)
+    expected = scene["pipeline"].predict_proba(scene["X_train"])[:, 1]
+    likely = namespace["likely"].sort_values("id")
+    assert likely.id.tolist() == list(np.flatnonzero(expected > 0.5))
+    by_function = namespace["by_function"].sort_values("id")
+    np.testing.assert_allclose(by_function.s, expected, atol=1.5e-5)
+    spark.catalog.dropTempView("customers")
 
 
 def test_models_python_example(scene: dict) -> None:

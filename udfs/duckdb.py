@@ -11,9 +11,11 @@ managed through `con.models`); DESCRIBE MODEL shows what a model takes and gives
 
 from __future__ import annotations
 
+import copy
 import os
+import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import duckdb
@@ -21,59 +23,31 @@ import pyarrow as pa
 from sqlglot import exp
 
 from predictsql.engine import sessions
-from predictsql.engine.errors import BindError
+from predictsql.engine.errors import BindError, PredictSQLError
 from predictsql.engine.mlflow_registry import MlflowRegistry
 from predictsql.engine.scoring import DEFAULT_BATCH_SIZE
 from predictsql.engine.sources import ModelSource, Resolver
 from predictsql.engine.validate import DEFAULT_MAX_MODEL_BYTES
-from predictsql.sql.dialect import parse, to_sql
+from predictsql.sql.dialect import parse, pretty, to_sql
 from predictsql.sql.reading import read
 from predictsql.sql.rewrite import Context, apply, expand_views, map_default_schema
 from predictsql.sql.statements import CREATE_VIEW, DECLARE, DROP_VIEW, identifier, kind, reads_predict, view
 from predictsql.udfs import script
 from predictsql.udfs.duckdb_catalog import ModelCatalog
-from predictsql.udfs.duckdb_engine import DIALECT, DuckDBEngine
+from predictsql.udfs.duckdb_engine import DIALECT, DuckDBEngine, abort_transaction
 from predictsql.udfs.planner import Bound, Planner, Settings
+from predictsql.udfs.result import Result
 from predictsql.udfs.statements import run_script
 
 VIEWS_TABLE = "predictsql.views"
 DEFAULT_WORKERS = os.cpu_count() or 1
+AS_WRITTEN = "duckdb, as written"
 S = TypeVar("S", bound=exp.Expr)
 _ACTIONS = {  # statements that only act: DuckDB answers them with one Count or Success row
     getattr(duckdb.StatementType, name)
     for name in ("INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "TRANSACTION", "COPY", "SET", "VARIABLE_SET", "LOAD", "ATTACH", "DETACH")
     + ("EXPORT", "VACUUM", "ANALYZE", "CREATE_FUNC", "COPY_DATABASE", "MERGE_INTO")
 }
-
-
-class Result:
-    """The rows of a statement, fully computed (so a failure can never leave partial rows)."""
-
-    def __init__(self, table: pa.Table) -> None:
-        self._table = table
-
-    @property
-    def columns(self) -> list[str]:
-        return self._table.column_names
-
-    def arrow(self) -> pa.Table:
-        return self._table
-
-    def df(self) -> Any:
-        return self._table.to_pandas()
-
-    def fetchall(self) -> list[tuple]:
-        return list(zip(*(c.to_pylist() for c in self._table.columns), strict=True))
-
-    def fetchone(self) -> tuple | None:
-        rows = self._table.slice(0, 1)
-        return next(iter(zip(*(c.to_pylist() for c in rows.columns), strict=True)), None)
-
-    def __len__(self) -> int:
-        return self._table.num_rows
-
-    def __repr__(self) -> str:
-        return f"Result({self._table.num_rows} rows: {', '.join(self.columns)})"
 
 
 @dataclass(frozen=True)
@@ -87,9 +61,10 @@ class Explanation:
         return [sql for _, sql, _ in self.statements]
 
     def __str__(self) -> str:
+        """Each statement's SQL pretty-printed (one clause or select item a line; SQL run as written is kept as written), then its plans."""
         lines = []
         for reading, sql, bound in self.statements:
-            lines += [f"-- read as {reading}", sql]
+            lines += [f"-- read as {reading}", sql if reading == AS_WRITTEN else pretty(sql, DIALECT)]
             for b in bound:
                 lines += [f"  {line}" for line in b.describe()]
         return "\n".join(lines)
@@ -116,29 +91,49 @@ class Connection:
         dialect: str | None = None,
         **config: Any,
     ) -> None:
-        self.duckdb = duckdb.connect(str(database), read_only=read_only, config=config)
-        self.variables: dict[str, object] = {}
-        self.dialect = dialect
-        options = sessions.SessionOptions(intra_op_threads, max_model_bytes)
-        self.models = ModelCatalog(self.duckdb, self.resolve, options)
         self.registry = MlflowRegistry(registry_uri)
-        self.settings = Settings(batch_size, workers, options, {**self.registry.lookups, "catalog": self.models.lookup})
+        self.dialect = dialect
+        self._open(duckdb.connect(str(database), read_only=read_only, config=config), Settings(batch_size, workers, sessions.SessionOptions(intra_op_threads, max_model_bytes), {}), {})
+
+    def _open(self, con: duckdb.DuckDBPyConnection, settings: Settings, variables: dict[str, object]) -> None:
+        """Attach to a DuckDB connection: its catalog, the settings that read it, the variables, a lock for its threads."""
+        self.duckdb = con
+        self.variables = variables
+        self.models = ModelCatalog(con, self.resolve, settings.session_options)
+        self.settings = replace(settings, lookups={**self.registry.lookups, "catalog": self.models.lookup})
         self._views: dict[str, exp.Expr] = {}
+        self._lock = threading.RLock()
+
+    def cursor(self) -> Connection:
+        """Another predictsql connection on the same database (DuckDB's cursor), with this one's settings and a copy of
+        its variables: one per thread, as with DuckDB. A connection used from several threads at once serialises them."""
+        other = copy.copy(self)
+        other._open(self.duckdb.cursor(), self.settings, dict(self.variables))
+        return other
 
     def sql(self, text: str, params: Mapping[str, object] | None = None) -> Result | None:
         """Run a script; return the rows of the last statement that yields rows, else None."""
-        self._views = self._stored_views()
-        statements = read(text, DIALECT, self.dialect, self._views.keys())
-        return run_script(self, statements, {**self.variables, **script.params(params)}, self.variables)
+        with self._lock:
+            try:
+                self._views = self._stored_views()
+                statements = read(text, DIALECT, self.dialect, self._views.keys())
+                return run_script(self, statements, {**self.variables, **script.params(params)}, self.variables)
+            except PredictSQLError as e:  # raised before DuckDB ran the statement, or raised again after it failed
+                abort_transaction(self.duckdb, e)
+                raise
 
     def explain(self, text: str, params: Mapping[str, object] | None = None) -> Explanation:
         """How each statement is read, the DuckDB SQL it runs and the plan of each PREDICT; reads no DATA rows."""
+        with self._lock:
+            return self._explain(text, params)
+
+    def _explain(self, text: str, params: Mapping[str, object] | None) -> Explanation:
         variables = {**self.variables, **script.params(params)}
         self._views = self._stored_views()
         statements: list[tuple[str, str, tuple[Bound, ...]]] = []
         for statement in read(text, DIALECT, self.dialect, self._views.keys()):
             if statement.tree is None:
-                statements.append(("duckdb, as written", statement.text, ()))
+                statements.append((AS_WRITTEN, statement.text, ()))
                 continue
             engine = self.engine()
             planner = Planner(engine, variables, self.settings)

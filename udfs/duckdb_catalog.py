@@ -24,6 +24,8 @@ from predictsql.engine import sessions
 from predictsql.engine.errors import ModelSourceError
 from predictsql.engine.sources import ModelSource, RegistryRef, Resolve, parse_ref
 from predictsql.udfs.describe import describe, signature_rows
+from predictsql.udfs.duckdb_engine import in_transaction
+from predictsql.udfs.result import Result
 
 MODELS = "predictsql.models"
 ALIASES = "predictsql.model_aliases"
@@ -78,22 +80,22 @@ class ModelCatalog:
         self._live(name, version)
         self._con.execute(f"INSERT OR REPLACE INTO {ALIASES} VALUES (?, ?, ?)", [name, alias, version]).fetchall()
 
-    def list(self) -> pa.Table:
+    def list(self) -> Result:
         """Every live version: name, version, aliases, sha256, size, created, inputs and outputs."""
         if not self._exists():
-            return LIST_SCHEMA.empty_table()
-        return self._con.sql(
+            return Result(LIST_SCHEMA.empty_table())
+        return Result(self._con.sql(
             f"""SELECT m.name, m.version, coalesce(list(a.alias ORDER BY a.alias) FILTER (WHERE a.alias IS NOT NULL), []) AS aliases,
                        m.sha256, m.size, m.created, m.inputs, m.outputs
                 FROM {MODELS} m LEFT JOIN {ALIASES} a ON a.name = m.name AND a.version = m.version
                 WHERE m.removed IS NULL
                 GROUP BY ALL ORDER BY m.name, m.version"""
-        ).to_arrow_table()
+        ).to_arrow_table())
 
-    def describe(self, name: str) -> pa.Table:
+    def describe(self, name: str) -> Result:
         """DESCRIBE MODEL for a catalog model: 'churn' (latest), 'churn/2' or 'churn@prod'."""
         source = self.lookup(name if name.startswith("catalog:/") else f"catalog:/{name}")
-        return describe(sessions.load(source, self._options), source)
+        return Result(describe(sessions.load(source, self._options), source))
 
     def remove(self, name: str, version: int | None = None) -> builtins.list[int]:
         """Remove one version, or every version of `name`; their aliases go too. Returns the versions removed."""
@@ -162,7 +164,11 @@ class ModelCatalog:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
-        """BEGIN … COMMIT, or ROLLBACK when the block raises."""
+        """BEGIN … COMMIT, or ROLLBACK when the block raises; inside the user's own transaction, its statements join
+        it (DuckDB has no savepoints), so the user's COMMIT or ROLLBACK decides."""
+        if in_transaction(self._con):
+            yield
+            return
         self._con.begin()
         try:
             yield

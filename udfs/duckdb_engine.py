@@ -29,7 +29,7 @@ from predictsql.engine.scoring import ScoredStream, Scorer
 from predictsql.engine.sessions import SessionOptions
 from predictsql.engine.sources import ModelSource
 from predictsql.engine.types import sql_name
-from predictsql.sql.statements import tables
+from predictsql.sql.statements import string_literal, tables
 from predictsql.udfs.planner import STREAM, Bound, Planned, Settings
 
 DIALECT = "duckdb"
@@ -113,10 +113,8 @@ class DuckDBEngine:
             self.con.remove_function(name)
 
     def _transaction_open(self) -> bool:
-        """Inside a transaction, two statements share one transaction id; in autocommit each has its own."""
         if self._in_transaction is None:
-            first, second = (self.con.execute("SELECT txid_current()").fetchall() for _ in range(2))
-            self._in_transaction = first == second
+            self._in_transaction = in_transaction(self.con)
         return self._in_transaction
 
     def _private_names(self) -> set[str]:
@@ -149,6 +147,24 @@ class _Body:
             self.errors.append(e)
             raise
 
+
+
+def in_transaction(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the connection is inside a transaction the user began: there two statements share one transaction id,
+    in autocommit each has its own (an aborted transaction refuses the question, and counts as open)."""
+    try:
+        first, second = (con.execute("SELECT txid_current()").fetchall() for _ in range(2))
+    except duckdb.TransactionException:
+        return True
+    return first == second
+
+
+def abort_transaction(con: duckdb.DuckDBPyConnection, error: BaseException) -> None:
+    """Mark the user's open transaction aborted after a statement failed before DuckDB ran it, as DuckDB does after a
+    statement of its own fails: later statements are refused until ROLLBACK."""
+    if in_transaction(con):
+        with contextlib.suppress(duckdb.Error):  # the failing error() is the point; an already-aborted one refuses it too
+            con.execute(f"SELECT error({string_literal(f'predictsql: {type(error).__name__}: {error}')})").fetchall()
 
 
 def register(con: duckdb.DuckDBPyConnection, name: str, source: ModelSource, outputs: Sequence[str] | None, options: SessionOptions) -> None:

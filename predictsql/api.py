@@ -1,0 +1,106 @@
+"""The Python doors of predictsql: predict, log_model, register, argument_names (re-exported by the package)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from predictsql.engine import sessions
+from predictsql.engine.binding import OutputRequest, argument_schema, bind
+from predictsql.engine.errors import ExportError, PredictSQLError
+from predictsql.engine.export import export
+from predictsql.engine.mlflow_registry import MlflowRegistry
+from predictsql.engine.scoring import DEFAULT_BATCH_SIZE, Scorer, score_stream
+from predictsql.engine.sources import ModelSource, Resolver
+from predictsql.udfs import duckdb_engine
+from predictsql.udfs.duckdb import Connection
+
+
+def predict(
+    model: bytes | str,
+    data: Any,
+    outputs: Sequence[str] | Mapping[str, str] | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    registry_uri: str | None = None,
+) -> pa.Table:
+    """Score a pyarrow Table / RecordBatch / pandas DataFrame; returns the data plus output columns.
+
+    `outputs` picks outputs like a WITH clause: names, or {name: SQL type}; default all.
+    """
+    table = _as_table(data)
+    loaded = sessions.load(Resolver(MlflowRegistry(registry_uri).lookups)(model, _label(model)))
+    requested = None
+    if outputs is not None:
+        types = outputs if isinstance(outputs, Mapping) else dict.fromkeys(outputs)
+        requested = [OutputRequest(name, type_name) for name, type_name in types.items()]
+    scorer = Scorer(bind(table.schema, loaded, requested))
+    return pa.Table.from_batches(list(score_stream(table.to_batches(max_chunksize=batch_size), scorer)), scorer.schema)
+
+
+def log_model(
+    model: Any,
+    name: str,
+    sample: Any = None,
+    alias: str | None = None,
+    outputs: Mapping[str, str] | None = None,
+    registry_uri: str | None = None,
+) -> str:
+    """Register a model in MLflow with the onnx flavour and its signature; returns 'models:/name/<version>'.
+
+    `model` is a fitted scikit-learn estimator (exported with `sample`, see `export`), ONNX bytes,
+    an onnx.ModelProto or a path. `alias` is set to the new version when given. The registry is `registry_uri`
+    or MLFLOW_TRACKING_URI; with neither it refuses rather than create ./mlflow.db.
+    """
+    registry = MlflowRegistry(registry_uri)
+    registry.check(create=True)  # before exporting: a model with nowhere to go is refused at once
+    if hasattr(model, "SerializeToString"):
+        data = model.SerializeToString()
+    elif isinstance(model, (bytes, bytearray, str, os.PathLike)):
+        data = Resolver(registry.lookups)(model, _label(model)).data
+    elif sample is None:
+        raise ExportError(f"log_model('{name}') got a {type(model).__name__}, which needs sample=<a DataFrame of its inputs> to export it to ONNX")
+    else:
+        data = export(model, sample, outputs)
+    loaded = sessions.load(ModelSource(data, f"'{name}'"))  # only a valid ONNX model is logged
+    return registry.log_model(data, loaded.signature, name, alias)
+
+
+def register(con: Any, name: str, model: Any, outputs: Sequence[str] | None = None, registry_uri: str | None = None) -> None:
+    """Make `name(col, ...)` a function of plain SQL on a predictsql or duckdb connection, or a SparkSession.
+
+    Arguments bind by position, in the model's input order (`argument_names(model)`); one output
+    returns a scalar, several a STRUCT; `outputs` picks outputs by name (default: all). `model` is
+    bytes, a path or a URI (models:/…; on a predictsql connection also catalog:/…), read once now.
+    """
+    if type(con).__module__.startswith("pyspark"):
+        from predictsql.udfs import spark
+
+        spark.register(con, name, model, outputs, registry_uri)
+        return
+    if isinstance(con, Connection):
+        lookups, options, target = con.settings.lookups, con.settings.session_options, con.duckdb
+    else:
+        lookups, options, target = MlflowRegistry(registry_uri).lookups, sessions.SessionOptions(), con
+    duckdb_engine.register(target, name, Resolver(lookups)(model, f"'{name}'"), outputs, options)
+
+
+def argument_names(model: Any, registry_uri: str | None = None) -> list[str]:
+    """The positional arguments of `register(con, name, model)`'s function, in order; `model` is bytes, a path or a URI."""
+    return argument_schema(sessions.load(Resolver(MlflowRegistry(registry_uri).lookups)(model, _label(model)))).names
+
+
+def _label(model: Any) -> str:
+    return "argument" if isinstance(model, (bytes, bytearray)) else f"'{model}'"
+
+
+def _as_table(data: Any) -> pa.Table:
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    if hasattr(data, "columns") and hasattr(data, "dtypes"):
+        return pa.Table.from_pandas(data, preserve_index=False)
+    raise PredictSQLError(f"predict() takes a pyarrow Table or RecordBatch or a pandas DataFrame, not {type(data).__name__}")

@@ -1,0 +1,168 @@
+"""What a new user meets first: results that print and read like DuckDB's, readable EXPLAIN, cursors for threads."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from importlib.util import find_spec
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+
+import predictsql
+from predictsql.engine.errors import PredictSQLError
+
+from conftest import PROBA_TOLERANCE, assert_scores, not_none
+
+SCORES = "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d{plan}) WITH (Score FLOAT) AS p WHERE d.id % 7 = {k} ORDER BY d.id"
+
+
+def test_a_result_prints_its_rows_as_duckdb_prints_a_relation(con) -> None:
+    query = "SELECT id, mean_radius FROM patients ORDER BY id LIMIT 3"
+    result = not_none(con.sql(query))
+    assert str(result) == repr(result) == str(con.duckdb.sql(query))
+    assert "mean_radius" in str(result) and "3 rows" not in str(result).splitlines()[0]
+
+
+def test_a_result_reads_as_a_relation_does(con) -> None:
+    query = "SELECT id, mean_radius, band FROM patients ORDER BY id LIMIT 5"
+    result, relation = not_none(con.sql(query)), con.duckdb.sql(query)
+    assert result.fetchall() == relation.fetchall()
+    numpy, expected = result.fetchnumpy(), relation.fetchnumpy()
+    assert list(numpy) == list(expected)
+    for name in expected:
+        np.testing.assert_array_equal(numpy[name], expected[name])
+    if find_spec("polars") is None:
+        with pytest.raises(PredictSQLError, match="pip install polars"):
+            result.pl()
+    else:
+        assert result.pl().to_arrow().equals(result.arrow())
+
+
+def test_catalog_listings_are_results(con, logreg) -> None:
+    con.models.register("churn", logreg.onnx, alias="prod")
+    listed = con.models.list()
+    assert len(listed) == 1 and listed.fetchall()[0][:3] == ("churn", 1, ["prod"])
+    assert "churn" in str(listed)
+    described = con.models.describe("churn@prod")
+    assert described.columns == ["kind", "name", "onnx_type", "shape", "sql_type", "detail"] and "WITH (" in str(described)
+
+
+def test_explain_prints_sql_one_clause_a_line(con, logreg) -> None:
+    explained = con.explain("SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p", params={"m": logreg.onnx})
+    sql_lines = str(explained).split("\n  __predictsql_")[0].splitlines()
+    assert sql_lines[:4] == ["-- read as duckdb", "SELECT", "  p.id,", "  p.Score"]
+    assert len(sql_lines) > 30 and max(len(line) for line in sql_lines) < len(explained.sql[0]) / 5  # the 30-feature sum is the longest line
+
+
+@pytest.mark.parametrize("plan", ["", ", PLAN = UDF", ", PLAN = STREAM"], ids=["AUTO", "UDF", "STREAM"])
+def test_eight_threads_on_cursors_give_the_serial_results(db_path: Path, forest, breast_cancer, plan: str) -> None:
+    with predictsql.connect(str(db_path)) as con:
+        con.sql("DECLARE @m VARBINARY(MAX) = (SELECT model FROM models WHERE id = 1)")  # copied into each cursor
+        serial = [not_none(con.sql(SCORES.format(plan=plan, k=k), params={"m": forest.onnx})).fetchall() for k in range(7)]
+        results: dict[int, list[tuple]] = {}
+        errors: list[BaseException] = []
+
+        def work(k: int) -> None:
+            cursor = con.cursor()
+            try:
+                assert "m" in cursor.variables
+                results[k] = not_none(cursor.sql(SCORES.format(plan=plan, k=k % 7), params={"m": forest.onnx})).fetchall()
+            except BaseException as e:
+                errors.append(e)
+            finally:
+                cursor.close()
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []
+    assert [results[k] for k in range(8)] == [serial[k % 7] for k in range(8)]
+    rows = [row for k in range(7) for row in serial[k]]
+    ids, scores = zip(*rows, strict=True)
+    assert_scores(forest, breast_cancer, list(ids), list(scores))
+
+
+def test_one_connection_from_four_threads_serialises(con, logreg, breast_cancer) -> None:
+    """Without cursors, statements from several threads run one at a time instead of failing with DuckDB's 'busy'."""
+    results: list[list[tuple]] = []
+    errors: list[BaseException] = []
+
+    def work(k: int) -> None:
+        try:
+            results.append(not_none(con.sql(SCORES.format(plan="", k=k), params={"m": logreg.onnx})).fetchall())
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and len(results) == 4
+    for rows in results:
+        ids, scores = zip(*rows, strict=True)
+        np.testing.assert_allclose(scores, logreg.estimator.predict_proba(breast_cancer.table.set_index("id").loc[list(ids)][logreg.features.columns])[:, 1], atol=PROBA_TOLERANCE)
+
+
+def test_a_cursor_sees_the_same_database(con) -> None:
+    cursor = con.cursor()
+    cursor.duckdb.sql("CREATE TABLE made_by_cursor AS SELECT 1 AS one")
+    assert not_none(con.sql("SELECT * FROM made_by_cursor")).fetchall() == [(1,)]
+    assert isinstance(cursor.duckdb, duckdb.DuckDBPyConnection)
+    cursor.close()
+
+
+def test_a_failed_statement_aborts_the_open_transaction_as_duckdb_does(con, logreg) -> None:
+    con.duckdb.execute("BEGIN")
+    con.duckdb.execute("INSERT INTO models VALUES (7, 'seven', ?)", [logreg.onnx])
+    with pytest.raises(PredictSQLError):
+        con.sql("SELECT * FROM PREDICT(MODEL = @m, DATA = patients, PLANE = STREAM) AS p", params={"m": logreg.onnx})
+    with pytest.raises(duckdb.TransactionException, match="aborted"):
+        con.sql("SELECT count(*) FROM models")
+    con.duckdb.execute("ROLLBACK")
+    assert not_none(con.sql("SELECT count(*) FROM models WHERE id = 7")).fetchall() == [(0,)]
+    with pytest.raises(PredictSQLError):  # outside a transaction nothing is left behind either
+        con.sql("SELECT * FROM PREDICT(MODEL = @m, DATA = patients, PLANE = STREAM) AS p", params={"m": logreg.onnx})
+    assert not_none(con.sql("SELECT count(*) FROM models")).fetchall() == [(1,)]
+
+
+@pytest.mark.parametrize("end", ["COMMIT", "ROLLBACK"])
+def test_catalog_writes_join_the_users_transaction(con, logreg, end: str) -> None:
+    con.duckdb.execute("CREATE SCHEMA IF NOT EXISTS predictsql")  # DDL outside, so ROLLBACK leaves the empty catalog
+    con.models.register("warmup", logreg.onnx)
+    con.duckdb.execute("BEGIN")
+    assert con.models.register("churn", logreg.onnx, alias="prod") == 1
+    assert len(con.models.list()) == 2
+    con.duckdb.execute(end)
+    assert [row[0] for row in con.models.list().fetchall()] == (["churn", "warmup"] if end == "COMMIT" else ["warmup"])
+
+
+CTRL_C = """
+import os, signal, sys, threading
+import numpy as np, pandas as pd, predictsql
+from sklearn.ensemble import RandomForestClassifier
+X = pd.DataFrame(np.random.default_rng(0).random((2000, 5)), columns=[f"x{i}" for i in range(5)])
+model = predictsql.export(RandomForestClassifier(n_estimators=50, max_depth=10, random_state=0).fit(X, (X.x0 > 0.5).astype(int)), X, outputs={"score": "Score"})
+con = predictsql.connect()
+con.duckdb.sql("CREATE TABLE t AS SELECT random() AS x0, random() AS x1, random() AS x2, random() AS x3, random() AS x4 FROM range(3000000)")
+threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+try:
+    con.sql(f"SELECT sum(p.Score) FROM PREDICT(MODEL = @m, DATA = t AS d, PLAN = {sys.argv[1]}) WITH (Score FLOAT) AS p", params={"m": model})
+    print("finished")
+except KeyboardInterrupt:
+    print("KeyboardInterrupt")
+print(con.sql("SELECT count(*) FROM PREDICT(MODEL = @m, DATA = (SELECT * FROM t LIMIT 10) AS d) WITH (Score FLOAT) AS p", params={"m": model}).fetchall())
+"""
+
+
+@pytest.mark.parametrize("plan", ["UDF", "STREAM"])
+def test_ctrl_c_is_a_keyboard_interrupt_and_the_connection_stays_usable(plan: str) -> None:
+    """SIGINT one second into a forest over 3M rows (tens of seconds of scoring) stops the query as KeyboardInterrupt."""
+    done = subprocess.run([sys.executable, "-c", CTRL_C, plan], capture_output=True, text=True, timeout=300)
+    assert done.stdout.split("\n")[:2] == ["KeyboardInterrupt", "[(10,)]"], done.stderr[-2000:]
