@@ -231,11 +231,12 @@ def cpu_seconds() -> float:
 def map_in_arrow(model, sha256: str, batches):
     """The PREDICT relation before the Arrow UDF: every DATA column to Python and back, Score appended."""
     from predictsql.engine.binding import OutputRequest
+    from predictsql.engine.sessions import SessionOptions
     from predictsql.udfs import spark_cache
 
     scorer = None
     for index, batch in enumerate(batches):
-        scorer = scorer or spark_cache.scorer(model, sha256, "@m", batch.schema, [OutputRequest("Score", "FLOAT")], "ERROR")
+        scorer = scorer or spark_cache.scorer(model, sha256, "@m", batch.schema, [OutputRequest("Score", "FLOAT")], "ERROR", SessionOptions())
         yield scorer.score(batch, index)
 
 

@@ -33,6 +33,9 @@ class Scorer:
         self._output_names = [o.name for o in plan.model.signature.outputs]
         self._input_columns = sorted({i for feed in plan.inputs for i in feed.columns})
         self._dtypes = {feed.name: numpy_dtype(feed.arrow_type) for feed in plan.inputs}
+        self._used_outputs = sorted({o.source for o in plan.outputs})
+        batches = {spec.shape[0] for spec in plan.model.signature.inputs if spec.shape}
+        self._fixed_batch = next(iter(batches)) if len(batches) == 1 and None not in batches else None  # [1,k] inputs: fed in chunks
 
     def score(self, batch: pa.RecordBatch, index: int = 0, offset: int = 0) -> pa.RecordBatch:
         """Append the plan's output columns to `batch` (batch `index`, first row `offset`)."""
@@ -43,7 +46,7 @@ class Scorer:
             feeds = {feed.name: self._feed(scored, feed, offset) for feed in self.plan.inputs}
             if rows == 1:  # one row takes MLAS's GEMV path, which rounds differently: score two copies
                 feeds = {name: np.repeat(value, 2, axis=0) for name, value in feeds.items()}
-            raw = [value[:rows] for value in self._session.run(self._output_names, feeds)] if rows else None
+            raw = [value[:rows] for value in self._run(feeds)] if rows else None
         except PredictSQLError:
             raise
         except Exception as e:  # onnxruntime's own error types are not importable in a stable way
@@ -64,6 +67,26 @@ class Scorer:
         batch = pa.RecordBatch.from_arrays(arrays, schema=self.plan.data_schema)
         outputs = self.score(batch, index, offset).columns[len(arrays) :]
         return pa.StructArray.from_arrays(outputs, fields=[pa.field(o.field, o.arrow_type) for o in self.plan.outputs])
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> list:
+        """onnxruntime's outputs for these feeds: in chunks of the model's fixed batch size if it has one (the last
+        chunk padded with its own last row), each output the plan reads checked to give one row per row fed."""
+        rows = len(next(iter(feeds.values())))
+        size = self._fixed_batch or rows
+        outputs: list[list] = [[] for _ in self._output_names]
+        for start in range(0, rows, size):
+            chunk = {name: value[start : start + size] for name, value in feeds.items()}
+            short = size - len(next(iter(chunk.values())))
+            if short:
+                chunk = {name: np.concatenate([value, np.repeat(value[-1:], short, axis=0)]) for name, value in chunk.items()}
+            for collected, value in zip(outputs, self._session.run(self._output_names, chunk), strict=True):
+                collected.append(value[: size - short])
+        results = [parts[0] if len(parts) == 1 else (sum(parts, []) if isinstance(parts[0], list) else np.concatenate(parts)) for parts in outputs]
+        for index in self._used_outputs:
+            name, value = self._output_names[index], results[index]
+            if len(value) != rows:
+                raise ScoringError(f"{self.plan.model.display} returned {len(value)} rows of output '{name}' for {rows} rows fed: PREDICT needs one output row per input row")
+        return results
 
     def _valid_rows(self, batch: pa.RecordBatch, offset: int) -> pa.BooleanArray | None:
         """None when no input is NULL; else the rows to score (PROPAGATE) or a NullInputError."""

@@ -13,6 +13,7 @@ statement scores one version even if an alias moves meanwhile; the next statemen
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Mapping
@@ -34,8 +35,9 @@ class ModelSource:
     label: str
     base_dir: Path | None = None
 
-    @property
+    @functools.cached_property
     def sha256(self) -> str:
+        """Hashed once per source (a model may be 1 GiB)."""
         return hashlib.sha256(self.data).hexdigest()
 
 

@@ -8,6 +8,7 @@ engine runs it).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -156,12 +157,17 @@ def inline_variables(tree: E, context: Context) -> E:
 
 
 def _literal(value: object) -> exp.Expr:
+    """A variable's value as SQL: NaN and ±inf as DOUBLE casts, lists and tuples as array literals."""
     if value is None:
         return exp.null()
     if isinstance(value, bool):
         return exp.Boolean(this=value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return exp.cast(exp.Literal.string(str(value)), exp.DataType.Type.DOUBLE)
     if isinstance(value, (int, float)):
         return exp.Literal.number(value)
+    if isinstance(value, (list, tuple)):
+        return exp.Array(expressions=[_literal(v) for v in value])
     if isinstance(value, (bytes, bytearray, memoryview)):
         return exp.HexString(this=bytes(value).hex())
     return exp.Literal.string(str(value))

@@ -10,13 +10,15 @@ from sqlglot import exp
 from predictsql.engine.errors import BindError
 from predictsql.sql.dialect import DescribeModel, PredictTable, to_sql
 
-DECLARE, DESCRIBE_MODEL, CREATE_VIEW, DROP_VIEW, OTHER = "declare", "describe model", "create view", "drop view", "other"
+DECLARE, SET_VARIABLES, DESCRIBE_MODEL, CREATE_VIEW, DROP_VIEW, OTHER = "declare", "set", "describe model", "create view", "drop view", "other"
 
 
 def kind(tree: exp.Expr) -> str:
-    """DECLARE, DESCRIBE MODEL, CREATE VIEW, DROP VIEW, or any OTHER statement."""
+    """DECLARE, SET @variables, DESCRIBE MODEL, CREATE VIEW, DROP VIEW, or any OTHER statement."""
     if isinstance(tree, exp.Declare):
         return DECLARE
+    if isinstance(tree, exp.Set) and tree.expressions and all(_assigned(item) is not None for item in tree.expressions):
+        return SET_VARIABLES
     if isinstance(tree, DescribeModel):
         return DESCRIBE_MODEL
     if isinstance(tree, (exp.Create, exp.Drop)) and str(tree.args.get("kind", "")).upper() == "VIEW":
@@ -35,24 +37,37 @@ class Declared:
 
 
 def declared(statement: exp.Expr) -> list[Declared]:
-    """The items of a DECLARE, in order; a value that is not a literal, a 0x… literal, @variable or (SELECT …) is a BindError."""
+    """The items of a DECLARE or a SET @a = …, in order; a value that is not a literal, a 0x… literal, @variable or
+    (SELECT …) is a BindError."""
+    if isinstance(statement, exp.Set):
+        return [_declared(*pair, "SET") for pair in map(_assigned, statement.expressions) if pair is not None]
     items = []
     for item in statement.expressions:
         target = item.this[0] if isinstance(item.this, list) else item.this  # sqlglot keeps the parameter in a list
-        name, value = target.name.lower(), item.args.get("default")
-        if not isinstance(value, exp.Expr):  # no value: None, or False from T-SQL's parser
-            items.append(Declared(name))
-        elif isinstance(value, exp.Subquery) and isinstance(value.this, exp.Query):
-            items.append(Declared(name, query=value.this))
-        elif isinstance(value, exp.Parameter):
-            items.append(Declared(name, variable=value.name.lower()))
-        elif isinstance(value, exp.HexString):
-            items.append(Declared(name, value=bytes.fromhex(value.this)))
-        elif isinstance(value, exp.Literal):
-            items.append(Declared(name, value=value.this if value.is_string else float(value.this) if "." in value.this else int(value.this)))
-        else:
-            raise BindError(f"DECLARE @{name} = {to_sql(value)}: use a literal, a 0x… literal or a scalar subquery (SELECT ...)")
+        items.append(_declared(target.name.lower(), item.args.get("default"), "DECLARE"))
     return items
+
+
+def _assigned(item: exp.Expr) -> tuple[str, exp.Expr] | None:
+    """`@name = value` of a SET item, else None (a SET of the engine's own settings)."""
+    assignment = item.this if isinstance(item, exp.SetItem) else None
+    if isinstance(assignment, exp.EQ) and isinstance(assignment.this, exp.Parameter):
+        return assignment.this.name.lower(), assignment.expression
+    return None
+
+
+def _declared(name: str, value: object, statement: str) -> Declared:
+    if not isinstance(value, exp.Expr):  # no value: None, or False from T-SQL's parser
+        return Declared(name)
+    if isinstance(value, exp.Subquery) and isinstance(value.this, exp.Query):
+        return Declared(name, query=value.this)
+    if isinstance(value, exp.Parameter):
+        return Declared(name, variable=value.name.lower())
+    if isinstance(value, exp.HexString):
+        return Declared(name, value=bytes.fromhex(value.this))
+    if isinstance(value, exp.Literal):
+        return Declared(name, value=value.this if value.is_string else float(value.this) if "." in value.this else int(value.this))
+    raise BindError(f"{statement} @{name} = {to_sql(value)}: use a literal, a 0x… literal, @variable or a scalar subquery (SELECT ...)")
 
 
 @dataclass(frozen=True)

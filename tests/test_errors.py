@@ -293,3 +293,32 @@ def test_temp_tables_and_registered_frames_in_data_score_under_every_plan_that_s
 def test_every_error_is_a_predictsql_error() -> None:
     for error in (SQLSyntaxError, BindError, MissingColumnError, ModelError, ScoringError, NullInputError, UnsafeModelError):
         assert issubclass(error, PredictSQLError)
+
+
+def _tiny_model(nodes: list, inputs: list, outputs: list) -> bytes:
+    graph = onnx.helper.make_graph(nodes, "tiny", inputs, outputs, [onnx.numpy_helper.from_array(np.array([0], np.int64), "axes")])
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
+
+
+def _float(name: str, shape: list) -> onnx.ValueInfoProto:
+    return onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, shape)
+
+
+@pytest.mark.parametrize("plan", ["STREAM", "UDF"])
+def test_a_model_with_a_fixed_batch_of_one_scores_any_row_count(backend, plan: str, request: pytest.FixtureRequest) -> None:
+    """Inputs of shape [1,1] are fed one row at a time; the sum is computed by hand."""
+    no_stream_on_spark(backend, plan, request)
+    model = _tiny_model([onnx.helper.make_node("Add", ["a", "b"], ["total"])], [_float("a", [1, 1]), _float("b", [1, 1])], [_float("total", [1, 1])])
+    backend.load("pairs", pd.DataFrame({"id": range(7), "a": np.arange(7, dtype=np.float32), "b": np.full(7, 0.5, np.float32)}))
+    rows = not_none(backend.sql(f"SELECT d.id, p.total FROM PREDICT(MODEL = @m, DATA = pairs AS d, PLAN = {plan}) WITH (total FLOAT) AS p ORDER BY d.id", params={"m": model}))
+    assert rows.total.tolist() == [i + 0.5 for i in range(7)]
+
+
+@pytest.mark.parametrize("plan", ["STREAM", "UDF"])
+def test_a_model_returning_fewer_rows_than_it_was_given_is_a_scoring_error(backend, plan: str, request: pytest.FixtureRequest) -> None:
+    no_stream_on_spark(backend, plan, request)
+    model = _tiny_model([onnx.helper.make_node("ReduceSum", ["x", "axes"], ["total"], keepdims=1)], [_float("x", [None, 1])], [_float("total", [None, 1])])
+    backend.load("one_column", pd.DataFrame({"x": np.arange(5, dtype=np.float32)}))
+    with pytest.raises(ScoringError, match=r"returned 1 rows of output 'total' for [2-5] rows fed: PREDICT needs one output row per input row"):
+        backend.sql(f"SELECT p.total FROM PREDICT(MODEL = @m, DATA = one_column, PLAN = {plan}) WITH (total FLOAT) AS p", params={"m": model})
+    assert_backend_usable(backend)

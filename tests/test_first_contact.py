@@ -166,3 +166,30 @@ def test_ctrl_c_is_a_keyboard_interrupt_and_the_connection_stays_usable(plan: st
     """SIGINT one second into a forest over 3M rows (tens of seconds of scoring) stops the query as KeyboardInterrupt."""
     done = subprocess.run([sys.executable, "-c", CTRL_C, plan], capture_output=True, text=True, timeout=300)
     assert done.stdout.split("\n")[:2] == ["KeyboardInterrupt", "[(10,)]"], done.stderr[-2000:]
+
+
+def test_params_of_every_python_kind_become_sql_values(con) -> None:
+    row = not_none(con.sql("SELECT isnan(@a) AS a, @b AS b, @c AS c, @d AS d, @e AS e", params={"a": float("nan"), "b": [1, 2], "c": float("-inf"), "d": ("x", "y"), "e": None})).fetchall()
+    assert row == [(True, [1, 2], float("-inf"), ["x", "y"], None)]
+
+
+def test_set_assigns_a_declared_variable(con) -> None:
+    con.sql("DECLARE @n INT = 5")
+    assert not_none(con.sql("SET @n = 10; SELECT @n AS n")).fetchall() == [(10,)] and con.variables["n"] == 10
+    with pytest.raises(PredictSQLError, match="SET @nope: variable @nope is not declared; DECLARE @nope"):
+        con.sql("SET @nope = 1")
+    assert not_none(con.sql("SET threads = 1; SELECT current_setting('threads') AS t")).fetchall() == [(1,)]  # DuckDB's own SET
+
+
+def test_a_catalog_name_with_a_trailing_newline_is_refused(con, logreg) -> None:
+    with pytest.raises(PredictSQLError, match="is not usable in a catalog:/ URI"):
+        con.models.register("churn\n", logreg.onnx)
+
+
+def test_a_model_source_is_hashed_once(logreg) -> None:
+    from predictsql.engine.sources import ModelSource
+
+    source = ModelSource(logreg.onnx, "m")
+    assert "sha256" not in vars(source)
+    first = source.sha256
+    assert vars(source)["sha256"] is first and source.sha256 is first

@@ -3,6 +3,7 @@ and scoring on separate executor processes (local-cluster)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
@@ -11,13 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 import predictsql
-from predictsql.engine.errors import BindError
+from predictsql.engine.errors import BindError, ModelError
 from predictsql.udfs import spark as ps
 
-from conftest import PROBA_TOLERANCE, assert_parity, assert_scores, expected_scores, fit, not_none
+from conftest import PROBA_TOLERANCE, Fitted, assert_parity, assert_scores, expected_scores, fit, not_none, numeric
 
 QUERY = """
 SELECT d.id, p.Score, p.label, p.probabilities
@@ -133,3 +135,34 @@ def test_local_cluster_ships_the_model_once_per_worker(tmp_path: Path, breast_ca
     assert sum(w["hits"] for w in workers) > 0  # ...reused across its tasks and batches
     order = np.argsort(report["ids"])
     assert_scores(forest, breast_cancer, np.array(report["ids"])[order], np.array(report["scores"])[order])
+
+
+def test_the_worker_scorer_cache_is_bounded_by_model_bytes(spark, logreg, forest, breast_cancer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache a worker keeps evicts the least recently used model once the bytes it holds pass MAX_BYTES (here, in
+    the driver's own copy of the module, with real broadcasts)."""
+    from predictsql.engine.sessions import SessionOptions
+    from predictsql.udfs import spark_cache
+
+    monkeypatch.setattr(spark_cache, "_scorers", type(spark_cache._scorers)())
+    monkeypatch.setattr(spark_cache, "MAX_BYTES", len(logreg.onnx) + len(forest.onnx) - 1)
+    monkeypatch.setattr(spark_cache, "stats", {"loads": 0, "hits": 0, "evictions": 0})
+    schema = pa.Schema.from_pandas(numeric(breast_cancer.features), preserve_index=False)
+    broadcasts = {id(m): spark.sparkContext.broadcast(m.onnx) for m in (logreg, forest)}
+
+    def load(model: Fitted) -> object:
+        return spark_cache.scorer(broadcasts[id(model)], hashlib.sha256(model.onnx).hexdigest(), "m", schema, None, "ERROR", SessionOptions())
+
+    first = load(logreg)
+    assert load(logreg) is first and spark_cache.stats == {"loads": 1, "hits": 1, "evictions": 0}
+    load(forest)  # both together exceed the budget: the older one goes
+    assert spark_cache.stats["evictions"] == 1 and load(logreg) is not first
+    for b in broadcasts.values():
+        b.unpersist()
+
+
+def test_session_options_reach_spark(spark, logreg, breast_cancer) -> None:
+    spark.createDataFrame(breast_cancer.table).createOrReplaceTempView("patients")
+    with pytest.raises(ModelError, match="over the 1,000-byte cap"):
+        ps.sql(spark, "SELECT * FROM PREDICT(MODEL = @m, DATA = patients) AS p", params={"m": logreg.onnx}, max_model_bytes=1000)
+    with pytest.raises(ModelError, match="over the 1,000-byte cap"):
+        ps.register(spark, "capped", logreg.onnx, max_model_bytes=1000)

@@ -31,10 +31,10 @@ from predictsql.engine.validate import DEFAULT_MAX_MODEL_BYTES
 from predictsql.sql.dialect import parse, pretty, to_sql
 from predictsql.sql.reading import read
 from predictsql.sql.rewrite import Context, apply, expand_views, map_default_schema
-from predictsql.sql.statements import CREATE_VIEW, DECLARE, DROP_VIEW, identifier, kind, reads_predict, view
+from predictsql.sql.statements import CREATE_VIEW, DECLARE, DROP_VIEW, SET_VARIABLES, identifier, kind, reads_predict, view
 from predictsql.udfs import script
 from predictsql.udfs.duckdb_catalog import ModelCatalog
-from predictsql.udfs.duckdb_engine import DIALECT, DuckDBEngine, abort_transaction
+from predictsql.udfs.duckdb_engine import DIALECT, DuckDBEngine, abort_transaction, interrupts
 from predictsql.udfs.planner import Bound, Planner, Settings
 from predictsql.udfs.result import Result
 from predictsql.udfs.statements import run_script
@@ -138,8 +138,8 @@ class Connection:
             engine = self.engine()
             planner = Planner(engine, variables, self.settings)
             tree = self.prepare(statement.tree)
-            if kind(tree) == DECLARE:
-                script.declare(tree, variables, planner.run_query)
+            if kind(tree) in (DECLARE, SET_VARIABLES):
+                script.declare(tree, variables, planner.run_query, assign=kind(tree) == SET_VARIABLES)
                 continue
             try:
                 planned = planner.plan(self._expand(tree))
@@ -195,17 +195,20 @@ class Connection:
             self._refresh_views()
             return None
         engine = _engine(planner)
-        try:
-            planned = planner.plan(self._expand(tree))
-            engine.start(planned)
-            return self.execute(planned.sql)
-        except duckdb.Error as e:
-            error = engine.error() or planner.error(str(e))
-            if error is not None:
-                raise error from e
-            raise
-        finally:
-            engine.close()
+        with interrupts() as interrupted:
+            try:
+                planned = planner.plan(self._expand(tree))
+                engine.start(planned)
+                return self.execute(planned.sql)
+            except duckdb.Error as e:
+                if interrupted():
+                    raise KeyboardInterrupt from e
+                error = engine.error() or planner.error(str(e))
+                if error is not None:
+                    raise error from e
+                raise
+            finally:
+                engine.close()
 
     def _schema_exists(self, name: str) -> bool:
         return bool(self.duckdb.execute("SELECT 1 FROM duckdb_schemas() WHERE lower(schema_name) = lower(?) AND database_name = current_database()", [name]).fetchall())

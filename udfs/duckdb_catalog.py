@@ -30,7 +30,7 @@ from predictsql.udfs.result import Result
 MODELS = "predictsql.models"
 ALIASES = "predictsql.model_aliases"
 _TENSORS = "STRUCT(name VARCHAR, onnx_type VARCHAR, shape VARCHAR, sql_type VARCHAR)[]"
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")  # fullmatch: `$` alone would accept a trailing newline
 _DDL = (
     "CREATE SCHEMA IF NOT EXISTS predictsql",
     f"""CREATE TABLE IF NOT EXISTS {MODELS} (
@@ -179,5 +179,5 @@ class ModelCatalog:
 
 
 def _check_name(name: str, what: str) -> None:
-    if not isinstance(name, str) or not _NAME.match(name) or name.lower() == "latest":
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name.lower() == "latest":
         raise ModelSourceError(f"{what} {name!r} is not usable in a catalog:/ URI: use letters, digits, '_', '.' or '-', starting with a letter (and not 'latest')")

@@ -13,8 +13,10 @@ from __future__ import annotations
 import contextlib
 import inspect
 import itertools
+import signal
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from types import FrameType
 from typing import Any
 
 import duckdb
@@ -138,15 +140,39 @@ class _Body:
         self._lock = threading.Lock()
 
     def __call__(self, *columns: Any) -> pa.StructArray:
-        with self._lock:
-            index, offset = next(self._batches), self._rows
-            self._rows += len(columns[0])
-        try:
+        try:  # the whole body: a Ctrl-C may land on any line, and DuckDB reports it only as text
+            with self._lock:
+                index, offset = next(self._batches), self._rows
+                self._rows += len(columns[0])
             return self.scorer.score_columns(columns, index, offset)
         except BaseException as e:
             self.errors.append(e)
             raise
 
+
+
+@contextlib.contextmanager
+def interrupts() -> Iterator[Callable[[], bool]]:
+    """Note a Ctrl-C while DuckDB runs a statement: wherever Python gets it (inside a scoring function DuckDB
+    reports it as its own InvalidInputException), the statement's failure is then raised as KeyboardInterrupt."""
+    seen: list[bool] = []
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield lambda: False
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        seen.append(True)
+        if callable(previous):
+            previous(signum, frame)
+        else:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield lambda: bool(seen)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def in_transaction(con: duckdb.DuckDBPyConnection) -> bool:

@@ -29,17 +29,23 @@ def params(values: Mapping[str, object] | None) -> dict[str, object]:
     return {k.lstrip("@").lower(): v for k, v in (values or {}).items()}
 
 
-def declare(statement: exp.Expr, variables: dict[str, object], run: RunQuery) -> list[str]:
-    """Evaluate DECLARE @name TYPE [= value | = (SELECT ...)] into `variables`; the names declared."""
-    items = declared(statement)
-    for item in items:
+def declare(statement: exp.Expr, variables: dict[str, object], run: RunQuery, assign: bool = False) -> list[str]:
+    """Evaluate DECLARE @name TYPE [= value | = (SELECT ...)], or SET @name = … (`assign`: declared already, as in
+    T-SQL), into `variables`, item by item (a later item may read an earlier one); the names it gave values."""
+    names = []
+    for item in declared(statement):
+        if assign and item.name not in variables:
+            raise BindError(f"SET @{item.name}: variable @{item.name} is not declared; DECLARE @{item.name} ... first")
         if item.query is not None:
-            variables[item.name] = scalar(item.query, run, f"DECLARE @{item.name}")
+            variables[item.name] = scalar(item.query, run, f"@{item.name}")
         elif item.variable is not None:
-            variables[item.name] = variables.get(item.variable)
+            if item.variable not in variables:
+                raise BindError(f"@{item.name} = @{item.variable}: variable @{item.variable} is not declared")
+            variables[item.name] = variables[item.variable]
         else:
             variables[item.name] = item.value
-    return [item.name for item in items]
+        names.append(item.name)
+    return names
 
 
 def scalar(query: exp.Query, run: RunQuery, what: str) -> object:

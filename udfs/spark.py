@@ -42,6 +42,7 @@ from predictsql.engine.binding import OutputRequest, ScoringPlan, argument_schem
 from predictsql.engine.errors import PredictSQLError, from_text
 from predictsql.engine.mlflow_registry import MlflowRegistry
 from predictsql.engine.sources import ModelSource, resolve
+from predictsql.engine.validate import DEFAULT_MAX_MODEL_BYTES
 from predictsql.sql.reading import read
 from predictsql.sql.rewrite import Context, apply, map_default_schema
 from predictsql.sql.statements import CREATE_VIEW, kind, reads_predict, view
@@ -69,7 +70,16 @@ def session(master: str = "local[2]", app_name: str = "predictsql", **config: st
     return builder.getOrCreate()
 
 
-def sql(spark: SparkSession, text: str, params: Mapping[str, object] | None = None, registry_uri: str | None = None, dialect: str | None = None) -> DataFrame | None:
+def sql(
+    spark: SparkSession,
+    text: str,
+    params: Mapping[str, object] | None = None,
+    registry_uri: str | None = None,
+    dialect: str | None = None,
+    *,
+    intra_op_threads: int = 1,
+    max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES,
+) -> DataFrame | None:
     """Run a script; return the (lazy) DataFrame of the last statement that yields rows, else None.
 
     DECLARE'd variables persist on the SparkSession. Statements that write (INSERT, CTAS) run
@@ -79,7 +89,8 @@ def sql(spark: SparkSession, text: str, params: Mapping[str, object] | None = No
     the script is read: None (Spark SQL, T-SQL where only T-SQL reads a statement), "spark" or "tsql".
     """
     persisted = _variables.setdefault(spark, {})
-    runner = SparkRunner(spark, Settings(0, 1, sessions.SessionOptions(), MlflowRegistry(registry_uri).lookups))
+    options = sessions.SessionOptions(intra_op_threads, max_model_bytes)  # as connect() takes them; the workers' sessions too
+    runner = SparkRunner(spark, Settings(0, 1, options, MlflowRegistry(registry_uri).lookups))
     return run_script(runner, read(text, DIALECT, dialect), {**persisted, **script.params(params)}, persisted)
 
 
@@ -91,7 +102,7 @@ class SparkRunner:
         self.settings = settings
 
     def engine(self) -> SparkEngine:
-        return SparkEngine(self.spark)
+        return SparkEngine(self.spark, self.settings.session_options)
 
     def execute(self, sql: str) -> DataFrame | None:
         with errors():
@@ -116,7 +127,16 @@ def _rows(frame: DataFrame) -> DataFrame | None:
     return frame if frame.columns else None
 
 
-def register(spark: SparkSession, name: str, model: bytes | str, outputs: Sequence[str] | None = None, registry_uri: str | None = None) -> Any:
+def register(
+    spark: SparkSession,
+    name: str,
+    model: bytes | str,
+    outputs: Sequence[str] | None = None,
+    registry_uri: str | None = None,
+    *,
+    intra_op_threads: int = 1,
+    max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES,
+) -> Any:
     """Make `name(...)` callable from Spark SQL; arguments bind by position to the model's inputs.
 
     The argument order is the model's input order, with a [N,k] input expanded into the column
@@ -124,10 +144,11 @@ def register(spark: SparkSession, name: str, model: bytes | str, outputs: Sequen
     One output returns a scalar, several a STRUCT; default: every output, classes expanded.
     """
     source = resolve(model, f"'{name}'", MlflowRegistry(registry_uri).lookups)
-    loaded = sessions.load(source)
+    options = sessions.SessionOptions(intra_op_threads, max_model_bytes)
+    loaded = sessions.load(source, options)
     requested = [OutputRequest(o) for o in outputs] if outputs else None
     plan = bind(argument_schema(loaded), loaded, requested)
-    function = _scoring_udf(spark, source, plan, requested, struct=len(plan.outputs) > 1)
+    function = _scoring_udf(spark, source, plan, requested, options, struct=len(plan.outputs) > 1)
     spark.udf.register(name, function)
     return function
 
@@ -153,8 +174,9 @@ class SparkEngine:
 
     dialect = DIALECT
 
-    def __init__(self, spark: SparkSession) -> None:
+    def __init__(self, spark: SparkSession, options: sessions.SessionOptions) -> None:
         self.spark = spark
+        self.options = options
 
     def schema(self, sql: str) -> pa.Schema:
         return to_arrow_schema(self.spark.sql(sql).schema)
@@ -165,17 +187,17 @@ class SparkEngine:
     def function(self, bound: Bound) -> None:
         """A nondeterministic Arrow UDF (see the module docstring), registered as a temporary function of the session."""
         assert bound.function_plan is not None
-        function = _scoring_udf(self.spark, bound.source, bound.function_plan, bound.requested, struct=True)
+        function = _scoring_udf(self.spark, bound.source, bound.function_plan, bound.requested, self.options, struct=True)
         self.spark.udf.register(bound.name, function.asNondeterministic())
 
     def stream_blocker(self, bound: Bound, data: exp.Query) -> str:
         return "Spark scores every PREDICT that is not INLINE in an Arrow UDF inside the query"
 
 
-def _scoring_udf(spark: SparkSession, source: ModelSource, plan: ScoringPlan, requested: Sequence[OutputRequest] | None, struct: bool) -> Any:
+def _scoring_udf(spark: SparkSession, source: ModelSource, plan: ScoringPlan, requested: Sequence[OutputRequest] | None, options: sessions.SessionOptions, struct: bool) -> Any:
     """An iterator Arrow UDF over the plan's input columns returning its one output, or a STRUCT of its outputs."""
     fields = from_arrow_schema(pa.schema([pa.field(o.field, o.arrow_type) for o in plan.outputs])).fields
-    body = partial(spark_cache.score_batches, _broadcast(spark, source), source.sha256, source.label, input_schema(plan).names, requested, plan.nulls, struct)
+    body = partial(spark_cache.score_batches, _broadcast(spark, source), source.sha256, source.label, input_schema(plan).names, requested, plan.nulls, options, struct)
 
     def score(batches: Iterator[tuple[pa.Array, ...]]) -> Iterator[pa.Array]:
         """The type hints are how arrow_udf knows an iterator UDF (a partial has none)."""
