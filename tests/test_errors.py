@@ -28,7 +28,7 @@ from predictsql.engine.errors import (
     UnsafeModelError,
 )
 
-from conftest import PROBA_TOLERANCE, expected_scores, not_none
+from conftest import PROBA_TOLERANCE, expected_scores, no_stream_on_spark, not_none
 
 SCORE = "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = {data} AS d) WITH (Score FLOAT) AS p"
 SCORE_WITH_PLAN = "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = {data} AS d, PLAN = {plan}) WITH (Score FLOAT) AS p"
@@ -44,10 +44,6 @@ def assert_backend_usable(backend) -> None:
     assert not_none(backend.sql("SELECT count(*) AS n FROM PREDICT(MODEL = (SELECT model FROM models WHERE id = 1), DATA = patients) WITH (Score FLOAT) AS p")).n[0] == 569
 
 
-def no_stream_on_spark(backend, plan: str, request: pytest.FixtureRequest) -> None:
-    """Spark has no STREAM plan: that case is a strict xfail there."""
-    if backend.name == "spark" and plan == "STREAM":
-        request.applymarker(pytest.mark.xfail(raises=BindError, strict=True, reason="Spark scores every PREDICT that is not INLINE in an Arrow UDF: it has no STREAM plan"))
 
 
 def run(con, logreg, data: str, **params):

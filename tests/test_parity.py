@@ -11,23 +11,20 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import predictsql
-from predictsql.engine.errors import BindError
 
-from conftest import MODEL_KINDS, Dataset, assert_parity, fit, not_none
+from conftest import MODEL_KINDS, Dataset, assert_parity, fit, no_stream_on_spark, not_none
 
 KINDS = (*MODEL_KINDS, "one_hot_pipeline")
 LINEAR = ("logistic_regression", "scaler_pipeline")  # AUTO runs these INLINE, as SQL expressions
 
 
-NO_STREAM_ON_SPARK = pytest.mark.xfail(raises=BindError, strict=True, reason="Spark scores every PREDICT that is not INLINE in an Arrow UDF: it has no STREAM plan")
 CASES = [(kind, plan) for plan in ("AUTO", "UDF") for kind in KINDS] + [(kind, "STREAM") for kind in ("random_forest", "mlp", "scaler_pipeline")]
 
 
 @pytest.mark.parametrize(("kind", "plan"), CASES)
 def test_predict_matches_scikit_learn(kind: str, plan: str, dataset: Dataset, backend, request: pytest.FixtureRequest) -> None:
     """Every model kind under every plan, on both engines; AUTO runs the linear kinds INLINE."""
-    if plan == "STREAM" and backend.name == "spark":
-        request.applymarker(NO_STREAM_ON_SPARK)
+    no_stream_on_spark(backend, plan, request)
     fitted = fit(kind, dataset)
     backend.load("samples", dataset.table)
     query = f"SELECT d.id, p.label, p.probabilities FROM PREDICT(MODEL = @m, DATA = samples AS d, PLAN = {plan}) WITH (label BIGINT, probabilities FLOAT[]) AS p ORDER BY d.id"
