@@ -200,10 +200,10 @@ class Connection:
                 planned = planner.plan(self._expand(tree))
                 engine.start(planned)
                 return self.execute(planned.sql)
-            except duckdb.Error as e:
+            except Exception as e:  # DuckDB reports a Ctrl-C as RuntimeError or, inside a function, as its own error
                 if interrupted():
                     raise KeyboardInterrupt from e
-                error = engine.error() or planner.error(str(e))
+                error = engine.error() or planner.error(str(e)) if isinstance(e, duckdb.Error) else None
                 if error is not None:
                     raise error from e
                 raise
