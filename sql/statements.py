@@ -11,6 +11,7 @@ from predictsql.engine.errors import BindError
 from predictsql.sql.dialect import DescribeModel, PredictTable, to_sql
 
 DECLARE, SET_VARIABLES, DESCRIBE_MODEL, CREATE_VIEW, DROP_VIEW, OTHER = "declare", "set", "describe model", "create view", "drop view", "other"
+VARIABLES = (DECLARE, SET_VARIABLES)  # the statements that give variables values
 
 
 def kind(tree: exp.Expr) -> str:

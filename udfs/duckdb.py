@@ -31,7 +31,7 @@ from predictsql.engine.validate import DEFAULT_MAX_MODEL_BYTES
 from predictsql.sql.dialect import parse, pretty, to_sql
 from predictsql.sql.reading import read
 from predictsql.sql.rewrite import Context, apply, expand_views, map_default_schema
-from predictsql.sql.statements import CREATE_VIEW, DECLARE, DROP_VIEW, SET_VARIABLES, identifier, kind, reads_predict, view
+from predictsql.sql.statements import CREATE_VIEW, DROP_VIEW, VARIABLES, identifier, kind, reads_predict, view
 from predictsql.udfs import script
 from predictsql.udfs.duckdb_catalog import ModelCatalog
 from predictsql.udfs.duckdb_engine import DIALECT, DuckDBEngine, abort_transaction, interrupts
@@ -138,8 +138,8 @@ class Connection:
             engine = self.engine()
             planner = Planner(engine, variables, self.settings)
             tree = self.prepare(statement.tree)
-            if kind(tree) in (DECLARE, SET_VARIABLES):
-                script.declare(tree, variables, planner.run_query, assign=kind(tree) == SET_VARIABLES)
+            if kind(tree) in VARIABLES:
+                script.declare(tree, variables, planner.run_query)
                 continue
             try:
                 planned = planner.plan(self._expand(tree))

@@ -25,7 +25,7 @@ from duckdb import func
 from sqlglot import exp
 
 from predictsql.engine import sessions
-from predictsql.engine.binding import OutputRequest, argument_schema, bind
+from predictsql.engine.binding import OutputRequest, ScoringPlan, argument_schema, bind
 from predictsql.engine.errors import PredictSQLError
 from predictsql.engine.scoring import ScoredStream, Scorer
 from predictsql.engine.sessions import SessionOptions
@@ -66,9 +66,7 @@ class DuckDBEngine:
         scorer = Scorer(bound.function_plan)
         types = self._types[bound.data_sql]
         parameters: list[Any] = [types[name] for name in bound.function_plan.data_schema.names]  # list[DuckDBPyType], which the stub's invariant list refuses
-        fields = ", ".join(f"{_quoted(o.field)} {sql_name(o.arrow_type)}" for o in bound.function_plan.outputs)
-        body = _Body(scorer, self.errors, len(parameters))
-        self.con.create_function(bound.name, body, parameters, f"STRUCT({fields})", type=func.ARROW, null_handling=func.SPECIAL, side_effects=False)
+        _create(self.con, bound.name, _Body(scorer, self.errors, len(parameters)), parameters, _struct(bound.function_plan))
         self._functions.append(bound.name)
 
     def stream_blocker(self, bound: Bound, data: exp.Query) -> str:
@@ -200,15 +198,21 @@ def register(con: duckdb.DuckDBPyConnection, name: str, source: ModelSource, out
     # FLOAT inputs take DOUBLE arguments: DuckDB widens any number to DOUBLE implicitly, never to FLOAT
     arguments = pa.schema([pa.field(f.name, pa.float64() if f.type == pa.float32() else f.type) for f in argument_schema(model)])
     plan = bind(arguments, model, [OutputRequest(o) for o in outputs] if outputs else None)
-    body = _Body(Scorer(plan), [], len(plan.data_schema))
-    function: Callable[..., pa.Array] = body
-    returns = f"STRUCT({', '.join(f'{_quoted(o.field)} {sql_name(o.arrow_type)}' for o in plan.outputs)})"
-    if len(plan.outputs) == 1:
-        returns = sql_name(plan.outputs[0].arrow_type)
-        function = _first_field(body)
+    body = _Body(Scorer(plan), [], len(plan.data_schema))  # errors surface as DuckDB's own: no statement of ours to raise them
+    one = len(plan.outputs) == 1
     with contextlib.suppress(duckdb.InvalidInputException):  # not registered yet
         con.remove_function(name)
     parameters: list[Any] = [sql_name(f.type) for f in plan.data_schema]
+    _create(con, name, _first_field(body) if one else body, parameters, sql_name(plan.outputs[0].arrow_type) if one else _struct(plan))
+
+
+def _struct(plan: ScoringPlan) -> str:
+    """The STRUCT type a scoring function returns: one field per output of the plan."""
+    return f"STRUCT({', '.join(f'{_quoted(o.field)} {sql_name(o.arrow_type)}' for o in plan.outputs)})"
+
+
+def _create(con: duckdb.DuckDBPyConnection, name: str, function: Callable[..., pa.Array], parameters: list[Any], returns: str) -> None:
+    """An Arrow scalar UDF that sees NULLs (the scorer decides what they mean) and that DuckDB may push filters below."""
     con.create_function(name, function, parameters, returns, type=func.ARROW, null_handling=func.SPECIAL, side_effects=False)
 
 

@@ -18,7 +18,7 @@ from predictsql.engine.sessions import Model, SessionOptions
 from predictsql.engine.sources import ModelSource, Resolve
 from predictsql.sql.bind import described_model
 from predictsql.sql.plan import LITERAL, QUERY, VARIABLE, ModelRef, Output, PredictCall, Relation
-from predictsql.sql.statements import declared
+from predictsql.sql.statements import SET_VARIABLES, declared, kind
 from predictsql.udfs.describe import describe
 
 RunQuery = Callable[[exp.Query], list[tuple]]
@@ -29,10 +29,10 @@ def params(values: Mapping[str, object] | None) -> dict[str, object]:
     return {k.lstrip("@").lower(): v for k, v in (values or {}).items()}
 
 
-def declare(statement: exp.Expr, variables: dict[str, object], run: RunQuery, assign: bool = False) -> list[str]:
-    """Evaluate DECLARE @name TYPE [= value | = (SELECT ...)], or SET @name = … (`assign`: declared already, as in
-    T-SQL), into `variables`, item by item (a later item may read an earlier one); the names it gave values."""
-    names = []
+def declare(statement: exp.Expr, variables: dict[str, object], run: RunQuery) -> list[str]:
+    """Evaluate DECLARE @name TYPE [= value | = (SELECT ...)], or SET @name = … (declared already, as in T-SQL),
+    into `variables`, item by item (a later item may read an earlier one); the names it gave values."""
+    assign, names = kind(statement) == SET_VARIABLES, []
     for item in declared(statement):
         if assign and item.name not in variables:
             raise BindError(f"SET @{item.name}: variable @{item.name} is not declared; DECLARE @{item.name} ... first")

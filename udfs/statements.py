@@ -14,7 +14,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from predictsql.sql.reading import Statement
-from predictsql.sql.statements import DECLARE, DESCRIBE_MODEL, SET_VARIABLES, kind
+from predictsql.sql.statements import DESCRIBE_MODEL, VARIABLES, kind
 from predictsql.udfs import script
 from predictsql.udfs.planner import Engine, Planner, Settings
 
@@ -57,8 +57,8 @@ def run_statement(runner: Runner[R], statement: Statement, variables: dict[str, 
         return runner.execute(statement.text)
     planner = Planner(runner.engine(), variables, runner.settings)  # one per statement: a URI names one version throughout
     tree = runner.prepare(statement.tree)
-    if kind(tree) in (DECLARE, SET_VARIABLES):
-        persisted.update({name: variables[name] for name in script.declare(tree, variables, planner.run_query, assign=kind(tree) == SET_VARIABLES)})
+    if kind(tree) in VARIABLES:
+        persisted.update({name: variables[name] for name in script.declare(tree, variables, planner.run_query)})
         return None
     if kind(tree) == DESCRIBE_MODEL:
         return runner.rows(script.describe_model(tree, variables, planner.run_query, planner.resolve, runner.settings.session_options))
