@@ -48,6 +48,7 @@ class InputFeed:
     arrow_type: pa.DataType
     casts: tuple[Cast, ...]
     rank: int
+    whole: bool = False  # one DATA list column holds all of a [N,k] input's values
 
 
 @dataclass(frozen=True)
@@ -100,20 +101,54 @@ def _bind_input(schema: pa.Schema, model: Model, spec: TensorSpec) -> InputFeed:
     target = ONNX_TO_ARROW.get(spec.elem_type)
     if target is None:
         raise ModelError(f"{model.display}: input '{spec.name}' has type {spec.elem_type}, which PREDICT cannot feed from SQL")
+    listed = _list_column(schema, spec.name)
+    if listed is not None and len(spec.shape) == 2:
+        return _bind_list(schema.field(listed), listed, target, model, spec)
     names = model.signature.input_columns.get(spec.name)
     if names is None:
         if spec.width != 1:
-            raise BindError(
-                f"{model.display} has input '{spec.name}' of shape {spec.dims} and no column-order metadata, "
-                "so its columns cannot be bound by name: re-export it with predictsql.export(estimator, sample), "
-                "which records the DATA column names in the model"
-            )
+            raise BindError(unnamed_input(model.display, spec))
         names = (spec.name,)
     elif spec.width is not None and spec.width != len(names):
         raise ModelError(f"{model.display}: input '{spec.name}' has {spec.width} columns but its metadata names {len(names)}")
     columns = tuple(_find_column(schema, name, model, spec.name) for name in names)
     casts = tuple(_input_cast(schema.field(i), target, model, spec.name) for i in columns)
     return InputFeed(spec.name, columns, target, casts, len(spec.shape) or 1)
+
+
+def unnamed_input(display: str, spec: TensorSpec) -> str:
+    """What to do about an [N,k] input with no recorded column names: feed it a list, or record the names."""
+    width = spec.width or "k"
+    names = ", ".join(f"c{i}" for i in range(spec.width)) if spec.width and spec.width <= 4 else "c0, c1, …"
+    element = sql_name(ONNX_TO_ARROW.get(spec.elem_type, pa.float32()))
+    return (
+        f"{display} has input '{spec.name}' of shape {spec.dims} and no column names recorded, so PREDICT cannot bind it by name. "
+        f"Either feed it one list column named {spec.name} of {width} values (DuckDB: [{names}]::{element}[{width}] AS {spec.name}; "
+        f"Spark: array({names}) AS {spec.name}), or record the names once: predictsql.export(model, columns=[...{width} DATA column names]), "
+        "or `predictsql models register --columns` on the command line"
+    )
+
+
+def _list_column(schema: pa.Schema, name: str) -> int | None:
+    """The DATA column of a list type named like an input (exact, else the one case-insensitive match), if any."""
+    matches = [i for i, n in enumerate(schema.names) if n.lower() == name.lower()]
+    exact = [i for i in matches if schema.names[i] == name]
+    found = exact or matches
+    if len(found) != 1:
+        return None
+    kind = schema.field(found[0]).type
+    return found[0] if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind) else None
+
+
+def _bind_list(field: pa.Field, index: int, target: pa.DataType, model: Model, spec: TensorSpec) -> InputFeed:
+    """A list column fed whole to an [N,k] input: its element type cast as a column would be, its size checked now if fixed."""
+    size = field.type.list_size if pa.types.is_fixed_size_list(field.type) else None
+    if size is not None and spec.width is not None and size != spec.width:
+        raise TypeMismatchError(
+            f"DATA column '{field.name}' holds {size} values per row but input '{spec.name}' of {model.display} takes {spec.width} ({spec.dims})"
+        )
+    cast = _input_cast(pa.field(field.name, field.type.value_type), target, model, spec.name)
+    return InputFeed(spec.name, (index,), target, (cast,), 2, whole=True)
 
 
 def _find_column(schema: pa.Schema, name: str, model: Model, input_name: str) -> int:

@@ -1,137 +1,174 @@
-"""scikit-learn → ONNX through skl2onnx, with the metadata PREDICT binds by.
+"""Any library's fitted model → ONNX bytes with the metadata PREDICT binds by.
 
-- `zipmap=False`: class probabilities come out as one [N,C] float tensor.
-- A ColumnTransformer pipeline gets one [N,1] input per DATA column (strings stay strings);
-  any other estimator gets one [N,k] input whose column order is recorded in metadata.
-- `outputs` renames skl2onnx outputs (label, probabilities, variable); the pseudo-output
-  `score` adds a [N] float output: P(positive class) for a binary classifier, the prediction
-  for a regressor.
+Each library's own converter does the conversion (export_sklearn: scikit-learn, XGBoost and LightGBM through
+skl2onnx and onnxmltools; export_native: CatBoost, torch and Keras exporters; ONNX made elsewhere as is); this
+module decides the DATA column names once for all of them:
+- the names the model was fitted on where its library keeps them (sklearn's feature_names_in_, the boosters'
+  feature names), which a contradicting `sample` or `columns` cannot override;
+- else `columns`, else the sample's column names.
+Then every model gets the same finish (onnx_edit): one [N,C] probability tensor, the `outputs` names, metadata.
 """
 
 from __future__ import annotations
 
-import contextlib
+import importlib
 import json
-from collections.abc import Iterator, Mapping
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import onnx
 import pyarrow as pa
 
+from predictsql.engine import onnx_edit
 from predictsql.engine.errors import ExportError
-from predictsql.engine.signature import CLASSES_KEY, INPUTS_KEY
+from predictsql.engine.signature import INPUTS_KEY
+from predictsql.engine.sources import resolve
+from predictsql.engine.validate import load_model
 
-MATRIX_INPUT = "X"
-SCORE = "score"
+Outputs = Mapping[str, str] | Sequence[str] | None
+Columns = Sequence[str] | Mapping[str, Sequence[str]] | None
+
+# the library a model's class comes from → the module that converts it, and the extra that installs its converter
+_CONVERTERS = {
+    "sklearn": ("export_sklearn", "export"),
+    "xgboost": ("export_sklearn", "xgboost"),
+    "lightgbm": ("export_sklearn", "lightgbm"),
+    "catboost": ("export_native", "catboost"),
+    "torch": ("export_native", "torch"),
+    "keras": ("export_native", "keras"),
+}
 
 
-def export(estimator: Any, sample: Any, outputs: Mapping[str, str] | None = None) -> bytes:
-    """A fitted estimator or pipeline as ONNX bytes; `sample` (a DataFrame or Arrow table) names the columns."""
-    from skl2onnx import to_onnx
+@dataclass(frozen=True)
+class Converted:
+    """A library converter's result: the graph, DATA columns per [N,k] input, and class labels if it is a classifier."""
 
-    frame = _as_frame(sample)
-    columnwise = _has_column_transformer(estimator)
-    initial_types = _column_types(frame) if columnwise else [(MATRIX_INPUT, _float_type(len(frame.columns)))]
-    final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
-    options = {id(final): {"zipmap": False}} if hasattr(final, "predict_proba") else None
-    with _hist_gradient_boosting_fixup():
-        model = to_onnx(estimator, initial_types=initial_types, options=options)
-    meta = {INPUTS_KEY: json.dumps(_input_columns(model, frame, columnwise))}
-    if hasattr(final, "classes_"):
-        meta[CLASSES_KEY] = json.dumps([str(c) for c in final.classes_])
-    onnx.helper.set_model_props(model, {**meta, "predictsql.estimator": type(estimator).__name__})
-    _rename_outputs(model, dict(outputs or {}), hasattr(final, "classes_"))
-    onnx.checker.check_model(model)
+    model: onnx.ModelProto
+    columns: dict[str, list[str]]
+    classes: Sequence[object] | None
+
+
+def export(model: Any, sample: Any = None, outputs: Outputs = None, columns: Columns = None) -> bytes:
+    """A fitted model (or ONNX bytes, a path or a ModelProto made elsewhere) as ONNX bytes PREDICT binds by name.
+
+    `sample` (a DataFrame or Arrow table) names the columns where the model does not know them and gives their
+    types; `columns` names them without a sample: a list for a model with one [N,k] input, {input: [names]} else.
+    `outputs` renames outputs ({old: new}; `score` adds P(positive class) or the regressor's value) or names all
+    of them in order (a list, for torch and Keras models whose outputs have no useful names).
+    """
+    if isinstance(model, (bytes, bytearray, str, os.PathLike, onnx.ModelProto)):
+        converted = _foreign(model, columns)
+    else:
+        library = library_of(model)
+        module, extra = _CONVERTERS[library]
+        try:
+            converter = importlib.import_module(f"predictsql.engine.{module}")
+            converted = converter.convert(model, _as_frame(sample), columns, library)
+        except ImportError as e:
+            raise ExportError(f"exporting a {library} model needs {e.name}: pip install 'predictsql[{extra}]'") from e
+    return finish(converted, outputs, None if isinstance(model, (bytes, bytearray, str, os.PathLike, onnx.ModelProto)) else type(model).__name__)
+
+
+def finish(converted: Converted, outputs: Outputs, made_by: str | None) -> bytes:
+    """The edits every exported model gets, then onnx.checker: only a valid model leaves export."""
+    model = converted.model
+    onnx_edit.drop_zipmap(model)
+    onnx_edit.one_default_domain(model)
+    onnx_edit.record(model, converted.columns, converted.classes, made_by)
+    if outputs:
+        onnx_edit.rename_outputs(model, outputs, converted.classes is not None)
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as e:
+        raise ExportError(f"the exported {made_by or 'model'} is not a valid ONNX model: {e}") from e
     return model.SerializeToString()
 
 
+def library_of(model: Any) -> str:
+    """The library a model's class (or a base class: a torch.nn.Module subclass of the user's) comes from."""
+    for cls in type(model).__mro__:
+        root = cls.__module__.split(".")[0]
+        if root in _CONVERTERS:
+            return root
+    known = ", ".join(sorted(_CONVERTERS))
+    raise ExportError(f"export takes fitted {known} models, Spark MLlib PipelineModels or ONNX; got {type(model).__name__}")
+
+
+def column_names(fitted: Sequence[str] | None, sample: Any, columns: Sequence[str] | None, model: str) -> list[str]:
+    """The DATA columns of a model's one [N,k] input, in the order it was fitted: see the module docstring."""
+    sample_names = [str(c) for c in sample.columns] if sample is not None else None
+    if fitted is not None:
+        fitted = [str(c) for c in fitted]
+        if columns is not None and list(columns) != fitted:
+            raise ExportError(f"columns={list(columns)} contradicts the columns {model} was fitted on, {fitted}: leave columns out")
+        if sample_names is None:
+            return fitted
+        by_key = {_key(n): n for n in sample_names}
+        if sorted(by_key) != sorted(_key(n) for n in fitted):
+            raise ExportError(
+                f"the sample's columns {sample_names} are not the columns {model} was fitted on, {fitted}: pass a sample of exactly those"
+            )
+        return [by_key[_key(n)] for n in fitted]  # the sample's spelling: LightGBM keeps 'mean radius' as 'mean_radius'
+    if columns is not None:
+        if sample_names is not None and list(columns) != sample_names:
+            raise ExportError(f"columns={list(columns)} and the sample's columns {sample_names} disagree: pass one of them")
+        return [str(c) for c in columns]
+    if sample_names is None:
+        raise ExportError(f"{model} does not record the names of the columns it was fitted on: pass sample=<a DataFrame of them> or columns=[...]")
+    return sample_names
+
+
+def _key(name: str) -> str:
+    """A column name as libraries that sanitise names keep it (LightGBM writes spaces and punctuation as '_')."""
+    return re.sub(r"[^\w]", "_", name)
+
+
 def _as_frame(sample: Any) -> Any:
+    """A pandas DataFrame of the sample, or None; a numpy array has no column names to bind by."""
+    if sample is None:
+        return None
     if isinstance(sample, (pa.Table, pa.RecordBatch)):
         return sample.to_pandas()
     if not hasattr(sample, "columns"):
-        raise ExportError("export needs a sample with column names (a pandas DataFrame or pyarrow Table), so PREDICT can bind DATA columns by name")
+        raise ExportError(f"export needs a sample with column names (a pandas DataFrame or pyarrow Table), not a {type(sample).__name__}, so PREDICT can bind DATA columns by name")
     return sample
 
 
-def _input_columns(model: onnx.ModelProto, frame: Any, columnwise: bool) -> dict[str, list[str]]:
-    """DATA columns per ONNX input: all columns for the [N,k] input; for per-column inputs, those
-    skl2onnx renamed (it sanitises names such as 'od280/od315' → 'od280_od315')."""
-    columns = [str(c) for c in frame.columns]
-    if not columnwise:
-        return {MATRIX_INPUT: columns}
-    inputs = [i.name for i in model.graph.input]
-    if len(inputs) != len(columns):
-        raise ExportError(f"skl2onnx made {len(inputs)} inputs for {len(columns)} sample columns; pass a sample with exactly the columns the pipeline reads")
-    return {name: [column] for name, column in zip(inputs, columns, strict=True) if name != column}
+def _foreign(model: Any, columns: Columns) -> Converted:
+    """ONNX made elsewhere, with `columns` recorded for its [N,k] inputs."""
+    if isinstance(model, onnx.ModelProto):
+        proto = onnx.ModelProto()
+        proto.CopyFrom(model)
+    else:
+        source = resolve(model if isinstance(model, (bytes, bytearray)) else os.fspath(model), "argument")
+        proto = load_model(source.data, source.label, source.base_dir)
+    inputs = {i.name: _width(i) for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}}
+    recorded = json.loads(next((p.value for p in proto.metadata_props if p.key == INPUTS_KEY), "{}"))
+    if columns is None:
+        mapping: dict[str, list[str]] = {}
+    elif isinstance(columns, Mapping):
+        mapping = {name: [str(c) for c in names] for name, names in columns.items()}
+    elif len(inputs) == 1:
+        mapping = {next(iter(inputs)): [str(c) for c in columns]}
+    else:
+        raise ExportError(f"the model has {len(inputs)} inputs ({', '.join(inputs)}): give columns as {{input: [names]}}, one list per input")
+    for name, names in mapping.items():
+        if name not in inputs:
+            raise ExportError(f"columns names input '{name}', which the model does not have; its inputs are {', '.join(inputs)}")
+        if inputs[name] not in (None, len(names)):
+            raise ExportError(f"input '{name}' takes {inputs[name]} values per row but columns names {len(names)}: {names}")
+    return Converted(proto, {**recorded, **mapping}, None)
 
 
-def _has_column_transformer(estimator: Any) -> bool:
-    from sklearn.compose import ColumnTransformer
-
-    first = estimator.steps[0][1] if hasattr(estimator, "steps") else estimator
-    return isinstance(first, ColumnTransformer)
+def _width(value: onnx.ValueInfoProto) -> int | None:
+    dims = value.type.tensor_type.shape.dim
+    return dims[1].dim_value or None if len(dims) == 2 else 1
 
 
-def _float_type(width: int) -> Any:
-    from skl2onnx.common.data_types import FloatTensorType
-
-    return FloatTensorType([None, width])
-
-
-def _column_types(frame: Any) -> list[tuple[str, Any]]:
-    from skl2onnx.common.data_types import StringTensorType
-
-    types = []
-    for name, dtype in frame.dtypes.items():
-        numeric = np.issubdtype(dtype, np.number) if isinstance(dtype, np.dtype) else False
-        types.append((str(name), _float_type(1) if numeric else StringTensorType([None, 1])))
-    return types
-
-
-@contextlib.contextmanager
-def _hist_gradient_boosting_fixup() -> Iterator[None]:
-    """skl2onnx 1.20 writes numpy bools into an ints attribute, which onnx 1.23 refuses; coerce them."""
-    from skl2onnx.operator_converters import random_forest
-
-    original = random_forest.add_tree_to_attribute_pairs_hist_gradient_boosting
-
-    def fixed(attr_pairs: dict, *args: Any, **kwargs: Any) -> None:
-        original(attr_pairs, *args, **kwargs)
-        key = "nodes_missing_value_tracks_true"
-        attr_pairs[key] = [int(v) for v in attr_pairs[key]]
-
-    random_forest.add_tree_to_attribute_pairs_hist_gradient_boosting = fixed
-    try:
-        yield
-    finally:
-        random_forest.add_tree_to_attribute_pairs_hist_gradient_boosting = original
-
-
-def _rename_outputs(model: onnx.ModelProto, names: dict[str, str], classifier: bool) -> None:
-    graph = model.graph
-    existing = [o.name for o in graph.output]
-    unknown = set(names) - set(existing) - {SCORE}
-    if unknown:
-        raise ExportError(f"outputs names {sorted(unknown)}, which the model does not have; its outputs are {existing} and '{SCORE}'")
-    if SCORE in names:
-        _add_score(model, names.pop(SCORE), classifier)
-    for old, new in names.items():
-        for node in graph.node:
-            node.output[:] = [new if n == old else n for n in node.output]
-            node.input[:] = [new if n == old else n for n in node.input]
-        next(o for o in graph.output if o.name == old).name = new
-
-
-def _add_score(model: onnx.ModelProto, name: str, classifier: bool) -> None:
-    """A [N] float output: column 1 of a binary classifier's probabilities, or a regressor's prediction."""
-    graph = model.graph
-    source = "probabilities" if classifier else "variable"
-    spec = next((o for o in graph.output if o.name == source), None)
-    dims = spec.type.tensor_type.shape.dim if spec is not None else []
-    if spec is None or (classifier and (len(dims) != 2 or dims[1].dim_value != 2)):
-        raise ExportError(f"'{SCORE}' is defined for binary classifiers and single-target regressors; this model's outputs are {[o.name for o in graph.output]}")
-    index = "predictsql_score_column"
-    graph.initializer.append(onnx.numpy_helper.from_array(np.array(1 if classifier else 0, dtype=np.int64), index))
-    graph.node.append(onnx.helper.make_node("Gather", [source, index], [name], axis=1, name="predictsql_score"))
-    graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, [None]))
+def float_sample(frame: Any, names: Sequence[str], dtype: type = np.float32) -> np.ndarray:
+    """The sample's columns in model order as one matrix: what torch traces with."""
+    return np.ascontiguousarray(frame[list(names)].to_numpy(dtype))

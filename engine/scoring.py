@@ -33,6 +33,7 @@ class Scorer:
         self._output_names = [o.name for o in plan.model.signature.outputs]
         self._input_columns = sorted({i for feed in plan.inputs for i in feed.columns})
         self._dtypes = {feed.name: numpy_dtype(feed.arrow_type) for feed in plan.inputs}
+        self._widths = {spec.name: spec.width for spec in plan.model.signature.inputs}
         self._used_outputs = sorted({o.source for o in plan.outputs})
         batches = {spec.shape[0] for spec in plan.model.signature.inputs if spec.shape}
         self._fixed_batch = next(iter(batches)) if len(batches) == 1 and None not in batches else None  # [1,k] inputs: fed in chunks
@@ -108,6 +109,8 @@ class Scorer:
         return valid
 
     def _feed(self, batch: pa.RecordBatch, feed: InputFeed, offset: int) -> np.ndarray:
+        if feed.whole:
+            return self._matrix(batch, feed, offset)
         arrays = [self._cast(batch, i, feed, cast, offset) for i, cast in zip(feed.columns, feed.casts, strict=True)]
         if len(arrays) == 1:
             values = arrays[0]
@@ -116,6 +119,23 @@ class Scorer:
             for j, array in enumerate(arrays):
                 values[:, j] = array
         return values.reshape(-1, 1) if feed.rank == 2 and values.ndim == 1 else values
+
+    def _matrix(self, batch: pa.RecordBatch, feed: InputFeed, offset: int) -> np.ndarray:
+        """A list column's values as the [rows, k] matrix of its input, every list checked to hold k non-NULL values."""
+        column, name = batch.column(feed.columns[0]), batch.schema.field(feed.columns[0]).name
+        lengths = pc.list_value_length(column)
+        width = self._widths[feed.name] or (lengths[0].as_py() if len(column) else 0)
+        wrong = pc.not_equal(lengths, width)
+        if pc.any(wrong).as_py():
+            row = pc.index(wrong, True).as_py()
+            raise ScoringError(
+                f"PREDICT input '{name}' ({self.plan.model.display}) holds {lengths[row].as_py()} values at row {offset + row}, but input '{feed.name}' takes {width}"
+            )
+        values = column.flatten()
+        if values.null_count:
+            raise NullInputError(f"PREDICT input '{name}' ({self.plan.model.display}) has NULL values inside its lists in the batch starting at row {offset}: fill them in the DATA query")
+        flat = self._cast(pa.RecordBatch.from_arrays([values], names=[name]), 0, feed, feed.casts[0], offset)
+        return flat.reshape(len(column), -1)
 
     def _cast(self, batch: pa.RecordBatch, i: int, feed: InputFeed, cast: Cast, offset: int) -> np.ndarray:
         column = batch.column(i)

@@ -94,6 +94,11 @@ def resolve(value: object, label: str, lookups: Mapping[str, Lookup] | None = No
             raise ModelSourceError(f"MODEL {label}: {scheme}:/ models cannot be read here; {_ELSEWHERE.get(scheme, 'no MLflow registry is configured')}")
         return lookup(value)
     path = Path(value).expanduser()
+    if (path / "metadata").is_dir() and (path / "stages").is_dir():
+        raise ModelError(
+            f"model '{value}' (MODEL {label}) is a saved Spark MLlib PipelineModel; PREDICT scores ONNX: convert it once with "
+            "predictsql.export(PipelineModel.load(path), sample=<a Spark DataFrame of its input columns>)"
+        )
     if not path.is_file():
         raise ModelError(f"model file '{value}' not found (from MODEL {label}; relative paths start at {Path.cwd()})")
     return ModelSource(path.read_bytes(), f"'{path.name}'" if label == f"'{value}'" else label, path.parent)

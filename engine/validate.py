@@ -12,6 +12,7 @@ from pathlib import Path
 import onnx
 from google.protobuf.message import DecodeError
 
+from predictsql.engine.onnx_edit import one_default_domain
 from predictsql.engine.errors import ModelError, UnsafeModelError
 
 DEFAULT_MAX_MODEL_BYTES = 1 << 30
@@ -31,6 +32,7 @@ def load_model(data: bytes, label: str, base_dir: Path | None = None, max_bytes:
     _check_domains(model, label)
     if _has_external_data(model):
         _load_external_data(model, label, base_dir)
+    one_default_domain(model)
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as e:

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 from predictsql.engine.errors import PredictSQLError
 
 if TYPE_CHECKING:
-    from predictsql.api import argument_names, log_model, predict, register
-    from predictsql.engine.export import export
+    from predictsql.api import argument_names, export, log_model, predict, register
     from predictsql.udfs.duckdb import Connection, Result, connect
 
 __all__ = ["Connection", "PredictSQLError", "Result", "argument_names", "connect", "export", "log_model", "predict", "register"]
@@ -24,8 +23,7 @@ _HOMES = {
     "Connection": "predictsql.udfs.duckdb",
     "Result": "predictsql.udfs.result",
     "connect": "predictsql.udfs.duckdb",
-    "export": "predictsql.engine.export",
-    **dict.fromkeys(("argument_names", "log_model", "predict", "register"), "predictsql.api"),
+    **dict.fromkeys(("argument_names", "export", "log_model", "predict", "register"), "predictsql.api"),
 }
 
 

@@ -1,4 +1,4 @@
-"""The Python doors of predictsql: predict, log_model, register, argument_names (re-exported by the package)."""
+"""The Python doors of predictsql: predict, export, log_model, register, argument_names (re-exported by the package)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pyarrow as pa
 
 from predictsql.engine import sessions
 from predictsql.engine.binding import OutputRequest, argument_schema, bind
-from predictsql.engine.errors import ExportError, PredictSQLError
-from predictsql.engine.export import export
+from predictsql.engine.errors import PredictSQLError
+from predictsql.engine import export as exporting
 from predictsql.engine.mlflow_registry import MlflowRegistry
 from predictsql.engine.scoring import DEFAULT_BATCH_SIZE, Scorer, score_stream
 from predictsql.engine.sources import ModelSource, Resolver
@@ -40,30 +40,39 @@ def predict(
     return pa.Table.from_batches(list(score_stream(table.to_batches(max_chunksize=batch_size), scorer)), scorer.schema)
 
 
+def export(model: Any, sample: Any = None, outputs: exporting.Outputs = None, columns: exporting.Columns = None) -> bytes:
+    """A fitted model as ONNX bytes that PREDICT binds by DATA column name (see engine/export.py); a Spark MLlib
+    PipelineModel is converted with a Spark DataFrame `sample` (udfs/spark_export.py)."""
+    if type(model).__module__.startswith("pyspark"):
+        from predictsql.udfs import spark_export
+
+        return spark_export.export(model, sample, outputs)
+    return exporting.export(model, sample, outputs, columns)
+
+
 def log_model(
     model: Any,
     name: str,
     sample: Any = None,
     alias: str | None = None,
-    outputs: Mapping[str, str] | None = None,
+    outputs: exporting.Outputs = None,
     registry_uri: str | None = None,
+    columns: exporting.Columns = None,
 ) -> str:
     """Register a model in MLflow with the onnx flavour and its signature; returns 'models:/name/<version>'.
 
-    `model` is a fitted scikit-learn estimator (exported with `sample`, see `export`), ONNX bytes,
-    an onnx.ModelProto or a path. `alias` is set to the new version when given. The registry is `registry_uri`
+    `model` is any model `export` takes (exported with `sample`, `outputs` and `columns`), ONNX bytes, an
+    onnx.ModelProto or a path (with `columns` recorded when given). `alias` is set to the new version when given. The registry is `registry_uri`
     or MLFLOW_TRACKING_URI; with neither it refuses rather than create ./mlflow.db.
     """
     registry = MlflowRegistry(registry_uri)
     registry.check(create=True)  # before exporting: a model with nowhere to go is refused at once
-    if hasattr(model, "SerializeToString"):
-        data = model.SerializeToString()
-    elif isinstance(model, (bytes, bytearray, str, os.PathLike)):
-        data = Resolver(registry.lookups)(model, _label(model)).data
-    elif sample is None:
-        raise ExportError(f"log_model('{name}') got a {type(model).__name__}, which needs sample=<a DataFrame of its inputs> to export it to ONNX")
+    if isinstance(model, (str, os.PathLike)) and columns is None:
+        data = Resolver(registry.lookups)(model, _label(model)).data  # a file or a URI
+    elif isinstance(model, (bytes, bytearray)) and columns is None and not outputs:
+        data = bytes(model)
     else:
-        data = export(model, sample, outputs)
+        data = export(model, sample, outputs, columns)
     loaded = sessions.load(ModelSource(data, f"'{name}'"))  # only a valid ONNX model is logged
     return registry.log_model(data, loaded.signature, name, alias)
 

@@ -65,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     register.add_argument("name")
     register.add_argument("model", help="an ONNX file, or a models:/, runs:/ or catalog:/ URI")
     register.add_argument("--alias", help="point NAME@ALIAS at the new version")
+    register.add_argument("--columns", help="comma-separated DATA column names of the model's one [N,k] input, recorded in the model (for ONNX made elsewhere)")
     _store_arguments(register)
     register.set_defaults(run=_register)
     listing = actions.add_parser("list", help="every version of every model")
@@ -136,13 +137,15 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _register(args: argparse.Namespace) -> int:
+    import predictsql
+
+    columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
     if args.db:
         with _connect(args) as con:
-            uri = f"catalog:/{args.name}/{con.models.register(args.name, args.model, alias=args.alias)}"
+            model = predictsql.export(args.model, columns=columns) if columns else args.model
+            uri = f"catalog:/{args.name}/{con.models.register(args.name, model, alias=args.alias)}"
     else:
-        import predictsql
-
-        uri = predictsql.log_model(args.model, args.name, alias=args.alias, registry_uri=args.registry)
+        uri = predictsql.log_model(args.model, args.name, alias=args.alias, registry_uri=args.registry, columns=columns)
     print(f"registered {uri}" + (f" (alias {args.alias})" if args.alias else ""))
     return 0
 

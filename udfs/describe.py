@@ -29,8 +29,7 @@ def describe(model: Model, source: ModelSource) -> pa.Table:
     signature = model.signature
     rows = [{"kind": "model", "name": source.label, "detail": f"{len(source.data):,} bytes, sha256 {source.sha256}"}]
     for spec in signature.inputs:
-        columns = signature.input_columns.get(spec.name, (spec.name,))
-        rows.append({"kind": "input", **_tensor(spec, per_row=False), "detail": f"DATA column{'s' if len(columns) > 1 else ''}: {', '.join(columns)}"})
+        rows.append({"kind": "input", **_tensor(spec, per_row=False), "detail": _input_detail(spec, signature.input_columns.get(spec.name))})
     defaults = default_outputs(model)
     for index, spec in enumerate(signature.outputs):
         picks = [o for o in defaults if o.source == index and o.pick is not None]
@@ -38,6 +37,16 @@ def describe(model: Model, source: ModelSource) -> pa.Table:
         rows.append({"kind": "output", **_tensor(spec, per_row=True), "detail": detail})
     rows.append({"kind": "with", "detail": with_clause([(o.name, sql_name(o.arrow_type)) for o in defaults])})
     return pa.Table.from_pylist(rows, SCHEMA)
+
+
+def _input_detail(spec: TensorSpec, columns: tuple[str, ...] | None) -> str:
+    """The DATA columns an input reads, or plainly that it cannot be bound by name."""
+    if columns is not None:
+        return f"DATA column{'s' if len(columns) > 1 else ''}: {', '.join(columns)}"
+    if spec.width == 1:
+        return f"DATA column: {spec.name}"
+    width = spec.width or "k"
+    return f"no column names recorded, so it cannot be bound by name: feed a list column {spec.name} of {width} values, or record names with predictsql.export(model, columns=[...])"
 
 
 def _tensor(spec: TensorSpec, per_row: bool) -> dict[str, str]:

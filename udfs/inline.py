@@ -55,6 +55,9 @@ def _program(plan: ScoringPlan) -> Program:
     model = plan.model
     if model.inline is None:
         raise NotInlinable(model.inline_blocker)
+    listed = next((feed.name for feed in plan.inputs if feed.whole), None)
+    if listed is not None:
+        raise NotInlinable(f"input '{listed}' is fed a list column, and INLINE reads one DATA column per value")
     for out in plan.outputs:
         natural = ONNX_TO_ARROW[model.signature.outputs[out.source].elem_type]
         target = out.arrow_type.value_type if out.as_list else out.arrow_type

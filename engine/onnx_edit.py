@@ -1,0 +1,129 @@
+"""Edits every exported model gets, whatever library made it: one probability tensor, our output names, a `score`
+output, one default-domain import and the metadata PREDICT binds by."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import onnx
+
+from predictsql.engine.errors import ExportError
+from predictsql.engine.signature import CLASSES_KEY, INPUTS_KEY
+
+SCORE = "score"
+PROBABILITIES = ("probabilities", "probability")  # skl2onnx, onnxmltools and CatBoost; onnxmltools' Spark converter
+_DEFAULT_DOMAINS = ("", "ai.onnx")
+_FLOATS = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE)
+
+
+def drop_zipmap(model: onnx.ModelProto) -> None:
+    """Replace each ZipMap output (a list of {class: p} dicts per row) by the [N,C] tensor it was made from: what
+    PREDICT reads per class, and far cheaper to build (CatBoost and onnxmltools write ZipMaps by default)."""
+    graph = model.graph
+    for node in [n for n in graph.node if n.op_type == "ZipMap"]:
+        output = next((o for o in graph.output if o.name == node.output[0]), None)
+        if output is None:
+            continue
+        tensor = node.input[0]
+        graph.node.remove(node)
+        for other in graph.node:
+            other.output[:] = [node.output[0] if name == tensor else name for name in other.output]
+            other.input[:] = [node.output[0] if name == tensor else name for name in other.input]
+        output.CopyFrom(onnx.helper.make_tensor_value_info(output.name, onnx.TensorProto.FLOAT, [None, len(_labels(node))]))
+
+
+def _labels(zipmap: onnx.NodeProto) -> list:
+    return next(onnx.helper.get_attribute_value(a) for a in zipmap.attribute if a.name.startswith("classlabels"))
+
+
+def rename_outputs(model: onnx.ModelProto, names: Mapping[str, str] | Sequence[str], classifier: bool) -> None:
+    """Rename outputs {old: new} (the pseudo-output `score` adds one), or name all of them in order from a list."""
+    graph = model.graph
+    existing = [o.name for o in graph.output]
+    if not isinstance(names, Mapping):
+        if len(names) != len(existing):
+            raise ExportError(f"outputs lists {len(names)} names but the model has {len(existing)} outputs ({existing}); give one name per output, in order")
+        names = dict(zip(existing, names, strict=True))
+    names = dict(names)
+    unknown = set(names) - set(existing) - {SCORE}
+    if unknown:
+        raise ExportError(f"outputs names {sorted(unknown)}, which the model does not have; its outputs are {existing} and '{SCORE}'")
+    if SCORE in names:
+        _add_score(model, names.pop(SCORE), classifier)
+    for old, new in names.items():
+        for node in graph.node:
+            node.output[:] = [new if n == old else n for n in node.output]
+            node.input[:] = [new if n == old else n for n in node.input]
+        next(o for o in graph.output if o.name == old).name = new
+
+
+def _add_score(model: onnx.ModelProto, name: str, classifier: bool) -> None:
+    """A [N] output: column 1 of a binary classifier's probabilities, or a single-valued regressor's prediction."""
+    graph = model.graph
+    floats = [o for o in graph.output if o.type.tensor_type.elem_type in _FLOATS]
+    if classifier:
+        source = next((o for o in floats if o.name in PROBABILITIES), None)
+        dims = source.type.tensor_type.shape.dim if source is not None else []
+        binary = len(dims) == 2 and dims[1].dim_value == 2
+    else:
+        source = floats[0] if len(floats) == 1 else None
+        binary = source is not None and all(d.dim_value in (0, 1) for d in source.type.tensor_type.shape.dim[1:])
+    if source is None or not binary:
+        raise ExportError(f"'{SCORE}' is defined for binary classifiers and single-valued regressors; this model's outputs are {[o.name for o in graph.output]}")
+    elem = source.type.tensor_type.elem_type
+    _import_default_domain(model)
+    if classifier:
+        index = _constant(graph, "predictsql_score_column", np.array(1, dtype=np.int64))
+        graph.node.append(onnx.helper.make_node("Gather", [source.name, index], [name], axis=1, name="predictsql_score"))
+    else:
+        shape = _constant(graph, "predictsql_score_shape", np.array([-1], dtype=np.int64))
+        graph.node.append(onnx.helper.make_node("Reshape", [source.name, shape], [name], name="predictsql_score"))
+    graph.output.append(onnx.helper.make_tensor_value_info(name, elem, [None]))
+
+
+def _import_default_domain(model: onnx.ModelProto) -> None:
+    """Graphs of ai.onnx.ml nodes only (CatBoost's) import no standard operators: import opset 13 for Gather/Reshape."""
+    if not any(i.domain in _DEFAULT_DOMAINS for i in model.opset_import):
+        model.opset_import.append(onnx.helper.make_opsetid("", 13))
+        model.ir_version = max(model.ir_version, 7)
+
+
+def _constant(graph: onnx.GraphProto, name: str, value: np.ndarray) -> str:
+    """A Constant node rather than an initializer: models of IR version 3 (CatBoost's) must list initializers as inputs."""
+    graph.node.append(onnx.helper.make_node("Constant", [], [name], value=onnx.numpy_helper.from_array(value), name=name))
+    return name
+
+
+def one_default_domain(model: onnx.ModelProto) -> None:
+    """Merge '' and 'ai.onnx' imports (onnxmltools' Spark converter writes both) into one, at the version onnxruntime
+    runs the model with (the highest), so onnx.checker accepts what onnxruntime already runs."""
+    imports = [i for i in model.opset_import if i.domain in _DEFAULT_DOMAINS]
+    if len(imports) < 2:
+        return
+    version = max(i.version for i in imports)
+    for entry in imports:
+        model.opset_import.remove(entry)
+    model.opset_import.append(onnx.helper.make_opsetid("", version))
+    for node in model.graph.node:
+        if node.domain == "ai.onnx":
+            node.domain = ""
+
+
+def record(model: onnx.ModelProto, columns: Mapping[str, Sequence[str]], classes: Sequence[object] | None, made_by: str | None) -> None:
+    """Write the DATA column names per input and the class labels into the model's metadata, keeping what is there."""
+    props = {p.key: p.value for p in model.metadata_props}
+    props[INPUTS_KEY] = json.dumps({name: list(names) for name, names in columns.items()})
+    if classes is not None:
+        props[CLASSES_KEY] = json.dumps([class_label(c) for c in classes])
+    if made_by is not None:
+        props["predictsql.estimator"] = made_by
+    onnx.helper.set_model_props(model, props)
+
+
+def class_label(value: object) -> str:
+    """A class label as output columns name it: a float label that is integral (0.0, 1.0 from pandas) reads as 0, 1."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value.item() if isinstance(value, np.generic) else value)
