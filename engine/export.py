@@ -80,7 +80,7 @@ def finish(converted: Converted, outputs: Outputs, made_by: str | None) -> bytes
     onnx_edit.one_default_domain(model)
     onnx_edit.record(model, converted.columns, converted.classes, made_by)
     if outputs:
-        onnx_edit.rename_outputs(model, outputs, converted.classes is not None)
+        onnx_edit.rename_outputs(model, outputs)
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as e:

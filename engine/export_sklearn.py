@@ -115,7 +115,7 @@ def _register_boosters() -> None:
 
         for cls, shapes in ((lightgbm.LGBMClassifier, calculate_linear_classifier_output_shapes), (lightgbm.LGBMRegressor, calculate_linear_regressor_output_shapes)):
             options = classify if shapes is calculate_linear_classifier_output_shapes else {"split": None}
-            update_registered_converter(cls, f"predictsql{cls.__name__}", _float_outputs(shapes), convert_lightgbm, options=options)
+            update_registered_converter(cls, f"predictsql{cls.__name__}", _float_outputs(shapes), _double_thresholds(convert_lightgbm), options=options)
 
 
 def _float_outputs(shapes: Callable[[Any], None]) -> Callable[[Any], None]:
@@ -147,6 +147,32 @@ def _float_input(convert: Callable[[Any, Any, Any], None]) -> Callable[[Any, Any
             convert(scope, operator, container)
         finally:
             operator.inputs.set_element(0, source)
+
+    return converter
+
+
+def _double_thresholds(convert: Callable[[Any, Any, Any], None]) -> Callable[[Any, Any, Any], None]:
+    """A converter whose tree ensembles keep their thresholds as doubles when fed DOUBLE (ai.onnx.ml 3's
+    nodes_values_as_tensor): onnxmltools writes LightGBM's double thresholds as float32 attributes, which sends
+    values between a threshold and its float32 rounding down the wrong branch."""
+    from skl2onnx.common.data_types import DoubleTensorType
+
+    def converter(scope: Any, operator: Any, container: Any) -> None:
+        if not isinstance(operator.inputs[0].type, DoubleTensorType):
+            convert(scope, operator, container)
+            return
+        add_node = container.add_node
+
+        def add(op_type: str, *args: Any, **attrs: Any) -> Any:
+            if op_type.startswith("TreeEnsemble") and "nodes_values" in attrs:
+                attrs["nodes_values_as_tensor"] = onnx.numpy_helper.from_array(np.asarray(attrs.pop("nodes_values"), dtype=np.float64))
+            return add_node(op_type, *args, **attrs)
+
+        container.add_node = add
+        try:
+            convert(scope, operator, container)
+        finally:
+            del container.add_node
 
     return converter
 

@@ -38,7 +38,7 @@ def _labels(zipmap: onnx.NodeProto) -> list:
     return next(onnx.helper.get_attribute_value(a) for a in zipmap.attribute if a.name.startswith("classlabels"))
 
 
-def rename_outputs(model: onnx.ModelProto, names: Mapping[str, str] | Sequence[str], classifier: bool) -> None:
+def rename_outputs(model: onnx.ModelProto, names: Mapping[str, str] | Sequence[str]) -> None:
     """Rename outputs {old: new} (the pseudo-output `score` adds one), or name all of them in order from a list."""
     graph = model.graph
     existing = [o.name for o in graph.output]
@@ -51,7 +51,7 @@ def rename_outputs(model: onnx.ModelProto, names: Mapping[str, str] | Sequence[s
     if unknown:
         raise ExportError(f"outputs names {sorted(unknown)}, which the model does not have; its outputs are {existing} and '{SCORE}'")
     if SCORE in names:
-        _add_score(model, names.pop(SCORE), classifier)
+        _add_score(model, names.pop(SCORE))
     for old, new in names.items():
         for node in graph.node:
             node.output[:] = [new if n == old else n for n in node.output]
@@ -59,10 +59,11 @@ def rename_outputs(model: onnx.ModelProto, names: Mapping[str, str] | Sequence[s
         next(o for o in graph.output if o.name == old).name = new
 
 
-def _add_score(model: onnx.ModelProto, name: str, classifier: bool) -> None:
+def _add_score(model: onnx.ModelProto, name: str) -> None:
     """A [N] output: column 1 of a binary classifier's probabilities, or a single-valued regressor's prediction."""
     graph = model.graph
     floats = [o for o in graph.output if o.type.tensor_type.elem_type in _FLOATS]
+    classifier = any(o.name in PROBABILITIES for o in floats)
     if classifier:
         source = next((o for o in floats if o.name in PROBABILITIES), None)
         dims = source.type.tensor_type.shape.dim if source is not None else []
@@ -84,15 +85,15 @@ def _add_score(model: onnx.ModelProto, name: str, classifier: bool) -> None:
 
 
 def _import_default_domain(model: onnx.ModelProto) -> None:
-    """Graphs of ai.onnx.ml nodes only (CatBoost's) import no standard operators: import opset 13 for Gather/Reshape."""
+    """Graphs of ai.onnx.ml nodes only (CatBoost's, IR version 3) import no standard operators: import opset 13 for
+    Gather/Reshape, at an IR version (7) whose initializers need not be graph inputs."""
     if not any(i.domain in _DEFAULT_DOMAINS for i in model.opset_import):
         model.opset_import.append(onnx.helper.make_opsetid("", 13))
         model.ir_version = max(model.ir_version, 7)
 
 
 def _constant(graph: onnx.GraphProto, name: str, value: np.ndarray) -> str:
-    """A Constant node rather than an initializer: models of IR version 3 (CatBoost's) must list initializers as inputs."""
-    graph.node.append(onnx.helper.make_node("Constant", [], [name], value=onnx.numpy_helper.from_array(value), name=name))
+    graph.initializer.append(onnx.numpy_helper.from_array(value, name))
     return name
 
 

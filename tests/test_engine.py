@@ -45,10 +45,11 @@ def test_zipmap_outputs_are_flattened_per_class(dataset) -> None:
     np.testing.assert_allclose(picked.column(-1).to_numpy(), estimator.predict_proba(features)[:, -1], atol=PROBA_TOLERANCE)
 
 
-def test_matrix_input_without_column_metadata_says_how_to_re_export(breast_cancer) -> None:
+def test_matrix_input_without_column_names_says_both_ways_to_bind_it(breast_cancer) -> None:
     features = numeric(breast_cancer.features)
     estimator = LogisticRegression(max_iter=5000).fit(features, breast_cancer.target)
-    with pytest.raises(BindError, match=r"input 'X' of shape \[N,30\] and no column-order metadata.*predictsql.export\(estimator, sample\)"):
+    both = r"input 'X' of shape \[N,30\] and no column names recorded.*one list column named X of 30 values.*predictsql.export\(model, columns="
+    with pytest.raises(BindError, match=both):
         predictsql.predict(_zipmap_model(estimator, features, with_metadata=False), features)
 
 
