@@ -65,8 +65,8 @@ def export(model: Any, sample: Any = None, outputs: Outputs = None, columns: Col
     else:
         library = library_of(model)
         module, extra = _CONVERTERS[library]
+        converter = importlib.import_module(f"predictsql.engine.{module}")
         try:
-            converter = importlib.import_module(f"predictsql.engine.{module}")
             converted = converter.convert(model, _as_frame(sample), columns, library)
         except ImportError as e:
             raise ExportError(f"exporting a {library} model needs {e.name}: pip install 'predictsql[{extra}]'") from e
@@ -120,6 +120,13 @@ def column_names(fitted: Sequence[str] | None, sample: Any, columns: Sequence[st
     if sample_names is None:
         raise ExportError(f"{model} does not record the names of the columns it was fitted on: pass sample=<a DataFrame of them> or columns=[...]")
     return sample_names
+
+
+def listed(columns: Columns) -> Sequence[str] | None:
+    """`columns` as one input's list (a library model's {input: names} form is refused where it is read)."""
+    if isinstance(columns, Mapping):
+        raise ExportError("this model has one input: give columns as a list of DATA column names")
+    return columns
 
 
 def _key(name: str) -> str:

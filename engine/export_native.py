@@ -12,27 +12,25 @@ import io
 import logging
 import tempfile
 import warnings
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import onnx
 
 from predictsql.engine.errors import ExportError
-from predictsql.engine.export import Columns, Converted, column_names, float_sample
+from predictsql.engine.export import Columns, Converted, column_names, float_sample, listed
 
 
 def convert(model: Any, sample: Any, columns: Columns, library: str) -> Converted:
     """`model` converted by its own library's exporter (see export.export)."""
-    if isinstance(columns, dict):
-        raise ExportError(f"a {library} model has one input: give columns as a list of DATA column names")
     return {"catboost": _catboost, "torch": _torch, "keras": _keras}[library](model, sample, columns)
 
 
 def _catboost(model: Any, sample: Any, columns: Columns) -> Converted:
     names = getattr(model, "feature_names_", None)
     fitted = names if names and not all(str(n).isdigit() for n in names) else None  # numpy-fitted models name them 0, 1, …
-    names = column_names(fitted, sample, columns, type(model).__name__)
+    names = column_names(fitted, sample, listed(columns), type(model).__name__)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.onnx"
         model.save_model(str(path), format="onnx")
@@ -43,7 +41,7 @@ def _catboost(model: Any, sample: Any, columns: Columns) -> Converted:
 def _torch(module: Any, sample: Any, columns: Columns) -> Converted:
     import torch
 
-    names = column_names(None, sample, columns, type(module).__name__)
+    names = column_names(None, sample, listed(columns), type(module).__name__)
     dtype = next((p.dtype for p in module.parameters()), torch.float32)
     example = torch.from_numpy(float_sample(sample, names)) if sample is not None else torch.zeros(2, len(names))
     example = example.to(dtype)
@@ -51,11 +49,13 @@ def _torch(module: Any, sample: Any, columns: Columns) -> Converted:
         program = torch.onnx.export(
             module.eval(), (example,), input_names=["input"], dynamic_shapes=({0: torch.export.Dim("N")},), dynamo=True, verbose=False
         )
+    if program is None:  # torch returns None only when given a file to write
+        raise ExportError("torch.onnx.export returned no program")
     return Converted(program.model_proto, {"input": names}, None)
 
 
 def _keras(model: Any, sample: Any, columns: Columns) -> Converted:
-    names = column_names(None, sample, columns, type(model).__name__)
+    names = column_names(None, sample, listed(columns), type(model).__name__)
     with tempfile.TemporaryDirectory() as folder, _quiet():
         path = Path(folder) / "model.onnx"
         try:

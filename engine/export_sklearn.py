@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 
 from predictsql.engine.errors import ExportError
-from predictsql.engine.export import Columns, Converted, column_names
+from predictsql.engine.export import Columns, Converted, column_names, listed
 
 MATRIX_INPUT = "X"
 _OPSET = {"": 18, "ai.onnx.ml": 3}  # skl2onnx writes ai.onnx.ml 3 at most; onnxmltools would write 5
@@ -42,7 +42,7 @@ def convert(estimator: Any, sample: Any, columns: Columns, _library: str) -> Con
             raise ExportError(f"{type(estimator).__name__} starts with a ColumnTransformer, which reads columns by name and type: pass sample=<a DataFrame of them>")
         initial = [(str(n), number([None, 1]) if _numeric(t) else StringTensorType([None, 1])) for n, t in sample.dtypes.items()]
     else:
-        names = column_names(_fitted_names(estimator), sample, None if isinstance(columns, dict) else columns, type(estimator).__name__)
+        names = column_names(_fitted_names(estimator), sample, listed(columns), type(estimator).__name__)
         initial = [(MATRIX_INPUT, number([None, len(names)]))]
     options = {id(final): {"zipmap": False}} if hasattr(final, "predict_proba") else None
     if double:

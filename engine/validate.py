@@ -12,8 +12,8 @@ from pathlib import Path
 import onnx
 from google.protobuf.message import DecodeError
 
-from predictsql.engine.onnx_edit import one_default_domain
 from predictsql.engine.errors import ModelError, UnsafeModelError
+from predictsql.engine.onnx_edit import one_default_domain
 
 DEFAULT_MAX_MODEL_BYTES = 1 << 30
 ALLOWED_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})

@@ -8,10 +8,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from predictsql.engine import export as exporting
 from predictsql.engine import sessions
 from predictsql.engine.binding import OutputRequest, argument_schema, bind
 from predictsql.engine.errors import PredictSQLError
-from predictsql.engine import export as exporting
 from predictsql.engine.mlflow_registry import MlflowRegistry
 from predictsql.engine.scoring import DEFAULT_BATCH_SIZE, Scorer, score_stream
 from predictsql.engine.sources import ModelSource, Resolver

@@ -111,7 +111,7 @@ def _store_arguments(command: argparse.ArgumentParser) -> None:
 
 
 def _connect(args: argparse.Namespace, create: bool = False):
-    """The database --db names (`query` creates it, as `duckdb FILE` does; other commands read an existing one)."""
+    """The database --db names (`query` and `models register` create it, as `duckdb FILE` does; other commands read an existing one)."""
     import predictsql
 
     if args.db is not None and not create and not Path(args.db).is_file():
@@ -141,7 +141,7 @@ def _register(args: argparse.Namespace) -> int:
 
     columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
     if args.db:
-        with _connect(args) as con:
+        with _connect(args, create=True) as con:
             model = predictsql.export(args.model, columns=columns) if columns else args.model
             uri = f"catalog:/{args.name}/{con.models.register(args.name, model, alias=args.alias)}"
     else:

@@ -22,13 +22,14 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 BIN = Path(sys.executable).parent
 
 
-def section_block(title: str, language: str) -> str:
-    """The first ```language block under the README heading `## title`."""
+def section_block(title: str, language: str, index: int = 0) -> str:
+    """The `index`th ```language block under the README heading `## title`."""
     text = README.read_text()
     section = text[text.index(f"## {title}\n") :]
-    match = re.search(rf"```{language}\n(.*?)```", section, re.DOTALL)
-    assert match, f"no {language} block under {title}"
-    return match.group(1)
+    section = section[: section.find("\n## ", 1)]
+    blocks = re.findall(rf"```{language}\n(.*?)```", section, re.DOTALL)
+    assert len(blocks) > index, f"no {language} block {index} under {title}"
+    return blocks[index]
 
 
 @pytest.fixture
@@ -93,3 +94,43 @@ def test_command_line_examples(scene: dict) -> None:
             pattern = ".*".join(re.escape(part) for part in expected.strip().split("..."))
             assert re.fullmatch(pattern, done.stdout.strip(), re.DOTALL), f"{command}\nexpected:\n{expected}\ngot:\n{done.stdout}"
     assert (scene["folder"] / "scores.parquet").is_file()
+
+
+def test_models_from_other_libraries_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each library's model scores as the library predicts: the README fits them on breast cancer."""
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(section_block("Models from other libraries", "python"), "README.md", "exec"), namespace)
+    X = namespace["X"]
+    assert set(namespace["scores"]) == {"xgboost", "lightgbm", "catboost", "torch", "keras"}
+    import torch
+
+    references = {name: fitted.predict_proba(X)[:, 1] for name, fitted in namespace["boosters"].items()}
+    references["torch"] = namespace["net"](torch.tensor(X.to_numpy(np.float32))).detach().numpy().ravel()
+    references["keras"] = namespace["dense"].predict(X.to_numpy(np.float32), verbose=0).ravel()
+    for name, scored in namespace["scores"].items():
+        np.testing.assert_allclose(scored.Score.to_numpy(), references[name], atol=1.5e-5, err_msg=name)
+
+
+def test_foreign_onnx_and_mllib_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spark) -> None:
+    import onnx
+    import onnxruntime as ort
+    from pyspark.ml import Pipeline
+    from pyspark.ml.classification import LogisticRegression as SparkLogisticRegression
+    from pyspark.ml.feature import VectorAssembler
+
+    monkeypatch.chdir(tmp_path)
+    weights = onnx.numpy_helper.from_array(np.arange(4, dtype=np.float32).reshape(4, 1), "w")
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("MatMul", ["input", "w"], ["output"])], "foreign",
+        [onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [None, 4])],
+        [onnx.helper.make_tensor_value_info("output", onnx.TensorProto.FLOAT, [None, 1])], [weights],
+    )
+    (tmp_path / "foreign.onnx").write_bytes(onnx.helper.make_model(graph, ir_version=10, opset_imports=[onnx.helper.make_opsetid("", 17)]).SerializeToString())
+    frame = spark.createDataFrame(pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "label": [0.0, 0.0, 1.0, 1.0]}))
+    pipeline_model = Pipeline(stages=[VectorAssembler(inputCols=["a"], outputCol="features"), SparkLogisticRegression()]).fit(frame)
+    namespace = {"pipeline_model": pipeline_model, "spark_frame": frame}
+    exec(compile(section_block("Models from other libraries", "python", 1), "README.md", "exec"), namespace)
+    raw = ort.InferenceSession(str(tmp_path / "foreign.onnx")).run(None, {"input": np.array([[1, 2, 3, 4]], np.float32)})[0]
+    assert namespace["by_name"].fetchall()[0][0] == namespace["as_list"].fetchall()[0][0] == raw[0][0] == 20.0
+    assert ort.InferenceSession(namespace["mllib"]).get_outputs()[1].name == "probability"

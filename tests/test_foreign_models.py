@@ -1,0 +1,163 @@
+"""ONNX made elsewhere (column names recorded with export(columns=...), or fed a list column) and Spark MLlib
+pipelines converted to ONNX: each against raw onnxruntime or MLlib's own transform on the same rows."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pandas as pd
+import pytest
+from sklearn.datasets import load_iris
+
+import predictsql
+from predictsql.engine.errors import BindError, ExportError, ModelError, ScoringError
+
+from conftest import PROBA_TOLERANCE, no_stream_on_spark, not_none
+
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+@pytest.fixture(scope="module")
+def iris() -> pd.DataFrame:
+    frame = load_iris(as_frame=True).data
+    frame.columns = FEATURES
+    return frame.assign(id=np.arange(len(frame)))
+
+
+@pytest.fixture(scope="module")
+def unnamed() -> bytes:
+    """A model as another tool writes it: one [N,4] input named `input`, a softmax output, no predictsql metadata."""
+    rng = np.random.default_rng(0)
+    weights = onnx.numpy_helper.from_array(rng.normal(size=(4, 3)).astype(np.float32), "w")
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("MatMul", ["input", "w"], ["logits"]), onnx.helper.make_node("Softmax", ["logits"], ["output"], axis=1)],
+        "foreign",
+        [onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [None, 4])],
+        [onnx.helper.make_tensor_value_info("output", onnx.TensorProto.FLOAT, [None, 3])],
+        [weights],
+    )
+    return onnx.helper.make_model(graph, ir_version=10, opset_imports=[onnx.helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def _raw(model: bytes, iris: pd.DataFrame) -> np.ndarray:
+    return ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"input": iris[FEATURES].to_numpy(np.float32)})[0]
+
+
+def test_columns_recorded_by_export_bind_the_model_by_name(backend, iris, unnamed) -> None:
+    backend.load("flowers", iris)
+    named = predictsql.export(unnamed, columns=FEATURES)
+    rows = not_none(backend.sql("SELECT d.id, p.output FROM PREDICT(MODEL = @m, DATA = flowers AS d) WITH (output FLOAT[]) AS p ORDER BY d.id", params={"m": named}))
+    np.testing.assert_array_equal(np.stack(rows["output"].to_numpy()), _raw(unnamed, iris))
+
+
+@pytest.mark.parametrize("plan", ["AUTO", "UDF", "STREAM"])
+def test_a_list_column_named_like_the_input_feeds_it_whole(backend, iris, unnamed, plan: str, request) -> None:
+    no_stream_on_spark(backend, plan, request)
+    backend.load("flowers", iris)
+    values = ", ".join(FEATURES)
+    listed = f"[{values}]::FLOAT[4]" if backend.name == "duckdb" else f"array({values})"
+    query = f"SELECT d.id, p.output FROM PREDICT(MODEL = @m, DATA = (SELECT id, {listed} AS input FROM flowers) AS d, PLAN = {plan}) WITH (output FLOAT[]) AS p ORDER BY d.id"
+    rows = not_none(backend.sql(query, params={"m": unnamed}))
+    np.testing.assert_array_equal(np.stack(rows["output"].to_numpy()), _raw(unnamed, iris))
+
+
+def test_list_columns_of_the_wrong_size_or_with_nulls_are_errors(iris, unnamed) -> None:
+    con = predictsql.connect()
+    with pytest.raises(BindError, match=r"holds 2 values per row but input 'input' .* takes 4"):
+        con.sql("SELECT * FROM PREDICT(MODEL = @m, DATA = (SELECT [1.0, 2.0]::FLOAT[2] AS input)) AS p", params={"m": unnamed})
+    with pytest.raises(ScoringError, match=r"holds 3 values at row 1, but input 'input' takes 4"):
+        con.sql("SELECT * FROM PREDICT(MODEL = @m, DATA = (SELECT * FROM (VALUES ([1.0, 2, 3, 4]), ([1.0, 2, 3])) AS t(input))) AS p", params={"m": unnamed})
+    with pytest.raises(ScoringError, match="NULL values inside its lists"):
+        con.sql("SELECT * FROM PREDICT(MODEL = @m, DATA = (SELECT [1.0, NULL, 3, 4] AS input)) AS p", params={"m": unnamed})
+    assert not_none(con.sql("SELECT 1 AS ok")).fetchall() == [(1,)]
+
+
+def test_without_names_the_error_and_describe_model_say_both_ways(unnamed) -> None:
+    con = predictsql.connect()
+    con.duckdb.execute("CREATE TABLE t AS SELECT 1.0 AS a, 2.0 AS b, 3.0 AS c, 4.0 AS d")
+    with pytest.raises(BindError, match=r"input 'input' of shape \[N,4\] and no column names.*\[c0, c1, c2, c3\]::FLOAT\[4\] AS input.*array\(c0, c1, c2, c3\) AS input.*columns="):
+        con.sql("SELECT * FROM PREDICT(MODEL = @m, DATA = t) AS p", params={"m": unnamed})
+    described = not_none(con.sql("DESCRIBE MODEL @m", params={"m": unnamed})).df()
+    detail = described.set_index("kind").loc["input", "detail"]
+    assert "cannot be bound by name" in detail and "list column input of 4 values" in detail
+
+
+def test_export_columns_forms_and_their_errors(unnamed, tmp_path) -> None:
+    path = tmp_path / "foreign.onnx"
+    path.write_bytes(unnamed)
+    by_path = predictsql.export(path, columns={"input": FEATURES})
+    by_proto = predictsql.export(onnx.load(path), columns=FEATURES)
+    assert predictsql.argument_names(by_path) == predictsql.argument_names(by_proto) == FEATURES
+    with pytest.raises(ExportError, match=r"input 'input' takes 4 values per row but columns names 3"):
+        predictsql.export(unnamed, columns=FEATURES[:3])
+    with pytest.raises(ExportError, match=r"names input 'x', which the model does not have; its inputs are input"):
+        predictsql.export(unnamed, columns={"x": FEATURES})
+
+
+def test_a_duplicated_default_domain_import_is_normalised_not_refused(iris) -> None:
+    """onnxmltools' Spark converter imports '' and 'ai.onnx' both; onnx.checker refuses that, onnxruntime runs it."""
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Relu", ["input"], ["output"], domain="ai.onnx")],
+        "twice",
+        [onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [None, 4])],
+        [onnx.helper.make_tensor_value_info("output", onnx.TensorProto.FLOAT, [None, 4])],
+    )
+    model = onnx.helper.make_model(graph, ir_version=10, opset_imports=[onnx.helper.make_opsetid("", 8), onnx.helper.make_opsetid("ai.onnx", 13)])
+    with pytest.raises(onnx.checker.ValidationError):
+        onnx.checker.check_model(model)
+    raw = model.SerializeToString()
+    scored = predictsql.predict(predictsql.export(raw, columns=FEATURES), iris - 5, outputs={"output": "FLOAT[]"})
+    np.testing.assert_array_equal(np.stack(scored["output"].to_numpy()), _raw(raw, iris - 5))
+
+
+def test_models_register_takes_columns(tmp_path, unnamed, iris) -> None:
+    (tmp_path / "foreign.onnx").write_bytes(unnamed)
+    db = tmp_path / "cli.duckdb"
+    cli = [sys.executable, "-m", "predictsql.cli"]
+    done = subprocess.run([*cli, "models", "register", "flowers", str(tmp_path / "foreign.onnx"), "--db", str(db), "--columns", ",".join(FEATURES)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    con = predictsql.connect(str(db))
+    con.duckdb.register("frame", iris)
+    con.duckdb.execute("CREATE TABLE flowers AS SELECT * FROM frame")
+    rows = not_none(con.sql("SELECT d.id, p.output FROM PREDICT(MODEL = 'catalog:/flowers', DATA = flowers AS d) WITH (output FLOAT[]) AS p ORDER BY d.id")).df()
+    np.testing.assert_array_equal(np.stack(rows["output"].to_numpy()), _raw(unnamed, iris))
+
+
+# --- Spark MLlib pipelines, converted to ONNX by onnxmltools ---
+
+
+@pytest.fixture(scope="module")
+def mllib(spark, iris):
+    """A fitted PipelineModel (VectorAssembler, StandardScaler, LogisticRegression) and the Spark DataFrame it was fitted on."""
+    from pyspark.ml import Pipeline
+    from pyspark.ml.classification import LogisticRegression
+    from pyspark.ml.feature import StandardScaler, VectorAssembler
+
+    frame = spark.createDataFrame(iris.assign(label=load_iris().target.astype(float)))
+    stages: list[Any] = [VectorAssembler(inputCols=FEATURES, outputCol="features"), StandardScaler(inputCol="features", outputCol="scaled"), LogisticRegression(featuresCol="scaled")]
+    return Pipeline(stages=stages).fit(frame), frame
+
+
+def test_a_spark_mllib_pipeline_exports_and_scores_as_mllib_does(backend, mllib, iris) -> None:
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql.functions import col
+
+    pipeline, frame = mllib
+    expected = pipeline.transform(frame).orderBy("id").select(vector_to_array(col("probability")).alias("p")).toPandas()
+    backend.load("flowers", iris)
+    rows = not_none(backend.sql("SELECT p.probability FROM PREDICT(MODEL = @m, DATA = flowers AS d) WITH (probability FLOAT[]) AS p ORDER BY d.id", params={"m": predictsql.export(pipeline, frame)}))
+    np.testing.assert_allclose(np.stack(rows["probability"].to_numpy()), np.stack(expected["p"].to_numpy()), atol=PROBA_TOLERANCE, rtol=0)
+
+
+def test_a_saved_mllib_directory_on_duckdb_says_how_to_export_it(mllib, tmp_path) -> None:
+    pipeline, _ = mllib
+    pipeline.write().overwrite().save(str(tmp_path / "pipeline"))
+    con = predictsql.connect()
+    con.duckdb.execute("CREATE TABLE t AS SELECT 1.0 AS sepal_length")
+    with pytest.raises(ModelError, match=r"saved Spark MLlib PipelineModel.*predictsql.export\(PipelineModel.load\(path\), sample="):
+        con.sql(f"SELECT * FROM PREDICT(MODEL = '{tmp_path / 'pipeline'}', DATA = t) AS p")
