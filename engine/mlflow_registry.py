@@ -31,6 +31,7 @@ from predictsql.engine.validate import self_contained
 ONNX_FLAVOR = "onnx"
 ARTIFACT_PATH = "model"
 LIST_SCHEMA = pa.schema([("name", pa.string()), ("version", pa.int32()), ("aliases", pa.list_(pa.string())), ("source", pa.string()), ("created", pa.timestamp("ms", "UTC"))])
+SPARK_FLAVOR = "spark"
 HOW_TO_LOG = "log it with predictsql.log_model(estimator, name, sample=X) or mlflow.onnx.log_model(onnx_model, ...)"
 
 
@@ -82,6 +83,23 @@ class MlflowRegistry:
         with _translate(f"MODEL '{ref}' (MLflow registry {self.where})"):
             location = self.client().get_model_version_download_uri(ref.name, str(version))
         return ModelSource(_download(self.tracking_uri, location, f"models:/{ref.name}/{version}"), ref.pinned(version))  # one cache entry per version, however named
+
+    @contextlib.contextmanager
+    def spark_model(self, uri: str) -> Iterator[tuple[Path, str]]:
+        """A models:/ URI's Spark MLlib flavour: the folder of its saved PipelineModel (for the block's duration) and
+        the label it resolved to. Only the MLmodel YAML is read here; Spark loads the folder."""
+        ref = parse_ref(uri)
+        version = self.version(ref)
+        label = f"models:/{ref.name}/{version}"
+        ml = _mlflow()
+        with tempfile.TemporaryDirectory() as folder:
+            with _translate(f"MODEL '{ref}' (MLflow registry {self.where})"):
+                location = self.client().get_model_version_download_uri(ref.name, str(version))
+                path = Path(ml.artifacts.download_artifacts(artifact_uri=location, dst_path=folder, tracking_uri=self.tracking_uri))
+                flavors = ml.models.Model.load(str(path / "MLmodel")).flavors if (path / "MLmodel").is_file() else {}
+            if SPARK_FLAVOR not in flavors:
+                raise ModelSourceError(f"MLflow model '{label}' has no spark flavour ({', '.join(flavors) or 'no MLmodel file'}): RUNTIME = SPARKML scores models logged with mlflow.spark.log_model")
+            yield path / flavors[SPARK_FLAVOR]["model_data"], ref.pinned(version)
 
     def run_artifact(self, uri: str) -> ModelSource:
         """`runs:/<run id>/<path>` → the ONNX bytes of the MLflow model logged there."""
@@ -164,6 +182,11 @@ def _download(tracking_uri: str | None, uri: str, label: str) -> bytes:
         if not (path / "MLmodel").is_file():
             raise ModelSourceError(f"MODEL '{label}' is not an MLflow model (no MLmodel file at {uri}); {HOW_TO_LOG}")
         flavors = ml.models.Model.load(str(path / "MLmodel")).flavors  # YAML only: nothing is unpickled
+        if ONNX_FLAVOR not in flavors and SPARK_FLAVOR in flavors:
+            raise ModelSourceError(
+                f"MLflow model '{label}' is a Spark MLlib model (spark flavour): on Spark, PREDICT(..., RUNTIME = SPARKML) scores it "
+                "with Spark; elsewhere convert it once with predictsql.export(pipeline_model, sample=<a Spark DataFrame>) and log that"
+            )
         if ONNX_FLAVOR not in flavors:
             raise ModelSourceError(
                 f"MLflow model '{label}' has the flavours {', '.join(flavors)} but no onnx flavour; predictsql scores only ONNX "

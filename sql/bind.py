@@ -16,7 +16,7 @@ from predictsql.engine.errors import BindError
 from predictsql.sql.dialect import PredictTable, to_sql, type_name
 from predictsql.sql.plan import LITERAL, QUERY, VARIABLE, ModelRef, PredictCall
 
-RUNTIMES = ("ONNX",)
+RUNTIMES = ("ONNX", "SPARKML")  # SPARKML: a saved Spark MLlib model, scored by Spark (udfs/spark_mllib.py)
 OPTIONS = ("RUNTIME", "NULLS", "BATCH_SIZE", "PLAN")
 
 
@@ -48,7 +48,7 @@ def _read_call(node: PredictTable, index: int) -> PredictCall:
             raise BindError(f"PREDICT option {name} is not one predictsql knows; {hint}the options are {', '.join(OPTIONS)}")
     runtime = options.get("RUNTIME", "ONNX")
     if runtime not in RUNTIMES:
-        raise BindError(f"PREDICT RUNTIME = {runtime} is not supported; use RUNTIME = ONNX")
+        raise BindError(f"PREDICT RUNTIME = {runtime} is not supported; use RUNTIME = ONNX (or SPARKML on Spark)")
     data = node.args["data"]
     columns = node.args.get("columns")
     query, inherited = _data_query(data, table)

@@ -35,7 +35,7 @@ class Context:
 
     schema_exists: Callable[[str], bool] = _no_schema
     views: Mapping[str, exp.Expr] = field(default_factory=dict)
-    relations: Sequence[Relation] = ()
+    relations: Sequence[Relation | None] = ()  # None: leave that PREDICT for a later rewrite
     variables: Mapping[str, object] = field(default_factory=dict)
 
 
@@ -76,6 +76,8 @@ def replace_predicts(tree: E, context: Context) -> E:
     is read through its relation's name (`predict_input.id`), as in Microsoft's docs.
     """
     for node, relation in zip(outermost(tree), context.relations, strict=True):
+        if relation is None:
+            continue
         table = source_of(node)
         data = node.args["data"]
         data_alias = data.alias or (data.name if isinstance(data, exp.Table) else "")

@@ -15,7 +15,7 @@ import pytest
 from sklearn.datasets import load_iris
 
 import predictsql
-from predictsql.engine.errors import BindError, ExportError, ModelError, ScoringError
+from predictsql.engine.errors import BindError, ExportError, ModelError, ModelSourceError, ScoringError
 
 from conftest import PROBA_TOLERANCE, no_stream_on_spark, not_none
 
@@ -161,3 +161,68 @@ def test_a_saved_mllib_directory_on_duckdb_says_how_to_export_it(mllib, tmp_path
     con.duckdb.execute("CREATE TABLE t AS SELECT 1.0 AS sepal_length")
     with pytest.raises(ModelError, match=r"saved Spark MLlib PipelineModel.*predictsql.export\(PipelineModel.load\(path\), sample="):
         con.sql(f"SELECT * FROM PREDICT(MODEL = '{tmp_path / 'pipeline'}', DATA = t) AS p")
+
+
+# --- Spark MLlib pipelines scored by Spark itself ---
+
+
+def _mllib_expected(pipeline, frame) -> pd.DataFrame:
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql.functions import col
+
+    return pipeline.transform(frame).orderBy("id").select("id", "prediction", vector_to_array(col("probability")).alias("probability")).toPandas()
+
+
+def test_a_saved_pipeline_directory_is_scored_by_its_own_transform_on_spark(spark, mllib, iris, tmp_path) -> None:
+    from predictsql.udfs import spark as ps
+
+    pipeline, frame = mllib
+    path = tmp_path / "pipeline"
+    pipeline.write().overwrite().save(str(path))
+    spark.createDataFrame(iris).createOrReplaceTempView("flowers")
+    expected = _mllib_expected(pipeline, frame)
+    default = not_none(ps.sql(spark, f"SELECT d.id, p.* FROM PREDICT(MODEL = '{path}', DATA = flowers AS d) AS p ORDER BY d.id")).toPandas()
+    assert list(default.columns) == ["id", "rawPrediction", "probability", "prediction"]
+    np.testing.assert_array_equal(default["prediction"], expected["prediction"])
+    np.testing.assert_array_equal(np.stack(list(default["probability"])), np.stack(list(expected["probability"])))
+    query = (
+        f"SELECT d.id, p.probability_2, p.prediction FROM PREDICT(MODEL = '{path}', DATA = flowers AS d, RUNTIME = SPARKML) "
+        "WITH (probability_2 FLOAT, prediction INT) AS p WHERE d.sepal_length > 5 ORDER BY d.id"
+    )
+    picked = not_none(ps.sql(spark, query)).toPandas()
+    kept = expected[iris.set_index("id").loc[expected.id, "sepal_length"].to_numpy() > 5]
+    np.testing.assert_allclose(picked["probability_2"], np.stack(kept["probability"].to_numpy())[:, 2].astype(np.float32))
+    np.testing.assert_array_equal(picked["prediction"], kept["prediction"].astype(int))
+
+
+def test_mllib_models_of_mlflows_spark_flavour_score_on_spark(spark, mllib, iris, mlflow_uri, monkeypatch) -> None:
+    import mlflow
+
+    from predictsql.udfs import spark as ps
+
+    pipeline, frame = mllib
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)  # where mlflow.start_run logs; restored after the test
+    with mlflow.start_run():
+        mlflow.spark.log_model(pipeline, "flowers", registered_model_name="spark_flowers", pip_requirements=[])
+    spark.createDataFrame(iris).createOrReplaceTempView("flowers")
+    query = "SELECT d.id, p.prediction FROM PREDICT(MODEL = 'models:/spark_flowers/1', DATA = flowers AS d, RUNTIME = SPARKML) WITH (prediction DOUBLE) AS p ORDER BY d.id"
+    rows = not_none(ps.sql(spark, query, registry_uri=mlflow_uri)).toPandas()
+    np.testing.assert_array_equal(rows["prediction"], _mllib_expected(pipeline, frame)["prediction"])
+    con = predictsql.connect(registry_uri=mlflow_uri)
+    with pytest.raises(ModelSourceError, match=r"is a Spark MLlib model \(spark flavour\): on Spark, PREDICT\(\.\.\., RUNTIME = SPARKML\)"):
+        con.sql("SELECT * FROM PREDICT(MODEL = 'models:/spark_flowers/1', DATA = (SELECT 1.0 AS sepal_length)) AS p")
+    with pytest.raises(BindError, match="RUNTIME = SPARKML .* run the statement with predictsql.udfs.spark.sql"):
+        con.sql("SELECT * FROM PREDICT(MODEL = 'models:/spark_flowers/1', DATA = (SELECT 1.0 AS sepal_length), RUNTIME = SPARKML) AS p")
+
+
+def test_mllib_errors_name_the_model_and_the_column(spark, mllib, tmp_path) -> None:
+    from predictsql.engine.errors import MissingColumnError, UnknownOutputError
+    from predictsql.udfs import spark as ps
+
+    pipeline, _ = mllib
+    path = tmp_path / "pipeline"
+    pipeline.write().overwrite().save(str(path))
+    with pytest.raises(MissingColumnError, match=r"PREDICT input 'sepal_width' \(Spark MLlib model .*\) has no DATA column"):
+        ps.sql(spark, f"SELECT * FROM PREDICT(MODEL = '{path}', DATA = (SELECT 1.0 AS sepal_length)) AS p")
+    with pytest.raises(UnknownOutputError, match="names no column that Spark MLlib model .* adds; it adds"):
+        ps.sql(spark, f"SELECT * FROM PREDICT(MODEL = '{path}', DATA = (SELECT 1.0 AS sepal_length, 2.0 AS sepal_width, 3.0 AS petal_length, 4.0 AS petal_width)) WITH (score DOUBLE) AS p")

@@ -151,6 +151,11 @@ class Planner:
         return rewrite(tree, [b.relation for b in bound], self.variables), bound
 
     def _bind(self, call: PredictCall, nested: bool) -> Bound:
+        if call.options.get("RUNTIME") == "SPARKML":
+            raise BindError(
+                f"PREDICT RUNTIME = SPARKML ({call.label}) has Spark score a Spark MLlib model: run the statement with "
+                "predictsql.udfs.spark.sql, as an outermost PREDICT; on DuckDB convert the model with predictsql.export(pipeline_model, sample=...)"
+            )
         source = script.model_source(call, self.variables, self.run_query, self.resolve)
         model = sessions.load(source, self.settings.session_options)
         data, inner = self._rewrite(call.data, nested=True)

@@ -46,7 +46,7 @@ from predictsql.engine.validate import DEFAULT_MAX_MODEL_BYTES
 from predictsql.sql.reading import read
 from predictsql.sql.rewrite import Context, apply, map_default_schema
 from predictsql.sql.statements import CREATE_VIEW, kind, reads_predict, view
-from predictsql.udfs import script, spark_cache
+from predictsql.udfs import script, spark_cache, spark_mllib
 from predictsql.udfs.planner import Bound, Planner, Settings, input_schema
 from predictsql.udfs.statements import run_script
 
@@ -90,16 +90,18 @@ def sql(
     """
     persisted = _variables.setdefault(spark, {})
     options = sessions.SessionOptions(intra_op_threads, max_model_bytes)  # as connect() takes them; the workers' sessions too
-    runner = SparkRunner(spark, Settings(0, 1, options, MlflowRegistry(registry_uri).lookups))
+    registry = MlflowRegistry(registry_uri)
+    runner = SparkRunner(spark, Settings(0, 1, options, registry.lookups), registry)
     return run_script(runner, read(text, DIALECT, dialect), {**persisted, **script.params(params)}, persisted)
 
 
 class SparkRunner:
     """The statement loop's Runner on Spark (udfs/statements.py): lazy DataFrames, CREATE VIEW over PREDICT as a temp view."""
 
-    def __init__(self, spark: SparkSession, settings: Settings) -> None:
+    def __init__(self, spark: SparkSession, settings: Settings, registry: MlflowRegistry) -> None:
         self.spark = spark
         self.settings = settings
+        self.registry = registry
 
     def engine(self) -> SparkEngine:
         return SparkEngine(self.spark, self.settings.session_options)
@@ -116,7 +118,10 @@ class SparkRunner:
 
     def run(self, tree: exp.Expr, planner: Planner) -> DataFrame | None:
         created = view(tree) if kind(tree) == CREATE_VIEW else None
-        if created is not None and created.query is not None and reads_predict(created.query):
+        over_predict = created is not None and created.query is not None and reads_predict(created.query)
+        tree = spark_mllib.replace_pipelines(self.spark, tree, planner, self.registry)  # MLlib models: Spark's own transform
+        created = view(tree) if over_predict else None
+        if created is not None and created.query is not None:
             self.spark.sql(planner.plan(created.query).sql).createOrReplaceTempView(created.name)
             return None
         return self.execute(planner.plan(tree).sql)
