@@ -18,6 +18,8 @@ from sklearn.preprocessing import StandardScaler
 
 import predictsql
 
+from conftest import not_none
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 BIN = Path(sys.executable).parent
 
@@ -134,3 +136,24 @@ def test_foreign_onnx_and_mllib_example(tmp_path: Path, monkeypatch: pytest.Monk
     raw = ort.InferenceSession(str(tmp_path / "foreign.onnx")).run(None, {"input": np.array([[1, 2, 3, 4]], np.float32)})[0]
     assert namespace["by_name"].fetchall()[0][0] == namespace["as_list"].fetchall()[0][0] == raw[0][0] == 20.0
     assert ort.InferenceSession(namespace["mllib"]).get_outputs()[1].name == "probability"
+
+
+def test_mllib_on_spark_example(scene: dict, spark) -> None:
+    """The SPARKML query, on a pipeline fitted on the scene's customers, returns the pipeline's own transform."""
+    from pyspark.ml import Pipeline
+    from pyspark.ml.classification import LogisticRegression as SparkLogisticRegression
+    from pyspark.ml.feature import VectorAssembler
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql.functions import col
+
+    from predictsql.udfs import spark as ps
+
+    customers = spark.createDataFrame(scene["customers"].assign(label=(scene["customers"].visits < 3).astype(float)))
+    pipeline = Pipeline(stages=[VectorAssembler(inputCols=["age", "income", "visits"], outputCol="features"), SparkLogisticRegression()]).fit(customers)
+    pipeline.write().overwrite().save(str(scene["folder"] / "models" / "churn_pipeline"))  # the JVM does not follow chdir
+    customers.createOrReplaceTempView("customers")
+    rows = not_none(ps.sql(spark, section_block("Models from other libraries", "sql"))).toPandas().sort_values("id")
+    expected = pipeline.transform(customers).orderBy("id").select("prediction", vector_to_array(col("probability")).alias("p")).toPandas()
+    np.testing.assert_array_equal(rows.prediction, expected.prediction)
+    np.testing.assert_allclose(rows.probability_1, np.stack(list(expected.p))[:, 1].astype(np.float32))
+    spark.catalog.dropTempView("customers")

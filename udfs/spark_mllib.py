@@ -88,7 +88,7 @@ def _pipeline(value: object, label: str, registry: MlflowRegistry) -> Iterator[t
         return
     if not is_pipeline_directory(value):
         raise BindError(f"MODEL {label} with RUNTIME = SPARKML must be the directory of a saved PipelineModel or a models:/ URI of MLflow's spark flavour")
-    yield PipelineModel.load(str(Path(str(value)).expanduser())), label
+    yield PipelineModel.load(str(Path(str(value)).expanduser().resolve())), label  # the JVM resolves relative paths from where it started
 
 
 def _last_outputs(pipeline: PipelineModel, added: Sequence[str]) -> list[str]:
