@@ -51,7 +51,8 @@ def _read_call(node: PredictTable, index: int) -> PredictCall:
         raise BindError(f"PREDICT RUNTIME = {runtime} is not supported; use RUNTIME = ONNX (or SPARKML on Spark)")
     data = node.args["data"]
     columns = node.args.get("columns")
-    query, inherited = _data_query(data, table)
+    pushed = list(node.args.get("pushed") or [])
+    query, inherited = _data_query(data, table, pushed)
     return PredictCall(
         index=index,
         model=model_ref(node.args["model"]),
@@ -62,6 +63,7 @@ def _read_call(node: PredictTable, index: int) -> PredictCall:
         options=options,
         inherited_ctes=inherited,
         rereads=_rereads(node),
+        pushed=tuple(to_sql(c) for c in pushed),
     )
 
 
@@ -101,16 +103,21 @@ def model_ref(model: exp.Expr) -> ModelRef:
     )
 
 
-def _data_query(data: exp.Expr, table: exp.Expr) -> tuple[exp.Query, int]:
-    """DATA as a query of its own: SELECT * FROM <table>, or the subquery, plus (first) the CTEs it reads; and their count."""
+def _data_query(data: exp.Expr, table: exp.Expr, pushed: list[exp.Expr]) -> tuple[exp.Query, int]:
+    """DATA as a query of its own: SELECT * FROM <table>, or the subquery, filtered by the conjuncts pushed below the
+    PREDICT (under DATA's alias, which they are written with), plus (first) the CTEs it reads; and their count."""
     if isinstance(data, exp.Subquery):
-        query = data.this.copy()
+        query: exp.Query = data.this.copy()
     elif isinstance(data, exp.Table):
         source = data.copy()
         source.set("alias", None)
         query = exp.select("*").from_(source)
     else:
         raise BindError(f"PREDICT DATA = {to_sql(data)} is not a relation: use a table, view, CTE name or (SELECT ...)")
+    if pushed:
+        alias = data.alias or data.name
+        inner = exp.Subquery(this=query, alias=exp.TableAlias(this=exp.to_identifier(alias)))
+        query = exp.select("*").from_(inner).where(exp.and_(*[c.copy() for c in pushed]))
     ctes = _visible_ctes(table)
     needed = _needed_ctes(query, ctes)
     if needed:

@@ -39,7 +39,7 @@ NAME_TOKENS = (TokenType.VAR, TokenType.IDENTIFIER)
 class PredictTable(exp.Expression):
     """PREDICT(...) as a table source; sqlglot's own `Predict` node is BigQuery's ML.PREDICT."""
 
-    arg_types = {"model": True, "data": True, "options": False, "columns": False}
+    arg_types = {"model": True, "data": True, "options": False, "columns": False, "pushed": False}  # pushed: sql/pushdown.py
 
 
 class DescribeModel(exp.Expression):

@@ -32,6 +32,7 @@ from predictsql.engine.sources import Lookup, ModelSource, Resolver
 from predictsql.sql.bind import find_predicts
 from predictsql.sql.dialect import to_sql
 from predictsql.sql.plan import PredictCall, Relation, in_place
+from predictsql.sql.pushdown import push_predicates
 from predictsql.sql.rewrite import Context, apply, function_relation, inline_variables, rewrite
 from predictsql.udfs import inline, script
 
@@ -65,6 +66,7 @@ class Bound:
     requested: list[OutputRequest] | None = None  # the WITH columns (None: every output)
     query: exp.Query | None = None  # the relation's SQL (INLINE, UDF); None for STREAM
     function_plan: ScoringPlan | None = None  # UDF: the plan its function runs, bound to the input columns alone
+    pushed: tuple[str, ...] = ()  # the outer conjuncts that filter DATA before it is scored
 
     @property
     def relation(self) -> Relation:
@@ -74,6 +76,8 @@ class Bound:
         pad = "  " * depth
         extra = f", batch {self.batch_size}" if self.kind == STREAM else ""
         lines = [f"{pad}{self.name}: {self.kind} {self.plan.model.display}{extra} ({self.why})", f"{pad}  DATA: {self.data_sql}"]
+        if self.pushed:
+            lines.append(f"{pad}  pushed below PREDICT: {' AND '.join(self.pushed)}")
         lines += [f"{pad}  {line}" for line in self.plan.describe()]
         for b in self.inner:
             lines += b.describe(depth + 1)
@@ -146,6 +150,7 @@ class Planner:
         return next((e for key, e in self._failures.items() if key in text), None)
 
     def _rewrite(self, tree: E, nested: bool) -> tuple[E, list[Bound]]:
+        tree = apply((push_predicates,), tree, Context())
         calls = find_predicts(tree)
         bound = [self._bind(call, nested) for call in calls]
         return rewrite(tree, [b.relation for b in bound], self.variables), bound
@@ -168,7 +173,7 @@ class Planner:
             raise BindError(f"PREDICT DATA {to_sql(call.data, self.engine.dialect)} ({call.label}) fails: {_first_lines(str(e))}") from e
         plan = script.scoring_plan(call, schema, model)
         self._count += 1
-        bound = Bound(f"{self._prefix}_{self._count}", source, data_sql, plan, UDF, "", script.batch_size(call, self.settings.batch_size), inner, script.requested(call))
+        bound = Bound(f"{self._prefix}_{self._count}", source, data_sql, plan, UDF, "", script.batch_size(call, self.settings.batch_size), inner, script.requested(call), pushed=call.pushed)
         self._choose(call, bound, data, nested)
         if bound.kind == UDF:
             bound.function_plan = function_plan = bind(input_schema(plan), model, bound.requested, plan.nulls)

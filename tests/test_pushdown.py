@@ -1,0 +1,56 @@
+"""Predicate pushdown (sql/pushdown.py) on both engines: what moves below PREDICT, what must not, and that every
+query returns what the engine returns for the same SQL over a table of precomputed scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import PROBA_TOLERANCE, expected_scores, no_stream_on_spark, not_none
+
+PREDICT = "PREDICT(MODEL = @m, DATA = patients AS d{plan}) WITH (Score FLOAT) AS p"
+
+
+@pytest.mark.parametrize("plan", ["AUTO", "UDF", "STREAM"])
+def test_rows_the_where_removes_are_never_scored(backend, logreg, breast_cancer, plan: str, request) -> None:
+    """NULL inputs in the rows a WHERE on DATA columns removes raise nothing (NULLS = ERROR): they are never scored."""
+    no_stream_on_spark(backend, plan, request)
+    table = breast_cancer.table.astype({"mean_radius": "Float64"})
+    table.loc[table.id < 10, "mean_radius"] = pd.NA
+    backend.load("patients", table)
+    query = f"SELECT d.id, p.Score FROM {PREDICT.format(plan=f', PLAN = {plan}')} WHERE d.id >= 10 AND p.Score > 0.5 ORDER BY d.id"
+    rows = not_none(backend.sql(query, params={"m": logreg.onnx}))
+    kept = table[table.id >= 10]
+    expected = expected_scores(logreg, kept.astype({"mean_radius": "float64"}))
+    np.testing.assert_array_equal(rows["id"], kept.id[expected > 0.5])
+    np.testing.assert_allclose(rows["Score"], expected[expected > 0.5], atol=PROBA_TOLERANCE, rtol=0)
+
+
+QUERIES = {
+    "inner join ON": "SELECT d.id, p.Score FROM patients AS o JOIN {predict} ON o.id = d.id AND d.mean_radius > 15 ORDER BY d.id",
+    "left join, predict on the null side": "SELECT o.id, p.Score FROM patients AS o LEFT JOIN {predict} ON o.id = d.id WHERE d.mean_radius > 15 OR d.id IS NULL ORDER BY o.id",
+    "left join ON, null side": "SELECT o.id, p.Score FROM patients AS o LEFT JOIN {predict} ON o.id = d.id AND d.mean_radius > 15 ORDER BY o.id",
+    "right join": "SELECT o.id, p.Score FROM {predict} RIGHT JOIN patients AS o ON o.id = d.id WHERE d.mean_radius > 15 ORDER BY o.id",
+    "grouped": "SELECT d.target, count(*) AS n, round(avg(p.Score), 4) AS s FROM {predict} WHERE d.mean_radius BETWEEN 12 AND 18 GROUP BY d.target ORDER BY d.target",
+    "or across data and output": "SELECT d.id FROM {predict} WHERE d.mean_radius > 20 OR p.Score < 0.01 ORDER BY d.id",
+}
+
+
+@pytest.mark.parametrize("name", QUERIES)
+def test_each_query_returns_what_the_engine_returns_over_precomputed_scores(backend, logreg, name: str) -> None:
+    """The reference: the same SQL with the PREDICT replaced by a table holding every row's columns and score (d and p as one)."""
+    backend.load("scores", not_none(backend.sql(f"SELECT d.*, p.Score FROM {PREDICT.format(plan='')}", params={"m": logreg.onnx})))
+    got = not_none(backend.sql(QUERIES[name].format(predict=PREDICT.format(plan="")), params={"m": logreg.onnx}))
+    reference = backend.query(QUERIES[name].format(predict="scores AS d").replace("p.Score", "d.Score"))
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), reference.reset_index(drop=True), check_dtype=False)
+
+
+def test_explain_shows_what_moved_and_what_did_not(con, logreg) -> None:
+    params = {"m": logreg.onnx}
+    moved = str(con.explain(f"SELECT d.id FROM {PREDICT.format(plan='')} WHERE d.mean_radius > 15 AND p.Score > 0.5", params=params))
+    assert "pushed below PREDICT: d.mean_radius > 15" in moved
+    for where in ("d.mean_radius > random()", "p.mean_radius > 15", "mean_radius > 15", "d.mean_radius > (SELECT avg(mean_radius) FROM patients)"):
+        assert "pushed below" not in str(con.explain(f"SELECT d.id FROM {PREDICT.format(plan='')} WHERE {where}", params=params)), where
+    left = str(con.explain(f"SELECT o.id FROM patients AS o LEFT JOIN {PREDICT.format(plan='')} ON o.id = d.id WHERE d.mean_radius > 15", params=params))
+    assert "pushed below" not in left
