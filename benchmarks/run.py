@@ -117,6 +117,42 @@ def speed(rows: int, repeat: int) -> list[tuple[str, str, float, float]]:
 
 
 QUERY = "SELECT sum(p.Score) FROM PREDICT(MODEL = @m, DATA = bench AS d, PLAN = {plan}) WITH (Score FLOAT) AS p"
+FILTERS = {"no WHERE": "", "WHERE d.x0 > 0.8 (10%, pushed below PREDICT)": " WHERE d.x0 > 0.8", "WHERE p.x0 > 0.8 (10%, the same filter, not pushed)": " WHERE p.x0 > 0.8"}
+
+
+def projection(rows: int, repeat: int) -> list[tuple[str, float]]:
+    """The forest reading its 10 columns of a 200-column table, as a slow-down over the same query on the 10-column
+    table (the STREAM plan carries only the columns the statement reads)."""
+    import predictsql
+
+    with tempfile.TemporaryDirectory() as tmp, predictsql.connect(str(Path(tmp) / "bench.duckdb")) as con:
+        make_table(con, "bench", rows)
+        onnx_bytes = train(con)["RandomForest(100)"][1]
+        extra = ", ".join(f"(random())::FLOAT AS w{i}" for i in range(190))
+        con.duckdb.sql(f"CREATE TABLE wide AS SELECT *, {extra} FROM bench")
+        query = "SELECT sum(p.Score) FROM PREDICT(MODEL = @m, DATA = {table} AS d, PLAN = {plan}) WITH (Score FLOAT) AS p"
+        results = []
+        for plan in ("STREAM", "UDF"):
+            runs: dict[str, Callable[[], object]] = {t: partial(duckdb_rows, con, query.format(table=t, plan=plan), onnx_bytes) for t in ("bench", "wide")}
+            timings = fastest(runs, repeat)
+            results.append((plan, timings["wide"] / timings["bench"]))
+    return results
+
+
+def pushdown(rows: int, repeat: int) -> list[tuple[str, str, float]]:
+    """P4: the forest under a 10% WHERE on a DATA column, pushed below PREDICT or not (written with p.), per plan;
+    each as a speed-up over the same plan without the WHERE."""
+    import predictsql
+
+    results = []
+    with tempfile.TemporaryDirectory() as tmp, predictsql.connect(str(Path(tmp) / "bench.duckdb")) as con:
+        make_table(con, "bench", rows)
+        onnx_bytes = train(con)["RandomForest(100)"][1]
+        for plan in ("STREAM", "UDF"):
+            runs: dict[str, Callable[[], object]] = {label: partial(duckdb_rows, con, QUERY.format(plan=plan) + where, onnx_bytes) for label, where in FILTERS.items()}
+            timings = fastest(runs, repeat)
+            results += [(plan, label, timings["no WHERE"] / seconds) for label, seconds in timings.items()]
+    return results
 
 
 def duckdb_rows(con: predictsql.Connection, query: str, onnx_bytes: bytes) -> list[tuple]:
@@ -348,6 +384,14 @@ def main() -> None:
         print("| model | path | rows/s | ratio to limit |\n|---|---|---:|---:|")
         for model, path, rate, ratio in speed(args.rows, args.repeat):
             print(f"| {model} | {path} | {rate / 1e6:.2f} M | {ratio:.2f} |")
+        print("\nP4: RandomForest under a 10% WHERE on a DATA column (speed-up over the same plan without it)\n")
+        print("| plan | query | × faster |\n|---|---|---:|")
+        for plan, label, factor in pushdown(args.rows, args.repeat):
+            print(f"| {plan} | {label} | {factor:.2f} |")
+        print("\nProjection: RandomForest reading 10 of a table's 200 columns (× slower than on the 10-column table)\n")
+        print("| plan | × slower |\n|---|---:|")
+        for plan, factor in projection(args.rows, args.repeat):
+            print(f"| {plan} | {factor:.2f} |")
     if args.spark:
         results, alternatives = spark_speed(args.rows, args.repeat, args.alternatives)
         print("\nSpark local[2]\n\n| model | path | rows/s | ratio to limit | × mlflow spark_udf |\n|---|---|---:|---:|---:|")

@@ -86,7 +86,7 @@ def test_explain_shows_rewritten_sql_and_plan(con, logreg, forest) -> None:
     text = str(streamed)
     assert "(not INLINE: operator TreeEnsembleClassifier (node " in text and "has no SQL form" in text
     assert "a stream of DATA sees what the statement sees" in text
-    assert "DATA: SELECT * FROM patients" in text
+    assert "FROM (SELECT * FROM patients) AS __predictsql_p" in text and '"id"' in text and '"target"' not in text  # the columns the query reads
     assert "input X FLOAT[30] <- mean_radius DOUBLE" in text
     assert "output Score FLOAT <- Score" in text
 

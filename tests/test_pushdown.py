@@ -54,3 +54,27 @@ def test_explain_shows_what_moved_and_what_did_not(con, logreg) -> None:
         assert "pushed below" not in str(con.explain(f"SELECT d.id FROM {PREDICT.format(plan='')} WHERE {where}", params=params)), where
     left = str(con.explain(f"SELECT o.id FROM patients AS o LEFT JOIN {PREDICT.format(plan='')} ON o.id = d.id WHERE d.mean_radius > 15", params=params))
     assert "pushed below" not in left
+
+
+# --- projection: a PREDICT carries only the DATA columns its statement reads, plus the model's inputs ---
+
+
+def test_a_predict_carries_only_the_columns_its_statement_reads(con, logreg) -> None:
+    params = {"m": logreg.onnx}
+    narrow = str(con.explain(f"SELECT d.id, p.Score FROM {PREDICT.format(plan=', PLAN = STREAM')}", params=params))
+    data_line = next(line for line in narrow.splitlines() if "DATA:" in line)
+    assert '"id"' in data_line and '"mean_radius"' in data_line and '"target"' not in data_line and '"band"' not in data_line
+    for reads_all in ("SELECT d.*, p.Score FROM {p}", "SELECT * FROM {p}", "SELECT d.id FROM {p} JOIN patients AS o USING (id)"):
+        text = str(con.explain(reads_all.format(p=PREDICT.format(plan=", PLAN = STREAM")), params=params))
+        assert "__predictsql_p" not in text, reads_all
+
+
+@pytest.mark.parametrize("plan", ["AUTO", "UDF", "STREAM"])
+def test_projected_queries_return_the_engines_own_result(backend, logreg, plan: str, request) -> None:
+    no_stream_on_spark(backend, plan, request)
+    predict = PREDICT.format(plan=f", PLAN = {plan}")
+    backend.load("scores", not_none(backend.sql(f"SELECT d.*, p.Score FROM {PREDICT.format(plan='')}", params={"m": logreg.onnx})))
+    query = "SELECT d.target, count(*) AS n, round(sum(p.Score), 3) AS s FROM {p} WHERE d.band <> 'low' GROUP BY d.target ORDER BY d.target"
+    got = not_none(backend.sql(query.format(p=predict), params={"m": logreg.onnx}))
+    reference = backend.query(query.format(p="scores AS d").replace("p.Score", "d.Score"))
+    pd.testing.assert_frame_equal(got, reference, check_dtype=False)

@@ -32,6 +32,7 @@ from predictsql.engine.sources import Lookup, ModelSource, Resolver
 from predictsql.sql.bind import find_predicts
 from predictsql.sql.dialect import to_sql
 from predictsql.sql.plan import PredictCall, Relation, in_place
+from predictsql.sql.projection import project, referenced_columns
 from predictsql.sql.pushdown import push_predicates
 from predictsql.sql.rewrite import Context, apply, function_relation, inline_variables, rewrite
 from predictsql.udfs import inline, script
@@ -126,9 +127,11 @@ class Planner:
         self._prefix = f"__predictsql_{uuid.uuid4().hex[:8]}"
         self._count = 0
         self._failures: dict[str, PredictSQLError] = {}
+        self._referenced: set[str] | None = None  # the statement's column names (sql/projection.py); None: it may read all
 
     def plan(self, tree: exp.Expr) -> Planned:
         """The statement's engine SQL and its bound PREDICTs (inner ones inside)."""
+        self._referenced = referenced_columns(tree)
         try:
             target, bound = self._rewrite(tree, nested=False)
             return Planned(target.sql(dialect=self.engine.dialect), bound)
@@ -172,6 +175,11 @@ class Planner:
         except Exception as e:  # the engine's own error type
             raise BindError(f"PREDICT DATA {to_sql(call.data, self.engine.dialect)} ({call.label}) fails: {_first_lines(str(e))}") from e
         plan = script.scoring_plan(call, schema, model)
+        keep = self._carried(plan)
+        if keep is not None:
+            data = project(data, keep)
+            data_sql = data.sql(dialect=self.engine.dialect)
+            plan = script.scoring_plan(call, self.engine.schema(data_sql), model)  # probed again: the engine keeps its own types per DATA
         self._count += 1
         bound = Bound(f"{self._prefix}_{self._count}", source, data_sql, plan, UDF, "", script.batch_size(call, self.settings.batch_size), inner, script.requested(call), pushed=call.pushed)
         self._choose(call, bound, data, nested)
@@ -181,6 +189,14 @@ class Planner:
             fields = [(f.field, o.field) for f, o in zip(function_plan.outputs, plan.outputs, strict=True)]
             bound.query = function_relation(in_place(data, call), bound.name, function_plan.data_schema.names, plan.data_schema.names, fields)
         return bound
+
+    def _carried(self, plan: ScoringPlan) -> list[str] | None:
+        """The DATA columns to carry when the statement reads fewer than all (sql/projection.py), else None."""
+        if self._referenced is None:
+            return None
+        inputs = {i for feed in plan.inputs for i in feed.columns}
+        keep = [f.name for i, f in enumerate(plan.data_schema) if i in inputs or f.name.lower() in self._referenced]
+        return keep if len(keep) < len(plan.data_schema) else None
 
     def _choose(self, call: PredictCall, bound: Bound, data: exp.Query, nested: bool) -> None:
         """INLINE when the model has an SQL form, else STREAM where a stream is correct, else UDF; PLAN = … forces one."""

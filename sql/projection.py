@@ -1,0 +1,47 @@
+"""Projection pushdown: a PREDICT carries only the DATA columns its statement can read, plus the model's inputs.
+
+A statement reads a DATA column only through a column reference of that name (however qualified), so the names
+of every column reference in the statement, over-counting freely, are enough; anything that reads columns
+without naming them (`*`, `d.*`, DuckDB's COLUMNS(), a NATURAL or USING join, a whole row by its alias) keeps all.
+A stream then reads and carries 20 columns of a 200-column table, not 200.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlglot import exp
+
+from predictsql.sql.dialect import PredictTable
+
+
+def referenced_columns(tree: exp.Expr) -> set[str] | None:
+    """The lower-cased names of every column reference in the statement, or None when it may read columns unnamed."""
+    aliases = {a.lower() for node in tree.find_all(PredictTable) for a in _aliases(node)}
+    names: set[str] = set()
+    for node in tree.walk():
+        if isinstance(node, exp.Star) and not isinstance(node.parent, exp.Count):
+            return None
+        if isinstance(node, exp.Columns) or (isinstance(node, exp.Anonymous) and node.name.upper() == "COLUMNS"):
+            return None
+        if isinstance(node, exp.Join) and (node.args.get("using") or (node.method or "").upper() == "NATURAL"):
+            return None
+        if isinstance(node, exp.Column):
+            if not node.table and node.name.lower() in aliases:
+                return None  # a whole row read by its alias (DuckDB: SELECT p FROM ... AS p)
+            names.add(node.name.lower())
+    return names
+
+
+def _aliases(node: PredictTable) -> list[str]:
+    data, table = node.args["data"], node.parent
+    names = [data.alias, data.name if isinstance(data, exp.Table) else ""]
+    if isinstance(table, exp.Table):
+        names.append(table.alias)
+    return [n for n in names if n]
+
+
+def project(data: exp.Query, names: Sequence[str]) -> exp.Select:
+    """SELECT <names> FROM (DATA): the columns a PREDICT carries."""
+    inner = exp.Subquery(this=data, alias=exp.TableAlias(this=exp.to_identifier("__predictsql_p")))
+    return exp.select(*[exp.column(n, quoted=True) for n in names]).from_(inner)
