@@ -69,7 +69,7 @@ def export(model: Any, sample: Any = None, outputs: Outputs = None, columns: Col
         try:
             converted = converter.convert(model, _as_frame(sample), columns, library)
         except ImportError as e:
-            raise ExportError(f"exporting a {library} model needs {e.name}: pip install 'predictsql[{extra}]'") from e
+            raise ExportError(f"exporting a {library} model needs {(e.name or 'its converter').split('.')[0]}: pip install 'predictsql[{extra}]'") from e
     return finish(converted, outputs, None if isinstance(model, (bytes, bytearray, str, os.PathLike, onnx.ModelProto)) else type(model).__name__)
 
 

@@ -252,3 +252,20 @@ def test_integral_float_class_labels_name_columns_as_integers() -> None:
     scored = predictsql.predict(predictsql.export(model, task.features), task.features)
     assert scored.column_names[-2:] == ["probabilities_0", "probabilities_1"]
     np.testing.assert_allclose(scored["probabilities_1"].to_numpy(), model.predict_proba(task.features)[:, 1], atol=PROBA_TOLERANCE, rtol=0)
+
+
+def test_a_missing_converter_names_the_extra_to_install() -> None:
+    """Without onnxmltools (hidden from a fresh interpreter), exporting an XGBoost model says which extra installs it."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.modules['onnxmltools'] = None\n"  # import onnxmltools now raises ImportError, as when it is not installed
+        "import xgboost, predictsql\n"
+        "from sklearn.datasets import load_breast_cancer\n"
+        "X, y = load_breast_cancer(return_X_y=True, as_frame=True)\n"
+        "try:\n    predictsql.export(xgboost.XGBClassifier(n_estimators=2).fit(X, y))\n"
+        "except predictsql.PredictSQLError as e:\n    print(e)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert "exporting a xgboost model needs onnxmltools: pip install 'predictsql[xgboost]'" in done.stdout, done.stderr

@@ -27,7 +27,7 @@ def export(pipeline: Any, sample: Any, outputs: Mapping[str, str] | Sequence[str
         from onnxmltools import convert_sparkml
         from onnxmltools.convert.sparkml.utils import buildInitialTypesSimple
     except ImportError as e:
-        raise ExportError(f"exporting a Spark MLlib model needs {e.name}: pip install 'predictsql[spark]'") from e
+        raise ExportError(f"exporting a Spark MLlib model needs {(e.name or 'onnxmltools').split('.')[0]}: pip install 'predictsql[spark]'") from e
     if not isinstance(pipeline, PipelineModel):
         raise ExportError(f"export takes a fitted Spark MLlib PipelineModel (Pipeline(stages=[...]).fit(df)), not a {type(pipeline).__name__}")
     if not isinstance(sample, DataFrame):
