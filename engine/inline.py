@@ -222,6 +222,22 @@ def _identity(args: list, attrs: dict, builder: _Builder, constants: dict) -> li
     return [args[0]]
 
 
+def _concat(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
+    """Concat(axis=1) of computed tensors: how skl2onnx joins a per-column model's [N,1] inputs (the Synapse form)."""
+    if attrs.get("axis") not in (1, -1) or not all(isinstance(a, tuple) for a in args):
+        raise NotInlinable("Concat other than of computed tensors along axis 1 has no SQL form")
+    return [tuple(value for arg in args for value in arg)]
+
+
+def _reshape(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
+    """Reshape of one value per row to [N] or [N,1]: how predictsql.export adds a regressor's `score` output."""
+    x, shape = args
+    target = numpy_helper.to_array(constants[shape]).tolist() if isinstance(shape, str) and shape in constants else None
+    if len(x) != 1 or target not in ([-1], [-1, 1]):
+        raise NotInlinable("Reshape other than of one value per row to [N] or [N,1] has no SQL form")
+    return [x]
+
+
 _RULES: dict[tuple[str, str], Rule] = {
     (ML_DOMAIN, "Scaler"): _scaler,
     (ML_DOMAIN, "LinearRegressor"): _linear_regressor,
@@ -229,4 +245,6 @@ _RULES: dict[tuple[str, str], Rule] = {
     (ML_DOMAIN, "Normalizer"): _normalizer,
     ("", "Gather"): _gather,
     ("", "Identity"): _identity,
+    ("", "Concat"): _concat,
+    ("", "Reshape"): _reshape,
 }

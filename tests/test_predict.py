@@ -337,3 +337,24 @@ def test_model_subquery_must_return_one_row(backend, logreg, breast_cancer, wher
 def test_bytes_that_are_not_onnx(backend) -> None:
     with pytest.raises(ModelError, match="is not an ONNX model or is truncated"):
         backend.sql("SELECT * FROM PREDICT(MODEL = 0x0102030405, DATA = patients) AS p")
+
+
+def test_per_column_models_and_regressor_scores_run_inline(backend, breast_cancer) -> None:
+    """A per-column pipeline (one [N,1] input per column joined by Concat: the Synapse form) and a regressor's
+    `score` (a Reshape) compile to SQL; INLINE equals scikit-learn and STREAM/UDF on the same rows."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    features = breast_cancer.features.drop(columns=["band"])
+    per_column = make_pipeline(ColumnTransformer([("scaled", StandardScaler(), list(features.columns))]), LogisticRegression(max_iter=5000))
+    per_column.fit(features, breast_cancer.target)
+    ridge = Ridge().fit(features, breast_cancer.target.astype(float))
+    query = "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d, PLAN = {plan}) WITH (Score FLOAT) AS p ORDER BY d.id"
+    for estimator, expected in ((per_column, per_column.predict_proba(features)[:, 1]), (ridge, ridge.predict(features))):
+        model = predictsql.export(estimator, features, outputs={"score": "Score"})
+        inline = not_none(backend.sql(query.format(plan="INLINE"), params={"m": model}))  # PLAN = INLINE refuses a model without an SQL form
+        np.testing.assert_allclose(inline["Score"], expected, atol=PROBA_TOLERANCE, rtol=1e-6)
+        scored = not_none(backend.sql(query.format(plan="UDF"), params={"m": model}))
+        np.testing.assert_allclose(inline["Score"], scored["Score"], atol=PROBA_TOLERANCE, rtol=1e-6)
