@@ -19,16 +19,19 @@ import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import pyarrow as pa
 from pyspark.ml import PipelineModel
 from pyspark.ml.functions import vector_to_array
 from pyspark.ml.linalg import VectorUDT
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_type
 from sqlglot import exp
 
 from predictsql.engine.errors import BindError, MissingColumnError, UnknownOutputError
 from predictsql.engine.mlflow_registry import MlflowRegistry
 from predictsql.engine.sources import uri_scheme
+from predictsql.engine.types import SQL_TO_ARROW
 from predictsql.sql.bind import find_predicts
 from predictsql.sql.plan import QUERY, Output, PredictCall, Relation
 from predictsql.sql.rewrite import Context, apply, replace_predicts
@@ -38,7 +41,6 @@ from predictsql.udfs.spark_export import raw_inputs
 
 SPARKML = "SPARKML"
 _OUTPUT_PARAMS = ("predictionCol", "probabilityCol", "rawPredictionCol", "varianceCol", "outputCol")
-_SPARK_TYPES = {"FLOAT": "float", "REAL": "float", "DOUBLE": "double", "INT": "int", "BIGINT": "bigint", "SMALLINT": "smallint", "TINYINT": "tinyint", "BOOLEAN": "boolean", "VARCHAR": "string"}
 
 
 def is_pipeline_directory(value: object) -> bool:
@@ -123,7 +125,8 @@ def _source(added: Sequence[str], name: str) -> tuple[str | None, int | None]:
 
 
 def _spark_type(type_name: str, name: str) -> str:
-    element = _SPARK_TYPES.get(type_name.removesuffix("[]"))
+    """A WITH type as Spark names it, through the Arrow type every WITH type maps to (engine/types.py)."""
+    element = SQL_TO_ARROW.get(type_name.removesuffix("[]"))
     if element is None:
         raise BindError(f"WITH column {name} has type {type_name}; use FLOAT, DOUBLE, INT, BIGINT, VARCHAR, BOOLEAN or a list such as DOUBLE[]")
-    return f"array<{element}>" if type_name.endswith("[]") else element
+    return from_arrow_type(pa.list_(element) if type_name.endswith("[]") else element).simpleString()
