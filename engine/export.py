@@ -60,7 +60,8 @@ def export(model: Any, sample: Any = None, outputs: Outputs = None, columns: Col
     `outputs` renames outputs ({old: new}; `score` adds P(positive class) or the regressor's value) or names all
     of them in order (a list, for torch and Keras models whose outputs have no useful names).
     """
-    if isinstance(model, (bytes, bytearray, str, os.PathLike, onnx.ModelProto)):
+    foreign = isinstance(model, (bytes, bytearray, str, os.PathLike, onnx.ModelProto))
+    if foreign:
         converted = _foreign(model, columns)
     else:
         library = library_of(model)
@@ -70,7 +71,7 @@ def export(model: Any, sample: Any = None, outputs: Outputs = None, columns: Col
             converted = converter.convert(model, _as_frame(sample), columns, library)
         except ImportError as e:
             raise ExportError(f"exporting a {library} model needs {(e.name or 'its converter').split('.')[0]}: pip install 'predictsql[{extra}]'") from e
-    return finish(converted, outputs, None if isinstance(model, (bytes, bytearray, str, os.PathLike, onnx.ModelProto)) else type(model).__name__)
+    return finish(converted, outputs, None if foreign else type(model).__name__)
 
 
 def finish(converted: Converted, outputs: Outputs, made_by: str | None) -> bytes:

@@ -94,7 +94,7 @@ def resolve(value: object, label: str, lookups: Mapping[str, Lookup] | None = No
             raise ModelSourceError(f"MODEL {label}: {scheme}:/ models cannot be read here; {_ELSEWHERE.get(scheme, 'no MLflow registry is configured')}")
         return lookup(value)
     path = Path(value).expanduser()
-    if (path / "metadata").is_dir() and (path / "stages").is_dir():
+    if is_spark_pipeline(path):
         raise ModelError(
             f"model '{value}' (MODEL {label}) is a saved Spark MLlib PipelineModel; PREDICT scores ONNX: convert it once with "
             "predictsql.export(PipelineModel.load(path), sample=<a Spark DataFrame of its input columns>)"
@@ -102,6 +102,11 @@ def resolve(value: object, label: str, lookups: Mapping[str, Lookup] | None = No
     if not path.is_file():
         raise ModelError(f"model file '{value}' not found (from MODEL {label}; relative paths start at {Path.cwd()})")
     return ModelSource(path.read_bytes(), f"'{path.name}'" if label == f"'{value}'" else label, path.parent)
+
+
+def is_spark_pipeline(path: Path) -> bool:
+    """Whether a folder holds a saved Spark ML pipeline (metadata/ and stages/, as PipelineModel.save writes them)."""
+    return (path / "metadata").is_dir() and (path / "stages").is_dir()
 
 
 _ELSEWHERE = {"catalog": "the catalog lives in a predictsql DuckDB file (predictsql.connect(path).models); here use models:/ (MLflow), a path or bytes"}

@@ -30,6 +30,11 @@ def find_predicts(tree: exp.Expr) -> list[PredictCall]:
     return [_read_call(node, index) for index, node in enumerate(outermost(tree))]
 
 
+def data_alias(data: exp.Expr) -> str:
+    """The name DATA's columns are read through: its alias, else a table's own name ('' for an unaliased subquery)."""
+    return data.alias or (data.name if isinstance(data, exp.Table) else "")
+
+
 def source_of(node: PredictTable) -> exp.Table:
     """The table source a PREDICT stands as (it carries the PREDICT alias); a PREDICT anywhere else is a BindError."""
     table = node.parent
@@ -57,7 +62,7 @@ def _read_call(node: PredictTable, index: int) -> PredictCall:
         index=index,
         model=model_ref(node.args["model"]),
         data=query,
-        data_alias=data.alias or (data.name if isinstance(data, exp.Table) else None),
+        data_alias=data_alias(data) or None,
         alias=table.alias or None,
         columns=tuple((c.name, type_name(c.args["kind"])) for c in columns) if columns else None,
         options=options,
@@ -115,8 +120,7 @@ def _data_query(data: exp.Expr, table: exp.Expr, pushed: list[exp.Expr]) -> tupl
     else:
         raise BindError(f"PREDICT DATA = {to_sql(data)} is not a relation: use a table, view, CTE name or (SELECT ...)")
     if pushed:
-        alias = data.alias or data.name
-        inner = exp.Subquery(this=query, alias=exp.TableAlias(this=exp.to_identifier(alias)))
+        inner = exp.Subquery(this=query, alias=exp.TableAlias(this=exp.to_identifier(data_alias(data))))
         query = exp.select("*").from_(inner).where(exp.and_(*[c.copy() for c in pushed]))
     ctes = _visible_ctes(table)
     needed = _needed_ctes(query, ctes)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from sqlglot import exp
 
+from predictsql.sql.bind import data_alias
 from predictsql.sql.dialect import PredictTable
 
 
@@ -34,10 +35,8 @@ def referenced_columns(tree: exp.Expr) -> set[str] | None:
 
 
 def _aliases(node: PredictTable) -> list[str]:
-    data, table = node.args["data"], node.parent
-    names = [data.alias, data.name if isinstance(data, exp.Table) else ""]
-    if isinstance(table, exp.Table):
-        names.append(table.alias)
+    table = node.parent
+    names = [data_alias(node.args["data"]), table.alias if isinstance(table, exp.Table) else ""]
     return [n for n in names if n]
 
 

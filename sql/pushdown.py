@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from sqlglot import exp
 
+from predictsql.sql.bind import data_alias
 from predictsql.sql.dialect import PredictTable
 
 E = TypeVar("E", bound=exp.Expr)
@@ -28,7 +29,7 @@ def push_predicates(tree: E, _context: object = None) -> E:
     """Move each qualifying conjunct below its PREDICT (see the module docstring); edits `tree` in place."""
     for node in list(tree.find_all(PredictTable)):
         table, data = node.parent, node.args["data"]
-        alias = (data.alias or (data.name if isinstance(data, exp.Table) else "")).lower()
+        alias = data_alias(data).lower()
         if not isinstance(table, exp.Table) or not alias or (table.alias or "").lower() == alias:
             continue
         position = table.parent

@@ -16,7 +16,7 @@ from typing import TypeVar
 from sqlglot import exp
 
 from predictsql.engine.errors import BindError
-from predictsql.sql.bind import ancestors, outermost, source_of
+from predictsql.sql.bind import ancestors, data_alias, outermost, source_of
 from predictsql.sql.plan import Relation
 
 E = TypeVar("E", bound=exp.Expr)
@@ -80,14 +80,14 @@ def replace_predicts(tree: E, context: Context) -> E:
             continue
         table = source_of(node)
         data = node.args["data"]
-        data_alias = data.alias or (data.name if isinstance(data, exp.Table) else "")
-        alias = table.alias or data_alias or relation.name
+        read_as = data_alias(data)
+        alias = table.alias or read_as or relation.name
         select = table.find_ancestor(exp.Select)
         source = exp.Table(this=exp.to_identifier(relation.name)) if relation.query is None else exp.Subquery(this=relation.query)
         source.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
         table.replace(source)
         if select is not None:
-            _rewrite_columns(select, alias, relation, data_alias.lower() if data_alias else None, table.alias.lower() if table.alias else None)
+            _rewrite_columns(select, alias, relation, read_as.lower() if read_as else None, table.alias.lower() if table.alias else None)
     return tree
 
 

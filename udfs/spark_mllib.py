@@ -30,7 +30,7 @@ from sqlglot import exp
 
 from predictsql.engine.errors import BindError, MissingColumnError, UnknownOutputError
 from predictsql.engine.mlflow_registry import MlflowRegistry
-from predictsql.engine.sources import uri_scheme
+from predictsql.engine.sources import is_spark_pipeline, uri_scheme
 from predictsql.engine.types import SQL_TO_ARROW
 from predictsql.sql.bind import find_predicts
 from predictsql.sql.plan import QUERY, Output, PredictCall, Relation
@@ -47,8 +47,7 @@ def is_pipeline_directory(value: object) -> bool:
     """Whether a MODEL value is the folder of a saved Spark ML model (metadata/ and stages/, as PipelineModel.save writes)."""
     if not isinstance(value, str) or uri_scheme(value) is not None:
         return False
-    path = Path(value).expanduser()
-    return (path / "metadata").is_dir() and (path / "stages").is_dir()
+    return is_spark_pipeline(Path(value).expanduser())
 
 
 def replace_pipelines(spark: SparkSession, tree: exp.Expr, planner: Planner, registry: MlflowRegistry) -> exp.Expr:
