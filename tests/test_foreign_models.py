@@ -190,6 +190,7 @@ def test_a_saved_pipeline_directory_is_scored_by_its_own_transform_on_spark(spar
         "WITH (probability_2 FLOAT, prediction INT) AS p WHERE d.sepal_length > 5 ORDER BY d.id"
     )
     picked = not_none(ps.sql(spark, query)).toPandas()
+    assert not [v for v in spark.catalog.listTables() if v.name.startswith("__predictsql")]  # the scored view's name went with the statement
     kept = expected[iris.set_index("id").loc[expected.id, "sepal_length"].to_numpy() > 5]
     np.testing.assert_allclose(picked["probability_2"], np.stack(kept["probability"].to_numpy())[:, 2].astype(np.float32))
     np.testing.assert_array_equal(picked["prediction"], kept["prediction"].astype(int))

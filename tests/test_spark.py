@@ -3,19 +3,24 @@ and scoring on separate executor processes (local-cluster)."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pandas as pd
 import pyarrow as pa
 import pytest
 
 import predictsql
+from pyspark.errors import AnalysisException
+
 from predictsql.engine.errors import BindError, ModelError
 from predictsql.udfs import spark as ps
 
@@ -166,3 +171,68 @@ def test_session_options_reach_spark(spark, logreg, breast_cancer) -> None:
         ps.sql(spark, "SELECT * FROM PREDICT(MODEL = @m, DATA = patients) AS p", params={"m": logreg.onnx}, max_model_bytes=1000)
     with pytest.raises(ModelError, match="over the 1,000-byte cap"):
         ps.register(spark, "capped", logreg.onnx, max_model_bytes=1000)
+
+
+def _padded_model(pad: int) -> bytes:
+    """y = x + pad[0]: a [N,1] identity carrying `pad` floats (random, as Spark compresses broadcasts; pad[0] = 0), so its
+    broadcast is big enough to see in Spark's storage memory."""
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [None, 1])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [None, 1])
+    values = np.random.default_rng(0).random(pad, dtype=np.float32)
+    values[0] = 0
+    padding = [onnx.numpy_helper.from_array(values, "pad"), onnx.numpy_helper.from_array(np.array([0], np.int64), "first")]
+    nodes = [onnx.helper.make_node("Gather", ["pad", "first"], ["zero"]), onnx.helper.make_node("Add", ["x", "zero"], ["y"])]
+    graph = onnx.helper.make_graph(nodes, "padded", [x], [y], padding)
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
+
+
+def _storage_free(spark) -> int:
+    """Bytes of storage memory free across the application's block managers (SparkContext.getExecutorMemoryStatus)."""
+    status = spark.sparkContext._jsc.sc().getExecutorMemoryStatus().values().iterator()
+    free = 0
+    while status.hasNext():
+        free += status.next()._2()
+    return free
+
+
+def _collect_garbage(spark, until=lambda: False) -> None:
+    """Python's and the JVM's garbage collectors, run until `until()` holds (at most 20 s): Spark's ContextCleaner then
+    drops the broadcasts no plan holds."""
+    for _ in range(40):
+        gc.collect()
+        spark.sparkContext._jvm.System.gc()
+        time.sleep(0.5)
+        if until():
+            return
+
+
+def _names_left(spark) -> list[str]:
+    functions = [r[0] for r in spark.sql("SHOW USER FUNCTIONS").collect()]
+    views = [v.name for v in spark.catalog.listTables()]
+    return [name for name in functions + views if "__predictsql" in name]
+
+
+def test_a_statement_leaves_no_names_behind_and_its_broadcast_goes_with_its_dataframes(spark) -> None:
+    """The temp function is dropped once the statement is analysed, yet frames derived from it still score; the model's
+    broadcast is held while they live and released by Spark when they are gone."""
+    pad = 8_000_000
+    model = _padded_model(pad)
+    spark.createDataFrame(pd.DataFrame({"x": np.arange(10, dtype=np.float32)})).createOrReplaceTempView("xs")
+    _collect_garbage(spark)
+    before = _storage_free(spark)
+    frame = not_none(ps.sql(spark, "SELECT d.x, p.y FROM PREDICT(MODEL = @m, DATA = xs AS d, PLAN = UDF) WITH (y FLOAT) AS p", params={"m": model}))
+    assert _names_left(spark) == []
+    derived = frame.filter("x >= 5")
+    assert sorted(r.y for r in derived.collect()) == [5.0, 6.0, 7.0, 8.0, 9.0]
+    held = _storage_free(spark)
+    assert held < before - 0.9 * pad * 4
+    del frame, derived
+    _collect_garbage(spark, until=lambda: _storage_free(spark) > held + 0.9 * pad * 4)
+    assert _storage_free(spark) > held + 0.9 * pad * 4
+
+
+def test_a_failing_statement_leaves_no_names_behind(spark, logreg, breast_cancer) -> None:
+    spark.createDataFrame(breast_cancer.table).createOrReplaceTempView("patients")
+    with pytest.raises(AnalysisException):  # the PREDICT binds (its function is registered), then Spark refuses the outer column
+        ps.sql(spark, "SELECT d.nowhere, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d, PLAN = UDF) WITH (Score FLOAT) AS p", params={"m": logreg.onnx})
+    assert _names_left(spark) == []

@@ -9,13 +9,15 @@ schema read, inputs and outputs matched: the same errors as on DuckDB). An INLIN
 Spark SQL arithmetic; any other becomes the subquery
 `SELECT <DATA columns>, s.<output>... FROM (SELECT *, score(<model inputs>) AS s FROM DATA)`,
 where `score` is an iterator Arrow UDF returning a STRUCT of the outputs, registered as a
-temporary function of the session under a name of its own. Spark therefore prunes
+temporary function of the session under a name of its own, dropped once the statement's DataFrame is analysed
+(the analysed plan keeps the function itself, so derived DataFrames still run). Spark therefore prunes
 DATA columns the query never reads, and only the model's input columns go to Python (measured
 against mapInArrow and arrow_udtf in benchmarks/README.md). The UDF is marked nondeterministic
 so that Spark evaluates it once per PREDICT, after DATA: it neither pushes the outer WHERE below
 it nor copies it into each output read; a query that reads no output does not score at all.
-Model bytes travel once per executor as a broadcast; each Python worker keeps one scorer per
-model in predictsql.udfs.spark_cache. The driver never collects DATA. Scored relations are
+Model bytes travel once per statement and executor as a broadcast that predictsql keeps no reference to: the
+statement's plans hold it, and Spark's ContextCleaner releases it when they are gone. Each Python worker keeps one
+scorer per model in predictsql.udfs.spark_cache, so a new broadcast of the same model is never read there. The driver never collects DATA. Scored relations are
 recomputed, not streamed, so a PREDICT may be read twice.
 """
 
@@ -52,7 +54,6 @@ from predictsql.udfs.statements import run_script
 
 DIALECT = "spark"
 _variables: weakref.WeakKeyDictionary[SparkSession, dict[str, object]] = weakref.WeakKeyDictionary()
-_broadcasts: dict[tuple[str, str], Any] = {}
 ARROW_BATCH_ROWS = "spark.sql.execution.arrow.maxRecordsPerBatch"
 
 
@@ -102,9 +103,10 @@ class SparkRunner:
         self.spark = spark
         self.settings = settings
         self.registry = registry
+        self.temporary = Temporary(spark)
 
     def engine(self) -> SparkEngine:
-        return SparkEngine(self.spark, self.settings.session_options)
+        return SparkEngine(self.spark, self.settings.session_options, self.temporary)
 
     def execute(self, sql: str) -> DataFrame | None:
         with errors():
@@ -117,14 +119,37 @@ class SparkRunner:
         return apply((map_default_schema,), tree, Context(schema_exists=self.spark.catalog.databaseExists))
 
     def run(self, tree: exp.Expr, planner: Planner) -> DataFrame | None:
-        created = view(tree) if kind(tree) == CREATE_VIEW else None
-        over_predict = created is not None and created.query is not None and reads_predict(created.query)
-        tree = spark_mllib.replace_pipelines(self.spark, tree, planner, self.registry)  # MLlib models: Spark's own transform
-        created = view(tree) if over_predict else None
-        if created is not None and created.query is not None:
-            self.spark.sql(planner.plan(created.query).sql).createOrReplaceTempView(created.name)
-            return None
-        return self.execute(planner.plan(tree).sql)
+        try:
+            created = view(tree) if kind(tree) == CREATE_VIEW else None
+            over_predict = created is not None and created.query is not None and reads_predict(created.query)
+            tree = spark_mllib.replace_pipelines(self.spark, tree, planner, self.registry, self.temporary.views)  # MLlib models: Spark's own transform
+            created = view(tree) if over_predict else None
+            if created is not None and created.query is not None:
+                self.spark.sql(planner.plan(created.query).sql).createOrReplaceTempView(created.name)
+                return None
+            return self.execute(planner.plan(tree).sql)
+        finally:
+            self.temporary.drop()
+
+
+class Temporary:
+    """The temp functions and views one statement registers, dropped when it has been analysed (or has failed).
+
+    Spark resolves names when spark.sql analyses a statement, so its DataFrame, views made from it and frames
+    derived from it keep what they resolved; only the session's catalog forgets the names."""
+
+    def __init__(self, spark: SparkSession) -> None:
+        self.spark = spark
+        self.functions: list[str] = []
+        self.views: list[str] = []
+
+    def drop(self) -> None:
+        for name in self.functions:
+            self.spark.sql(f"DROP TEMPORARY FUNCTION IF EXISTS {name}")
+        for name in self.views:
+            self.spark.catalog.dropTempView(name)
+        self.functions.clear()
+        self.views.clear()
 
 
 def _rows(frame: DataFrame) -> DataFrame | None:
@@ -179,9 +204,10 @@ class SparkEngine:
 
     dialect = DIALECT
 
-    def __init__(self, spark: SparkSession, options: sessions.SessionOptions) -> None:
+    def __init__(self, spark: SparkSession, options: sessions.SessionOptions, temporary: Temporary) -> None:
         self.spark = spark
         self.options = options
+        self.temporary = temporary
 
     def schema(self, sql: str) -> pa.Schema:
         return to_arrow_schema(self.spark.sql(sql).schema)
@@ -194,6 +220,7 @@ class SparkEngine:
         assert bound.function_plan is not None
         function = _scoring_udf(self.spark, bound.source, bound.function_plan, bound.requested, self.options, struct=True)
         self.spark.udf.register(bound.name, function.asNondeterministic())
+        self.temporary.functions.append(bound.name)
 
     def stream_blocker(self, bound: Bound, data: exp.Query) -> str:
         return "Spark scores every PREDICT that is not INLINE in an Arrow UDF inside the query"
@@ -202,7 +229,7 @@ class SparkEngine:
 def _scoring_udf(spark: SparkSession, source: ModelSource, plan: ScoringPlan, requested: Sequence[OutputRequest] | None, options: sessions.SessionOptions, struct: bool) -> Any:
     """An iterator Arrow UDF over the plan's input columns returning its one output, or a STRUCT of its outputs."""
     fields = from_arrow_schema(pa.schema([pa.field(o.field, o.arrow_type) for o in plan.outputs])).fields
-    body = partial(spark_cache.score_batches, _broadcast(spark, source), source.sha256, source.label, input_schema(plan).names, requested, plan.nulls, options, struct)
+    body = partial(spark_cache.score_batches, spark.sparkContext.broadcast(source.data), source.sha256, source.label, input_schema(plan).names, requested, plan.nulls, options, struct)
 
     def score(batches: Iterator[tuple[pa.Array, ...]]) -> Iterator[pa.Array]:
         """The type hints are how arrow_udf knows an iterator UDF (a partial has none)."""
@@ -210,10 +237,3 @@ def _scoring_udf(spark: SparkSession, source: ModelSource, plan: ScoringPlan, re
 
     return arrow_udf(score, StructType(fields) if struct else fields[0].dataType)  # type: ignore[call-overload]  # the stub wants functionType; at run time the type hints choose the iterator form
 
-
-def _broadcast(spark: SparkSession, source: ModelSource) -> Any:
-    """One broadcast of a model's bytes per Spark application."""
-    key = (spark.sparkContext.applicationId, source.sha256)
-    if key not in _broadcasts:
-        _broadcasts[key] = spark.sparkContext.broadcast(source.data)
-    return _broadcasts[key]

@@ -8,7 +8,7 @@ Before the statement is planned, each such outermost PREDICT is replaced by a te
 where the outputs are the columns the pipeline adds: by default its last stage's (prediction, probability,
 rawPrediction, as that stage names them); with WITH any added column, a vector as an array, `<vector>_<i>` one
 of its values, each cast to the WITH type. The view is lazy: Spark scores when the statement's DataFrame runs, in
-the same plan as the rest of the statement. DATA may hold ONNX PREDICTs (the planner plans them); an MLlib
+the same plan as the rest of the statement; the name is dropped once the statement is analysed. DATA may hold ONNX PREDICTs (the planner plans them); an MLlib
 PREDICT inside another PREDICT's DATA is not looked for.
 """
 
@@ -50,19 +50,19 @@ def is_pipeline_directory(value: object) -> bool:
     return is_spark_pipeline(Path(value).expanduser())
 
 
-def replace_pipelines(spark: SparkSession, tree: exp.Expr, planner: Planner, registry: MlflowRegistry) -> exp.Expr:
-    """`tree` with each outermost MLlib PREDICT replaced by its scored temp view (see the module docstring)."""
+def replace_pipelines(spark: SparkSession, tree: exp.Expr, planner: Planner, registry: MlflowRegistry, views: list[str]) -> exp.Expr:
+    """`tree` with each outermost MLlib PREDICT replaced by its scored temp view (see the module docstring), named in `views`."""
     relations: list[Relation | None] = []
     for call in find_predicts(tree):
         runtime = call.options.get("RUNTIME") == SPARKML
         value = script.model_value(call.model, planner.variables, planner.run_query) if runtime or call.model.kind != QUERY else None
-        relations.append(_score(spark, call, value, planner, registry) if runtime or is_pipeline_directory(value) else None)
+        relations.append(_score(spark, call, value, planner, registry, views) if runtime or is_pipeline_directory(value) else None)
     if not any(relations):
         return tree
     return apply((replace_predicts,), tree, Context(relations=relations))
 
 
-def _score(spark: SparkSession, call: PredictCall, value: object, planner: Planner, registry: MlflowRegistry) -> Relation:
+def _score(spark: SparkSession, call: PredictCall, value: object, planner: Planner, registry: MlflowRegistry, views: list[str]) -> Relation:
     with _pipeline(value, call.label, registry) as (pipeline, label):
         data = spark.sql(planner.plan(call.data).sql)
         missing = [c for c in raw_inputs(pipeline) if c not in data.columns]
@@ -77,6 +77,7 @@ def _score(spark: SparkSession, call: PredictCall, value: object, planner: Plann
     outputs = [_output(scored, added, name, type_name, label) for name, type_name in requested]
     name = f"__predictsql_ml_{uuid.uuid4().hex[:12]}"
     scored.select(*[F.col(f"`{c}`") for c in data.columns], *outputs).createOrReplaceTempView(name)
+    views.append(name)
     return Relation(name, tuple(data.columns), tuple(Output(n, n) for n, _ in requested))
 
 
