@@ -14,6 +14,7 @@ class DuckDBBackend:
     name = "duckdb"
 
     def __init__(self, path: Path) -> None:
+        self.path = path
         self.con = predictsql.connect(str(path))
 
     def load(self, name: str, frame: pd.DataFrame) -> None:

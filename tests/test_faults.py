@@ -1,6 +1,7 @@
 """Faults made for real: a model that cannot be read, a registry whose artefact is gone, a session onnxruntime
-refuses, onnxruntime failing at batch k, a model returning the wrong row count. Each is a PredictSQLError that
-leaves no rows, no partial writes, a cache that still serves good models, and a usable connection."""
+refuses, onnxruntime failing at batch k, on both engines (a model returning the wrong row count: test_errors.py).
+Each is a PredictSQLError that leaves no rows, no partial writes, a cache that still serves good models, and a usable
+connection or session."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ from urllib.parse import urlparse
 
 import numpy as np
 import onnx
+import pandas as pd
 import pytest
 
 import predictsql
 from predictsql.engine.errors import ModelError, ModelSourceError, PredictSQLError, ScoringError
 from predictsql.engine.mlflow_registry import MlflowRegistry
 
-from conftest import assert_scores, not_none
+from backends import DuckDBBackend
+from conftest import assert_scores, no_stream_on_spark, not_none
 
 INSERT = "INSERT INTO scores SELECT d.id, p.y FROM PREDICT(MODEL = @m, DATA = {data} AS d{plan}) WITH (y FLOAT) AS p"
 
@@ -30,22 +33,26 @@ def _indexing_model() -> bytes:
     return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
 
 
-def _assert_unharmed(con, logreg, breast_cancer) -> None:
-    """Nothing was written, and the same connection and model cache still score."""
-    assert not_none(con.sql("SELECT count(*) FROM scores")).fetchall() == [(0,)]
-    rows = not_none(con.sql("SELECT d.id, p.Score FROM PREDICT(MODEL = (SELECT model FROM models WHERE id = 1), DATA = patients AS d) WITH (Score FLOAT) AS p")).df()
+def _assert_unharmed(backend, logreg, breast_cancer) -> None:
+    """Nothing was written, and the same connection (session) and model cache still score."""
+    assert not_none(backend.sql("SELECT count(*) AS n FROM scores")).n.tolist() == [0]
+    rows = not_none(backend.sql("SELECT d.id, p.Score FROM PREDICT(MODEL = (SELECT model FROM models WHERE id = 1), DATA = patients AS d) WITH (Score FLOAT) AS p"))
     assert_scores(logreg, breast_cancer, rows.id, rows.Score)
 
 
 @pytest.fixture
-def scored(con):
-    con.duckdb.sql("CREATE TABLE scores (id BIGINT, y FLOAT)")
-    con.duckdb.sql("CREATE TABLE positions AS SELECT i AS id, CASE WHEN i = 5000 THEN 99 ELSE i % 10 END AS x FROM range(8000) r(i)")
-    return con
+def scored(backend):
+    """The shared suite's engine with an empty `scores` table and `positions`, whose row 5000 is out of the indexing model's range."""
+    backend.execute("CREATE TABLE scores (id BIGINT, y FLOAT)")
+    x = np.arange(8000) % 10
+    x[5000] = 99
+    backend.load("positions", pd.DataFrame({"id": np.arange(8000), "x": x}))
+    return backend
 
 
 @pytest.mark.parametrize("plan", ["STREAM", "UDF"])
-def test_onnxruntime_failing_at_batch_k(scored, logreg, breast_cancer, plan: str) -> None:
+def test_onnxruntime_failing_at_batch_k(scored, logreg, breast_cancer, plan: str, request: pytest.FixtureRequest) -> None:
+    no_stream_on_spark(scored, plan, request)
     model = _indexing_model()
     with predictsql.connect(":memory:") as probe:
         assert len(not_none(probe.sql("SELECT p.y FROM PREDICT(MODEL = @m, DATA = (SELECT 3::BIGINT AS x) AS d) WITH (y FLOAT) AS p", params={"m": model}))) == 1
@@ -75,15 +82,16 @@ def test_a_session_onnxruntime_refuses(scored, logreg, breast_cancer) -> None:
     _assert_unharmed(scored, logreg, breast_cancer)
 
 
-def test_an_mlflow_artefact_that_is_gone(scored, logreg, breast_cancer, mlflow_uri: str) -> None:
+def test_an_mlflow_artefact_that_is_gone(scored, logreg, breast_cancer, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
     uri = predictsql.log_model(logreg.onnx, "vanishing", registry_uri=mlflow_uri)
     client = MlflowRegistry(mlflow_uri).client()
     run_id = client.get_model_version("vanishing", uri.rsplit("/", 1)[1]).run_id
     artifacts = client.get_run(run_id).info.artifact_uri
     shutil.rmtree(Path(urlparse(artifacts).path if artifacts.startswith("file:") else artifacts) / "model")
-    with predictsql.connect(registry_uri=mlflow_uri) as con:
-        con.duckdb.sql("CREATE TABLE scores (id BIGINT, y FLOAT)")
-        with pytest.raises(ModelSourceError, match=f"MODEL '{uri}'"):
-            con.sql(f"INSERT INTO scores SELECT 1, p.Score FROM PREDICT(MODEL = '{uri}', DATA = (SELECT 1.0 AS x) AS d) AS p")
-        assert not_none(con.sql("SELECT count(*) FROM scores")).fetchall() == [(0,)]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)  # read when a statement is planned (Spark) or a connection opens (DuckDB)
+    engine = scored if scored.name == "spark" else DuckDBBackend(scored.path)
+    with pytest.raises(ModelSourceError, match=f"MODEL '{uri}'"):
+        engine.sql(f"INSERT INTO scores SELECT 1, p.Score FROM PREDICT(MODEL = '{uri}', DATA = (SELECT 1.0 AS x) AS d) AS p")
+    if engine is not scored:
+        engine.close()
     _assert_unharmed(scored, logreg, breast_cancer)

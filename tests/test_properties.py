@@ -1,9 +1,10 @@
-"""Properties over generated inputs (hypothesis): names of every shape survive the rewrite, and scores do not
-depend on how DATA is batched or split."""
+"""Properties over generated inputs (hypothesis): names of every shape survive the rewrite, scores do not
+depend on how DATA is batched or split, and a model with a fixed batch size scores any row count."""
 
 from __future__ import annotations
 
 import numpy as np
+import onnx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -46,3 +47,26 @@ def test_scores_do_not_depend_on_batch_size_or_on_splitting_data(con, forest, ba
     parts = scores(f"(SELECT * FROM patients WHERE id < {split})", batch) + scores(f"(SELECT * FROM patients WHERE id >= {split})")
     assert parts == whole
     assert np.isfinite([s for _, s in whole]).all()
+
+
+def _fixed_batch_model(size: int) -> bytes:
+    """total = a * 2 + b on inputs of the fixed shape [size, 1]."""
+    shape = [size, 1]
+    inputs = [onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, shape) for n in ("a", "b")]
+    total = onnx.helper.make_tensor_value_info("total", onnx.TensorProto.FLOAT, shape)
+    two = onnx.numpy_helper.from_array(np.array([[2]], np.float32), "two")
+    nodes = [onnx.helper.make_node("Mul", ["a", "two"], ["twice"]), onnx.helper.make_node("Add", ["twice", "b"], ["total"])]
+    graph = onnx.helper.make_graph(nodes, "fixed", inputs, [total], [two])
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
+
+
+@SETTINGS
+@given(size=st.integers(1, 9), rows=st.integers(0, 60), batch=st.integers(1, 70), plan=st.sampled_from(["STREAM", "UDF"]))
+def test_a_model_with_a_fixed_batch_size_scores_any_row_count(con, size: int, rows: int, batch: int, plan: str) -> None:
+    """Fed in chunks of its size, the last padded: every row gets its own a * 2 + b, computed here by hand."""
+    sql = (
+        f"SELECT d.i, p.total FROM PREDICT(MODEL = @m, DATA = (SELECT i, i::FLOAT AS a, (i % 7)::FLOAT AS b FROM range({rows}) r(i)) AS d, "
+        f"PLAN = {plan}, BATCH_SIZE = {batch}) WITH (total FLOAT) AS p ORDER BY d.i"
+    )
+    scored = not_none(con.sql(sql, params={"m": _fixed_batch_model(size)})).fetchall()
+    assert scored == [(i, float(i * 2 + i % 7)) for i in range(rows)]
