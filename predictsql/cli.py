@@ -16,14 +16,12 @@ import logging
 import shutil
 import sys
 import tempfile
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from predictsql.engine.errors import PredictSQLError
+from predictsql.progress import progress
 
 if TYPE_CHECKING:  # imported where a command needs them, so that --help starts at once
     import duckdb
@@ -227,34 +225,16 @@ def _write(table: pa.Table, fmt: str, out: Path | None) -> None:
         relation.query("rows", f"COPY rows TO {string_literal(str(out))} (FORMAT json, ARRAY true)")
 
 
-@contextmanager
-def _progress(con: duckdb.DuckDBPyConnection, after_s: float) -> Iterator[None]:
+def _progress(con: duckdb.DuckDBPyConnection, after_s: float) -> AbstractContextManager[None]:
     """Once a query runs `after_s` seconds, show its elapsed time (and DuckDB's percentage when known) on stderr."""
     con.execute("SET enable_progress_bar = true").fetchall()
     con.execute("SET enable_progress_bar_print = false").fetchall()
-    done = threading.Event()
-    start = time.monotonic()
-    live = sys.stderr.isatty()
 
-    def report() -> None:
-        if done.wait(after_s):
-            return
-        while True:
-            percent = con.query_progress()
-            status = f"predictsql: running {time.monotonic() - start:.0f} s" + (f", {percent:.0f}%" if percent >= 0 else "")
-            print(f"\r{status}\x1b[K" if live else status, end="" if live else "\n", file=sys.stderr, flush=True)
-            if done.wait(0.5 if live else 1.0):
-                break
-        if live:
-            print("\r\x1b[K", end="", file=sys.stderr, flush=True)
+    def status(elapsed: float) -> str:
+        percent = con.query_progress()
+        return f"predictsql: running {elapsed:.0f} s" + (f", {percent:.0f}%" if percent >= 0 else "")
 
-    thread = threading.Thread(target=report, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
-        thread.join()
+    return progress(status, after_s)
 
 
 if __name__ == "__main__":

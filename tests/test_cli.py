@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import os
+import pty
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +64,63 @@ def test_progress_shows_on_stderr_for_a_long_query(tmp_path: Path) -> None:
     assert done.stderr.startswith("predictsql: running 0 s"), done.stderr
     quick = cli("query", "SELECT 1 AS one", "--format", "csv")
     assert (quick.stdout, quick.stderr) == ("one\n1\n", "")
+
+
+CHATTER = """
+import logging, os, sys, threading, time, warnings
+from predictsql import cli
+
+logging.basicConfig(stream=sys.stderr, format="LOG %(message)s")  # a handler that holds the stream, as libraries' do
+
+
+def chatter() -> None:
+    time.sleep(1.0)
+    logging.getLogger("library").warning("from a Python library")
+    os.write(2, b"from a native library\\n")
+    warnings.warn("a warning")
+
+
+threading.Thread(target=chatter, daemon=True).start()
+sys.exit(cli.main(["query", "SELECT sum(hash(i)) AS h FROM range(1500000000) t(i)", "--format", "csv", "--progress-after", "0"]))
+"""
+
+
+def _screen(output: bytes) -> list[str]:
+    """The lines a terminal shows for `output`: carriage return, erase to the end of the line, newline."""
+    lines, line, column = [], [], 0
+    for token in re.split(rb"(\r|\n|\x1b\[K)", output):
+        if token == b"\r":
+            column = 0
+        elif token == b"\x1b[K":
+            del line[column:]
+        elif token == b"\n":
+            lines.append("".join(line))
+            line, column = [], 0
+        else:
+            text = token.decode()
+            line[column : column + len(text)] = list(text)
+            column += len(text)
+    return lines + ["".join(line)]
+
+
+def test_on_a_terminal_log_lines_never_land_inside_the_progress_line(tmp_path: Path) -> None:
+    """Under a pseudo-terminal, a logging handler, a native write to fd 2 and a warning each get lines of their own."""
+    script = tmp_path / "chatter.py"
+    script.write_text(CHATTER)
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(sys.executable, [sys.executable, str(script)])
+    output = b""
+    with contextlib.suppress(OSError):  # EIO once the child has closed the terminal
+        while chunk := os.read(fd, 65536):
+            output += chunk
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    screen = _screen(output.replace(b"\r\n", b"\n"))  # the terminal's own newline translation
+    assert "predictsql: running 0 s" in output.decode()
+    for line in ("LOG from a Python library", "from a native library"):
+        assert line in screen, screen
+    assert any(s.endswith("UserWarning: a warning") for s in screen), screen
+    assert screen[screen.index("h") + 1].isdigit(), screen  # the CSV result, after the progress line was erased
 
 
 def test_script_file_and_explain(db_path: Path, tmp_path: Path) -> None:
