@@ -87,7 +87,9 @@ sys.exit(cli.main(["query", "SELECT sum(hash(i)) AS h FROM range(1500000000) t(i
 
 def _screen(output: bytes) -> list[str]:
     """The lines a terminal shows for `output`: carriage return, erase to the end of the line, newline."""
-    lines, line, column = [], [], 0
+    lines: list[str] = []
+    line: list[str] = []
+    column = 0
     for token in re.split(rb"(\r|\n|\x1b\[K)", output):
         if token == b"\r":
             column = 0
