@@ -17,10 +17,9 @@ import onnx
 import pandas as pd
 import pyarrow as pa
 import pytest
-
-import predictsql
 from pyspark.errors import AnalysisException
 
+import predictsql
 from predictsql.engine.errors import BindError, ModelError
 from predictsql.udfs import spark as ps
 
