@@ -9,8 +9,9 @@ Expressions read DATA's columns (`Feature`) and named intermediate values (`Ref`
 `Program.values`). A value that later expressions read more than once (a linear score, a
 softmax's sum) is named rather than repeated, so the SQL grows linearly with the model, and an
 adapter computes each value once (one subquery layer per dependency depth). Arithmetic is meant
-to run in DOUBLE; it follows onnxruntime's kernels (first maximum wins in argmax, logistic on
-|x|, softmax less its maximum), so results differ from onnxruntime by float32 rounding.
+to run in DOUBLE; it follows onnxruntime's kernels (first maximum wins in argmax, softmax less its
+maximum), so results differ from onnxruntime by float32 rounding. `bounds` tells an adapter which
+values cannot leave FLOAT's range (probabilities), so their cast to FLOAT needs no overflow test.
 """
 
 from __future__ import annotations
@@ -195,9 +196,9 @@ def _post_transform(s: tuple[Ref, ...], transform: str, builder: _Builder) -> tu
 
 
 def _logistic(v: Ref, builder: _Builder) -> Expr:
-    """onnxruntime's ComputeLogistic: 1 / (1 + exp(-|x|)), mirrored for x < 0 (never overflows)."""
-    half = builder.let(Op("div", (Const(1.0), Op("add", (Const(1.0), Op("exp", (Op("sub", (Const(0.0), Op("abs", (v,)))),)))))))
-    return Case(((Op("lt", (v, Const(0.0))), Op("sub", (Const(1.0), half))),), half)
+    """1 / (1 + exp(-x)) in DOUBLE: where exp overflows both engines give inf, so the result is 0. onnxruntime mirrors
+    1 / (1 + exp(-|x|)) for x < 0 in float32; in DOUBLE the direct form is as exact, rounded to FLOAT, and has no CASE."""
+    return Op("div", (Const(1.0), Op("add", (Const(1.0), Op("exp", (Op("sub", (Const(0.0), v)),))))))
 
 
 def _normalizer(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
@@ -248,3 +249,76 @@ _RULES: dict[tuple[str, str], Rule] = {
     ("", "Concat"): _concat,
     ("", "Reshape"): _reshape,
 }
+
+
+UNBOUNDED = (-math.inf, math.inf)
+
+
+def bounds(program: Program, node: Expr) -> tuple[float, float]:
+    """An interval that holds every non-NaN value `node` takes, whatever the inputs (UNBOUNDED when unknown)."""
+    memo: dict[int, tuple[float, float]] = {}
+
+    def of(n: Expr) -> tuple[float, float]:
+        if isinstance(n, Ref):
+            if n.index not in memo:
+                memo[n.index] = of(program.values[n.index])
+            return memo[n.index]
+        if isinstance(n, Const):
+            return (n.value, n.value) if isinstance(n.value, float | int) else UNBOUNDED
+        if isinstance(n, Case):
+            parts = [of(v) for _, v in n.whens] + ([of(n.default)] if n.default is not None else [])
+            return min(p[0] for p in parts), max(p[1] for p in parts)
+        if isinstance(n, Feature):
+            return UNBOUNDED
+        return _checked(_op_bounds(program, n, [of(a) for a in n.args]))
+
+    return of(node)
+
+
+def _op_bounds(program: Program, n: Op, args: list[tuple[float, float]]) -> tuple[float, float]:
+    """Interval arithmetic, plus the two facts softmax and L1 normalisation rest on: x - greatest(..., x, ...) <= 0,
+    and x / (... + x + ...) (or x / (... + |x| + ...)) is in [0, 1] when x and every term are >= 0."""
+    if n.fn == "add":
+        return sum(a[0] for a in args), sum(a[1] for a in args)
+    if n.fn == "sub":
+        (low, high), (other_low, other_high) = args
+        top = _named(program, n.args[1], "greatest")
+        return low - other_high, min(high - other_low, 0.0) if top is not None and n.args[0] in top.args else high - other_low
+    if n.fn == "mul":
+        product = args[0]
+        for factor in args[1:]:
+            product = _span([a * b for a in product for b in factor])
+        return product
+    if n.fn == "div":
+        total = _named(program, n.args[1], "add")
+        terms = total.args if total is not None else ()
+        if (n.args[0] in terms or Op("abs", (n.args[0],)) in terms) and args[0][0] >= 0 and all(bounds(program, t)[0] >= 0 for t in terms):
+            return 0.0, 1.0
+        if args[1][0] <= 0:
+            return UNBOUNDED
+        return _span([a / b for a in args[0] for b in args[1]])
+    if n.fn == "exp":
+        return tuple(math.exp(v) if v < 709 else math.inf for v in args[0])  # type: ignore[return-value]
+    if n.fn == "abs":
+        low, high = args[0]
+        return (low, high) if low >= 0 else (-high, -low) if high <= 0 else (0.0, max(-low, high))
+    if n.fn == "greatest":
+        return max(a[0] for a in args), max(a[1] for a in args)
+    if n.fn == "round32":
+        return args[0]
+    return 0.0, 1.0  # lt, ge, eq
+
+
+def _named(program: Program, node: Expr, fn: str) -> Op | None:
+    """The Op a Ref names, if it is an `fn`."""
+    value = program.values[node.index] if isinstance(node, Ref) else None
+    return value if isinstance(value, Op) and value.fn == fn else None
+
+
+def _span(ends: list[float]) -> tuple[float, float]:
+    return _checked((min(ends), max(ends))) if not any(math.isnan(v) for v in ends) else UNBOUNDED
+
+
+def _checked(interval: tuple[float, float]) -> tuple[float, float]:
+    """UNBOUNDED where interval arithmetic met inf - inf or 0 * inf."""
+    return UNBOUNDED if any(math.isnan(v) for v in interval) else interval

@@ -17,7 +17,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 import predictsql
 from predictsql.engine import sessions
 from predictsql.engine.errors import BindError, ExportError, ScoringError
-from predictsql.engine.inline import NotInlinable, compile_graph
+from predictsql.engine.inline import UNBOUNDED, NotInlinable, bounds, compile_graph
 from predictsql.engine.signature import INPUTS_KEY
 from predictsql.engine.sources import resolve
 
@@ -122,3 +122,19 @@ def test_inline_compiler_refuses_what_it_cannot_render(nodes, outputs, initializ
     scored = predictsql.predict(model.SerializeToString(), features, outputs=["y"])
     raw = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"X": features.to_numpy()})[0]
     np.testing.assert_array_equal(np.stack(scored["y"].to_numpy(zero_copy_only=False)), raw)
+
+
+def test_inline_bounds_know_probabilities_and_nothing_else(dataset) -> None:
+    """Logistic and softmax outputs lie in [0, 1] whatever the inputs (so their FLOAT cast needs no overflow test);
+    linear scores and a regressor's value are unbounded. Checked against onnxruntime on inputs of ±1e30."""
+    features = numeric(dataset.features)
+    classifier = LogisticRegression(max_iter=5000).fit(features, dataset.target)
+    model = onnx.load_from_string(predictsql.export(classifier, features))
+    program = compile_graph(model)
+    probabilities = program.outputs["probabilities"]
+    assert all(bounds(program, v) == (0.0, 1.0) for v in probabilities)
+    extreme = np.where(np.arange(features.size).reshape(features.shape) % 2 == 0, 1e30, -1e30).astype(np.float32)
+    scored = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["probabilities"], {"X": extreme})[0]
+    assert np.nanmin(scored) >= 0.0 and np.nanmax(scored) <= 1.0
+    regressor = compile_graph(onnx.load_from_string(predictsql.export(Ridge().fit(features, np.arange(len(features))), features)))
+    assert all(bounds(regressor, v) == UNBOUNDED for values in regressor.outputs.values() for v in values)

@@ -126,6 +126,26 @@ def test_double_beyond_float_range_scores_as_infinity_under_both_plans(con, logr
     np.testing.assert_allclose(inlined.Score, streamed.Score, atol=PROBA_TOLERANCE)
 
 
+@pytest.mark.parametrize("plan", ["STREAM", "UDF", "INLINE"])
+def test_a_regressor_value_beyond_float_range_is_infinity_as_onnxruntime_gives(backend, plan: str, request: pytest.FixtureRequest) -> None:
+    """y = 1e30·x in FLOAT overflows for |x| = 1e10: onnxruntime gives ±inf, and so does every plan (DuckDB's own cast
+    would raise)."""
+    import onnxruntime as ort
+    from sklearn.linear_model import LinearRegression
+
+    no_stream_on_spark(backend, plan, request)
+    sample = pd.DataFrame({"x": np.array([1.0, 2.0], np.float32)})
+    regressor = LinearRegression().fit(sample, [1.0, 2.0])
+    regressor.coef_, regressor.intercept_ = np.array([1e30]), 0.0
+    model = predictsql.export(regressor, sample, outputs={"score": "y"})
+    values = np.array([1e10, -1e10, 1.0, 0.0], np.float32)
+    expected = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(["y"], {"X": values.reshape(-1, 1)})[0].ravel()
+    assert np.isinf(expected[:2]).all()
+    backend.load("wide", pd.DataFrame({"id": range(4), "x": values}))
+    rows = not_none(backend.sql(f"SELECT d.id, p.y FROM PREDICT(MODEL = @m, DATA = wide AS d, PLAN = {plan}) WITH (y FLOAT) AS p ORDER BY d.id", params={"m": model}))
+    np.testing.assert_allclose(rows.y.to_numpy(np.float64), expected.astype(np.float64), rtol=1e-6)
+
+
 def test_null_under_a_streamed_predict_over_an_inline_one_keeps_its_class(con, logreg, forest) -> None:
     inner = "(SELECT * REPLACE (CASE WHEN id = 300 THEN NULL ELSE mean_texture END AS mean_texture) FROM patients)"
     query = f"SELECT p.Score FROM PREDICT(MODEL = @f, DATA = (SELECT d.*, i.Score AS linear FROM PREDICT(MODEL = @m, DATA = {inner} AS d) WITH (Score FLOAT) AS i)) WITH (Score FLOAT) AS p"

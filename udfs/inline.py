@@ -24,14 +24,14 @@ from sqlglot import exp
 
 from predictsql.engine.binding import NULLS_ERROR, InputFeed, OutputColumn, ScoringPlan
 from predictsql.engine.errors import BindError, NullInputError, PredictSQLError, ScoringError
-from predictsql.engine.inline import Case, Const, Expr, Feature, NotInlinable, Op, Program, Ref
+from predictsql.engine.inline import Case, Const, Expr, Feature, NotInlinable, Op, Program, Ref, bounds
 from predictsql.engine.types import ONNX_TO_ARROW, Cast, sql_name
 from predictsql.sql.plan import PredictCall, in_place
 
 Fail = Callable[[PredictSQLError], str]
 FEATURE, VALUE, OUTPUT = "__predictsql_x", "__predictsql_v", "__predictsql_o"
 EXACT_FLOAT_INTEGER = "16777216"  # 2^24: the largest integers FLOAT holds exactly (STREAM's safe cast refuses beyond)
-FLOAT_OVERFLOW = "3.4028235677973366e+38"  # 2^128 - 2^103: from here up, rounding to FLOAT gives inf
+FLOAT_RANGE = (-3.4028234663852886e38, 3.4028234663852886e38)  # FLOAT's largest finite values: a DOUBLE inside casts without overflow
 RAISE = {"duckdb": "error", "spark": "raise_error"}  # the function that fails a query with a message
 _BINARY = {"sub": exp.Sub, "div": exp.Div, "lt": exp.LT, "ge": exp.GTE, "eq": exp.EQ}
 _CHAINED = {"add": exp.Add, "mul": exp.Mul}
@@ -72,7 +72,8 @@ def relation(data: exp.Query, plan: ScoringPlan, program: Program, dialect: str,
     render = _Renderer(plan, dialect, fail)
     raw = [program.outputs[plan.model.signature.outputs[o.source].name] for o in plan.outputs]
     needed = _needed(program, [v for values in raw for v in values])
-    layers = [[_alias(render.feature(feed, j), render.names[(feed.name, j)]) for feed in plan.inputs for j in range(len(feed.columns))]]
+    anchor = _anchor(program, raw[0]) if plan.nulls == NULLS_ERROR and raw else None
+    layers = [[_alias(render.feature(feed, j, anchor), render.names[(feed.name, j)]) for feed in plan.inputs for j in range(len(feed.columns))]]
     depths: dict[int, int] = {}
     for i in sorted(needed):
         depths[i] = depth = 1 + max((depths[ref.index] for ref in _refs(program.values[i])), default=0)
@@ -82,7 +83,8 @@ def relation(data: exp.Query, plan: ScoringPlan, program: Program, dialect: str,
     source: exp.Query = data
     for n, columns in enumerate(layers):
         source = _select([exp.Star(), *columns], source, n)
-    outputs = [_alias(render.output(k, len(values), o), o.field) for k, (values, o) in enumerate(zip(raw, plan.outputs, strict=True))]
+    in_range = [all(FLOAT_RANGE[0] <= b and b <= FLOAT_RANGE[1] for v in values for b in bounds(program, v)) for values in raw]
+    outputs = [_alias(render.output(k, len(values), o, fits), o.field) for k, (values, o, fits) in enumerate(zip(raw, plan.outputs, in_range, strict=True))]
     return _select([*(_column(name) for name in plan.data_schema.names), *outputs], source, len(layers))
 
 
@@ -96,6 +98,25 @@ def _needed(program: Program, outputs: list[Expr]) -> set[int]:
             needed.add(ref.index)
             stack += _refs(program.values[ref.index])
     return needed
+
+
+def _anchor(program: Program, values: Sequence[Expr]) -> Feature | None:
+    """A feature the first output reads, whose column checks every input for NULL at once (see _Renderer.feature)."""
+    stack = list(values)
+    seen: set[int] = set()
+    while stack:
+        node = stack.pop(0)
+        if isinstance(node, Feature):
+            return node
+        if isinstance(node, Ref):
+            if node.index not in seen:
+                seen.add(node.index)
+                stack.append(program.values[node.index])
+        elif isinstance(node, Op):
+            stack += node.args
+        elif isinstance(node, Case):
+            stack += [part for pair in node.whens for part in pair] + ([node.default] if node.default is not None else [])
+    return None
 
 
 def _refs(node: Expr) -> Iterator[Ref]:
@@ -150,47 +171,78 @@ class _Renderer:
         if node.fn in _BINARY:
             return exp.paren(_BINARY[node.fn](this=args[0], expression=args[1]))
         if node.fn == "round32":
-            return _cast(_to_float(args[0]), pa.float64())
+            return _cast(self.to_float(args[0]), pa.float64())
         if node.fn == "greatest":
             return exp.Greatest(this=args[0], expressions=args[1:])
         return _UNARY[node.fn](this=args[0])
 
-    def output(self, k: int, width: int, out: OutputColumn) -> exp.Expr:
+    def output(self, k: int, width: int, out: OutputColumn, in_range: bool) -> exp.Expr:
         """Output column k from its values' DOUBLE columns: one value or (FLOAT[]) all, in the ONNX type, then the WITH
-        type. A list is NULL, not a list of NULLs, when the row was not scored (NULLS = PROPAGATE), as under STREAM."""
+        type (`in_range`: the values cannot leave FLOAT's range). A list is NULL, not a list of NULLs, when the row was
+        not scored (NULLS = PROPAGATE), as under STREAM."""
         natural = ONNX_TO_ARROW[self.plan.model.signature.outputs[out.source].elem_type]
+
+        def typed(i: int | str, target: pa.DataType) -> exp.Expr:
+            value = self._natural(_column(f"{OUTPUT}{k}_{i}"), natural, in_range)
+            return value if target == natural else _cast(value, target)
+
         if not out.as_list:
-            return _cast(self._natural(_column(f"{OUTPUT}{k}_{out.pick or 0}"), natural), out.arrow_type)
-        items = [_cast(self._natural(_column(f"{OUTPUT}{k}_{i}"), natural), out.arrow_type.value_type) for i in range(width)]
+            return typed(out.pick or 0, out.arrow_type)
+        items = [typed(i, out.arrow_type.value_type) for i in range(width)]
         unscored = exp.Is(this=_column(f"{OUTPUT}{k}_0"), expression=exp.null())
         return exp.Case(ifs=[exp.If(this=unscored, true=exp.null())]).else_(exp.Array(expressions=items))
 
-    @staticmethod
-    def _natural(value: exp.Expr, natural: pa.DataType) -> exp.Expr:
+    def _natural(self, value: exp.Expr, natural: pa.DataType, in_range: bool) -> exp.Expr:
         """A DOUBLE result as the ONNX output type: FLOAT rounds (to ±inf beyond its range, as onnxruntime does)."""
-        return _to_float(value) if natural == pa.float32() else _cast(value, natural)
+        if natural != pa.float32():
+            return _cast(value, natural)
+        return _cast(value, natural) if in_range else self.to_float(value)
 
-    def feature(self, feed: InputFeed, j: int) -> exp.Expr:
-        """DATA column j of an input as the model sees it (FLOAT), in DOUBLE, failing the query as STREAM
-        would on a NULL (NULLS = ERROR) or on an integer beyond FLOAT's exact range (±2^24)."""
+    def to_float(self, value: exp.Expr) -> exp.Expr:
+        """CAST(value AS FLOAT), ±inf where rounding overflows: Spark's cast does that itself; DuckDB's raises instead,
+        so there a TRY_CAST's NULL (never NaN's: NaN casts) becomes the infinity of the value's sign."""
+        if self.dialect == "spark":
+            return _cast(value, pa.float32())
+        infinity = [_cast(exp.Literal.string(text), pa.float32()) for text in ("inf", "-inf")]
+        zero = exp.Literal.number(0)
+        overflow = exp.Case(ifs=[exp.If(this=exp.GT(this=value.copy(), expression=zero), true=infinity[0]), exp.If(this=exp.LT(this=value.copy(), expression=zero.copy()), true=infinity[1])])
+        return exp.Coalesce(this=exp.TryCast(this=value, to=_sql_type(pa.float32()).copy()), expressions=[overflow])
+
+    def feature(self, feed: InputFeed, j: int, anchor: Feature | None) -> exp.Expr:
+        """DATA column j of an input as the model sees it (FLOAT), in DOUBLE, failing the query as STREAM would on an
+        integer beyond FLOAT's exact range (±2^24) or, under NULLS = ERROR, on a NULL. One CASE on the `anchor` feature
+        (one the first output reads, so it is always computed) tests every input column for NULL; without an anchor
+        each column tests its own."""
         field = self.plan.data_schema.field(feed.columns[j])
         name, column = field.name, _column(field.name)
         display = self.plan.model.display
-        value = _to_float(column) if feed.casts[j] == Cast.ROUNDING else _cast(column, feed.arrow_type)
+        value = self.to_float(column) if feed.casts[j] == Cast.ROUNDING else _cast(column, feed.arrow_type)
         if feed.casts[j] == Cast.CHECKED:
             limit = exp.Literal.number(EXACT_FLOAT_INTEGER)
             beyond = exp.or_(exp.GT(this=column.copy(), expression=limit), exp.LT(this=column.copy(), expression=exp.Neg(this=limit.copy())))
             fix = f"write CAST({name} AS {sql_name(feed.arrow_type)}) in the DATA query to accept rounding"
-            fail = self._fail(ScoringError(f"PREDICT input '{name}' ({display}) has a value that {feed.arrow_type} cannot hold exactly: {fix}"))
+            fail = self._fail(exp.Literal.string(self.fail(ScoringError(f"PREDICT input '{name}' ({display}) has a value that {feed.arrow_type} cannot hold exactly: {fix}"))))
             value = exp.Case(ifs=[exp.If(this=beyond, true=fail)]).else_(value)
-        if self.plan.nulls == NULLS_ERROR:
-            fix = f"filter the rows (WHERE {name} IS NOT NULL), fill them (COALESCE({name}, ...)) in the DATA query, or add NULLS = PROPAGATE to score them as NULL"
-            value = exp.Coalesce(this=value, expressions=[self._fail(NullInputError(f"PREDICT input '{name}' ({display}) is NULL: {fix}"))])
+        if self.plan.nulls == NULLS_ERROR and anchor is None:
+            value = exp.Coalesce(this=value, expressions=[self._fail(exp.Literal.string(self._null(name)))])
+        if self.plan.nulls == NULLS_ERROR and anchor == Feature(feed.name, j):
+            names = list(dict.fromkeys(self.plan.data_schema.field(i).name for feed in self.plan.inputs for i in feed.columns))
+            which = exp.Case(ifs=[exp.If(this=_is_null(n), true=exp.Literal.string(self._null(n))) for n in names])
+            value = exp.Case(ifs=[exp.If(this=exp.or_(*(_is_null(n) for n in names)), true=self._fail(which))]).else_(value)
         return _cast(value, pa.float64())
 
-    def _fail(self, error: PredictSQLError) -> exp.Expr:
-        """A call that fails the query with `error`, which the adapter raises again as itself."""
-        return exp.Anonymous(this=RAISE[self.dialect], expressions=[exp.Literal.string(self.fail(error))])
+    def _null(self, name: str) -> str:
+        """The error text for a NULL in input column `name`."""
+        fix = f"filter the rows (WHERE {name} IS NOT NULL), fill them (COALESCE({name}, ...)) in the DATA query, or add NULLS = PROPAGATE to score them as NULL"
+        return self.fail(NullInputError(f"PREDICT input '{name}' ({self.plan.model.display}) is NULL: {fix}"))
+
+    def _fail(self, message: exp.Expr) -> exp.Expr:
+        """A call that fails the query with `message` (a fail() text), which the adapter raises again as its error."""
+        return exp.Anonymous(this=RAISE[self.dialect], expressions=[message])
+
+
+def _is_null(name: str) -> exp.Is:
+    return exp.Is(this=_column(name), expression=exp.null())
 
 
 def _column(name: str) -> exp.Column:
@@ -199,22 +251,6 @@ def _column(name: str) -> exp.Column:
 
 def _cast(value: exp.Expr, arrow_type: pa.DataType) -> exp.Cast:
     return exp.Cast(this=value, to=_sql_type(arrow_type).copy())
-
-
-def _to_float(value: exp.Expr) -> exp.Expr:
-    """CAST(value AS FLOAT), but ±inf where rounding overflows (DuckDB would raise instead). Both engines order NaN
-    above every number, so NaN is kept apart before the overflow tests; NULL falls through to the cast."""
-    overflow = exp.Literal.number(FLOAT_OVERFLOW)
-    infinity = [_cast(exp.Literal.string(text), pa.float32()) for text in ("inf", "-inf")]
-    in_range = exp.and_(exp.LT(this=value.copy(), expression=overflow.copy()), exp.GT(this=value.copy(), expression=exp.Neg(this=overflow.copy())))
-    return exp.Case(
-        ifs=[
-            exp.If(this=in_range, true=_cast(value.copy(), pa.float32())),
-            exp.If(this=exp.IsNan(this=value.copy()), true=_cast(value.copy(), pa.float32())),
-            exp.If(this=exp.GTE(this=value.copy(), expression=overflow), true=infinity[0]),
-            exp.If(this=exp.LTE(this=value.copy(), expression=exp.Neg(this=overflow.copy())), true=infinity[1]),
-        ]
-    ).else_(_cast(value, pa.float32()))
 
 
 @functools.cache
