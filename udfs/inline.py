@@ -16,6 +16,7 @@ so INLINE differs from STREAM by onnxruntime's float32 rounding.
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
@@ -67,21 +68,28 @@ def _program(plan: ScoringPlan) -> Program:
 
 
 def relation(data: exp.Query, plan: ScoringPlan, program: Program, dialect: str, fail: Fail) -> exp.Select:
-    """The scored relation, DATA's columns then the plan's outputs: one subquery layer for the features
-    (each DATA input cast and checked once), one per dependency depth of the named values, then the outputs."""
-    render = _Renderer(plan, dialect, fail)
+    """The scored relation, DATA's columns then the plan's outputs: one subquery layer for the features read more than
+    once (each DATA input cast and checked once), one per dependency depth of the values read more than once, then the
+    outputs. What is read once is written where it is read, so a linear model is one expression over its inputs."""
     raw = [program.outputs[plan.model.signature.outputs[o.source].name] for o in plan.outputs]
     needed = _needed(program, [v for values in raw for v in values])
     anchor = _anchor(program, raw[0]) if plan.nulls == NULLS_ERROR and raw else None
-    layers = [[_alias(render.feature(feed, j, anchor), render.names[(feed.name, j)]) for feed in plan.inputs for j in range(len(feed.columns))]]
+    uses = Counter(leaf for node in [program.values[i] for i in needed] + [v for values in raw for v in values] for leaf in _leaves(node))
+    render = _Renderer(plan, dialect, fail, program, {i for i in needed if uses[Ref(i)] == 1})
+    features = [(feed, j) for feed in plan.inputs for j in range(len(feed.columns))]
+    for feed, j in features:
+        feature = Feature(feed.name, j)
+        if uses[feature] == 1 and feature != anchor and feed.casts[j] != Cast.CHECKED:  # a CHECKED cast's error, and the anchor, must run on every row
+            render.inlined_features[feature] = render.feature(feed, j, anchor)
+    layers = [[_alias(render.feature(feed, j, anchor), render.names[(feed.name, j)]) for feed, j in features if Feature(feed.name, j) not in render.inlined_features]]
     depths: dict[int, int] = {}
-    for i in sorted(needed):
-        depths[i] = depth = 1 + max((depths[ref.index] for ref in _refs(program.values[i])), default=0)
+    for i in sorted(needed - render.inlined):
+        depths[i] = depth = 1 + max((depths[ref.index] for ref in render.named_refs(program.values[i])), default=0)
         layers += [[] for _ in range(depth + 1 - len(layers))]
         layers[depth].append(_alias(render(program.values[i]), f"{VALUE}{i}"))
     layers.append([_alias(render(v), f"{OUTPUT}{k}_{i}") for k, values in enumerate(raw) for i, v in enumerate(values)])
     source: exp.Query = data
-    for n, columns in enumerate(layers):
+    for n, columns in enumerate(c for c in layers if c):
         source = _select([exp.Star(), *columns], source, n)
     in_range = [all(FLOAT_RANGE[0] <= b and b <= FLOAT_RANGE[1] for v in values for b in bounds(program, v)) for values in raw]
     outputs = [_alias(render.output(k, len(values), o, fits), o.field) for k, (values, o, fits) in enumerate(zip(raw, plan.outputs, in_range, strict=True))]
@@ -120,17 +128,22 @@ def _anchor(program: Program, values: Sequence[Expr]) -> Feature | None:
 
 
 def _refs(node: Expr) -> Iterator[Ref]:
-    if isinstance(node, Ref):
+    return (leaf for leaf in _leaves(node) if isinstance(leaf, Ref))
+
+
+def _leaves(node: Expr) -> Iterator[Ref | Feature]:
+    """The values and features an expression reads (not through the values it reads)."""
+    if isinstance(node, Ref | Feature):
         yield node
     elif isinstance(node, Op):
         for arg in node.args:
-            yield from _refs(arg)
+            yield from _leaves(arg)
     elif isinstance(node, Case):
         for condition, value in node.whens:
-            yield from _refs(condition)
-            yield from _refs(value)
+            yield from _leaves(condition)
+            yield from _leaves(value)
         if node.default is not None:
-            yield from _refs(node.default)
+            yield from _leaves(node.default)
 
 
 def _select(columns: Sequence[exp.Expr], source: exp.Query, layer: int) -> exp.Select:
@@ -146,17 +159,21 @@ def _alias(value: exp.Expr, name: str) -> exp.Alias:
 class _Renderer:
     """Program expressions → sqlglot expressions over the feature and value columns."""
 
-    def __init__(self, plan: ScoringPlan, dialect: str, fail: Fail) -> None:
+    def __init__(self, plan: ScoringPlan, dialect: str, fail: Fail, program: Program, inlined: set[int]) -> None:
         self.plan = plan
         self.dialect = dialect
         self.fail = fail
+        self.program = program
+        self.inlined = inlined  # values written where they are read
+        self.inlined_features: dict[Feature, exp.Expr] = {}
         self.names = {(feed.name, j): f"{FEATURE}{n}_{j}" for n, feed in enumerate(plan.inputs) for j in range(len(feed.columns))}
 
     def __call__(self, node: Expr) -> exp.Expr:
         if isinstance(node, Feature):
-            return _column(self.names[(node.input, node.index)])
+            written = self.inlined_features.get(node)
+            return written if written is not None else _column(self.names[(node.input, node.index)])
         if isinstance(node, Ref):
-            return _column(f"{VALUE}{node.index}")
+            return exp.paren(self(self.program.values[node.index]), copy=False) if node.index in self.inlined else _column(f"{VALUE}{node.index}")
         if isinstance(node, Const):
             return _constant(node.value)
         if isinstance(node, Case):
@@ -167,14 +184,22 @@ class _Renderer:
             result = args[0]
             for arg in args[1:]:
                 result = _CHAINED[node.fn](this=result, expression=arg)
-            return exp.paren(result)
+            return exp.paren(result, copy=False)
         if node.fn in _BINARY:
-            return exp.paren(_BINARY[node.fn](this=args[0], expression=args[1]))
+            return exp.paren(_BINARY[node.fn](this=args[0], expression=args[1]), copy=False)
         if node.fn == "round32":
             return _cast(self.to_float(args[0]), pa.float64())
         if node.fn == "greatest":
             return exp.Greatest(this=args[0], expressions=args[1:])
         return _UNARY[node.fn](this=args[0])
+
+    def named_refs(self, node: Expr) -> Iterator[Ref]:
+        """The named values an expression reads, through the ones written in place."""
+        for ref in _refs(node):
+            if ref.index in self.inlined:
+                yield from self.named_refs(self.program.values[ref.index])
+            else:
+                yield ref
 
     def output(self, k: int, width: int, out: OutputColumn, in_range: bool) -> exp.Expr:
         """Output column k from its values' DOUBLE columns: one value or (FLOAT[]) all, in the ONNX type, then the WITH
@@ -219,7 +244,7 @@ class _Renderer:
         value = self.to_float(column) if feed.casts[j] == Cast.ROUNDING else _cast(column, feed.arrow_type)
         if feed.casts[j] == Cast.CHECKED:
             limit = exp.Literal.number(EXACT_FLOAT_INTEGER)
-            beyond = exp.or_(exp.GT(this=column.copy(), expression=limit), exp.LT(this=column.copy(), expression=exp.Neg(this=limit.copy())))
+            beyond = exp.or_(exp.GT(this=column.copy(), expression=limit), exp.LT(this=column.copy(), expression=exp.Neg(this=limit.copy())), copy=False)
             fix = f"write CAST({name} AS {sql_name(feed.arrow_type)}) in the DATA query to accept rounding"
             fail = self._fail(exp.Literal.string(self.fail(ScoringError(f"PREDICT input '{name}' ({display}) has a value that {feed.arrow_type} cannot hold exactly: {fix}"))))
             value = exp.Case(ifs=[exp.If(this=beyond, true=fail)]).else_(value)
@@ -228,7 +253,7 @@ class _Renderer:
         if self.plan.nulls == NULLS_ERROR and anchor == Feature(feed.name, j):
             names = list(dict.fromkeys(self.plan.data_schema.field(i).name for feed in self.plan.inputs for i in feed.columns))
             which = exp.Case(ifs=[exp.If(this=_is_null(n), true=exp.Literal.string(self._null(n))) for n in names])
-            value = exp.Case(ifs=[exp.If(this=exp.or_(*(_is_null(n) for n in names)), true=self._fail(which))]).else_(value)
+            value = exp.Case(ifs=[exp.If(this=exp.or_(*(_is_null(n) for n in names), copy=False), true=self._fail(which))]).else_(value)
         return _cast(value, pa.float64())
 
     def _null(self, name: str) -> str:
@@ -264,4 +289,4 @@ def _constant(value: float | int | str) -> exp.Expr:
     if isinstance(value, str):
         return exp.Literal.string(value)
     literal = exp.Literal.number(np.format_float_scientific(abs(value), unique=True, trim="-") if isinstance(value, float) else abs(value))
-    return exp.paren(exp.Neg(this=literal)) if value < 0 else literal
+    return exp.paren(exp.Neg(this=literal), copy=False) if value < 0 else literal

@@ -134,7 +134,7 @@ class Planner:
         self._referenced = referenced_columns(tree)
         try:
             target, bound = self._rewrite(tree, nested=False)
-            return Planned(target.sql(dialect=self.engine.dialect), bound)
+            return Planned(target.sql(dialect=self.engine.dialect, copy=False), bound)
         except RecursionError:
             raise BindError("the statement nests too deeply to plan: flatten its subqueries") from None
 
@@ -150,7 +150,7 @@ class Planner:
 
     def error(self, text: str) -> PredictSQLError | None:
         """The predictsql error an engine error's text carries from this statement's INLINE SQL (by its key), else None."""
-        return next((e for key, e in self._failures.items() if key in text), None)
+        return next((e for key, e in self._failures.items() if f"{key} " in text), None)  # `_e1 ` is not `_e10 `
 
     def _rewrite(self, tree: E, nested: bool) -> tuple[E, list[Bound]]:
         tree = apply((push_predicates,), tree, Context())
