@@ -2,6 +2,7 @@
 
     python benchmarks/run.py            # 1M rows for speed, 10M rows for peak RSS
     python benchmarks/run.py --rows 200000 --memory-rows 0
+    python benchmarks/run.py --rows 10000000 --only speed --models Logistic --memory-rows 0   # P2 at 10M rows
 
 Speed: LogisticRegression and RandomForest (100 trees) on N rows of 10 FLOAT columns, scored
 into an aggregate (so result transfer is not measured). "limit" is raw onnxruntime on a
@@ -95,13 +96,14 @@ def fastest(runs: dict[str, Callable[[], object]], repeat: int) -> dict[str, flo
     return times
 
 
-def speed(rows: int, repeat: int) -> list[tuple[str, str, float, float]]:
+def speed(rows: int, repeat: int, only: str = "") -> list[tuple[str, str, float, float]]:
+    """Each model (those whose name contains `only`) under every plan, and the peers, as ratios to the limit."""
     import predictsql
 
     results = []
     with tempfile.TemporaryDirectory() as tmp, predictsql.connect(str(Path(tmp) / "bench.duckdb")) as con:
         make_table(con, "bench", rows)
-        models = train(con)
+        models = {name: model for name, model in train(con).items() if only in name}
         preloaded = con.duckdb.sql("SELECT * FROM bench").fetchnumpy()
         matrix = np.column_stack([preloaded[c] for c in FEATURES]).astype(np.float32)
         for name, (estimator, onnx_bytes) in models.items():
@@ -116,6 +118,7 @@ def speed(rows: int, repeat: int) -> list[tuple[str, str, float, float]]:
     return results
 
 
+DUCKDB_TABLES = ("speed", "pushdown", "per_column", "projection", "latency")
 QUERY = "SELECT sum(p.Score) FROM PREDICT(MODEL = @m, DATA = bench AS d, PLAN = {plan}) WITH (Score FLOAT) AS p"
 FILTERS = {"no WHERE": "", "WHERE d.x0 > 0.8 (10%, pushed below PREDICT)": " WHERE d.x0 > 0.8", "WHERE p.x0 > 0.8 (10%, the same filter, not pushed)": " WHERE p.x0 > 0.8"}
 
@@ -178,6 +181,38 @@ def pushdown(rows: int, repeat: int) -> list[tuple[str, str, float]]:
             timings = fastest(runs, repeat)
             results += [(plan, label, timings["no WHERE"] / seconds) for label, seconds in timings.items()]
     return results
+
+
+def latency(repeat: int) -> list[tuple[str, str, int, float, float]]:
+    """P5: a warm PREDICT of 1, 100 and 1000 rows picked by id, per model and plan, next to the plain DuckDB query of
+    the same rows (median of 20 × repeat runs, after 5 warm-up runs): per-query overhead, which caching must cut."""
+    import predictsql
+
+    results = []
+    with tempfile.TemporaryDirectory() as tmp, predictsql.connect(str(Path(tmp) / "bench.duckdb")) as con:
+        make_table(con, "bench", 100_000)
+        models = train(con)
+        con.duckdb.sql("CREATE TABLE keyed AS SELECT row_number() OVER () AS id, * FROM bench")
+        for name, (_, onnx_bytes) in models.items():
+            for plan, label in plans(onnx_bytes, "duckdb"):
+                for rows in (1, 100, 1000):
+                    where = f"id <= {rows}"
+                    query = f"SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = (SELECT * FROM keyed WHERE {where}) AS d, PLAN = {plan}) WITH (Score FLOAT) AS p"
+                    scored = _median(partial(duckdb_rows, con, query, onnx_bytes), 20 * repeat)
+                    plain = _median(partial(lambda w: con.duckdb.sql(f"SELECT * FROM keyed WHERE {w}").fetchall(), where), 20 * repeat)
+                    results.append((name, label, rows, scored * 1000, scored / plain))
+    return results
+
+
+def _median(run: Callable[[], object], times: int) -> float:
+    for _ in range(5):
+        run()
+    spent = []
+    for _ in range(times):
+        start = time.perf_counter()
+        run()
+        spent.append(time.perf_counter() - start)
+    return float(np.median(spent))
 
 
 def duckdb_rows(con: predictsql.Connection, query: str, onnx_bytes: bytes) -> list[tuple]:
@@ -402,25 +437,36 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--spark", action="store_true", help="also measure Spark (local[2])")
     parser.add_argument("--alternatives", action="store_true", help="with --spark: also the ways a PREDICT relation could run on Spark")
-    parser.add_argument("--no-duckdb", action="store_true", help="skip the DuckDB speed table")
+    parser.add_argument("--no-duckdb", action="store_true", help="skip the DuckDB tables")
+    parser.add_argument("--models", default="", help="speed: only the models whose name contains this")
+    parser.add_argument("--only", default=",".join(DUCKDB_TABLES), help=f"the DuckDB tables to measure, of {','.join(DUCKDB_TABLES)}")
     args = parser.parse_args()
+    tables = set() if args.no_duckdb else set(args.only.split(","))
     print(f"{os.cpu_count()} cores, {args.rows:,} rows x 10 FLOAT columns, best of {args.repeat}\n")
-    if not args.no_duckdb:
+    if "speed" in tables:
         print("| model | path | rows/s | ratio to limit |\n|---|---|---:|---:|")
-        for model, path, rate, ratio in speed(args.rows, args.repeat):
+        for model, path, rate, ratio in speed(args.rows, args.repeat, args.models):
             print(f"| {model} | {path} | {rate / 1e6:.2f} M | {ratio:.2f} |")
+    if "pushdown" in tables:
         print("\nP4: RandomForest under a 10% WHERE on a DATA column (speed-up over the same plan without it)\n")
         print("| plan | query | × faster |\n|---|---|---:|")
         for plan, label, factor in pushdown(args.rows, args.repeat):
             print(f"| {plan} | {label} | {factor:.2f} |")
+    if "per_column" in tables:
         print(f"\nP2, per-column model (scaler + LogisticRegression, one [N,1] input per column), {args.rows * 5:,} rows\n")
         print("| path | rows/s | ratio to limit |\n|---|---:|---:|")
         for label, rate, ratio in per_column(args.rows * 5, args.repeat):
             print(f"| {label} | {rate / 1e6:.2f} M | {ratio:.2f} |")
+    if "projection" in tables:
         print("\nProjection: RandomForest reading 10 of a table's 200 columns (× slower than on the 10-column table)\n")
         print("| plan | × slower |\n|---|---:|")
         for plan, factor in projection(args.rows, args.repeat):
             print(f"| {plan} | {factor:.2f} |")
+    if "latency" in tables:
+        print("\nP5: warm PREDICT latency of a few rows picked by id (median), × the plain DuckDB query of those rows\n")
+        print("| model | path | rows | ms | × plain query |\n|---|---|---:|---:|---:|")
+        for model, path, rows, ms, factor in latency(args.repeat):
+            print(f"| {model} | {path} | {rows} | {ms:.1f} | {factor:.1f} |")
     if args.spark:
         results, alternatives = spark_speed(args.rows, args.repeat, args.alternatives)
         print("\nSpark local[2]\n\n| model | path | rows/s | ratio to limit | × mlflow spark_udf |\n|---|---|---:|---:|---:|")
