@@ -54,8 +54,8 @@ class Const:
 
 @dataclass(frozen=True)
 class Op:
-    """add, mul (any number of args, left to right); sub, div, lt, ge, eq (two); exp, abs, round32 (one: to FLOAT
-    and back); greatest (any)."""
+    """add, mul (any number of args, left to right); sub, div, lt, ge, eq (two); exp, abs, isnan, round32 (one; round32:
+    to FLOAT and back); greatest (any)."""
 
     fn: str
     args: tuple[Expr, ...]
@@ -145,8 +145,8 @@ def _linear(x: Sequence[Expr], coefficients: Sequence[float], intercepts: Sequen
 
 def _scaler(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
     x = args[0]
-    offset = _broadcast(attrs.get("offset", [0.0]), len(x), "offset")
-    scale = _broadcast(attrs.get("scale", [1.0]), len(x), "scale")
+    offset = _broadcast(attrs.get("offset", [0.0]), len(x), "Scaler offset")
+    scale = _broadcast(attrs.get("scale", [1.0]), len(x), "Scaler scale")
     return [tuple(Op("mul", (Op("sub", (v, _const(o))), _const(s))) for v, o, s in zip(x, offset, scale, strict=True))]
 
 
@@ -154,7 +154,7 @@ def _broadcast(values: Sequence[float], width: int, name: str) -> Sequence[float
     if len(values) == 1:
         return list(values) * width
     if len(values) != width:
-        raise NotInlinable(f"Scaler {name} has {len(values)} values for {width} features")
+        raise NotInlinable(f"{name} has {len(values)} values for {width} features")
     return values
 
 
@@ -239,11 +239,35 @@ def _reshape(args: list, attrs: dict, builder: _Builder, constants: dict) -> lis
     return [x]
 
 
+def _imputer(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
+    """Imputer: each value equal to replaced_value_float (NaN: scikit-learn's SimpleImputer) becomes its column's imputed
+    value. A NULL is no value: it fails or propagates by the NULLS rule, as under STREAM."""
+    x = args[0]
+    if attrs.get("imputed_value_int64s") or "replaced_value_int64" in attrs:
+        raise NotInlinable("Imputer of integers has no SQL form")
+    imputed = _broadcast(attrs.get("imputed_value_floats", []), len(x), "Imputer imputed_value_floats")
+    replaced = attrs.get("replaced_value_float", 0.0)
+    missing = (lambda v: Op("isnan", (v,))) if math.isnan(replaced) else (lambda v: Op("eq", (v, _const(replaced))))
+    return [tuple(Case(((missing(v), _const(fill)),), v) for v, fill in zip(x, imputed, strict=True))]
+
+
+def _cast_node(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
+    """Cast to FLOAT rounds each value (the arithmetic runs in DOUBLE); to DOUBLE it changes nothing."""
+    to = attrs.get("to")
+    if to == onnx.TensorProto.DOUBLE:
+        return [args[0]]
+    if to != onnx.TensorProto.FLOAT:
+        raise NotInlinable(f"Cast to {onnx.TensorProto.DataType.Name(to)} has no SQL form")
+    return [tuple(Op("round32", (v,)) for v in args[0])]
+
+
 _RULES: dict[tuple[str, str], Rule] = {
     (ML_DOMAIN, "Scaler"): _scaler,
     (ML_DOMAIN, "LinearRegressor"): _linear_regressor,
     (ML_DOMAIN, "LinearClassifier"): _linear_classifier,
     (ML_DOMAIN, "Normalizer"): _normalizer,
+    (ML_DOMAIN, "Imputer"): _imputer,
+    ("", "Cast"): _cast_node,
     ("", "Gather"): _gather,
     ("", "Identity"): _identity,
     ("", "Concat"): _concat,
@@ -306,7 +330,7 @@ def _op_bounds(program: Program, n: Op, args: list[tuple[float, float]]) -> tupl
         return max(a[0] for a in args), max(a[1] for a in args)
     if n.fn == "round32":
         return args[0]
-    return 0.0, 1.0  # lt, ge, eq
+    return 0.0, 1.0  # lt, ge, eq, isnan
 
 
 def _named(program: Program, node: Expr, fn: str) -> Op | None:

@@ -21,7 +21,7 @@ from predictsql.engine.inline import UNBOUNDED, NotInlinable, bounds, compile_gr
 from predictsql.engine.signature import INPUTS_KEY
 from predictsql.engine.sources import resolve
 
-from conftest import PROBA_TOLERANCE, assert_parity, numeric
+from conftest import PROBA_TOLERANCE, assert_parity, not_none, numeric
 
 
 def _zipmap_model(estimator, features, with_metadata: bool) -> bytes:
@@ -138,3 +138,24 @@ def test_inline_bounds_know_probabilities_and_nothing_else(dataset) -> None:
     assert np.nanmin(scored) >= 0.0 and np.nanmax(scored) <= 1.0
     regressor = compile_graph(onnx.load_from_string(predictsql.export(Ridge().fit(features, np.arange(len(features))), features)))
     assert all(bounds(regressor, v) == UNBOUNDED for values in regressor.outputs.values() for v in values)
+
+
+def test_inline_casts_and_imputes_as_onnxruntime_does() -> None:
+    """Cast to DOUBLE and back to FLOAT, an Imputer of 0.0 (not NaN) and a LinearRegressor: INLINE (forced) equals raw
+    onnxruntime on the same array, zeros replaced and NaN left as NaN."""
+    nodes = [
+        onnx.helper.make_node("Cast", ["X"], ["wide"], to=onnx.TensorProto.DOUBLE),
+        onnx.helper.make_node("Cast", ["wide"], ["narrow"], to=onnx.TensorProto.FLOAT),
+        onnx.helper.make_node("Imputer", ["narrow"], ["filled"], domain="ai.onnx.ml", imputed_value_floats=[7.0, -3.0], replaced_value_float=0.0),
+        onnx.helper.make_node("LinearRegressor", ["filled"], ["y"], domain="ai.onnx.ml", coefficients=[0.5, 2.0], intercepts=[1.0]),
+    ]
+    model = _graph(nodes, [_out("y", [None, 1])])
+    onnx.helper.set_model_props(model, {INPUTS_KEY: json.dumps({"X": ["a", "b"]})})
+    compile_graph(model)
+    a, b = [1.5, 0.0, -2.0, float("nan")], [0.0, 4.0, 0.25, 1.0]
+    raw = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"X": np.array([a, b], np.float32).T})[0].ravel()
+    with predictsql.connect() as con:
+        rows = ", ".join(f"({i}, '{x}'::FLOAT, '{y}'::FLOAT)" for i, (x, y) in enumerate(zip(a, b, strict=True)))
+        query = f"SELECT d.i, p.y FROM PREDICT(MODEL = @m, DATA = (SELECT * FROM (VALUES {rows}) v(i, a, b)) AS d, PLAN = INLINE) WITH (y FLOAT) AS p ORDER BY d.i"
+        scored = not_none(con.sql(query, params={"m": model.SerializeToString()})).df().y.to_numpy()
+    np.testing.assert_array_equal(scored, raw)

@@ -19,7 +19,7 @@ from predictsql.engine.errors import (
     UnknownOutputError,
 )
 
-from conftest import PROBA_TOLERANCE, Fitted, assert_scores, duckdb_only, expected_scores, fit, not_none
+from conftest import PROBA_TOLERANCE, Fitted, assert_scores, duckdb_only, expected_scores, fit, not_none, numeric
 
 # --- conformance shapes (../shared/conformance/README.md), with this project's tables ---
 
@@ -358,3 +358,22 @@ def test_per_column_models_and_regressor_scores_run_inline(backend, breast_cance
         np.testing.assert_allclose(inline["Score"], expected, atol=PROBA_TOLERANCE, rtol=1e-6)
         scored = not_none(backend.sql(query.format(plan="UDF"), params={"m": model}))
         np.testing.assert_allclose(inline["Score"], scored["Score"], atol=PROBA_TOLERANCE, rtol=1e-6)
+
+
+@pytest.mark.parametrize("plan", ["INLINE", "UDF"])
+def test_an_imputing_pipeline_is_inline_and_fills_nan_as_scikit_learn_does(backend, breast_cancer, plan: str) -> None:
+    """SimpleImputer → StandardScaler → LogisticRegression: NaN (a value, unlike NULL) becomes the column's mean, under
+    INLINE as SQL (ai.onnx.ml Imputer) and under UDF by onnxruntime, each against scikit-learn's own probabilities."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    features = numeric(breast_cancer.features).copy()
+    gaps = breast_cancer.table.id.to_numpy() % 7 == 0
+    features.loc[gaps, "mean_texture"] = np.nan
+    pipeline = make_pipeline(SimpleImputer(), StandardScaler(), LogisticRegression(max_iter=5000)).fit(features, breast_cancer.target)
+    columns = ", ".join(c if c != "mean_texture" else "CASE WHEN id % 7 = 0 THEN CAST('NaN' AS DOUBLE) ELSE mean_texture END AS mean_texture" for c in features.columns)
+    query = f"SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = (SELECT id, {columns} FROM patients) AS d, PLAN = {plan}) WITH (Score FLOAT) AS p ORDER BY d.id"
+    rows = not_none(backend.sql(query, params={"m": predictsql.export(pipeline, features, outputs={"score": "Score"})}))
+    np.testing.assert_allclose(rows.Score, pipeline.predict_proba(features)[:, 1], atol=PROBA_TOLERANCE)

@@ -36,7 +36,7 @@ FLOAT_RANGE = (-3.4028234663852886e38, 3.4028234663852886e38)  # FLOAT's largest
 RAISE = {"duckdb": "error", "spark": "raise_error"}  # the function that fails a query with a message
 _BINARY = {"sub": exp.Sub, "div": exp.Div, "lt": exp.LT, "ge": exp.GTE, "eq": exp.EQ}
 _CHAINED = {"add": exp.Add, "mul": exp.Mul}
-_UNARY = {"exp": exp.Exp, "abs": exp.Abs}  # with greatest and round32, the rest of engine/inline's Op names
+_UNARY = {"exp": exp.Exp, "abs": exp.Abs, "isnan": exp.IsNan}  # with greatest and round32, the rest of engine/inline's Op names
 
 
 def inline_query(call: PredictCall, data: exp.Query, plan: ScoringPlan, dialect: str, fail: Fail, forced: bool = False) -> tuple[exp.Query | None, str]:
