@@ -253,7 +253,7 @@ def _imputer(args: list, attrs: dict, builder: _Builder, constants: dict) -> lis
 
 def _cast_node(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
     """Cast to FLOAT rounds each value (the arithmetic runs in DOUBLE); to DOUBLE it changes nothing."""
-    to = attrs.get("to")
+    to = int(attrs.get("to", 0))
     if to == onnx.TensorProto.DOUBLE:
         return [args[0]]
     if to != onnx.TensorProto.FLOAT:
