@@ -35,6 +35,7 @@ from predictsql.sql.statements import CREATE_VIEW, DROP_VIEW, VARIABLES, identif
 from predictsql.udfs import script
 from predictsql.udfs.duckdb_catalog import ModelCatalog
 from predictsql.udfs.duckdb_engine import DIALECT, DuckDBEngine, abort_transaction, interrupts
+from predictsql.udfs.plan_cache import PlanCache
 from predictsql.udfs.planner import Bound, Planner, Settings
 from predictsql.udfs.result import Result
 from predictsql.udfs.statements import run_script
@@ -100,7 +101,7 @@ class Connection:
         self.duckdb = con
         self.variables = variables
         self.models = ModelCatalog(con, self.resolve, settings.session_options)
-        self.settings = replace(settings, lookups={**self.registry.lookups, "catalog": self.models.lookup})
+        self.settings = replace(settings, lookups={**self.registry.lookups, "catalog": self.models.lookup}, plans=PlanCache())  # its own: one per thread
         self._views: dict[str, exp.Expr] = {}
         self._lock = threading.RLock()
 

@@ -31,11 +31,12 @@ from predictsql.engine.errors import BindError, PredictSQLError, as_text
 from predictsql.engine.sources import Lookup, ModelSource, Resolver
 from predictsql.sql.bind import find_predicts
 from predictsql.sql.dialect import to_sql
-from predictsql.sql.plan import PredictCall, Relation, in_place
+from predictsql.sql.plan import QUERY, PredictCall, Relation, in_place
 from predictsql.sql.projection import project, referenced_columns
 from predictsql.sql.pushdown import push_predicates
 from predictsql.sql.rewrite import Context, apply, function_relation, inline_variables, rewrite
-from predictsql.udfs import inline, script
+from predictsql.udfs import inline, plan_cache, script
+from predictsql.udfs.plan_cache import PlanCache
 
 INLINE, UDF, STREAM, AUTO = "INLINE", "UDF", "STREAM", "AUTO"
 E = TypeVar("E", bound=exp.Expr)
@@ -50,6 +51,7 @@ class Settings:
     workers: int
     session_options: sessions.SessionOptions
     lookups: Mapping[str, Lookup]  # URI scheme → registry (MLflow, the catalog)
+    plans: PlanCache | None = None  # plans kept for statements run again (udfs/plan_cache.py); None: none kept
 
 
 @dataclass
@@ -128,15 +130,26 @@ class Planner:
         self._count = 0
         self._failures: dict[str, PredictSQLError] = {}
         self._referenced: set[str] | None = None  # the statement's column names (sql/projection.py); None: it may read all
+        self._probes: list[tuple[str, pa.Schema]] = []  # each DATA query's schema as bound
+        self._keepable = True  # every MODEL so far is bytes of the statement or a variable
 
     def plan(self, tree: exp.Expr) -> Planned:
-        """The statement's engine SQL and its bound PREDICTs (inner ones inside)."""
-        self._referenced = referenced_columns(tree)
+        """The statement's engine SQL and its bound PREDICTs (inner ones inside); a kept plan if it still holds."""
+        cache = self.settings.plans
         try:
+            key = plan_cache.key(to_sql(tree, self.engine.dialect), self.variables) if cache is not None else None
+            kept = cache.get(key, self.engine.schema) if cache is not None else None
+            if kept is not None:
+                self._failures = dict(kept.failures)
+                return kept.planned
+            self._referenced = referenced_columns(tree)
             target, bound = self._rewrite(tree, nested=False)
-            return Planned(target.sql(dialect=self.engine.dialect, copy=False), bound)
+            planned = Planned(target.sql(dialect=self.engine.dialect, copy=False), bound)
         except RecursionError:
             raise BindError("the statement nests too deeply to plan: flatten its subqueries") from None
+        if cache is not None and key is not None and self._keepable and all(b.kind == INLINE and not b.inner for b in bound):
+            cache.put(key, plan_cache.Kept(planned, dict(self._failures), tuple(self._probes)))
+        return planned
 
     def run_query(self, query: exp.Query) -> list[tuple]:
         """A scalar subquery's rows (MODEL = (SELECT ...), DECLARE @m = (SELECT ...))."""
@@ -164,12 +177,14 @@ class Planner:
                 f"PREDICT RUNTIME = SPARKML ({call.label}) has Spark score a Spark MLlib model: run the statement with "
                 "predictsql.udfs.spark.sql, as an outermost PREDICT; on DuckDB convert the model with predictsql.export(pipeline_model, sample=...)"
             )
-        source = script.model_source(call, self.variables, self.run_query, self.resolve)
+        value = script.model_value(call.model, self.variables, self.run_query)
+        self._keepable &= call.model.kind != QUERY and isinstance(value, bytes | bytearray | memoryview)
+        source = self.resolve(value, call.label)
         model = sessions.load(source, self.settings.session_options)
         data, inner = self._rewrite(call.data, nested=True)
         data_sql = data.sql(dialect=self.engine.dialect)
         try:
-            schema = self.engine.schema(data_sql)
+            schema = self._schema(data_sql)
         except PredictSQLError:
             raise
         except Exception as e:  # the engine's own error type
@@ -179,7 +194,7 @@ class Planner:
         if keep is not None:
             data = project(data, keep)
             data_sql = data.sql(dialect=self.engine.dialect)
-            plan = script.scoring_plan(call, self.engine.schema(data_sql), model)  # probed again: the engine keeps its own types per DATA
+            plan = script.scoring_plan(call, self._schema(data_sql), model)  # probed again: the engine keeps its own types per DATA
         self._count += 1
         bound = Bound(f"{self._prefix}_{self._count}", source, data_sql, plan, UDF, "", script.batch_size(call, self.settings.batch_size), inner, script.requested(call), pushed=call.pushed)
         self._choose(call, bound, data, nested)
@@ -189,6 +204,11 @@ class Planner:
             fields = [(f.field, o.field) for f, o in zip(function_plan.outputs, plan.outputs, strict=True)]
             bound.query = function_relation(in_place(data, call), bound.name, function_plan.data_schema.names, plan.data_schema.names, fields)
         return bound
+
+    def _schema(self, data_sql: str) -> pa.Schema:
+        schema = self.engine.schema(data_sql)
+        self._probes.append((data_sql, schema))
+        return schema
 
     def _carried(self, plan: ScoringPlan) -> list[str] | None:
         """The DATA columns to carry when the statement reads fewer than all (sql/projection.py), else None."""

@@ -15,7 +15,7 @@ from predictsql.engine import sessions
 from predictsql.engine.binding import NULLS_ERROR, OutputRequest, ScoringPlan, bind
 from predictsql.engine.errors import BindError, ModelSourceError
 from predictsql.engine.sessions import Model, SessionOptions
-from predictsql.engine.sources import ModelSource, Resolve
+from predictsql.engine.sources import Resolve
 from predictsql.sql.bind import described_model
 from predictsql.sql.plan import LITERAL, QUERY, VARIABLE, ModelRef, Output, PredictCall, Relation
 from predictsql.sql.statements import SET_VARIABLES, declared, kind
@@ -76,11 +76,6 @@ def model_value(ref: ModelRef, variables: Mapping[str, object], run: RunQuery) -
     if value is None:
         raise ModelSourceError(f"MODEL {ref.label} is NULL")
     return value
-
-
-def model_source(call: PredictCall, variables: Mapping[str, object], run: RunQuery, resolve: Resolve) -> ModelSource:
-    """The model bytes a PREDICT names, labelled as the query wrote it; URIs go to the statement's resolver."""
-    return resolve(model_value(call.model, variables, run), call.label)
 
 
 def describe_model(statement: exp.Expr, variables: Mapping[str, object], run: RunQuery, resolve: Resolve, options: SessionOptions) -> pa.Table:

@@ -1,0 +1,79 @@
+"""Plans kept per connection (udfs/plan_cache.py): a statement run again is planned once, and what could change its
+meaning (DATA's schema, the model, a variable, a MODEL read from a table) makes it plan afresh."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import predictsql
+from predictsql.engine.errors import MissingColumnError, NullInputError
+
+from conftest import PROBA_TOLERANCE, assert_scores, expected_scores, not_none
+
+SCORE = "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p ORDER BY d.id"
+
+
+def _stats(con) -> dict[str, int]:
+    return dict(con.settings.plans.stats)
+
+
+def test_a_statement_run_again_uses_its_kept_plan_with_the_same_rows(con, logreg, breast_cancer) -> None:
+    first = not_none(con.sql(SCORE, params={"m": logreg.onnx})).df()
+    before = _stats(con)
+    again = not_none(con.sql(SCORE, params={"m": logreg.onnx})).df()
+    assert _stats(con) == {"hits": before["hits"] + 1, "misses": before["misses"]}
+    assert again.Score.tolist() == first.Score.tolist()
+    assert_scores(logreg, breast_cancer, again.id, again.Score)
+
+
+def test_another_model_or_variable_value_plans_afresh(con, logreg, breast_cancer) -> None:
+    from conftest import fit
+
+    other = fit("scaler_pipeline", breast_cancer)
+    con.sql(SCORE, params={"m": logreg.onnx})
+    rows = not_none(con.sql(SCORE, params={"m": other.onnx})).df()
+    np.testing.assert_allclose(rows.Score, expected_scores(other), atol=PROBA_TOLERANCE)
+    threshold = "SELECT count(*) FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p WHERE d.id < @n"
+    counts = [not_none(con.sql(threshold, params={"m": logreg.onnx, "n": n})).fetchall() for n in (10, 20, 10)]
+    assert counts == [[(10,)], [(20,)], [(10,)]]
+
+
+def test_a_changed_table_binds_afresh(con, logreg, breast_cancer) -> None:
+    """The same text over a table that changed: new types bind anew, a dropped column is the usual error, and a NULL
+    that appears later still raises the kept plan's own error."""
+    con.sql(SCORE, params={"m": logreg.onnx})
+    con.duckdb.sql("CREATE OR REPLACE TABLE patients AS SELECT * REPLACE (mean_radius::FLOAT AS mean_radius) FROM patients")
+    misses = _stats(con)["misses"]
+    rows = not_none(con.sql(SCORE, params={"m": logreg.onnx})).df()
+    assert _stats(con)["misses"] == misses + 1
+    assert_scores(logreg, breast_cancer, rows.id, rows.Score)
+    con.sql(SCORE, params={"m": logreg.onnx})  # kept again
+    con.duckdb.sql("UPDATE patients SET mean_texture = NULL WHERE id = 7")  # same schema: the kept plan runs
+    hits = _stats(con)["hits"]
+    with pytest.raises(NullInputError, match="'mean_texture'"):
+        con.sql(SCORE, params={"m": logreg.onnx})
+    assert _stats(con)["hits"] == hits + 1
+    con.duckdb.sql("ALTER TABLE patients DROP COLUMN mean_texture")
+    with pytest.raises(MissingColumnError, match="mean_texture"):
+        con.sql(SCORE, params={"m": logreg.onnx})
+
+
+def test_a_model_read_from_a_table_is_read_each_time(con, logreg, breast_cancer) -> None:
+    from conftest import fit
+
+    other = fit("scaler_pipeline", breast_cancer)
+    query = SCORE.replace("@m", "(SELECT model FROM models WHERE id = 1)")
+    con.sql(query)
+    con.duckdb.execute("UPDATE models SET model = ? WHERE id = 1", [other.onnx])
+    rows = not_none(con.sql(query)).df()
+    np.testing.assert_allclose(rows.Score, expected_scores(other), atol=PROBA_TOLERANCE)
+    assert _stats(con)["hits"] == 0
+
+
+def test_a_cursor_keeps_plans_of_its_own(db_path, logreg) -> None:
+    with predictsql.connect(str(db_path)) as con:
+        con.sql(SCORE, params={"m": logreg.onnx})
+        cursor = con.cursor()
+        cursor.sql(SCORE, params={"m": logreg.onnx})
+        assert _stats(cursor) == {"hits": 0, "misses": 1} and _stats(con)["hits"] == 0
