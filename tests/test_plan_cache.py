@@ -77,3 +77,20 @@ def test_a_cursor_keeps_plans_of_its_own(db_path, logreg) -> None:
         cursor = con.cursor()
         cursor.sql(SCORE, params={"m": logreg.onnx})
         assert _stats(cursor) == {"hits": 0, "misses": 1} and _stats(con)["hits"] == 0
+
+
+def test_spark_keeps_plans_per_session(spark, logreg, breast_cancer) -> None:
+    """`ps.sql` of the same INLINE statement plans once per SparkSession; a temp view replaced with other types binds afresh."""
+    from predictsql.udfs import spark as ps
+
+    spark.createDataFrame(breast_cancer.table).createOrReplaceTempView("patients")
+    first = not_none(ps.sql(spark, SCORE, params={"m": logreg.onnx})).toPandas()
+    stats = ps._plans[spark].stats
+    hits = stats["hits"]
+    again = not_none(ps.sql(spark, SCORE, params={"m": logreg.onnx})).toPandas()
+    assert stats["hits"] == hits + 1 and again.Score.tolist() == first.Score.tolist()
+    spark.sql("SELECT * FROM patients").selectExpr("*", "CAST(mean_radius AS FLOAT) AS r").drop("mean_radius").withColumnRenamed("r", "mean_radius").createOrReplaceTempView("patients")
+    misses = stats["misses"]
+    rows = not_none(ps.sql(spark, SCORE, params={"m": logreg.onnx})).toPandas()
+    assert stats["misses"] == misses + 1
+    assert_scores(logreg, breast_cancer, rows.id, rows.Score)

@@ -61,6 +61,10 @@ class DuckDBEngine:
     def rows(self, sql: str) -> list[tuple]:
         return self.con.sql(sql).limit(2).fetchall()
 
+    def columns(self, sql: str) -> tuple[tuple[str, str], ...]:
+        relation = self.con.sql(sql)
+        return tuple(zip(relation.columns, map(str, relation.types), strict=True))
+
     def function(self, bound: Bound) -> None:
         assert bound.function_plan is not None
         scorer = Scorer(bound.function_plan)

@@ -3,9 +3,9 @@
     tree ──find_predicts──► PredictCall ──model, DATA schema──► ScoringPlan ──choose──► INLINE | UDF | STREAM
          ◄──────────────── rewrite (sql/rewrite.py) ◄──────── Relation ◄─────────────┘
 
-An engine adapter (udfs/duckdb_engine.py, udfs/spark.py) gives the planner five things: its
-dialect, a query's Arrow schema, a scalar subquery's rows, a scoring function registered under
-a name, and whether a stream would see what the statement sees. Binding reads no DATA row.
+An engine adapter (udfs/duckdb_engine.py, udfs/spark.py) gives the planner six things: its
+dialect, a query's Arrow schema (and, cheaper, its column names and types), a scalar subquery's
+rows, a scoring function registered under a name, and whether a stream would see what the statement sees. Binding reads no DATA row.
 
 - INLINE: the model as SQL expressions (udfs/inline.py); the engine computes it.
 - UDF: a registered scoring function inside the statement, over the model's input columns,
@@ -103,6 +103,9 @@ class Engine(Protocol):
     def rows(self, sql: str) -> list[tuple]:
         """At most two rows of a query (a scalar subquery)."""
 
+    def columns(self, sql: str) -> tuple[tuple[str, str], ...]:
+        """A query's column names and engine types, binding it only: the cheap check that a kept plan still holds."""
+
     def function(self, bound: Bound) -> None:
         """Register `bound.name` as the scoring function of a UDF plan, for this statement."""
 
@@ -130,15 +133,15 @@ class Planner:
         self._count = 0
         self._failures: dict[str, PredictSQLError] = {}
         self._referenced: set[str] | None = None  # the statement's column names (sql/projection.py); None: it may read all
-        self._probes: list[tuple[str, pa.Schema]] = []  # each DATA query's schema as bound
+        self._probes: list[str] = []  # each DATA query bound
         self._keepable = True  # every MODEL so far is bytes of the statement or a variable
 
     def plan(self, tree: exp.Expr) -> Planned:
         """The statement's engine SQL and its bound PREDICTs (inner ones inside); a kept plan if it still holds."""
         cache = self.settings.plans
         try:
-            key = plan_cache.key(to_sql(tree, self.engine.dialect), self.variables) if cache is not None else None
-            kept = cache.get(key, self.engine.schema) if cache is not None else None
+            key = plan_cache.key((to_sql(tree, self.engine.dialect), self.settings.session_options), self.variables) if cache is not None else None
+            kept = cache.get(key, self.engine.columns) if cache is not None else None
             if kept is not None:
                 self._failures = dict(kept.failures)
                 return kept.planned
@@ -148,7 +151,7 @@ class Planner:
         except RecursionError:
             raise BindError("the statement nests too deeply to plan: flatten its subqueries") from None
         if cache is not None and key is not None and self._keepable and all(b.kind == INLINE and not b.inner for b in bound):
-            cache.put(key, plan_cache.Kept(planned, dict(self._failures), tuple(self._probes)))
+            cache.put(key, plan_cache.Kept(planned, dict(self._failures), tuple((sql, self.engine.columns(sql)) for sql in dict.fromkeys(self._probes))))
         return planned
 
     def run_query(self, query: exp.Query) -> list[tuple]:
@@ -206,9 +209,8 @@ class Planner:
         return bound
 
     def _schema(self, data_sql: str) -> pa.Schema:
-        schema = self.engine.schema(data_sql)
-        self._probes.append((data_sql, schema))
-        return schema
+        self._probes.append(data_sql)
+        return self.engine.schema(data_sql)
 
     def _carried(self, plan: ScoringPlan) -> list[str] | None:
         """The DATA columns to carry when the statement reads fewer than all (sql/projection.py), else None."""

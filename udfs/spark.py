@@ -49,11 +49,13 @@ from predictsql.sql.reading import read
 from predictsql.sql.rewrite import Context, apply, map_default_schema
 from predictsql.sql.statements import CREATE_VIEW, kind, reads_predict, view
 from predictsql.udfs import script, spark_cache, spark_mllib
+from predictsql.udfs.plan_cache import PlanCache
 from predictsql.udfs.planner import Bound, Planner, Settings, input_schema
 from predictsql.udfs.statements import run_script
 
 DIALECT = "spark"
 _variables: weakref.WeakKeyDictionary[SparkSession, dict[str, object]] = weakref.WeakKeyDictionary()
+_plans: weakref.WeakKeyDictionary[SparkSession, PlanCache] = weakref.WeakKeyDictionary()  # kept plans (udfs/plan_cache.py)
 ARROW_BATCH_ROWS = "spark.sql.execution.arrow.maxRecordsPerBatch"
 
 
@@ -92,7 +94,7 @@ def sql(
     persisted = _variables.setdefault(spark, {})
     options = sessions.SessionOptions(intra_op_threads, max_model_bytes)  # as connect() takes them; the workers' sessions too
     registry = MlflowRegistry(registry_uri)
-    runner = SparkRunner(spark, Settings(0, 1, options, registry.lookups), registry)
+    runner = SparkRunner(spark, Settings(0, 1, options, registry.lookups, _plans.setdefault(spark, PlanCache())), registry)
     return run_script(runner, read(text, DIALECT, dialect), {**persisted, **script.params(params)}, persisted)
 
 
@@ -214,6 +216,9 @@ class SparkEngine:
 
     def rows(self, sql: str) -> list[tuple]:
         return [tuple(bytes(v) if isinstance(v, bytearray) else v for v in row) for row in self.spark.sql(sql).take(2)]
+
+    def columns(self, sql: str) -> tuple[tuple[str, str], ...]:
+        return tuple((f.name, f.dataType.simpleString()) for f in self.spark.sql(sql).schema.fields)
 
     def function(self, bound: Bound) -> None:
         """A nondeterministic Arrow UDF (see the module docstring), registered as a temporary function of the session."""
