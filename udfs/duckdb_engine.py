@@ -50,13 +50,10 @@ class DuckDBEngine:
         self._streams: list[ScoredStream] = []
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._registered: list[str] = []
-        self._types: dict[str, dict[str, duckdb.sqltypes.DuckDBPyType]] = {}
         self._in_transaction: bool | None = None
 
     def schema(self, sql: str) -> pa.Schema:
-        relation = self.con.sql(sql).limit(0)
-        self._types[sql] = dict(zip(relation.columns, relation.types, strict=True))  # a scoring function's parameter types
-        return relation.to_arrow_table().schema
+        return self.con.sql(sql).limit(0).to_arrow_table().schema
 
     def rows(self, sql: str) -> list[tuple]:
         return self.con.sql(sql).limit(2).fetchall()
@@ -68,7 +65,8 @@ class DuckDBEngine:
     def function(self, bound: Bound) -> None:
         assert bound.function_plan is not None
         scorer = Scorer(bound.function_plan)
-        types = self._types[bound.data_sql]
+        relation = self.con.sql(bound.data_sql)  # bound, not run: DuckDB's own types for the function's parameters
+        types = dict(zip(relation.columns, relation.types, strict=True))
         parameters: list[Any] = [types[name] for name in bound.function_plan.data_schema.names]  # list[DuckDBPyType], which the stub's invariant list refuses
         _create(self.con, bound.name, _Body(scorer, self.errors, len(parameters)), parameters, _struct(bound.function_plan))
         self._functions.append(bound.name)

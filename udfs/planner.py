@@ -197,7 +197,7 @@ class Planner:
         if keep is not None:
             data = project(data, keep)
             data_sql = data.sql(dialect=self.engine.dialect)
-            plan = script.scoring_plan(call, self._schema(data_sql), model)  # probed again: the engine keeps its own types per DATA
+            plan = script.scoring_plan(call, pa.schema([f for f in schema if f.name in keep]), model)  # a projection keeps each column's type
         self._count += 1
         bound = Bound(f"{self._prefix}_{self._count}", source, data_sql, plan, UDF, "", script.batch_size(call, self.settings.batch_size), inner, script.requested(call), pushed=call.pushed)
         self._choose(call, bound, data, nested)
