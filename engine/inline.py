@@ -278,11 +278,15 @@ _RULES: dict[tuple[str, str], Rule] = {
 UNBOUNDED = (-math.inf, math.inf)
 
 
-def bounds(program: Program, node: Expr) -> tuple[float, float]:
-    """An interval that holds every non-NaN value `node` takes, whatever the inputs (UNBOUNDED when unknown)."""
-    memo: dict[int, tuple[float, float]] = {}
+Interval = tuple[float, float]
 
-    def of(n: Expr) -> tuple[float, float]:
+
+def bounds(program: Program) -> Callable[[Expr], Interval]:
+    """For an expression of `program`, an interval that holds every non-NaN value it takes, whatever the inputs
+    (UNBOUNDED when unknown); each named value is bounded once across calls."""
+    memo: dict[int, Interval] = {}
+
+    def of(n: Expr) -> Interval:
         if isinstance(n, Ref):
             if n.index not in memo:
                 memo[n.index] = of(program.values[n.index])
@@ -294,12 +298,12 @@ def bounds(program: Program, node: Expr) -> tuple[float, float]:
             return min(p[0] for p in parts), max(p[1] for p in parts)
         if isinstance(n, Feature):
             return UNBOUNDED
-        return _checked(_op_bounds(program, n, [of(a) for a in n.args]))
+        return _checked(_op_bounds(program, n, [of(a) for a in n.args], of))
 
-    return of(node)
+    return of
 
 
-def _op_bounds(program: Program, n: Op, args: list[tuple[float, float]]) -> tuple[float, float]:
+def _op_bounds(program: Program, n: Op, args: list[Interval], of: Callable[[Expr], Interval]) -> Interval:
     """Interval arithmetic, plus the two facts softmax and L1 normalisation rest on: x - greatest(..., x, ...) <= 0,
     and x / (... + x + ...) (or x / (... + |x| + ...)) is in [0, 1] when x and every term are >= 0."""
     if n.fn == "add":
@@ -316,7 +320,7 @@ def _op_bounds(program: Program, n: Op, args: list[tuple[float, float]]) -> tupl
     if n.fn == "div":
         total = _named(program, n.args[1], "add")
         terms = total.args if total is not None else ()
-        if (n.args[0] in terms or Op("abs", (n.args[0],)) in terms) and args[0][0] >= 0 and all(bounds(program, t)[0] >= 0 for t in terms):
+        if (n.args[0] in terms or Op("abs", (n.args[0],)) in terms) and args[0][0] >= 0 and all(of(t)[0] >= 0 for t in terms):
             return 0.0, 1.0
         if args[1][0] <= 0:
             return UNBOUNDED
@@ -339,10 +343,10 @@ def _named(program: Program, node: Expr, fn: str) -> Op | None:
     return value if isinstance(value, Op) and value.fn == fn else None
 
 
-def _span(ends: list[float]) -> tuple[float, float]:
+def _span(ends: list[float]) -> Interval:
     return _checked((min(ends), max(ends))) if not any(math.isnan(v) for v in ends) else UNBOUNDED
 
 
-def _checked(interval: tuple[float, float]) -> tuple[float, float]:
+def _checked(interval: Interval) -> Interval:
     """UNBOUNDED where interval arithmetic met inf - inf or 0 * inf."""
     return UNBOUNDED if any(math.isnan(v) for v in interval) else interval

@@ -132,12 +132,12 @@ def test_inline_bounds_know_probabilities_and_nothing_else(dataset) -> None:
     model = onnx.load_from_string(predictsql.export(classifier, features))
     program = compile_graph(model)
     probabilities = program.outputs["probabilities"]
-    assert all(bounds(program, v) == (0.0, 1.0) for v in probabilities)
+    assert all(bounds(program)(v) == (0.0, 1.0) for v in probabilities)
     extreme = np.where(np.arange(features.size).reshape(features.shape) % 2 == 0, 1e30, -1e30).astype(np.float32)
     scored = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["probabilities"], {"X": extreme})[0]
     assert np.nanmin(scored) >= 0.0 and np.nanmax(scored) <= 1.0
     regressor = compile_graph(onnx.load_from_string(predictsql.export(Ridge().fit(features, np.arange(len(features))), features)))
-    assert all(bounds(regressor, v) == UNBOUNDED for values in regressor.outputs.values() for v in values)
+    assert all(bounds(regressor)(v) == UNBOUNDED for values in regressor.outputs.values() for v in values)
 
 
 def test_inline_casts_and_imputes_as_onnxruntime_does() -> None:

@@ -91,7 +91,8 @@ def relation(data: exp.Query, plan: ScoringPlan, program: Program, dialect: str,
     source: exp.Query = data
     for n, columns in enumerate(c for c in layers if c):
         source = _select([exp.Star(), *columns], source, n)
-    in_range = [all(FLOAT_RANGE[0] <= b and b <= FLOAT_RANGE[1] for v in values for b in bounds(program, v)) for values in raw]
+    bounded = bounds(program)
+    in_range = [all(FLOAT_RANGE[0] <= b <= FLOAT_RANGE[1] for v in values for b in bounded(v)) for values in raw]
     outputs = [_alias(render.output(k, len(values), o, fits), o.field) for k, (values, o, fits) in enumerate(zip(raw, plan.outputs, in_range, strict=True))]
     return _select([*(_column(name) for name in plan.data_schema.names), *outputs], source, len(layers))
 
@@ -110,20 +111,14 @@ def _needed(program: Program, outputs: list[Expr]) -> set[int]:
 
 def _anchor(program: Program, values: Sequence[Expr]) -> Feature | None:
     """A feature the first output reads, whose column checks every input for NULL at once (see _Renderer.feature)."""
-    stack = list(values)
-    seen: set[int] = set()
-    while stack:
-        node = stack.pop(0)
-        if isinstance(node, Feature):
-            return node
-        if isinstance(node, Ref):
-            if node.index not in seen:
-                seen.add(node.index)
-                stack.append(program.values[node.index])
-        elif isinstance(node, Op):
-            stack += node.args
-        elif isinstance(node, Case):
-            stack += [part for pair in node.whens for part in pair] + ([node.default] if node.default is not None else [])
+    queue, seen = list(values), set()
+    while queue:
+        for leaf in _leaves(queue.pop(0)):
+            if isinstance(leaf, Feature):
+                return leaf
+            if leaf.index not in seen:
+                seen.add(leaf.index)
+                queue.append(program.values[leaf.index])
     return None
 
 
@@ -219,9 +214,7 @@ class _Renderer:
 
     def _natural(self, value: exp.Expr, natural: pa.DataType, in_range: bool) -> exp.Expr:
         """A DOUBLE result as the ONNX output type: FLOAT rounds (to ±inf beyond its range, as onnxruntime does)."""
-        if natural != pa.float32():
-            return _cast(value, natural)
-        return _cast(value, natural) if in_range else self.to_float(value)
+        return self.to_float(value) if natural == pa.float32() and not in_range else _cast(value, natural)
 
     def to_float(self, value: exp.Expr) -> exp.Expr:
         """CAST(value AS FLOAT), ±inf where rounding overflows: Spark's cast does that itself; DuckDB's raises instead,
