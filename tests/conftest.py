@@ -32,6 +32,14 @@ def not_none(value: T | None) -> T:
     return value
 
 
+def onnx_model(nodes: list, inputs: list, outputs: list, initializers: list | tuple = ()) -> bytes:
+    """A hand-made model's bytes: one graph of `nodes` in the default domain at opset 17."""
+    import onnx
+
+    graph = onnx.helper.make_graph(nodes, "hand-made", inputs, outputs, list(initializers))
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
+
+
 @dataclass(frozen=True)
 class Dataset:
     name: str

@@ -28,7 +28,7 @@ from predictsql.engine.errors import (
     UnsafeModelError,
 )
 
-from conftest import PROBA_TOLERANCE, expected_scores, no_stream_on_spark, not_none
+from conftest import PROBA_TOLERANCE, expected_scores, no_stream_on_spark, not_none, onnx_model
 
 SCORE = "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = {data} AS d) WITH (Score FLOAT) AS p"
 SCORE_WITH_PLAN = "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = {data} AS d, PLAN = {plan}) WITH (Score FLOAT) AS p"
@@ -226,14 +226,12 @@ def _external_data_model(folder: Path, location: str) -> bytes:
     weight.data_location = onnx.TensorProto.EXTERNAL
     weight.ClearField("raw_data")
     weight.external_data.add(key="location", value=location)
-    graph = onnx.helper.make_graph(
+    return onnx_model(
         [onnx.helper.make_node("MatMul", ["x", "w"], ["y"])],
-        "g",
         [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [None, 1])],
         [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [None, 1])],
         [weight],
     )
-    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
 
 
 def _bad_models(logreg, tmp_path: Path) -> dict[str, tuple[object, type, str]]:
@@ -312,8 +310,7 @@ def test_every_error_is_a_predictsql_error() -> None:
 
 
 def _tiny_model(nodes: list, inputs: list, outputs: list) -> bytes:
-    graph = onnx.helper.make_graph(nodes, "tiny", inputs, outputs, [onnx.numpy_helper.from_array(np.array([0], np.int64), "axes")])
-    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
+    return onnx_model(nodes, inputs, outputs, [onnx.numpy_helper.from_array(np.array([0], np.int64), "axes")])
 
 
 def _float(name: str, shape: list) -> onnx.ValueInfoProto:

@@ -19,7 +19,7 @@ from predictsql.engine.errors import ModelError, ModelSourceError, PredictSQLErr
 from predictsql.engine.mlflow_registry import MlflowRegistry
 
 from backends import DuckDBBackend
-from conftest import assert_scores, no_stream_on_spark, not_none
+from conftest import assert_scores, no_stream_on_spark, not_none, onnx_model
 
 INSERT = "INSERT INTO scores SELECT d.id, p.y FROM PREDICT(MODEL = @m, DATA = {data} AS d{plan}) WITH (y FLOAT) AS p"
 
@@ -29,8 +29,7 @@ def _indexing_model() -> bytes:
     x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.INT64, [None])
     y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [None])
     table = onnx.numpy_helper.from_array(np.arange(10, dtype=np.float32) / 10, "table")
-    graph = onnx.helper.make_graph([onnx.helper.make_node("Gather", ["table", "x"], ["y"])], "indexing", [x], [y], [table])
-    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
+    return onnx_model([onnx.helper.make_node("Gather", ["table", "x"], ["y"])], [x], [y], [table])
 
 
 def _assert_unharmed(backend, logreg, breast_cancer) -> None:

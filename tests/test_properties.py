@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from predictsql.sql.reading import read
 
-from conftest import not_none
+from conftest import not_none, onnx_model
 
 NAMES = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=12).filter(lambda s: s.strip() and not s.lower().startswith("__predictsql"))
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -56,8 +56,7 @@ def _fixed_batch_model(size: int) -> bytes:
     total = onnx.helper.make_tensor_value_info("total", onnx.TensorProto.FLOAT, shape)
     two = onnx.numpy_helper.from_array(np.array([[2]], np.float32), "two")
     nodes = [onnx.helper.make_node("Mul", ["a", "two"], ["twice"]), onnx.helper.make_node("Add", ["twice", "b"], ["total"])]
-    graph = onnx.helper.make_graph(nodes, "fixed", inputs, [total], [two])
-    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
+    return onnx_model(nodes, inputs, [total], [two])
 
 
 @SETTINGS

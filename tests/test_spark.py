@@ -23,7 +23,7 @@ import predictsql
 from predictsql.engine.errors import BindError, ModelError
 from predictsql.udfs import spark as ps
 
-from conftest import PROBA_TOLERANCE, Fitted, assert_parity, assert_scores, expected_scores, fit, not_none, numeric
+from conftest import PROBA_TOLERANCE, Fitted, assert_parity, assert_scores, expected_scores, fit, not_none, numeric, onnx_model
 
 QUERY = """
 SELECT d.id, p.Score, p.label, p.probabilities
@@ -181,8 +181,7 @@ def _padded_model(pad: int) -> bytes:
     values[0] = 0
     padding = [onnx.numpy_helper.from_array(values, "pad"), onnx.numpy_helper.from_array(np.array([0], np.int64), "first")]
     nodes = [onnx.helper.make_node("Gather", ["pad", "first"], ["zero"]), onnx.helper.make_node("Add", ["x", "zero"], ["y"])]
-    graph = onnx.helper.make_graph(nodes, "padded", [x], [y], padding)
-    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
+    return onnx_model(nodes, [x], [y], padding)
 
 
 def _storage_free(spark) -> int:
