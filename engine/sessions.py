@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 import onnxruntime as ort
 
+from predictsql.engine import trees
 from predictsql.engine.errors import ModelError
 from predictsql.engine.inline import NotInlinable, Program, compile_graph
 from predictsql.engine.signature import Signature, read_signature
@@ -41,6 +42,7 @@ class Model:
     signature: Signature
     inline: Program | None  # the INLINE plan's expressions; None when the graph has no SQL form
     inline_blocker: str  # why not, for EXPLAIN and PLAN = INLINE
+    tree_nodes: int = 0  # nodes of its tree ensembles: what a WHERE may prune (engine/trees.py)
 
     @property
     def display(self) -> str:
@@ -85,4 +87,4 @@ def _create(source: ModelSource, options: SessionOptions) -> Model:
         inline, blocker = None, str(e)
     except Exception as e:  # INLINE is an optimisation: a graph it misreads must still score under STREAM
         inline, blocker = None, f"the INLINE compiler cannot read this graph ({e!r})"
-    return Model(source.label, source.sha256, session, read_signature(session, proto), inline, blocker)
+    return Model(source.label, source.sha256, session, read_signature(session, proto), inline, blocker, trees.node_count(proto))

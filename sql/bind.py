@@ -15,6 +15,7 @@ from sqlglot import exp
 from predictsql.engine.errors import BindError
 from predictsql.sql.dialect import PredictTable, to_sql, type_name
 from predictsql.sql.plan import LITERAL, QUERY, VARIABLE, ModelRef, PredictCall
+from predictsql.sql.ranges import column_ranges
 
 RUNTIMES = ("ONNX", "SPARKML")  # SPARKML: a saved Spark MLlib model, scored by Spark (udfs/spark_mllib.py)
 OPTIONS = ("RUNTIME", "NULLS", "BATCH_SIZE", "PLAN")
@@ -69,6 +70,7 @@ def _read_call(node: PredictTable, index: int) -> PredictCall:
         inherited_ctes=inherited,
         rereads=_rereads(node),
         pushed=tuple(to_sql(c) for c in pushed),
+        ranges=tuple(column_ranges(pushed).items()),
     )
 
 

@@ -25,7 +25,7 @@ from typing import Protocol, TypeVar
 import pyarrow as pa
 from sqlglot import exp
 
-from predictsql.engine import sessions
+from predictsql.engine import sessions, trees
 from predictsql.engine.binding import OutputRequest, ScoringPlan, bind
 from predictsql.engine.errors import BindError, PredictSQLError, as_text
 from predictsql.engine.sources import Lookup, ModelSource, Resolver
@@ -70,6 +70,7 @@ class Bound:
     query: exp.Query | None = None  # the relation's SQL (INLINE, UDF); None for STREAM
     function_plan: ScoringPlan | None = None  # UDF: the plan its function runs, bound to the input columns alone
     pushed: tuple[str, ...] = ()  # the outer conjuncts that filter DATA before it is scored
+    pruned: str = ""  # how they pruned the model's trees (engine/trees.py), for EXPLAIN
 
     @property
     def relation(self) -> Relation:
@@ -81,6 +82,8 @@ class Bound:
         lines = [f"{pad}{self.name}: {self.kind} {self.plan.model.display}{extra} ({self.why})", f"{pad}  DATA: {self.data_sql}"]
         if self.pushed:
             lines.append(f"{pad}  pushed below PREDICT: {' AND '.join(self.pushed)}")
+        if self.pruned:
+            lines.append(f"{pad}  {self.pruned}")
         lines += [f"{pad}  {line}" for line in self.plan.describe()]
         for b in self.inner:
             lines += b.describe(depth + 1)
@@ -198,8 +201,15 @@ class Planner:
             data = project(data, keep)
             data_sql = data.sql(dialect=self.engine.dialect)
             plan = script.scoring_plan(call, pa.schema([f for f in schema if f.name in keep]), model)  # a projection keeps each column's type
+        proved = _feature_ranges(call, plan) if model.tree_nodes and call.ranges else {}
+        pruned = trees.prune(source, proved, self.settings.session_options.max_model_bytes) if proved else None
+        if pruned is not None:
+            source, model = pruned.source, sessions.load(pruned.source, self.settings.session_options)
+            plan = script.scoring_plan(call, plan.data_schema, model)
         self._count += 1
         bound = Bound(f"{self._prefix}_{self._count}", source, data_sql, plan, UDF, "", script.batch_size(call, self.settings.batch_size), inner, script.requested(call), pushed=call.pushed)
+        if pruned is not None:
+            bound.pruned = f"trees pruned by what it proves: {pruned.before:,} → {pruned.after:,} nodes"
         self._choose(call, bound, data, nested)
         if bound.kind == UDF:
             bound.function_plan = function_plan = bind(input_schema(plan), model, bound.requested, plan.nulls)
@@ -242,6 +252,19 @@ class Planner:
             bound.why = f"{bound.why}; not STREAM: {blocker}"
         else:
             bound.why = "PLAN = UDF"
+
+
+def _feature_ranges(call: PredictCall, plan: ScoringPlan) -> dict[trees.FeatureKey, trees.Interval]:
+    """What the pushed conjuncts prove about each model input value fed from a numeric DATA column."""
+    ranges = dict(call.ranges)
+    proved = {}
+    for feed in plan.inputs:
+        for j, column in enumerate(() if feed.whole else feed.columns):
+            field = plan.data_schema.field(column)
+            numeric = pa.types.is_integer(field.type) or pa.types.is_floating(field.type) or pa.types.is_decimal(field.type)
+            if numeric and field.name.lower() in ranges:
+                proved[(feed.name, j)] = ranges[field.name.lower()]
+    return proved
 
 
 def _first_lines(message: str) -> str:
