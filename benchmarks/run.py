@@ -118,9 +118,8 @@ def speed(rows: int, repeat: int, only: str = "") -> list[tuple[str, str, float,
     return results
 
 
-DUCKDB_TABLES = ("speed", "pushdown", "per_column", "projection", "latency")
+DUCKDB_TABLES = ("speed", "pushdown", "per_column", "projection", "latency", "trees")
 QUERY = "SELECT sum(p.Score) FROM PREDICT(MODEL = @m, DATA = bench AS d, PLAN = {plan}) WITH (Score FLOAT) AS p"
-FILTERS = {"no WHERE": "", "WHERE d.x0 > 0.8 (10%, pushed below PREDICT)": " WHERE d.x0 > 0.8", "WHERE p.x0 > 0.8 (10%, the same filter, not pushed)": " WHERE p.x0 > 0.8"}
 
 
 def per_column(rows: int, repeat: int) -> list[tuple[str, float, float]]:
@@ -167,19 +166,62 @@ def projection(rows: int, repeat: int) -> list[tuple[str, float]]:
     return results
 
 
-def pushdown(rows: int, repeat: int) -> list[tuple[str, str, float]]:
-    """P4: the forest under a 10% WHERE on a DATA column, pushed below PREDICT or not (written with p.), per plan;
-    each as a speed-up over the same plan without the WHERE."""
+def pushdown(rows: int, repeat: int) -> list[tuple[str, str, str, float]]:
+    """P4: the forest under a WHERE keeping 1%, 10% or 50% of the rows, per plan, as a speed-up over the same plan
+    without it: on x0, which the trees test (pushed below PREDICT, and the trees pruned by it), on z, a column
+    the model ignores (pushed, nothing to prune: what pushdown alone gives), and on p.x0 (not pushed)."""
     import predictsql
 
     results = []
     with tempfile.TemporaryDirectory() as tmp, predictsql.connect(str(Path(tmp) / "bench.duckdb")) as con:
         make_table(con, "bench", rows)
         onnx_bytes = train(con)["RandomForest(100)"][1]
+        con.duckdb.sql("CREATE TABLE bench_z AS SELECT *, (random() * 2 - 1)::FLOAT AS z FROM bench")
+        query = QUERY.replace("bench AS d", "bench_z AS d")
         for plan in ("STREAM", "UDF"):
-            runs: dict[str, Callable[[], object]] = {label: partial(duckdb_rows, con, QUERY.format(plan=plan) + where, onnx_bytes) for label, where in FILTERS.items()}
+            for share, cut in (("1%", 0.98), ("10%", 0.8), ("50%", 0.0)):
+                filters = {"no WHERE": "", "d.x0 (pushed, trees pruned)": f" WHERE d.x0 > {cut}", "d.z (pushed, the model ignores z)": f" WHERE d.z > {cut}"}
+                filters["p.x0 (not pushed)"] = f" WHERE p.x0 > {cut}"
+                runs: dict[str, Callable[[], object]] = {label: partial(duckdb_rows, con, query.format(plan=plan) + where, onnx_bytes) for label, where in filters.items()}
+                timings = fastest(runs, repeat)
+                results += [(plan, share, label, timings["no WHERE"] / seconds) for label, seconds in timings.items() if label != "no WHERE"]
+    return results
+
+
+def tree_plans(rows: int, repeat: int) -> list[tuple[str, int, int, float, float, float]]:
+    """The cost rule for INLINE trees: tree ensembles of growing size under INLINE (nested CASEs DuckDB computes) and
+    STREAM, as ratios to raw onnxruntime; INLINE's size limit is lifted here to measure past it."""
+    from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+    from sklearn.tree import DecisionTreeClassifier
+
+    import predictsql
+    from predictsql.engine import inline
+
+    inline.MAX_TREE_NODES, inline.MAX_TREE_DEPTH = 10**9, 10**9
+    results = []
+    with tempfile.TemporaryDirectory() as tmp, predictsql.connect(str(Path(tmp) / "bench.duckdb")) as con:
+        make_table(con, "bench", rows)
+        sample = con.duckdb.sql("SELECT * FROM bench LIMIT 20000").df()
+        target = (sample.x0 + 0.5 * sample.x1 * sample.x2 - 0.3 * sample.x3 > 0).astype(int)
+        models = {
+            "DecisionTree d4": DecisionTreeClassifier(max_depth=4, random_state=0),
+            "DecisionTree d8": DecisionTreeClassifier(max_depth=8, random_state=0),
+            "GradientBoosting 10×d3": GradientBoostingClassifier(n_estimators=10, max_depth=3, random_state=0),
+            "GradientBoosting 30×d3": GradientBoostingClassifier(n_estimators=30, max_depth=3, random_state=0),
+            "GradientBoosting 100×d3": GradientBoostingClassifier(n_estimators=100, max_depth=3, random_state=0),
+            "RandomForest 10×d6": RandomForestClassifier(n_estimators=10, max_depth=6, random_state=0),
+        }
+        preloaded = con.duckdb.sql("SELECT * FROM bench").fetchnumpy()
+        matrix = np.column_stack([preloaded[c] for c in FEATURES]).astype(np.float32)
+        for name, estimator in models.items():
+            onnx_bytes = predictsql.export(estimator.fit(sample, target), sample, outputs={"score": "Score"})
+            size = sum(t.tree_.node_count for t in np.ravel(getattr(estimator, "estimators_", [estimator])))
+            depth = max(t.tree_.max_depth for t in np.ravel(getattr(estimator, "estimators_", [estimator])))
+            runs: dict[str, Callable[[], object]] = {LIMIT: partial(limit_session(onnx_bytes).run, ["Score"], {"X": matrix})}
+            for plan in ("INLINE", "STREAM"):
+                runs[plan] = partial(duckdb_rows, con, QUERY.format(plan=plan), onnx_bytes)
             timings = fastest(runs, repeat)
-            results += [(plan, label, timings["no WHERE"] / seconds) for label, seconds in timings.items()]
+            results.append((name, size, depth, timings[LIMIT] / timings["INLINE"], timings[LIMIT] / timings["STREAM"], timings["STREAM"] / timings["INLINE"]))
     return results
 
 
@@ -448,10 +490,10 @@ def main() -> None:
         for model, path, rate, ratio in speed(args.rows, args.repeat, args.models):
             print(f"| {model} | {path} | {rate / 1e6:.2f} M | {ratio:.2f} |")
     if "pushdown" in tables:
-        print("\nP4: RandomForest under a 10% WHERE on a DATA column (speed-up over the same plan without it)\n")
-        print("| plan | query | × faster |\n|---|---|---:|")
-        for plan, label, factor in pushdown(args.rows, args.repeat):
-            print(f"| {plan} | {label} | {factor:.2f} |")
+        print("\nP4: RandomForest under a WHERE x > c keeping a share of the rows (speed-up over the same plan without it)\n")
+        print("| plan | rows kept | WHERE on | × faster |\n|---|---|---|---:|")
+        for plan, share, label, factor in pushdown(args.rows, args.repeat):
+            print(f"| {plan} | {share} | {label} | {factor:.2f} |")
     if "per_column" in tables:
         print(f"\nP2, per-column model (scaler + LogisticRegression, one [N,1] input per column), {args.rows * 5:,} rows\n")
         print("| path | rows/s | ratio to limit |\n|---|---:|---:|")
@@ -462,6 +504,11 @@ def main() -> None:
         print("| plan | × slower |\n|---|---:|")
         for plan, factor in projection(args.rows, args.repeat):
             print(f"| {plan} | {factor:.2f} |")
+    if "trees" in tables:
+        print("\nINLINE trees: nested CASEs in DuckDB vs onnxruntime, by ensemble size (the cost rule)\n")
+        print("| model | nodes | depth | INLINE / limit | STREAM / limit | INLINE / STREAM |\n|---|---:|---:|---:|---:|---:|")
+        for name, size, depth, inline_ratio, stream_ratio, versus in tree_plans(args.rows, args.repeat):
+            print(f"| {name} | {size:,} | {depth} | {inline_ratio:.2f} | {stream_ratio:.2f} | {versus:.2f} |")
     if "latency" in tables:
         print("\nP5: warm PREDICT latency of a few rows picked by id (median), × the plain DuckDB query of those rows\n")
         print("| model | path | rows | ms | × plain query |\n|---|---|---:|---:|---:|")

@@ -1,17 +1,19 @@
-"""Compile a linear ONNX graph into an engine-neutral expression tree (the INLINE plan).
+"""Compile an ONNX graph into an engine-neutral expression tree (the INLINE plan).
 
-Linear models and scalers are cheaper to run as SQL expressions in the engine's own vectorised,
-parallel execution than to ship rows to onnxruntime (DESIGN.md, Raven's MLtoSQL). A graph
-compiles when every node is one of the supported operators below and its inputs are FLOAT
-tensors; anything else raises NotInlinable with the reason, and the STREAM plan scores it.
+Linear models, scalers and small tree ensembles are cheaper to run as SQL expressions in the engine's own
+vectorised, parallel execution than to ship rows to onnxruntime (DESIGN.md, Raven's MLtoSQL). A graph compiles
+when every node is one of the supported operators below and its inputs are FLOAT or DOUBLE tensors; anything
+else raises NotInlinable with the reason, and the STREAM plan scores it. A tree ensemble compiles to nested
+CASEs only within MAX_TREE_NODES and MAX_TREE_DEPTH: beyond them onnxruntime was measured faster.
 
 Expressions read DATA's columns (`Feature`) and named intermediate values (`Ref` into
 `Program.values`). A value that later expressions read more than once (a linear score, a
 softmax's sum) is named rather than repeated, so the SQL grows linearly with the model, and an
 adapter computes each value once (one subquery layer per dependency depth). Arithmetic is meant
 to run in DOUBLE; it follows onnxruntime's kernels (first maximum wins in argmax, softmax less its
-maximum), so results differ from onnxruntime by float32 rounding. `bounds` tells an adapter which
-values cannot leave FLOAT's range (probabilities), so their cast to FLOAT needs no overflow test.
+maximum), so results differ from onnxruntime by float32 rounding (a tree ensemble's sum included). `bounds`
+tells an adapter which values cannot leave FLOAT's range (probabilities), so their cast to FLOAT needs no
+overflow test.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 import onnx
 from onnx import helper, numpy_helper
 
+from predictsql.engine import trees
 from predictsql.engine.errors import ModelError
 
 ML_DOMAIN = "ai.onnx.ml"
@@ -54,8 +57,8 @@ class Const:
 
 @dataclass(frozen=True)
 class Op:
-    """add, mul (any number of args, left to right); sub, div, lt, ge, eq (two); exp, abs, isnan, round32 (one; round32:
-    to FLOAT and back); greatest (any)."""
+    """add, mul, or (any number of args, left to right); sub, div, lt, le, gt, ge, eq (two); exp, abs, isnan, round32
+    (one; round32: to FLOAT and back); greatest (any)."""
 
     fn: str
     args: tuple[Expr, ...]
@@ -123,8 +126,8 @@ def _input(spec: onnx.ValueInfoProto) -> tuple[Expr, ...]:
     tensor = spec.type.tensor_type
     dims = tensor.shape.dim
     width = dims[1].dim_value if len(dims) == 2 else 0
-    if tensor.elem_type != onnx.TensorProto.FLOAT or width < 1:
-        raise NotInlinable(f"input '{spec.name}' is not a FLOAT tensor of known width [N,k]")
+    if tensor.elem_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE) or width < 1:
+        raise NotInlinable(f"input '{spec.name}' is not a FLOAT or DOUBLE tensor of known width [N,k]")
     return tuple(Feature(spec.name, j) for j in range(width))
 
 
@@ -261,6 +264,99 @@ def _cast_node(args: list, attrs: dict, builder: _Builder, constants: dict) -> l
     return [tuple(Op("round32", (v,)) for v in args[0])]
 
 
+def _tree_value(tree: trees.Tree, x: Sequence[Expr], target: int) -> Expr:
+    """What one tree adds to `target`'s score, as nested CASEs. Each branch tests both sides, with no ELSE, so a NULL
+    input yields NULL (NULLS = PROPAGATE); NaN fails x <= t and x < t and passes x > t and x >= t in both engines
+    (they order NaN last), so it takes the false side, as in onnxruntime, unless missing values track true."""
+
+    def value(node_id: int) -> Expr:
+        node = tree.nodes[node_id]
+        if isinstance(node, trees.Leaf):
+            return _const(sum(w for c, w in node.weights if c == target))
+        if node.mode not in _TREE_TESTS:
+            raise NotInlinable(f"tree branch mode {node.mode} has no SQL form; INLINE covers {', '.join(_TREE_TESTS)}")
+        v, t = x[node.feature], _const(node.threshold)
+        true, false = _TREE_TESTS[node.mode]
+        passes: Expr = Op(true, (v, t))
+        if node.missing_true:
+            passes = Op("or", (passes, Op("isnan", (v,))))
+        return Case(((passes, value(node.true)), (Op(false, (v, t)), value(node.false))))
+
+    return value(tree.root)
+
+
+_TREE_TESTS = {"BRANCH_LEQ": ("le", "gt"), "BRANCH_LT": ("lt", "ge")}  # the test, and its complement but for NaN
+
+
+def _ensemble(args: list, attrs: dict, builder: _Builder, op_type: str) -> tuple[list[trees.Tree], tuple[Expr, ...], list[float]]:
+    """The trees, the input values they read (each named once), and the base values, if within INLINE's size limit."""
+    ensemble = trees.read(op_type, attrs)
+    size, depth = sum(len(t.nodes) for t in ensemble), max(_depth(t) for t in ensemble)
+    if size > MAX_TREE_NODES or depth > MAX_TREE_DEPTH:
+        limit = f"{MAX_TREE_NODES:,} nodes, depth {MAX_TREE_DEPTH}: larger ones run faster in onnxruntime, benchmarks/README.md"
+        raise NotInlinable(f"a tree ensemble of {size:,} nodes, depth {depth}, is over INLINE's limit ({limit})")
+    if (attrs.get("aggregate_function") or b"SUM") != b"SUM":
+        raise NotInlinable(f"tree aggregate_function {attrs['aggregate_function'].decode()} has no SQL form")
+    x = tuple(v if isinstance(v, Feature | Ref) else builder.let(v) for v in args[0])
+    return ensemble, x, trees.floats(attrs, "base_values")
+
+
+def _depth(tree: trees.Tree) -> int:
+    """The longest root-to-leaf path, in branches."""
+    depth, stack = 0, [(tree.root, 0)]
+    while stack:
+        node_id, d = stack.pop()
+        node = tree.nodes[node_id]
+        if isinstance(node, trees.Branch):
+            stack += [(node.true, d + 1), (node.false, d + 1)]
+        else:
+            depth = max(depth, d)
+    return depth
+
+
+def _score(ensemble: list[trees.Tree], x: Sequence[Expr], target: int, base: float, builder: _Builder) -> Ref:
+    """base + Σ of every tree's value for `target`, in DOUBLE (onnxruntime adds in FLOAT: they differ by its rounding)."""
+    return builder.let(Op("add", (_const(base), *(_tree_value(t, x, target) for t in ensemble))))
+
+
+def _tree_regressor(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
+    if _transform(attrs) != "NONE":
+        raise NotInlinable(f"TreeEnsembleRegressor post_transform {_transform(attrs)} has no SQL form")
+    ensemble, x, base = _ensemble(args, attrs, builder, "TreeEnsembleRegressor")
+    targets = int(attrs.get("n_targets", 1))
+    base = base or [0.0] * targets
+    return [tuple(_score(ensemble, x, k, base[k], builder) for k in range(targets))]
+
+
+def _tree_classifier(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
+    """onnxruntime's readings of a classifier's scores: one score for two classes (its binary rule: probabilities
+    [1 - s, s] and label s > 0.5 when every weight is positive and there is no transform; [σ(-s), σ(s)] and label
+    s > 0 for mixed weights under LOGISTIC), or one score per class, label the first greatest."""
+    labels = [Const(int(v)) for v in attrs.get("classlabels_int64s", [])] or [Const(v.decode()) for v in attrs.get("classlabels_strings", [])]
+    ensemble, x, base = _ensemble(args, attrs, builder, "TreeEnsembleClassifier")
+    weights = [w for t in ensemble for node in t.nodes.values() if isinstance(node, trees.Leaf) for w in node.weights]
+    scored = sorted({c for c, _ in weights})
+    transform = _transform(attrs)
+    if len(labels) == 2 and len(scored) == 1:
+        s = _score(ensemble, x, scored[0], base[0] if base else 0.0, builder)
+        positive = all(w >= 0 for _, w in weights)
+        if positive and transform == "NONE" and not base:
+            label = Case(((Op("gt", (Op("round32", (s,)), Const(0.5))), labels[1]),), labels[0])
+            return [(label,), (Op("sub", (Const(1.0), s)), s)]
+        if not positive and transform == "LOGISTIC":
+            label = Case(((Op("gt", (Op("round32", (s,)), Const(0.0))), labels[1]),), labels[0])
+            return [(label,), (_logistic(builder.let(Op("sub", (Const(0.0), s))), builder), _logistic(s, builder))]
+        raise NotInlinable(f"a one-score binary tree classifier with {'positive' if positive else 'mixed'} weights, post_transform {transform} and {len(base)} base values has no SQL form")
+    if len(labels) < 3 or scored != list(range(len(labels))):
+        raise NotInlinable(f"a tree classifier scoring classes {scored} of {len(labels)} has no SQL form")
+    base = base or [0.0] * len(labels)
+    scores = tuple(_score(ensemble, x, c, base[c], builder) for c in scored)
+    rounded = builder.let_all([Op("round32", (v,)) for v in scores])
+    top = builder.let(Op("greatest", rounded))
+    label = Case(tuple((Op("ge", (v, top)), class_label) for v, class_label in zip(rounded, labels, strict=True)))
+    return [(label,), _post_transform(scores, transform, builder)]
+
+
 _RULES: dict[tuple[str, str], Rule] = {
     (ML_DOMAIN, "Scaler"): _scaler,
     (ML_DOMAIN, "LinearRegressor"): _linear_regressor,
@@ -272,7 +368,11 @@ _RULES: dict[tuple[str, str], Rule] = {
     ("", "Identity"): _identity,
     ("", "Concat"): _concat,
     ("", "Reshape"): _reshape,
+    (ML_DOMAIN, "TreeEnsembleRegressor"): _tree_regressor,
+    (ML_DOMAIN, "TreeEnsembleClassifier"): _tree_classifier,
 }
+MAX_TREE_NODES = 256  # INLINE's limit for tree ensembles: where nested CASEs beat onnxruntime (benchmarks/README.md, run M)
+MAX_TREE_DEPTH = 6
 
 
 UNBOUNDED = (-math.inf, math.inf)

@@ -20,6 +20,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx
@@ -106,7 +107,7 @@ def _prune_model(model: onnx.ModelProto, ranges: Mapping[FeatureKey, Interval]) 
             continue
         keys = features.get(node.input[0], ())
         bounds = {f: _widened(ranges[key]) for f, key in enumerate(keys) if key is not None and key in ranges}
-        trees = read(node)
+        trees = read(node.op_type, {a.name: helper.get_attribute_value(a) for a in node.attribute})
         pruned = [_prune_tree(t, _decider(bounds)) for t in trees] if bounds else trees
         if pruned is not trees and _keeps_meaning(trees, pruned):
             model.graph.node[i].CopyFrom(write(node, pruned))
@@ -210,15 +211,15 @@ def _keeps_meaning(trees: list[Tree], pruned: list[Tree]) -> bool:
     return all(a[0] == b[0] for a, b in zip(old, new, strict=True)) and all(a[1] for a in old) == all(b[1] for b in new)
 
 
-def read(node: onnx.NodeProto) -> list[Tree]:
-    """An ensemble node's trees, in the node's order; each tree's first node is its root, as onnxruntime reads it."""
-    weights_of = "class" if node.op_type == "TreeEnsembleClassifier" else "target"
-    a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
-    values = _floats(a, "nodes_values")
+def read(op_type: str, a: Mapping[str, Any]) -> list[Tree]:
+    """An ensemble's trees from its operator and attributes, in their order; each tree's first node is its root, as
+    onnxruntime reads it."""
+    weights_of = "class" if op_type == "TreeEnsembleClassifier" else "target"
+    values = floats(a, "nodes_values")
     modes = [m.decode() for m in a["nodes_modes"]]
     missing = a.get("nodes_missing_value_tracks_true") or [0] * len(modes)
     weights: dict[tuple[int, int], list[tuple[int, float]]] = {}
-    for tree_id, node_id, target, weight in zip(a[f"{weights_of}_treeids"], a[f"{weights_of}_nodeids"], a[f"{weights_of}_ids"], _floats(a, f"{weights_of}_weights"), strict=True):
+    for tree_id, node_id, target, weight in zip(a[f"{weights_of}_treeids"], a[f"{weights_of}_nodeids"], a[f"{weights_of}_ids"], floats(a, f"{weights_of}_weights"), strict=True):
         weights.setdefault((tree_id, node_id), []).append((target, weight))
     trees: dict[int, Tree] = {}
     for k, (tree_id, node_id) in enumerate(zip(a["nodes_treeids"], a["nodes_nodeids"], strict=True)):
@@ -263,7 +264,7 @@ def write(node: onnx.NodeProto, trees: list[Tree]) -> onnx.NodeProto:
     return written
 
 
-def _floats(attributes: dict, name: str) -> list[float]:
+def floats(attributes: Mapping[str, Any], name: str) -> list[float]:
     """A float attribute, or its `_as_tensor` double form, as Python floats."""
     if f"{name}_as_tensor" in attributes:
         return numpy_helper.to_array(attributes[f"{name}_as_tensor"]).astype(float).tolist()

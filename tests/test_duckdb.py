@@ -84,7 +84,7 @@ def test_explain_shows_rewritten_sql_and_plan(con, logreg, forest) -> None:
     streamed = con.explain(query.format(option=""), params={"m": forest.onnx})
     assert streamed.sql[0].startswith("SELECT p.id, p.Score FROM __predictsql_")
     text = str(streamed)
-    assert "(not INLINE: operator TreeEnsembleClassifier (node " in text and "has no SQL form" in text
+    assert "(not INLINE: a tree ensemble of " in text and "is over INLINE's limit" in text
     assert "a stream of DATA sees what the statement sees" in text
     assert "FROM (SELECT * FROM patients) AS __predictsql_p" in text and '"id"' in text and '"target"' not in text  # the columns the query reads
     assert "input X FLOAT[30] <- mean_radius DOUBLE" in text

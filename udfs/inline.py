@@ -1,4 +1,4 @@
-"""The INLINE plan: a PREDICT over a linear model as a SQL relation the engine computes itself.
+"""The INLINE plan: a PREDICT over a linear model or small tree ensemble as a SQL relation the engine computes itself.
 
     SELECT <DATA columns>, CAST(__predictsql_o0_0 AS FLOAT) AS <output>, ...        -- outputs, typed
     FROM (SELECT *, <output value over named values> AS __predictsql_o0_0, ...      -- outputs, DOUBLE
@@ -31,11 +31,11 @@ from predictsql.sql.plan import PredictCall, in_place
 
 Fail = Callable[[PredictSQLError], str]
 FEATURE, VALUE, OUTPUT = "__predictsql_x", "__predictsql_v", "__predictsql_o"
-EXACT_FLOAT_INTEGER = "16777216"  # 2^24: the largest integers FLOAT holds exactly (STREAM's safe cast refuses beyond)
+EXACT_INTEGER = {pa.float32(): "16777216", pa.float64(): "9007199254740992"}  # 2^24, 2^53: beyond, STREAM's safe cast refuses integers
 FLOAT_RANGE = (-3.4028234663852886e38, 3.4028234663852886e38)  # FLOAT's largest finite values: a DOUBLE inside casts without overflow
 RAISE = {"duckdb": "error", "spark": "raise_error"}  # the function that fails a query with a message
-_BINARY = {"sub": exp.Sub, "div": exp.Div, "lt": exp.LT, "ge": exp.GTE, "eq": exp.EQ}
-_CHAINED = {"add": exp.Add, "mul": exp.Mul}
+_BINARY = {"sub": exp.Sub, "div": exp.Div, "lt": exp.LT, "le": exp.LTE, "gt": exp.GT, "ge": exp.GTE, "eq": exp.EQ}
+_CHAINED = {"add": exp.Add, "mul": exp.Mul, "or": exp.Or}
 _UNARY = {"exp": exp.Exp, "abs": exp.Abs, "isnan": exp.IsNan}  # with greatest and round32, the rest of engine/inline's Op names
 
 
@@ -227,16 +227,16 @@ class _Renderer:
         return exp.Coalesce(this=exp.TryCast(this=value, to=_sql_type(pa.float32()).copy()), expressions=[overflow])
 
     def feature(self, feed: InputFeed, j: int, anchor: Feature | None) -> exp.Expr:
-        """DATA column j of an input as the model sees it (FLOAT), in DOUBLE, failing the query as STREAM would on an
-        integer beyond FLOAT's exact range (±2^24) or, under NULLS = ERROR, on a NULL. One CASE on the `anchor` feature
-        (one the first output reads, so it is always computed) tests every input column for NULL; without an anchor
-        each column tests its own."""
+        """DATA column j of an input as the model sees it (FLOAT or DOUBLE), in DOUBLE, failing the query as STREAM
+        would on an integer beyond its exact range (±2^24, ±2^53) or, under NULLS = ERROR, on a NULL. One CASE on the
+        `anchor` feature (one the first output reads, so it is always computed) tests every input column for NULL;
+        without an anchor each column tests its own."""
         field = self.plan.data_schema.field(feed.columns[j])
         name, column = field.name, _column(field.name)
         display = self.plan.model.display
-        value = self.to_float(column) if feed.casts[j] == Cast.ROUNDING else _cast(column, feed.arrow_type)
+        value = self.to_float(column) if feed.casts[j] == Cast.ROUNDING and feed.arrow_type == pa.float32() else _cast(column, feed.arrow_type)
         if feed.casts[j] == Cast.CHECKED:
-            limit = exp.Literal.number(EXACT_FLOAT_INTEGER)
+            limit = exp.Literal.number(EXACT_INTEGER[feed.arrow_type])
             beyond = exp.or_(exp.GT(this=column.copy(), expression=limit), exp.LT(this=column.copy(), expression=exp.Neg(this=limit.copy())), copy=False)
             fix = f"write CAST({name} AS {sql_name(feed.arrow_type)}) in the DATA query to accept rounding"
             fail = self._fail(exp.Literal.string(self.fail(ScoringError(f"PREDICT input '{name}' ({display}) has a value that {feed.arrow_type} cannot hold exactly: {fix}"))))

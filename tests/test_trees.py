@@ -1,6 +1,8 @@
-"""Tree pruning by what a WHERE proves (sql/ranges.py, engine/trees.py): the pruned model scores every row the WHERE
-lets through exactly as the whole model does (raw onnxruntime on the same rows), at thresholds, one rounding
-step either side of them, and on NaN; and a PREDICT with such a WHERE returns those scores on both engines."""
+"""Tree plans. Pruning by what a WHERE proves (sql/ranges.py, engine/trees.py): the pruned model scores every row the
+WHERE lets through exactly as the whole model does (raw onnxruntime on the same rows), at thresholds, one rounding
+step either side of them, and on NaN; a PREDICT with such a WHERE returns those scores on both engines. INLINE
+trees (engine/inline.py): small ensembles as nested CASEs agree with onnxruntime on both engines, NaN and NULL
+included."""
 
 from __future__ import annotations
 
@@ -74,7 +76,8 @@ def _thresholds(model: bytes, feature: int) -> list[float]:
 
     proto = onnx.load_from_string(model)
     node = next(n for n in proto.graph.node if n.op_type in trees.ENSEMBLES)
-    return sorted({b.threshold for t in trees.read(node) for b in t.nodes.values() if isinstance(b, trees.Branch) and b.feature == feature})
+    ensemble = trees.read(node.op_type, {a.name: helper.get_attribute_value(a) for a in node.attribute})
+    return sorted({b.threshold for t in ensemble for b in t.nodes.values() if isinstance(b, trees.Branch) and b.feature == feature})
 
 
 def _near(values: list[float]) -> np.ndarray:
@@ -194,3 +197,86 @@ def test_a_predict_filtered_on_model_inputs_scores_as_the_whole_model(backend, l
     np.testing.assert_array_equal(rows.score.to_numpy(np.float32), np.ravel(score))
     if backend.name == "duckdb":
         assert "trees pruned by what it proves" in str(backend.target.explain(query, {"m": model}))
+
+
+# --- INLINE: small tree ensembles as SQL ---
+
+
+def _inline_cases() -> dict[str, tuple[object, str]]:
+    """Small ensembles of each kind onnxruntime reads differently (estimator, target kind)."""
+    import lightgbm
+    from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor, RandomForestClassifier, RandomForestRegressor
+    from sklearn.tree import DecisionTreeRegressor
+
+    return {
+        "decision tree regressor": (DecisionTreeRegressor(max_depth=5, random_state=0), "regression"),
+        "gradient boosting regressor": (GradientBoostingRegressor(n_estimators=10, max_depth=3, random_state=0), "regression"),
+        "random forest regressor": (RandomForestRegressor(n_estimators=4, max_depth=4, random_state=0), "regression"),
+        "random forest, 2 classes (one score, positive weights)": (RandomForestClassifier(n_estimators=4, max_depth=4, random_state=0), "binary"),
+        "gradient boosting, 2 classes (one score, LOGISTIC)": (GradientBoostingClassifier(n_estimators=10, max_depth=3, random_state=0), "binary"),
+        "gradient boosting, 3 classes (SOFTMAX)": (GradientBoostingClassifier(n_estimators=4, max_depth=3, random_state=0), "classes"),
+        "random forest, 3 classes": (RandomForestClassifier(n_estimators=4, max_depth=4, random_state=0), "classes"),
+        "lightgbm regressor (missing values track true)": (lightgbm.LGBMRegressor(n_estimators=8, num_leaves=8, max_depth=4, random_state=0, verbose=-1), "regression"),
+    }
+
+
+INLINE_CASES = list(_inline_cases())
+
+
+@pytest.mark.parametrize("case", INLINE_CASES)
+def test_small_tree_ensembles_run_inline_as_onnxruntime_scores_them(backend, case: str) -> None:
+    """AUTO runs each as SQL, and its outputs agree with raw onnxruntime on the same rows: labels equal, probabilities
+    within 1.5e-5, regression within onnxruntime's FLOAT sums; on NaN inputs too (false side, or LightGBM's learnt one)."""
+    estimator, kind = _inline_cases()[case]
+    x, binary = _training(600)
+    x = x.astype(np.float32)
+    target = {"regression": x.b.fillna(0) * 2 + binary, "binary": binary, "classes": binary + (x.c > 0.5)}[kind]
+    fitted = estimator.fit(x if "lightgbm" in case else x.fillna(0), target)  # type: ignore[attr-defined]
+    model = predictsql.export(fitted, x.fillna(0))
+    backend.load("points", x.fillna(0).assign(id=np.arange(len(x))))
+    data = "(SELECT id, CASE WHEN id % 7 = 0 THEN CAST('NaN' AS FLOAT) ELSE a END AS a, b, c, d FROM points)"
+    outputs = "variable" if kind == "regression" else "label, probabilities"
+    typed = "variable FLOAT" if kind == "regression" else "label BIGINT, probabilities FLOAT[]"
+    query = f"SELECT d.a, d.b, d.c, d.d, {', '.join('p.' + o.strip() for o in outputs.split(','))} FROM PREDICT(MODEL = @m, DATA = {data} AS d) WITH ({typed}) AS p ORDER BY d.id"
+    if backend.name == "duckdb":
+        (bound,) = backend.con.explain(query, params={"m": model}).statements[0][2]
+        assert bound.kind == "INLINE", bound.why
+    rows = not_none(backend.sql(query, params={"m": model}))
+    expected = _scores(model, rows[COLUMNS].to_numpy(np.float32))
+    if kind == "regression":
+        np.testing.assert_allclose(rows.variable.to_numpy(np.float32), np.ravel(expected[0]), rtol=1e-6, atol=1e-6)
+        return
+    probabilities = np.stack(rows.probabilities.to_numpy())
+    np.testing.assert_allclose(probabilities, expected[1], atol=1.5e-5, rtol=0)
+    top2 = np.sort(expected[1], axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 1e-4
+    np.testing.assert_array_equal(rows.label.to_numpy()[clear], expected[0][clear])
+
+
+def test_an_inline_tree_gives_null_for_a_null_input_under_nulls_propagate(backend) -> None:
+    """A CASE with an ELSE would send NULL down the false side and score it; STREAM and UDF give NULL."""
+    from sklearn.tree import DecisionTreeRegressor
+
+    x, y = _training(300)
+    x = x.fillna(0).astype(np.float32)
+    model = predictsql.export(DecisionTreeRegressor(max_depth=4, random_state=0).fit(x, y), x)
+    backend.load("points", x.assign(id=np.arange(len(x))))
+    data = "(SELECT id, CASE WHEN id % 5 = 0 THEN NULL ELSE a END AS a, b, c, d FROM points)"
+    scored = {}
+    for plan in ("INLINE", "UDF"):
+        query = f"SELECT d.id, p.variable FROM PREDICT(MODEL = @m, DATA = {data} AS d, NULLS = PROPAGATE, PLAN = {plan}) WITH (variable FLOAT) AS p ORDER BY d.id"
+        scored[plan] = not_none(backend.sql(query, params={"m": model}))
+    assert scored["INLINE"].variable[scored["INLINE"].id % 5 == 0].isna().all()
+    pd.testing.assert_frame_equal(scored["INLINE"], scored["UDF"], check_dtype=False)
+
+
+def test_a_forest_over_the_size_limit_is_not_inline_and_explain_says_why(con) -> None:
+    from sklearn.ensemble import RandomForestClassifier
+
+    x, y = _training(2000)
+    x = x.fillna(0).astype(np.float32)
+    model = predictsql.export(RandomForestClassifier(n_estimators=50, random_state=0).fit(x, y), x)
+    con.duckdb.register("points_frame", x)
+    query = "SELECT p.label FROM PREDICT(MODEL = @m, DATA = points_frame AS d) WITH (label BIGINT) AS p"
+    (bound,) = con.explain(query, params={"m": model}).statements[0][2]
+    assert bound.kind != "INLINE" and "over INLINE's limit" in bound.why
