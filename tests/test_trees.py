@@ -205,6 +205,7 @@ def test_a_predict_filtered_on_model_inputs_scores_as_the_whole_model(backend, l
 def _inline_cases() -> dict[str, tuple[object, str]]:
     """Small ensembles of each kind onnxruntime reads differently (estimator, target kind)."""
     import lightgbm
+    import xgboost
     from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor, RandomForestClassifier, RandomForestRegressor
     from sklearn.tree import DecisionTreeRegressor
 
@@ -217,6 +218,7 @@ def _inline_cases() -> dict[str, tuple[object, str]]:
         "gradient boosting, 3 classes (SOFTMAX)": (GradientBoostingClassifier(n_estimators=4, max_depth=3, random_state=0), "classes"),
         "random forest, 3 classes": (RandomForestClassifier(n_estimators=4, max_depth=4, random_state=0), "classes"),
         "lightgbm regressor (missing values track true)": (lightgbm.LGBMRegressor(n_estimators=8, num_leaves=8, max_depth=4, random_state=0, verbose=-1), "regression"),
+        "xgboost, 2 classes (DOUBLE input cast to FLOAT, x < t)": (xgboost.XGBClassifier(n_estimators=6, max_depth=3, random_state=0), "binary"),
     }
 
 
@@ -231,7 +233,7 @@ def test_small_tree_ensembles_run_inline_as_onnxruntime_scores_them(backend, cas
     x, binary = _training(600)
     x = x.astype(np.float32)
     target = {"regression": x.b.fillna(0) * 2 + binary, "binary": binary, "classes": binary + (x.c > 0.5)}[kind]
-    fitted = estimator.fit(x if "lightgbm" in case else x.fillna(0), target)  # type: ignore[attr-defined]
+    fitted = estimator.fit(x if case.startswith(("lightgbm", "xgboost")) else x.fillna(0), target)  # type: ignore[attr-defined]
     model = predictsql.export(fitted, x.fillna(0))
     backend.load("points", x.fillna(0).assign(id=np.arange(len(x))))
     data = "(SELECT id, CASE WHEN id % 7 = 0 THEN CAST('NaN' AS FLOAT) ELSE a END AS a, b, c, d FROM points)"
