@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -112,10 +113,28 @@ def speed(rows: int, repeat: int, only: str = "") -> list[tuple[str, str, float,
             for plan, label in plans(onnx_bytes, "duckdb"):
                 runs[f"predictsql PREDICT on DuckDB, {label}"] = partial(duckdb_rows, con, QUERY.format(plan=plan), onnx_bytes)
             runs["DuckDB → pandas → scikit-learn"] = partial(lambda est: est.predict_proba(con.duckdb.sql("SELECT * FROM bench").df())[:, 1].sum(), estimator)
+            runs["scikit-learn on preloaded numpy"] = partial(lambda est, frame: est.predict_proba(frame)[:, 1].sum(), estimator, pd.DataFrame(matrix, columns=FEATURES))
+            runs["naive DuckDB Arrow UDF calling onnxruntime"] = naive_udf(con, onnx_bytes)
             timings = fastest(runs, repeat)
             limit = timings[LIMIT]
             results += [(name, label, rows / seconds, limit / seconds) for label, seconds in timings.items()]
     return results
+
+
+def naive_udf(con, onnx_bytes: bytes) -> Callable[[], object]:
+    """What a user writes without predictsql: an Arrow scalar UDF over the feature columns calling one shared session
+    (all cores), summed by DuckDB."""
+    import duckdb
+
+    session = limit_session(onnx_bytes)
+
+    def score(*columns: Any) -> Any:
+        matrix = np.column_stack([c.to_numpy(zero_copy_only=False) for c in columns]).astype(np.float32)
+        return pa.array(session.run(["Score"], {"X": matrix})[0].ravel())
+
+    name = f"naive_{hashlib.sha256(onnx_bytes).hexdigest()[:8]}"
+    con.duckdb.create_function(name, score, [duckdb.sqltype("FLOAT")] * len(FEATURES), duckdb.sqltype("FLOAT"), type="arrow")
+    return partial(lambda: con.duckdb.sql(f"SELECT sum({name}({', '.join(FEATURES)})) FROM bench").fetchall())
 
 
 DUCKDB_TABLES = ("speed", "pushdown", "per_column", "projection", "latency", "trees")
@@ -205,8 +224,10 @@ def tree_plans(rows: int, repeat: int) -> list[tuple[str, int, int, float, float
         target = (sample.x0 + 0.5 * sample.x1 * sample.x2 - 0.3 * sample.x3 > 0).astype(int)
         models = {
             "DecisionTree d4": DecisionTreeClassifier(max_depth=4, random_state=0),
+            "DecisionTree d6": DecisionTreeClassifier(max_depth=6, random_state=0),
             "DecisionTree d8": DecisionTreeClassifier(max_depth=8, random_state=0),
             "GradientBoosting 10×d3": GradientBoostingClassifier(n_estimators=10, max_depth=3, random_state=0),
+            "GradientBoosting 20×d3": GradientBoostingClassifier(n_estimators=20, max_depth=3, random_state=0),
             "GradientBoosting 30×d3": GradientBoostingClassifier(n_estimators=30, max_depth=3, random_state=0),
             "GradientBoosting 100×d3": GradientBoostingClassifier(n_estimators=100, max_depth=3, random_state=0),
             "RandomForest 10×d6": RandomForestClassifier(n_estimators=10, max_depth=6, random_state=0),

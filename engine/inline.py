@@ -57,8 +57,8 @@ class Const:
 
 @dataclass(frozen=True)
 class Op:
-    """add, mul, or (any number of args, left to right); sub, div, lt, le, gt, ge, eq (two); exp, abs, isnan, round32
-    (one; round32: to FLOAT and back); greatest (any)."""
+    """add, mul, or (any number of args, left to right); sub, div, lt, le, gt, ge, eq, ne (two); exp, sqrt, abs, isnan,
+    round32 (one; round32: to FLOAT and back); greatest (any)."""
 
     fn: str
     args: tuple[Expr, ...]
@@ -105,12 +105,18 @@ def compile_graph(model: onnx.ModelProto) -> Program:
     graph = model.graph
     constants = {i.name: i for i in graph.initializer}
     values = {spec.name: _input(spec) for spec in graph.input if spec.name not in constants}
+    text = {spec.name for spec in graph.input if spec.type.tensor_type.elem_type == onnx.TensorProto.STRING}
     builder = _Builder()
     for node in graph.node:
         what = f"node '{node.name or node.output[0]}' ({node.op_type})"
         rule = _RULES.get((node.domain or "", node.op_type))
         if rule is None:
             raise NotInlinable(f"operator {node.op_type} ({what}) has no SQL form; INLINE covers {', '.join(op for _, op in _RULES)}")
+        if any(name in text for name in node.input):
+            if node.op_type not in _TEXT_OPS:
+                raise NotInlinable(f"{what} reads text, which INLINE passes only to {', '.join(_TEXT_OPS)}")
+            if node.op_type in _STRUCTURAL:
+                text.update(node.output)
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         args = [values.get(name, name) for name in node.input]
         if not args or not isinstance(args[0], tuple):
@@ -126,8 +132,8 @@ def _input(spec: onnx.ValueInfoProto) -> tuple[Expr, ...]:
     tensor = spec.type.tensor_type
     dims = tensor.shape.dim
     width = dims[1].dim_value if len(dims) == 2 else 0
-    if tensor.elem_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE) or width < 1:
-        raise NotInlinable(f"input '{spec.name}' is not a FLOAT or DOUBLE tensor of known width [N,k]")
+    if tensor.elem_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.STRING) or width < 1:
+        raise NotInlinable(f"input '{spec.name}' is not a FLOAT, DOUBLE or STRING tensor of known width [N,k]")
     return tuple(Feature(spec.name, j) for j in range(width))
 
 
@@ -205,21 +211,29 @@ def _logistic(v: Ref, builder: _Builder) -> Expr:
 
 
 def _normalizer(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
+    """Each row divided by its L1 norm, L2 norm or (onnxruntime's MAX) greatest value; a row whose divisor is 0 is
+    left as it is, as onnxruntime leaves it."""
     norm = attrs.get("norm", b"MAX").decode()
-    if norm != "L1":
-        raise NotInlinable(f"Normalizer norm {norm} has no SQL form")
     x = builder.let_all(args[0])
-    total = builder.let(Op("add", tuple(Op("abs", (v,)) for v in x)))
-    return [tuple(Case(((Op("eq", (total, Const(0.0))), v),), Op("div", (v, total))) for v in x)]
+    if norm == "L1":
+        divisor = builder.let(Op("add", tuple(Op("abs", (v,)) for v in x)))
+    elif norm == "L2":
+        divisor = builder.let(Op("sqrt", (Op("add", tuple(Op("mul", (v, v)) for v in x)),)))
+    elif norm == "MAX":
+        divisor = builder.let(Op("greatest", x))
+    else:
+        raise NotInlinable(f"Normalizer norm {norm} has no SQL form")
+    return [tuple(Case(((Op("eq", (divisor, Const(0.0))), v),), Op("div", (v, divisor))) for v in x)]
 
 
 def _gather(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
-    """Gather(axis=1) of one constant column: how predictsql.export adds its `score` output."""
+    """Gather(axis=1) of constant columns: how predictsql.export adds its `score` output (one column, [N]) and
+    skl2onnx picks a ColumnTransformer's columns ([N,k])."""
     x, index = args
     picked = numpy_helper.to_array(constants[index]) if isinstance(index, str) and index in constants else None
-    if attrs.get("axis", 0) != 1 or picked is None or picked.ndim != 0 or not -len(x) <= int(picked) < len(x):
-        raise NotInlinable("Gather other than one constant column in range (axis=1) has no SQL form")
-    return [(x[int(picked)],)]
+    if attrs.get("axis", 0) != 1 or picked is None or picked.ndim > 1 or not all(-len(x) <= int(i) < len(x) for i in picked.ravel()):
+        raise NotInlinable("Gather other than of constant columns in range (axis=1) has no SQL form")
+    return [tuple(x[int(i)] for i in picked.ravel())]
 
 
 def _identity(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
@@ -234,12 +248,22 @@ def _concat(args: list, attrs: dict, builder: _Builder, constants: dict) -> list
 
 
 def _reshape(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
-    """Reshape of one value per row to [N] or [N,1]: how predictsql.export adds a regressor's `score` output."""
+    """Reshape that keeps each row's values: to [N] or [N,1] of one value (a regressor's `score`), or to [N,k] of
+    k values (a one-hot encoder's [N,1,k])."""
     x, shape = args
     target = numpy_helper.to_array(constants[shape]).tolist() if isinstance(shape, str) and shape in constants else None
-    if len(x) != 1 or target not in ([-1], [-1, 1]):
-        raise NotInlinable("Reshape other than of one value per row to [N] or [N,1] has no SQL form")
+    if target not in ([-1], [-1, 1], [-1, len(x)]) or (target != [-1, len(x)] and len(x) != 1):
+        raise NotInlinable("Reshape other than to [N] or [N,k] of each row's values has no SQL form")
     return [x]
+
+
+def _one_hot(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
+    """OneHotEncoder of text: per value, 1.0 for its category and 0.0 for the others; a value of no category is all
+    zeros (zeros=1: scikit-learn's handle_unknown='ignore'). Both sides are tested, so a NULL stays NULL."""
+    categories = [c.decode() for c in attrs.get("cats_strings", [])]
+    if not categories or not attrs.get("zeros", 1):
+        raise NotInlinable("OneHotEncoder other than of text categories with zeros=1 has no SQL form")
+    return [tuple(Case(((Op("eq", (v, Const(c))), Const(1.0)), (Op("ne", (v, Const(c))), Const(0.0)))) for v in args[0] for c in categories)]
 
 
 def _imputer(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
@@ -368,9 +392,12 @@ _RULES: dict[tuple[str, str], Rule] = {
     ("", "Identity"): _identity,
     ("", "Concat"): _concat,
     ("", "Reshape"): _reshape,
+    (ML_DOMAIN, "OneHotEncoder"): _one_hot,
     (ML_DOMAIN, "TreeEnsembleRegressor"): _tree_regressor,
     (ML_DOMAIN, "TreeEnsembleClassifier"): _tree_classifier,
 }
+_STRUCTURAL = ("Identity", "Gather", "Reshape", "Concat")  # pass values on unchanged, so text stays text
+_TEXT_OPS = (*_STRUCTURAL, "OneHotEncoder")  # the operators INLINE lets read text
 MAX_TREE_NODES = 256  # INLINE's limit for tree ensembles: where nested CASEs beat onnxruntime (benchmarks/README.md, run M)
 MAX_TREE_DEPTH = 6
 
@@ -434,7 +461,9 @@ def _op_bounds(program: Program, n: Op, args: list[Interval], of: Callable[[Expr
         return max(a[0] for a in args), max(a[1] for a in args)
     if n.fn == "round32":
         return args[0]
-    return 0.0, 1.0  # lt, ge, eq, isnan
+    if n.fn == "sqrt":
+        return math.sqrt(max(args[0][0], 0.0)), math.sqrt(max(args[0][1], 0.0))
+    return 0.0, 1.0  # the tests: lt, le, gt, ge, eq, ne, or, isnan
 
 
 def _named(program: Program, node: Expr, fn: str) -> Op | None:

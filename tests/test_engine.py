@@ -102,7 +102,7 @@ def _const(name: str, value) -> onnx.TensorProto:
         ([onnx.helper.make_node("Relu", ["X"], ["y"])], [_out("y", [None, 2])], (), r"operator Relu .* has no SQL form; INLINE covers Scaler"),
         ([onnx.helper.make_node("Identity", ["X"], ["y"])], [_out("y", [None, 2]), _out("c", [1])], (_const("c", [1.0]),), r"outputs \['c'\] are not computed"),
         ([onnx.helper.make_node("Scaler", ["X"], ["y"], domain="ai.onnx.ml", offset=[float("inf"), 0.0], scale=[1.0, 1.0])], [_out("y", [None, 2])], (), "the constant inf has no SQL literal"),
-        ([onnx.helper.make_node("Gather", ["X", "i"], ["y"], axis=1)], [_out("y", [None])], (_const("i", 5),), "one constant column in range"),
+        ([onnx.helper.make_node("Gather", ["X", "i"], ["y"], axis=1)], [_out("y", [None])], (_const("i", 5),), "constant columns in range"),
     ],
     ids=["operator", "initializer output", "infinite constant", "gather out of range"],
 )
@@ -159,3 +159,22 @@ def test_inline_casts_and_imputes_as_onnxruntime_does() -> None:
         query = f"SELECT d.i, p.y FROM PREDICT(MODEL = @m, DATA = (SELECT * FROM (VALUES {rows}) v(i, a, b)) AS d, PLAN = INLINE) WITH (y FLOAT) AS p ORDER BY d.i"
         scored = not_none(con.sql(query, params={"m": model.SerializeToString()})).df().y.to_numpy()
     np.testing.assert_array_equal(scored, raw)
+
+
+@pytest.mark.parametrize("norm", ["L1", "L2", "MAX"])
+def test_inline_normalizes_as_onnxruntime_does(norm: str) -> None:
+    """Normalizer → LinearRegressor as SQL equals raw onnxruntime on the same array: negative rows (MAX divides by the
+    greatest value, not the greatest magnitude), a row of zeros and a row whose greatest value is 0 (left as they are)."""
+    nodes = [
+        onnx.helper.make_node("Normalizer", ["X"], ["unit"], domain="ai.onnx.ml", norm=norm),
+        onnx.helper.make_node("LinearRegressor", ["unit"], ["y"], domain="ai.onnx.ml", coefficients=[0.5, 2.0], intercepts=[1.0]),
+    ]
+    model = _graph(nodes, [_out("y", [None, 1])])
+    onnx.helper.set_model_props(model, {INPUTS_KEY: json.dumps({"X": ["a", "b"]})})
+    a, b = [1.5, -1.0, 0.0, -2.0, 3.0, 0.0], [-4.0, -2.0, 0.0, 0.0, 0.25, 5.0]
+    raw = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"X": np.array([a, b], np.float32).T})[0].ravel()
+    with predictsql.connect() as con:
+        rows = ", ".join(f"({i}, {x}::FLOAT, {y}::FLOAT)" for i, (x, y) in enumerate(zip(a, b, strict=True)))
+        query = f"SELECT d.i, p.y FROM PREDICT(MODEL = @m, DATA = (SELECT * FROM (VALUES {rows}) v(i, a, b)) AS d, PLAN = INLINE) WITH (y FLOAT) AS p ORDER BY d.i"
+        scored = not_none(con.sql(query, params={"m": model.SerializeToString()})).df().y.to_numpy()
+    np.testing.assert_allclose(scored, raw, rtol=1e-6)

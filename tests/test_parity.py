@@ -15,7 +15,7 @@ import predictsql
 from conftest import MODEL_KINDS, Dataset, assert_parity, fit, no_stream_on_spark, not_none
 
 KINDS = (*MODEL_KINDS, "one_hot_pipeline")
-LINEAR = ("logistic_regression", "scaler_pipeline")  # AUTO runs these INLINE, as SQL expressions
+INLINE_KINDS = ("logistic_regression", "scaler_pipeline", "one_hot_pipeline")  # AUTO runs these INLINE, as SQL expressions
 
 
 CASES = [(kind, plan) for plan in ("AUTO", "UDF") for kind in KINDS] + [(kind, "STREAM") for kind in ("random_forest", "mlp", "scaler_pipeline")]
@@ -23,14 +23,14 @@ CASES = [(kind, plan) for plan in ("AUTO", "UDF") for kind in KINDS] + [(kind, "
 
 @pytest.mark.parametrize(("kind", "plan"), CASES)
 def test_predict_matches_scikit_learn(kind: str, plan: str, dataset: Dataset, backend, request: pytest.FixtureRequest) -> None:
-    """Every model kind under every plan, on both engines; AUTO runs the linear kinds INLINE."""
+    """Every model kind under every plan, on both engines; AUTO runs the linear kinds (one-hot text included) INLINE."""
     no_stream_on_spark(backend, plan, request)
     fitted = fit(kind, dataset)
     backend.load("samples", dataset.table)
     query = f"SELECT d.id, p.label, p.probabilities FROM PREDICT(MODEL = @m, DATA = samples AS d, PLAN = {plan}) WITH (label BIGINT, probabilities FLOAT[]) AS p ORDER BY d.id"
     if backend.name == "duckdb":
         (bound,) = backend.con.explain(query, params={"m": fitted.onnx}).statements[0][2]
-        assert bound.kind == ("INLINE" if kind in LINEAR and plan == "AUTO" else "STREAM" if plan == "AUTO" else plan)
+        assert bound.kind == ("INLINE" if kind in INLINE_KINDS and plan == "AUTO" else "STREAM" if plan == "AUTO" else plan)
     rows = backend.sql(query, params={"m": fitted.onnx})
     np.testing.assert_array_equal(rows.id.values, np.arange(len(dataset.table)))
     probabilities = np.stack(rows.probabilities.values)
@@ -72,3 +72,19 @@ def test_inline_sql_grows_linearly_with_classes() -> None:
         assert len(con.explain(query, params={"m": onnx_bytes}).sql[0]) < 40_000  # 3 MB when each use re-expanded its value
         rows = not_none(con.sql(query, params={"m": onnx_bytes})).df()
     assert_parity(estimator, frame, rows.label.to_numpy(), np.stack(rows.probabilities.to_numpy()))
+
+
+def test_inline_one_hot_encodes_text_as_onnxruntime_does(backend, breast_cancer: Dataset) -> None:
+    """The one-hot pipeline as SQL on text it never saw (all zeros: handle_unknown='ignore') and on NULL (NULL under
+    NULLS = PROPAGATE): the same rows as the UDF plan, which runs onnxruntime."""
+    fitted = fit("one_hot_pipeline", breast_cancer)
+    table = breast_cancer.table.head(60).copy()
+    table.loc[table.id % 3 == 0, "band"] = "unseen"
+    table.loc[table.id % 5 == 0, "band"] = None
+    backend.load("samples", table)
+    scored = {}
+    for plan in ("INLINE", "UDF"):
+        query = f"SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = samples AS d, NULLS = PROPAGATE, PLAN = {plan}) WITH (Score FLOAT) AS p ORDER BY d.id"
+        scored[plan] = not_none(backend.sql(query, params={"m": fitted.onnx}))
+    assert scored["UDF"].Score[table.id % 5 == 0].isna().all() and scored["UDF"].Score.notna().sum() == 48
+    pd.testing.assert_frame_equal(scored["INLINE"], scored["UDF"], check_dtype=False, atol=1.5e-5, rtol=0)

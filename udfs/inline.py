@@ -34,9 +34,9 @@ FEATURE, VALUE, OUTPUT = "__predictsql_x", "__predictsql_v", "__predictsql_o"
 EXACT_INTEGER = {pa.float32(): "16777216", pa.float64(): "9007199254740992"}  # 2^24, 2^53: beyond, STREAM's safe cast refuses integers
 FLOAT_RANGE = (-3.4028234663852886e38, 3.4028234663852886e38)  # FLOAT's largest finite values: a DOUBLE inside casts without overflow
 RAISE = {"duckdb": "error", "spark": "raise_error"}  # the function that fails a query with a message
-_BINARY = {"sub": exp.Sub, "div": exp.Div, "lt": exp.LT, "le": exp.LTE, "gt": exp.GT, "ge": exp.GTE, "eq": exp.EQ}
+_BINARY = {"sub": exp.Sub, "div": exp.Div, "lt": exp.LT, "le": exp.LTE, "gt": exp.GT, "ge": exp.GTE, "eq": exp.EQ, "ne": exp.NEQ}
 _CHAINED = {"add": exp.Add, "mul": exp.Mul, "or": exp.Or}
-_UNARY = {"exp": exp.Exp, "abs": exp.Abs, "isnan": exp.IsNan}  # with greatest and round32, the rest of engine/inline's Op names
+_UNARY = {"exp": exp.Exp, "sqrt": exp.Sqrt, "abs": exp.Abs, "isnan": exp.IsNan}  # with greatest and round32, the rest of engine/inline's Op names
 
 
 def inline_query(call: PredictCall, data: exp.Query, plan: ScoringPlan, dialect: str, fail: Fail, forced: bool = False) -> tuple[exp.Query | None, str]:
@@ -227,7 +227,7 @@ class _Renderer:
         return exp.Coalesce(this=exp.TryCast(this=value, to=_sql_type(pa.float32()).copy()), expressions=[overflow])
 
     def feature(self, feed: InputFeed, j: int, anchor: Feature | None) -> exp.Expr:
-        """DATA column j of an input as the model sees it (FLOAT or DOUBLE), in DOUBLE, failing the query as STREAM
+        """DATA column j of an input as the model sees it (FLOAT or DOUBLE, then in DOUBLE; or text), failing the query as STREAM
         would on an integer beyond its exact range (±2^24, ±2^53) or, under NULLS = ERROR, on a NULL. One CASE on the
         `anchor` feature (one the first output reads, so it is always computed) tests every input column for NULL;
         without an anchor each column tests its own."""
@@ -247,7 +247,7 @@ class _Renderer:
             names = list(dict.fromkeys(self.plan.data_schema.field(i).name for feed in self.plan.inputs for i in feed.columns))
             which = exp.Case(ifs=[exp.If(this=_is_null(n), true=exp.Literal.string(self._null(n))) for n in names])
             value = exp.Case(ifs=[exp.If(this=exp.or_(*(_is_null(n) for n in names), copy=False), true=self._fail(which))]).else_(value)
-        return _cast(value, pa.float64())
+        return value if feed.arrow_type == pa.string() else _cast(value, pa.float64())
 
     def _null(self, name: str) -> str:
         """The error text for a NULL in input column `name`."""
