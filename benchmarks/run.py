@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import os
 import subprocess
 import sys
@@ -131,6 +132,8 @@ def naive_udf(con, onnx_bytes: bytes) -> Callable[[], object]:
     def score(*columns: Any) -> Any:
         matrix = np.column_stack([c.to_numpy(zero_copy_only=False) for c in columns]).astype(np.float32)
         return pa.array(session.run(["Score"], {"X": matrix})[0].ravel())
+
+    score.__signature__ = inspect.Signature([inspect.Parameter(c, inspect.Parameter.POSITIONAL_ONLY) for c in FEATURES])  # type: ignore[attr-defined]  # DuckDB counts the parameters
 
     name = f"naive_{hashlib.sha256(onnx_bytes).hexdigest()[:8]}"
     con.duckdb.create_function(name, score, [duckdb.sqltype("FLOAT")] * len(FEATURES), duckdb.sqltype("FLOAT"), type="arrow")

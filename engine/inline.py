@@ -313,12 +313,16 @@ _TREE_TESTS = {"BRANCH_LEQ": ("le", "gt"), "BRANCH_LT": ("lt", "ge")}  # the tes
 
 
 def _ensemble(args: list, attrs: dict, builder: _Builder, op_type: str) -> tuple[list[trees.Tree], tuple[Expr, ...], list[float]]:
-    """The trees, the input values they read (each named once), and the base values, if within INLINE's size limit."""
+    """The trees, the input values they read (each named once), and the base values, if within INLINE's size limit
+    (checked before the trees are read: a large forest is read only to be refused)."""
+    limit = f"{MAX_TREE_NODES:,} nodes, depth {MAX_TREE_DEPTH}: larger ones run faster in onnxruntime, benchmarks/README.md"
+    size = len(attrs["nodes_treeids"])
+    if size > MAX_TREE_NODES:
+        raise NotInlinable(f"a tree ensemble of {size:,} nodes is over INLINE's limit ({limit})")
     ensemble = trees.read(op_type, attrs)
-    size, depth = sum(len(t.nodes) for t in ensemble), max(_depth(t) for t in ensemble)
-    if size > MAX_TREE_NODES or depth > MAX_TREE_DEPTH:
-        limit = f"{MAX_TREE_NODES:,} nodes, depth {MAX_TREE_DEPTH}: larger ones run faster in onnxruntime, benchmarks/README.md"
-        raise NotInlinable(f"a tree ensemble of {size:,} nodes, depth {depth}, is over INLINE's limit ({limit})")
+    depth = max(_depth(t) for t in ensemble)
+    if depth > MAX_TREE_DEPTH:
+        raise NotInlinable(f"a tree ensemble of depth {depth} is over INLINE's limit ({limit})")
     if (attrs.get("aggregate_function") or b"SUM") != b"SUM":
         raise NotInlinable(f"tree aggregate_function {attrs['aggregate_function'].decode()} has no SQL form")
     x = tuple(v if isinstance(v, Feature | Ref) else builder.let(v) for v in args[0])

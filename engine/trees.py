@@ -106,7 +106,7 @@ def _prune_model(model: onnx.ModelProto, ranges: Mapping[FeatureKey, Interval]) 
         if node.domain != ML_DOMAIN or node.op_type not in ENSEMBLES:
             continue
         keys = features.get(node.input[0], ())
-        bounds = {f: _widened(ranges[key]) for f, key in enumerate(keys) if key is not None and key in ranges}
+        bounds = {f: _widened(ranges[key]) for f, key in enumerate(keys) if key in ranges}
         trees = read(node.op_type, {a.name: helper.get_attribute_value(a) for a in node.attribute})
         pruned = [_prune_tree(t, _decider(bounds)) for t in trees] if bounds else trees
         if pruned is not trees and _keeps_meaning(trees, pruned):
@@ -116,11 +116,11 @@ def _prune_model(model: onnx.ModelProto, ranges: Mapping[FeatureKey, Interval]) 
     return left
 
 
-def _features(graph: onnx.GraphProto) -> dict[str, tuple[FeatureKey | None, ...]]:
+def _features(graph: onnx.GraphProto) -> dict[str, tuple[FeatureKey, ...]]:
     """For each tensor that is the graph's inputs passed on unchanged but for type (Identity, Cast to a float type,
     Concat along columns), which input value each of its columns is; a cast rounds monotonically, which the
     widened bounds allow for."""
-    known: dict[str, tuple[FeatureKey | None, ...]] = {}
+    known: dict[str, tuple[FeatureKey, ...]] = {}
     for spec in graph.input:
         dims = spec.type.tensor_type.shape.dim
         if len(dims) == 2 and dims[1].dim_value > 0:
