@@ -2,8 +2,9 @@
 
 PREDICT scores row by row, so a PREDICT filtered on its DATA columns equals the PREDICT of the filtered DATA. A
 conjunct of a SELECT's WHERE moves below the PREDICT it stands over when it reads DATA columns only, written with
-the DATA alias (`d.age > 60` for `DATA = patients AS d`: an unqualified or `p.` column might be an output), and
-when moving it keeps SQL's meaning:
+the DATA alias (`d.age > 60` for `DATA = patients AS d`: a `p.` column might be an output), or unqualified where no
+other column can be meant: the PREDICT is the statement's outermost SELECT's only source, its WITH names every
+output, and the column is not one of them (`WHERE age > 60`, as Synapse users write it). Moving keeps SQL's meaning:
 - the PREDICT is not on the null-supplying side of an outer join (a WHERE there also removes null-extended rows);
 - the conjunct has no subquery, aggregate, window, or volatile or unknown function (random(), a UDF).
 A conjunct of a JOIN's ON moves likewise when the PREDICT is the join's right side of an inner or LEFT join.
@@ -36,11 +37,13 @@ def push_predicates(tree: E, _context: object = None) -> E:
         if not isinstance(position, (exp.From, exp.Join)) or not isinstance(position.parent, exp.Select):
             continue
         select = position.parent
+        alone = isinstance(position, exp.From) and not select.args.get("joins") and select.parent_select is None and not select.find_ancestor(exp.Subquery)
+        outputs = {c.name.lower() for c in node.args.get("columns") or []} if alone else set()
         moved = []
         if not _nullable(select, position):
-            moved += _take(select, "where", alias)
+            moved += _take(select, "where", alias, outputs)
         if isinstance(position, exp.Join) and (position.side or "").upper() in ("", "LEFT") and (position.kind or "").upper() in ("", "INNER"):
-            moved += _take(position, "on", alias)
+            moved += _take(position, "on", alias, set())
         if moved:
             node.set("pushed", [*(node.args.get("pushed") or []), *moved])
     return tree
@@ -54,14 +57,15 @@ def _nullable(select: exp.Select, position: exp.From | exp.Join) -> bool:
     return own in ("LEFT", "FULL") or any((j.side or "").upper() in ("RIGHT", "FULL") for j in later)
 
 
-def _take(owner: exp.Expr, key: str, alias: str) -> list[exp.Expr]:
-    """Remove from owner's WHERE / ON the conjuncts that read only `alias`'s columns; return them."""
+def _take(owner: exp.Expr, key: str, alias: str, outputs: set[str]) -> list[exp.Expr]:
+    """Remove from owner's WHERE / ON the conjuncts that read only `alias`'s columns (or, when `outputs` names every
+    output, unqualified columns not among them); return them."""
     clause = owner.args.get(key)
     condition = clause.this if isinstance(clause, exp.Where) else clause
     if condition is None:
         return []
     conjuncts = list(condition.flatten()) if isinstance(condition, exp.And) else [condition]
-    moved = [c for c in conjuncts if _reads_only(c, alias)]
+    moved = [c for c in conjuncts if _reads_only(c, alias, outputs)]
     if not moved:
         return []
     kept = [c for c in conjuncts if not any(c is m for m in moved)]
@@ -73,9 +77,10 @@ def _take(owner: exp.Expr, key: str, alias: str) -> list[exp.Expr]:
     return [m.copy() for m in moved]
 
 
-def _reads_only(condition: exp.Expr, alias: str) -> bool:
+def _reads_only(condition: exp.Expr, alias: str, outputs: set[str]) -> bool:
     columns = list(condition.find_all(exp.Column))
-    if not columns or any(c.table.lower() != alias or c.args.get("db") for c in columns):
+    data = [c.table.lower() == alias or (outputs and not c.table and c.name.lower() not in outputs) for c in columns]
+    if not columns or not all(data) or any(c.args.get("db") for c in columns):
         return False
     if any(isinstance(n, _BLOCKERS) for n in condition.walk()):
         return False

@@ -34,6 +34,7 @@ QUERIES = {
     "right join": "SELECT o.id, p.Score FROM {predict} RIGHT JOIN patients AS o ON o.id = d.id WHERE d.mean_radius > 15 ORDER BY o.id",
     "grouped": "SELECT d.target, count(*) AS n, round(avg(p.Score), 4) AS s FROM {predict} WHERE d.mean_radius BETWEEN 12 AND 18 GROUP BY d.target ORDER BY d.target",
     "or across data and output": "SELECT d.id FROM {predict} WHERE d.mean_radius > 20 OR p.Score < 0.01 ORDER BY d.id",
+    "unqualified, as Synapse users write it": "SELECT d.id, p.Score FROM {predict} WHERE mean_radius > 15 AND Score > 0.2 ORDER BY d.id",
 }
 
 
@@ -50,8 +51,16 @@ def test_explain_shows_what_moved_and_what_did_not(con, logreg) -> None:
     params = {"m": logreg.onnx}
     moved = str(con.explain(f"SELECT d.id FROM {PREDICT.format(plan='')} WHERE d.mean_radius > 15 AND p.Score > 0.5", params=params))
     assert "pushed below PREDICT: d.mean_radius > 15" in moved
-    for where in ("d.mean_radius > random()", "p.mean_radius > 15", "mean_radius > 15", "d.mean_radius > (SELECT avg(mean_radius) FROM patients)"):
+    unqualified = str(con.explain(f"SELECT d.id FROM {PREDICT.format(plan='')} WHERE mean_radius > 15 AND Score > 0.5", params=params))
+    assert "pushed below PREDICT: mean_radius > 15\n" in unqualified  # Score is an output: it stays
+    for where in ("d.mean_radius > random()", "p.mean_radius > 15", "score > 0.5", "d.mean_radius > (SELECT avg(mean_radius) FROM patients)"):
         assert "pushed below" not in str(con.explain(f"SELECT d.id FROM {PREDICT.format(plan='')} WHERE {where}", params=params)), where
+    for query in (  # an unqualified column that another source, or an output WITH does not name, could supply
+        f"SELECT d.id FROM patients AS o JOIN {PREDICT.format(plan='')} ON o.id = d.id WHERE mean_radius > 15",
+        "SELECT d.id FROM PREDICT(MODEL = @m, DATA = patients AS d) AS p WHERE mean_radius > 15",
+        f"SELECT o.id FROM patients AS o WHERE EXISTS (SELECT 1 FROM {PREDICT.format(plan='')} WHERE mean_radius > 15)",
+    ):
+        assert "pushed below" not in str(con.explain(query, params=params)), query
     left = str(con.explain(f"SELECT o.id FROM patients AS o LEFT JOIN {PREDICT.format(plan='')} ON o.id = d.id WHERE d.mean_radius > 15", params=params))
     assert "pushed below" not in left
 
