@@ -58,19 +58,31 @@ def make_table(con, name: str, rows: int) -> None:
     con.duckdb.sql(f"CREATE OR REPLACE TABLE {name} AS SELECT {columns} FROM range({rows})")
 
 
-def train(con):
-    """LogisticRegression and a 100-tree RandomForest fitted on 20k rows of the same distribution."""
-    from sklearn.ensemble import RandomForestClassifier
+def train(con, matrix: bool = False):
+    """LogisticRegression and a 100-tree RandomForest fitted on 20k rows of the same distribution; with `matrix`, also
+    the speed table's other kinds (scaler + LR, GB 100×d3, HistGradientBoosting, an MLP 2×64)."""
+    from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier, RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     import predictsql
 
     sample = con.duckdb.sql("SELECT * FROM bench LIMIT 20000").df()
     target = (sample.x0 + 0.5 * sample.x1 * sample.x2 - 0.3 * sample.x3 > 0).astype(int)
-    models = {
-        "LogisticRegression": LogisticRegression().fit(sample, target),
-        "RandomForest(100)": RandomForestClassifier(n_estimators=100, max_depth=10, n_jobs=-1, random_state=0).fit(sample, target),
+    kinds = {
+        "LogisticRegression": LogisticRegression,
+        "RandomForest(100)": lambda: RandomForestClassifier(n_estimators=100, max_depth=10, n_jobs=-1, random_state=0),
     }
+    if matrix:
+        kinds |= {
+            "StandardScaler + LogisticRegression": lambda: make_pipeline(StandardScaler(), LogisticRegression()),
+            "GradientBoosting 100×d3": lambda: GradientBoostingClassifier(n_estimators=100, max_depth=3, random_state=0),
+            "HistGradientBoosting": lambda: HistGradientBoostingClassifier(random_state=0),
+            "MLP 2×64": lambda: make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(64, 64), max_iter=300, random_state=0)),
+        }
+    models = {name: make().fit(sample, target) for name, make in kinds.items()}
     return {name: (est, predictsql.export(est, sample, outputs={"score": "Score"})) for name, est in models.items()}
 
 
@@ -105,7 +117,7 @@ def speed(rows: int, repeat: int, only: str = "") -> list[tuple[str, str, float,
     results = []
     with tempfile.TemporaryDirectory() as tmp, predictsql.connect(str(Path(tmp) / "bench.duckdb")) as con:
         make_table(con, "bench", rows)
-        models = {name: model for name, model in train(con).items() if only in name}
+        models = {name: model for name, model in train(con, matrix=True).items() if only in name}
         preloaded = con.duckdb.sql("SELECT * FROM bench").fetchnumpy()
         matrix = np.column_stack([preloaded[c] for c in FEATURES]).astype(np.float32)
         for name, (estimator, onnx_bytes) in models.items():
@@ -140,7 +152,7 @@ def naive_udf(con, onnx_bytes: bytes) -> Callable[[], object]:
     return partial(lambda: con.duckdb.sql(f"SELECT sum({name}({', '.join(FEATURES)})) FROM bench").fetchall())
 
 
-DUCKDB_TABLES = ("speed", "pushdown", "per_column", "projection", "latency", "trees")
+DUCKDB_TABLES = ("speed", "queries", "pushdown", "per_column", "projection", "latency", "trees")
 QUERY = "SELECT sum(p.Score) FROM PREDICT(MODEL = @m, DATA = bench AS d, PLAN = {plan}) WITH (Score FLOAT) AS p"
 
 
@@ -207,6 +219,34 @@ def pushdown(rows: int, repeat: int) -> list[tuple[str, str, str, float]]:
                 runs: dict[str, Callable[[], object]] = {label: partial(duckdb_rows, con, query.format(plan=plan) + where, onnx_bytes) for label, where in filters.items()}
                 timings = fastest(runs, repeat)
                 results += [(plan, share, label, timings["no WHERE"] / seconds) for label, seconds in timings.items() if label != "no WHERE"]
+    return results
+
+
+def queries(rows: int, repeat: int) -> list[tuple[str, str, float]]:
+    """The matrix's query shapes, each as raw onnxruntime's time for the rows it scores over the query's time: score +
+    aggregate, CREATE TABLE AS, and two PREDICTs (LogisticRegression and the forest) joined on id."""
+    import predictsql
+
+    results = []
+    with tempfile.TemporaryDirectory() as tmp, predictsql.connect(str(Path(tmp) / "bench.duckdb")) as con:
+        make_table(con, "bench", rows)
+        models = train(con)
+        con.duckdb.sql("CREATE TABLE keyed AS SELECT row_number() OVER () AS id, * FROM bench")
+        preloaded = con.duckdb.sql("SELECT * FROM bench").fetchnumpy()
+        matrix = np.column_stack([preloaded[c] for c in FEATURES]).astype(np.float32)
+        limits = {name: fastest({LIMIT: partial(limit_session(b).run, ["Score"], {"X": matrix})}, repeat)[LIMIT] for name, (_, b) in models.items()}
+        ctas = "CREATE OR REPLACE TABLE scored AS SELECT d.*, p.Score FROM PREDICT(MODEL = @m, DATA = bench AS d) WITH (Score FLOAT) AS p"
+        for name, (_, onnx_bytes) in models.items():
+            runs: dict[str, Callable[[], object]] = {"score + aggregate": partial(duckdb_rows, con, QUERY.format(plan="AUTO"), onnx_bytes)}
+            runs["CREATE TABLE AS"] = partial(con.sql, ctas, {"m": onnx_bytes})
+            results += [(name, label, limits[name] / seconds) for label, seconds in fastest(runs, repeat).items()]
+        join = (
+            "SELECT count(*), sum(p.Score), sum(q.Score) FROM PREDICT(MODEL = @a, DATA = keyed AS d) WITH (Score FLOAT) AS p "
+            "JOIN PREDICT(MODEL = @b, DATA = keyed AS e) WITH (Score FLOAT) AS q ON d.id = e.id"
+        )
+        (lr, rf) = (models[n][1] for n in ("LogisticRegression", "RandomForest(100)"))
+        seconds = fastest({"join": partial(con.sql, join, {"a": lr, "b": rf})}, repeat)["join"]
+        results.append(("LogisticRegression and RandomForest(100)", "two PREDICTs joined on id", sum(limits.values()) / seconds))
     return results
 
 
@@ -513,6 +553,11 @@ def main() -> None:
         print("| model | path | rows/s | ratio to limit |\n|---|---|---:|---:|")
         for model, path, rate, ratio in speed(args.rows, args.repeat, args.models):
             print(f"| {model} | {path} | {rate / 1e6:.2f} M | {ratio:.2f} |")
+    if "queries" in tables:
+        print("\nQuery shapes (default plans): raw onnxruntime's time for the rows scored ÷ the query's time\n")
+        print("| model | query | ratio to limit |\n|---|---|---:|")
+        for model, label, ratio in queries(args.rows, args.repeat):
+            print(f"| {model} | {label} | {ratio:.2f} |")
     if "pushdown" in tables:
         print("\nP4: RandomForest under a WHERE x > c keeping a share of the rows (speed-up over the same plan without it)\n")
         print("| plan | rows kept | WHERE on | × faster |\n|---|---|---|---:|")
