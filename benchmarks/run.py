@@ -239,6 +239,7 @@ def queries(rows: int, repeat: int) -> list[tuple[str, str, float]]:
         for name, (_, onnx_bytes) in models.items():
             runs: dict[str, Callable[[], object]] = {"score + aggregate": partial(duckdb_rows, con, QUERY.format(plan="AUTO"), onnx_bytes)}
             runs["CREATE TABLE AS"] = partial(con.sql, ctas, {"m": onnx_bytes})
+            runs["CREATE TABLE AS of DATA alone, no PREDICT (the write's own cost)"] = partial(con.duckdb.sql, "CREATE OR REPLACE TABLE copied AS SELECT * FROM bench")
             results += [(name, label, limits[name] / seconds) for label, seconds in fastest(runs, repeat).items()]
         join = (
             "SELECT count(*), sum(p.Score), sum(q.Score) FROM PREDICT(MODEL = @a, DATA = keyed AS d) WITH (Score FLOAT) AS p "
