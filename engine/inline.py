@@ -211,16 +211,14 @@ def _logistic(v: Ref, builder: _Builder) -> Expr:
 
 
 def _normalizer(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
-    """Each row divided by its L1 norm, L2 norm or (onnxruntime's MAX) greatest value; a row whose divisor is 0 is
-    left as it is, as onnxruntime leaves it."""
+    """Each row divided by its L1 or L2 norm; a row whose norm is 0 is left as it is, as onnxruntime leaves it. MAX is
+    not inlined: onnxruntime's running maximum passes over NaN, where SQL's greatest() returns it."""
     norm = attrs.get("norm", b"MAX").decode()
     x = builder.let_all(args[0])
     if norm == "L1":
         divisor = builder.let(Op("add", tuple(Op("abs", (v,)) for v in x)))
     elif norm == "L2":
         divisor = builder.let(Op("sqrt", (Op("add", tuple(Op("mul", (v, v)) for v in x)),)))
-    elif norm == "MAX":
-        divisor = builder.let(Op("greatest", x))
     else:
         raise NotInlinable(f"Normalizer norm {norm} has no SQL form")
     return [tuple(Case(((Op("eq", (divisor, Const(0.0))), v),), Op("div", (v, divisor))) for v in x)]
@@ -357,16 +355,17 @@ def _tree_regressor(args: list, attrs: dict, builder: _Builder, constants: dict)
 
 
 def _tree_classifier(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
-    """onnxruntime's readings of a classifier's scores: one score for two classes (its binary rule: probabilities
-    [1 - s, s] and label s > 0.5 when every weight is positive and there is no transform; [σ(-s), σ(s)] and label
-    s > 0 for mixed weights under LOGISTIC), or one score per class, label the first greatest."""
+    """onnxruntime's readings of a classifier's scores: one score, of class 0, for two classes, with at most one base
+    value (its binary rule: probabilities [1 - s, s] and label s > 0.5 when every weight is positive and there is no
+    transform; [σ(-s), σ(s)] and label s > 0 for mixed weights under LOGISTIC), or one score per class, label the
+    first greatest. onnxruntime reads other one-score forms (class 1 scored, two base values) otherwise: refused."""
     labels = [Const(int(v)) for v in attrs.get("classlabels_int64s", [])] or [Const(v.decode()) for v in attrs.get("classlabels_strings", [])]
     ensemble, x, base = _ensemble(args, attrs, builder, "TreeEnsembleClassifier")
     weights = [w for t in ensemble for node in t.nodes.values() if isinstance(node, trees.Leaf) for w in node.weights]
     scored = sorted({c for c, _ in weights})
     transform = _transform(attrs)
-    if len(labels) == 2 and len(scored) == 1:
-        s = _score(ensemble, x, scored[0], base[0] if base else 0.0, builder)
+    if len(labels) == 2 and scored == [0] and len(base) <= 1:
+        s = _score(ensemble, x, 0, base[0] if base else 0.0, builder)
         positive = all(w >= 0 for _, w in weights)
         if positive and transform == "NONE" and not base:
             label = Case(((Op("gt", (Op("round32", (s,)), Const(0.5))), labels[1]),), labels[0])

@@ -4,7 +4,8 @@ PREDICT scores row by row, so a PREDICT filtered on its DATA columns equals the 
 conjunct of a SELECT's WHERE moves below the PREDICT it stands over when it reads DATA columns only, written with
 the DATA alias (`d.age > 60` for `DATA = patients AS d`: a `p.` column might be an output), or unqualified where no
 other column can be meant: the PREDICT is the statement's outermost SELECT's only source, its WITH names every
-output, and the column is not one of them (`WHERE age > 60`, as Synapse users write it). Moving keeps SQL's meaning:
+output, and the column is neither one of them nor an alias of the SELECT list (`WHERE age > 60`, as Synapse users
+write it). Moving keeps SQL's meaning:
 - the PREDICT is not on the null-supplying side of an outer join (a WHERE there also removes null-extended rows);
 - the conjunct has no subquery, aggregate, window, or volatile or unknown function (random(), a UDF).
 A conjunct of a JOIN's ON moves likewise when the PREDICT is the join's right side of an inner or LEFT join.
@@ -39,6 +40,7 @@ def push_predicates(tree: E, _context: object = None) -> E:
         select = position.parent
         alone = isinstance(position, exp.From) and not select.args.get("joins") and select.parent_select is None and not select.find_ancestor(exp.Subquery)
         outputs = {c.name.lower() for c in node.args.get("columns") or []} if alone else set()
+        outputs |= {e.alias.lower() for e in select.expressions if e.alias} if outputs else set()  # WHERE may name a SELECT alias (DuckDB)
         moved = []
         if not _nullable(select, position):
             moved += _take(select, "where", alias, outputs)

@@ -55,10 +55,11 @@ def test_explain_shows_what_moved_and_what_did_not(con, logreg) -> None:
     assert "pushed below PREDICT: mean_radius > 15\n" in unqualified  # Score is an output: it stays
     for where in ("d.mean_radius > random()", "p.mean_radius > 15", "score > 0.5", "d.mean_radius > (SELECT avg(mean_radius) FROM patients)"):
         assert "pushed below" not in str(con.explain(f"SELECT d.id FROM {PREDICT.format(plan='')} WHERE {where}", params=params)), where
-    for query in (  # an unqualified column that another source, or an output WITH does not name, could supply
+    for query in (  # an unqualified column that another source, an output WITH does not name, or an alias could supply
         f"SELECT d.id FROM patients AS o JOIN {PREDICT.format(plan='')} ON o.id = d.id WHERE mean_radius > 15",
         "SELECT d.id FROM PREDICT(MODEL = @m, DATA = patients AS d) AS p WHERE mean_radius > 15",
         f"SELECT o.id FROM patients AS o WHERE EXISTS (SELECT 1 FROM {PREDICT.format(plan='')} WHERE mean_radius > 15)",
+        f"SELECT d.id * 10 AS k FROM {PREDICT.format(plan='')} WHERE k > 15",  # k is the SELECT list's (DuckDB reads it so)
     ):
         assert "pushed below" not in str(con.explain(query, params=params)), query
     left = str(con.explain(f"SELECT o.id FROM patients AS o LEFT JOIN {PREDICT.format(plan='')} ON o.id = d.id WHERE d.mean_radius > 15", params=params))

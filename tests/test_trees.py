@@ -18,6 +18,7 @@ from onnx import TensorProto, helper
 
 import predictsql
 from predictsql.engine import trees
+from predictsql.engine.inline import NotInlinable, compile_graph
 from predictsql.engine.sources import ModelSource
 from predictsql.sql.ranges import column_ranges
 
@@ -255,21 +256,45 @@ def test_small_tree_ensembles_run_inline_as_onnxruntime_scores_them(backend, cas
     np.testing.assert_array_equal(rows.label.to_numpy()[clear], expected[0][clear])
 
 
-def test_an_inline_tree_gives_null_for_a_null_input_under_nulls_propagate(backend) -> None:
-    """A CASE with an ELSE would send NULL down the false side and score it; STREAM and UDF give NULL."""
+@pytest.mark.parametrize("kind", ["regressor", "classifier"])
+def test_an_inline_tree_gives_null_for_a_null_input_under_nulls_propagate(backend, kind: str) -> None:
+    """A row with a NULL input is not scored, as under UDF (onnxruntime), whether or not its path tests that column:
+    a CASE with an ELSE would send NULL down the false side, and a path that never tests d would score the row."""
+    from sklearn.ensemble import RandomForestClassifier
     from sklearn.tree import DecisionTreeRegressor
 
     x, y = _training(300)
     x = x.fillna(0).astype(np.float32)
-    model = predictsql.export(DecisionTreeRegressor(max_depth=4, random_state=0).fit(x, y), x)
+    estimator = DecisionTreeRegressor(max_depth=3, random_state=0) if kind == "regressor" else RandomForestClassifier(n_estimators=3, max_depth=3, random_state=0)
+    model = predictsql.export(estimator.fit(x, y), x)
     backend.load("points", x.assign(id=np.arange(len(x))))
-    data = "(SELECT id, CASE WHEN id % 5 = 0 THEN NULL ELSE a END AS a, b, c, d FROM points)"
+    data = "(SELECT id, CASE WHEN id % 5 = 0 THEN NULL ELSE a END AS a, b, c, CASE WHEN id % 7 = 0 THEN NULL ELSE d END AS d FROM points)"
+    outputs = "p.variable" if kind == "regressor" else "p.label, p.probabilities_1"
+    typed = "variable FLOAT" if kind == "regressor" else "label BIGINT, probabilities_1 FLOAT"
     scored = {}
     for plan in ("INLINE", "UDF"):
-        query = f"SELECT d.id, p.variable FROM PREDICT(MODEL = @m, DATA = {data} AS d, NULLS = PROPAGATE, PLAN = {plan}) WITH (variable FLOAT) AS p ORDER BY d.id"
+        query = f"SELECT d.id, {outputs} FROM PREDICT(MODEL = @m, DATA = {data} AS d, NULLS = PROPAGATE, PLAN = {plan}) WITH ({typed}) AS p ORDER BY d.id"
         scored[plan] = not_none(backend.sql(query, params={"m": model}))
-    assert scored["INLINE"].variable[scored["INLINE"].id % 5 == 0].isna().all()
+    unscored = (scored["INLINE"].id % 5 == 0) | (scored["INLINE"].id % 7 == 0)
+    assert scored["INLINE"].drop(columns="id")[unscored].isna().all().all()
     pd.testing.assert_frame_equal(scored["INLINE"], scored["UDF"], check_dtype=False)
+
+
+def test_one_score_classifiers_onnxruntime_reads_otherwise_are_not_inlined() -> None:
+    """A one-score binary classifier that scores class 1, or has two base values, is read by onnxruntime otherwise
+    than [1 - s, s] / [σ(-s), σ(s)]: INLINE refuses them, so AUTO scores them with onnxruntime."""
+    import onnx
+
+    cases = (((0.2, 0.8), {"class_ids": [1, 1], "post_transform": "NONE"}), ((-0.2, 0.8), {"class_ids": [1, 1]}), ((-0.2, 0.8), {"base_values": [0.1, 0.3]}))
+    for weights, changes in cases:
+        proto = onnx.load_from_string(_stump(weights))
+        node = proto.graph.node[0]
+        for name, value in changes.items():
+            kept = [a for a in node.attribute if a.name != name]
+            del node.attribute[:]
+            node.attribute.extend([*kept, helper.make_attribute(name, value)])
+        with pytest.raises(NotInlinable, match="has no SQL form"):
+            compile_graph(proto)
 
 
 def test_a_forest_over_the_size_limit_is_not_inline_and_explain_says_why(con) -> None:

@@ -93,7 +93,11 @@ def relation(data: exp.Query, plan: ScoringPlan, program: Program, dialect: str,
         source = _select([exp.Star(), *columns], source, n)
     bounded = bounds(program)
     in_range = [all(FLOAT_RANGE[0] <= b <= FLOAT_RANGE[1] for v in values for b in bounded(v)) for values in raw]
-    outputs = [_alias(render.output(k, len(values), o, fits), o.field) for k, (values, o, fits) in enumerate(zip(raw, plan.outputs, in_range, strict=True))]
+    outputs = [render.output(k, len(values), o, fits) for k, (values, o, fits) in enumerate(zip(raw, plan.outputs, in_range, strict=True))]
+    if plan.nulls != NULLS_ERROR:  # a row with a NULL input is not scored, as under STREAM, whichever inputs its outputs read
+        unscored = exp.or_(*(_is_null(n) for n in _input_names(plan)), copy=False)
+        outputs = [exp.Case(ifs=[exp.If(this=unscored.copy(), true=exp.null())]).else_(o) for o in outputs]
+    outputs = [_alias(o, out.field) for o, out in zip(outputs, plan.outputs, strict=True)]
     return _select([*(_column(name) for name in plan.data_schema.names), *outputs], source, len(layers))
 
 
@@ -244,7 +248,7 @@ class _Renderer:
         if self.plan.nulls == NULLS_ERROR and anchor is None:
             value = exp.Coalesce(this=value, expressions=[self._fail(exp.Literal.string(self._null(name)))])
         if self.plan.nulls == NULLS_ERROR and anchor == Feature(feed.name, j):
-            names = list(dict.fromkeys(self.plan.data_schema.field(i).name for feed in self.plan.inputs for i in feed.columns))
+            names = _input_names(self.plan)
             which = exp.Case(ifs=[exp.If(this=_is_null(n), true=exp.Literal.string(self._null(n))) for n in names])
             value = exp.Case(ifs=[exp.If(this=exp.or_(*(_is_null(n) for n in names), copy=False), true=self._fail(which))]).else_(value)
         return value if feed.arrow_type == pa.string() else _cast(value, pa.float64())
@@ -257,6 +261,11 @@ class _Renderer:
     def _fail(self, message: exp.Expr) -> exp.Expr:
         """A call that fails the query with `message` (a fail() text), which the adapter raises again as its error."""
         return exp.Anonymous(this=RAISE[self.dialect], expressions=[message])
+
+
+def _input_names(plan: ScoringPlan) -> list[str]:
+    """The DATA columns the model reads, each once."""
+    return list(dict.fromkeys(plan.data_schema.field(i).name for feed in plan.inputs for i in feed.columns))
 
 
 def _is_null(name: str) -> exp.Is:
