@@ -202,8 +202,7 @@ class _Renderer:
 
     def output(self, k: int, width: int, out: OutputColumn, in_range: bool) -> exp.Expr:
         """Output column k from its values' DOUBLE columns: one value or (FLOAT[]) all, in the ONNX type, then the WITH
-        type (`in_range`: the values cannot leave FLOAT's range). A list is NULL, not a list of NULLs, when the row was
-        not scored (NULLS = PROPAGATE), as under STREAM."""
+        type (`in_range`: the values cannot leave FLOAT's range). A row not scored (NULLS = PROPAGATE) is NULL by relation()'s guard."""
         natural = ONNX_TO_ARROW[self.plan.model.signature.outputs[out.source].elem_type]
 
         def typed(i: int | str, target: pa.DataType) -> exp.Expr:
@@ -212,9 +211,7 @@ class _Renderer:
 
         if not out.as_list:
             return typed(out.pick or 0, out.arrow_type)
-        items = [typed(i, out.arrow_type.value_type) for i in range(width)]
-        unscored = exp.Is(this=_column(f"{OUTPUT}{k}_0"), expression=exp.null())
-        return exp.Case(ifs=[exp.If(this=unscored, true=exp.null())]).else_(exp.Array(expressions=items))
+        return exp.Array(expressions=[typed(i, out.arrow_type.value_type) for i in range(width)])
 
     def _natural(self, value: exp.Expr, natural: pa.DataType, in_range: bool) -> exp.Expr:
         """A DOUBLE result as the ONNX output type: FLOAT rounds (to ±inf beyond its range, as onnxruntime does)."""
