@@ -28,7 +28,7 @@ from onnx import helper, numpy_helper
 from predictsql.engine import trees
 from predictsql.engine.errors import ModelError
 
-ML_DOMAIN = "ai.onnx.ml"
+ML_DOMAIN = trees.ML_DOMAIN
 
 
 class NotInlinable(ModelError):
@@ -180,10 +180,14 @@ def _linear_classifier(args: list, attrs: dict, builder: _Builder, constants: di
     if len(intercepts) < 2 or len(labels) != len(intercepts):
         raise NotInlinable(f"LinearClassifier with {len(intercepts)} score(s) for {len(labels)} classes (a one-score binary model) has no SQL form")
     s = _linear(args[0], attrs["coefficients"], intercepts, builder)
-    rounded = builder.let_all([Op("round32", (v,)) for v in s])  # onnxruntime compares float32 scores: ties as it sees them
+    return [(_first_greatest(s, labels, builder),), _post_transform(s, _transform(attrs), builder)]
+
+
+def _first_greatest(scores: tuple[Ref, ...], labels: Sequence[Const], builder: _Builder) -> Case:
+    """The label of the first greatest score, compared in FLOAT as onnxruntime compares them (ties as it sees them)."""
+    rounded = builder.let_all([Op("round32", (v,)) for v in scores])
     top = builder.let(Op("greatest", rounded))
-    label = Case(tuple((Op("ge", (v, top)), class_label) for v, class_label in zip(rounded, labels, strict=True)))
-    return [(label,), _post_transform(s, _transform(attrs), builder)]
+    return Case(tuple((Op("ge", (v, top)), label) for v, label in zip(rounded, labels, strict=True)))
 
 
 def _transform(attrs: dict) -> str:
@@ -318,26 +322,13 @@ def _ensemble(args: list, attrs: dict, builder: _Builder, op_type: str) -> tuple
     if size > MAX_TREE_NODES:
         raise NotInlinable(f"a tree ensemble of {size:,} nodes is over INLINE's limit ({limit})")
     ensemble = trees.read(op_type, attrs)
-    depth = max(_depth(t) for t in ensemble)
+    depth = max(trees.depth(t) for t in ensemble)
     if depth > MAX_TREE_DEPTH:
         raise NotInlinable(f"a tree ensemble of depth {depth} is over INLINE's limit ({limit})")
     if (attrs.get("aggregate_function") or b"SUM") != b"SUM":
         raise NotInlinable(f"tree aggregate_function {attrs['aggregate_function'].decode()} has no SQL form")
     x = tuple(v if isinstance(v, Feature | Ref) else builder.let(v) for v in args[0])
     return ensemble, x, trees.floats(attrs, "base_values")
-
-
-def _depth(tree: trees.Tree) -> int:
-    """The longest root-to-leaf path, in branches."""
-    depth, stack = 0, [(tree.root, 0)]
-    while stack:
-        node_id, d = stack.pop()
-        node = tree.nodes[node_id]
-        if isinstance(node, trees.Branch):
-            stack += [(node.true, d + 1), (node.false, d + 1)]
-        else:
-            depth = max(depth, d)
-    return depth
 
 
 def _score(ensemble: list[trees.Tree], x: Sequence[Expr], target: int, base: float, builder: _Builder) -> Ref:
@@ -367,21 +358,19 @@ def _tree_classifier(args: list, attrs: dict, builder: _Builder, constants: dict
     if len(labels) == 2 and scored == [0] and len(base) <= 1:
         s = _score(ensemble, x, 0, base[0] if base else 0.0, builder)
         positive = all(w >= 0 for _, w in weights)
+        probabilities: tuple[Expr, Expr]
         if positive and transform == "NONE" and not base:
-            label = Case(((Op("gt", (Op("round32", (s,)), Const(0.5))), labels[1]),), labels[0])
-            return [(label,), (Op("sub", (Const(1.0), s)), s)]
-        if not positive and transform == "LOGISTIC":
-            label = Case(((Op("gt", (Op("round32", (s,)), Const(0.0))), labels[1]),), labels[0])
-            return [(label,), (_logistic(builder.let(Op("sub", (Const(0.0), s))), builder), _logistic(s, builder))]
-        raise NotInlinable(f"a one-score binary tree classifier with {'positive' if positive else 'mixed'} weights, post_transform {transform} and {len(base)} base values has no SQL form")
+            cut, probabilities = 0.5, (Op("sub", (Const(1.0), s)), s)
+        elif not positive and transform == "LOGISTIC":
+            cut, probabilities = 0.0, (_logistic(builder.let(Op("sub", (Const(0.0), s))), builder), _logistic(s, builder))
+        else:
+            raise NotInlinable(f"a one-score binary tree classifier with {'positive' if positive else 'mixed'} weights, post_transform {transform} and {len(base)} base values has no SQL form")
+        return [(Case(((Op("gt", (Op("round32", (s,)), Const(cut))), labels[1]),), labels[0]),), probabilities]
     if len(labels) < 3 or scored != list(range(len(labels))):
         raise NotInlinable(f"a tree classifier scoring classes {scored} of {len(labels)} has no SQL form")
     base = base or [0.0] * len(labels)
     scores = tuple(_score(ensemble, x, c, base[c], builder) for c in scored)
-    rounded = builder.let_all([Op("round32", (v,)) for v in scores])
-    top = builder.let(Op("greatest", rounded))
-    label = Case(tuple((Op("ge", (v, top)), class_label) for v, class_label in zip(rounded, labels, strict=True)))
-    return [(label,), _post_transform(scores, transform, builder)]
+    return [(_first_greatest(scores, labels, builder),), _post_transform(scores, transform, builder)]
 
 
 _RULES: dict[tuple[str, str], Rule] = {

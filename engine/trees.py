@@ -136,6 +136,19 @@ def _features(graph: onnx.GraphProto) -> dict[str, tuple[FeatureKey, ...]]:
     return known
 
 
+def depth(tree: Tree) -> int:
+    """The longest root-to-leaf path, in branches."""
+    deepest, stack = 0, [(tree.root, 0)]
+    while stack:
+        node_id, d = stack.pop()
+        node = tree.nodes[node_id]
+        if isinstance(node, Branch):
+            stack += [(node.true, d + 1), (node.false, d + 1)]
+        else:
+            deepest = max(deepest, d)
+    return deepest
+
+
 def _widened(interval: Interval) -> Interval:
     """The interval one float32 step wider at each finite end: it then holds every rounding of its values."""
     low, high = (np.float32(v) for v in interval)
