@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from run import FEATURES, LIMIT, duckdb_rows, fastest, limit_session, make_table  # run.py sits next to this script (sys.path[0])
+from run import FEATURES, LIMIT, duckdb_rows, fastest, limit_session, make_table, preloaded_matrix  # run.py sits next to this script (sys.path[0])
 
 PREDICT = "SELECT sum(p.Score) FROM PREDICT(MODEL = @m, DATA = bench AS d) WITH (Score FLOAT) AS p"
 PEERS = {"LinearRegression + StandardScaler": "linear", "LogisticRegression": "logistic", "GradientBoostingRegressor 100×d3": "gbr"}
@@ -106,8 +106,7 @@ def measure(folder: Path, rows: int, repeat: int) -> None:
     notes: list[str] = []
     with tempfile.TemporaryDirectory() as tmp, predictsql.connect(str(Path(tmp) / "bench.duckdb")) as con:
         make_table(con, "bench", rows)
-        preloaded = con.duckdb.sql("SELECT * FROM bench").fetchnumpy()
-        matrix = np.column_stack([preloaded[c] for c in FEATURES]).astype(np.float32)
+        matrix = preloaded_matrix(con)
         for label, name in PEERS.items():
             sql, column = (folder / f"{name}.sql").read_text(), models[name]["column"]
             onnx_bytes = predictsql.export((folder / f"{name}.onnx").read_bytes(), columns=FEATURES, outputs={"score": "Score"})  # X → x0..x9, Score

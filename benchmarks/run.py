@@ -58,6 +58,12 @@ def make_table(con, name: str, rows: int) -> None:
     con.duckdb.sql(f"CREATE OR REPLACE TABLE {name} AS SELECT {columns} FROM range({rows})")
 
 
+def preloaded_matrix(con) -> np.ndarray:
+    """The bench table's feature columns as one float32 matrix: what raw onnxruntime (the limit) is fed."""
+    preloaded = con.duckdb.sql("SELECT * FROM bench").fetchnumpy()
+    return np.column_stack([preloaded[c] for c in FEATURES]).astype(np.float32)
+
+
 def train(con, matrix: bool = False):
     """LogisticRegression and a 100-tree RandomForest fitted on 20k rows of the same distribution; with `matrix`, also
     the speed table's other kinds (scaler + LR, GB 100×d3, HistGradientBoosting, an MLP 2×64)."""
@@ -118,8 +124,7 @@ def speed(rows: int, repeat: int, only: str = "") -> list[tuple[str, str, float,
     with tempfile.TemporaryDirectory() as tmp, predictsql.connect(str(Path(tmp) / "bench.duckdb")) as con:
         make_table(con, "bench", rows)
         models = {name: model for name, model in train(con, matrix=True).items() if only in name}
-        preloaded = con.duckdb.sql("SELECT * FROM bench").fetchnumpy()
-        matrix = np.column_stack([preloaded[c] for c in FEATURES]).astype(np.float32)
+        matrix = preloaded_matrix(con)
         for name, (estimator, onnx_bytes) in models.items():
             session = limit_session(onnx_bytes)
             runs: dict[str, Callable[[], object]] = {LIMIT: partial(session.run, ["Score"], {"X": matrix})}
@@ -232,8 +237,7 @@ def queries(rows: int, repeat: int) -> list[tuple[str, str, float]]:
         make_table(con, "bench", rows)
         models = train(con)
         con.duckdb.sql("CREATE TABLE keyed AS SELECT row_number() OVER () AS id, * FROM bench")
-        preloaded = con.duckdb.sql("SELECT * FROM bench").fetchnumpy()
-        matrix = np.column_stack([preloaded[c] for c in FEATURES]).astype(np.float32)
+        matrix = preloaded_matrix(con)
         limits = {name: fastest({LIMIT: partial(limit_session(b).run, ["Score"], {"X": matrix})}, repeat)[LIMIT] for name, (_, b) in models.items()}
         ctas = "CREATE OR REPLACE TABLE scored AS SELECT d.*, p.Score FROM PREDICT(MODEL = @m, DATA = bench AS d) WITH (Score FLOAT) AS p"
         for name, (_, onnx_bytes) in models.items():
@@ -276,8 +280,7 @@ def tree_plans(rows: int, repeat: int) -> list[tuple[str, int, int, float, float
             "GradientBoosting 100×d3": GradientBoostingClassifier(n_estimators=100, max_depth=3, random_state=0),
             "RandomForest 10×d6": RandomForestClassifier(n_estimators=10, max_depth=6, random_state=0),
         }
-        preloaded = con.duckdb.sql("SELECT * FROM bench").fetchnumpy()
-        matrix = np.column_stack([preloaded[c] for c in FEATURES]).astype(np.float32)
+        matrix = preloaded_matrix(con)
         for name, estimator in models.items():
             onnx_bytes = predictsql.export(estimator.fit(sample, target), sample, outputs={"score": "Score"})
             size = sum(t.tree_.node_count for t in np.ravel(getattr(estimator, "estimators_", [estimator])))
@@ -495,8 +498,7 @@ def spark_speed(rows: int, repeat: int, alternatives: bool = False) -> tuple[lis
             models = train(con)
             parquet = str(Path(tmp) / "bench.parquet")
             con.duckdb.sql(f"COPY bench TO '{parquet}' (FORMAT parquet)")
-            preloaded = con.duckdb.sql("SELECT * FROM bench").fetchnumpy()
-        matrix = np.column_stack([preloaded[c] for c in FEATURES]).astype(np.float32)
+            matrix = preloaded_matrix(con)
         spark = ps.session("local[2]", **{"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2", "spark.driver.memory": "4g"})
         spark.sparkContext.setLogLevel("OFF")
         bench = spark.read.parquet(parquet).repartition(2).cache()
