@@ -13,6 +13,7 @@ The rule, decided from tokens, never from substrings:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from predictsql.sql.dialect import DIALECTS, NAME_TOKENS, PredictTable, parse
 
 TSQL = "tsql"
 HOSTS = ("duckdb", "spark")
+KEPT_SCRIPT_CHARS = 65_536  # longer scripts (a bulk INSERT) are parsed each time rather than kept
 _TABLE_KEYWORDS = (TokenType.FROM, TokenType.JOIN, TokenType.INTO, TokenType.TABLE, TokenType.UPDATE, TokenType.DOT)
 
 
@@ -37,10 +39,21 @@ class Statement:
     reading: str  # "duckdb", "spark", "tsql", or "host" for SQL run as written
 
 
-def read(script: str, host: str, dialect: str | None = None, views: Collection[str] = ()) -> list[Statement]:
-    """The statements of `script` as the engine `host` will run them; `views` are the stored PREDICT view names."""
+def read(script: str, host: str, dialect: str | None = None, views: Collection[str] = ()) -> tuple[Statement, ...]:
+    """The statements of `script` as the engine `host` will run them; `views` are the stored PREDICT view names.
+    A short script read before is not parsed again: its trees are shared, so a caller copies one before changing it."""
     if dialect not in (None, host, TSQL):
         raise BindError(f"dialect = {dialect!r} is not one predictsql reads on {host}: use {host!r}, 'tsql' or None (the default: {host} SQL, T-SQL where only T-SQL reads a statement)")
+    names = frozenset(v.lower() for v in views)
+    return _read_kept(script, host, dialect, names) if len(script) <= KEPT_SCRIPT_CHARS else _read(script, host, dialect, names)
+
+
+@functools.lru_cache(maxsize=256)
+def _read_kept(script: str, host: str, dialect: str | None, views: frozenset[str]) -> tuple[Statement, ...]:
+    return _read(script, host, dialect, views)
+
+
+def _read(script: str, host: str, dialect: str | None, views: frozenset[str]) -> tuple[Statement, ...]:
     splitter = TSQL if dialect == TSQL else host
     try:
         tokens = _tokens(script, splitter)
@@ -50,8 +63,8 @@ def read(script: str, host: str, dialect: str | None = None, views: Collection[s
         try:
             splitter, tokens = TSQL, _tokens(script, TSQL)
         except SQLSyntaxError:  # neither reads it: the engine's own parser says what is wrong
-            return [Statement(script, None, "host")]
-    names = {v.lower() for v in views}
+            return (Statement(script, None, "host"),)
+    names = set(views)
     statements: list[Statement] = []
     for chunk in _split(tokens):
         text = script[chunk[0].start : chunk[-1].end + 1]
@@ -65,7 +78,7 @@ def read(script: str, host: str, dialect: str | None = None, views: Collection[s
         for statement in read_as:
             _track_views(statement.tree, names)
         statements += read_as
-    return statements
+    return tuple(statements)
 
 
 def _track_views(tree: exp.Expr | None, names: set[str]) -> None:
