@@ -35,6 +35,7 @@ from predictsql.sql.statements import CREATE_VIEW, DROP_VIEW, VARIABLES, identif
 from predictsql.udfs import script
 from predictsql.udfs.duckdb_catalog import ModelCatalog
 from predictsql.udfs.duckdb_engine import DIALECT, DuckDBEngine, abort_transaction, interrupts
+from predictsql.udfs.duckdb_prepared import PreparedQueries
 from predictsql.udfs.plan_cache import PlanCache
 from predictsql.udfs.planner import Bound, Planner, Settings
 from predictsql.udfs.result import Result
@@ -101,7 +102,8 @@ class Connection:
         self.duckdb = con
         self.variables = variables
         self.models = ModelCatalog(con, self.resolve, settings.session_options)
-        self.settings = replace(settings, lookups={**self.registry.lookups, "catalog": self.models.lookup}, plans=PlanCache())  # its own: one per thread
+        self._prepared = PreparedQueries(con)
+        self.settings = replace(settings, lookups={**self.registry.lookups, "catalog": self.models.lookup}, plans=PlanCache(self._prepared.drop))  # its own: one per thread
         self._views: dict[str, exp.Expr] = {}
         self._lock = threading.RLock()
 
@@ -200,7 +202,7 @@ class Connection:
             try:
                 planned = planner.plan(self._expand(tree))
                 engine.start(planned)
-                return self.execute(planned.sql)
+                return self.execute(self._prepared.sql(planned))
             except Exception as e:  # DuckDB reports a Ctrl-C as RuntimeError or, inside a function, as its own error
                 if interrupted():
                     raise KeyboardInterrupt from e
@@ -246,13 +248,17 @@ class Connection:
         self._views = self._stored_views()
 
     def _stored_views(self) -> dict[str, exp.Expr]:
-        """The stored PREDICT views by name (files written before views kept their dialect hold T-SQL)."""
-        columns = {
-            c
-            for (c,) in self.duckdb.execute(
-                "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'predictsql' AND table_name = 'views' AND database_name = current_database()"
-            ).fetchall()
-        }
+        """The stored PREDICT views by name (files written before views kept their dialect hold T-SQL). An aborted
+        transaction answers nothing but ROLLBACK: the views read last are kept, and DuckDB refuses the statement itself."""
+        try:
+            columns = {
+                c
+                for (c,) in self.duckdb.execute(
+                    "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'predictsql' AND table_name = 'views' AND database_name = current_database()"
+                ).fetchall()
+            }
+        except duckdb.TransactionException:
+            return self._views
         if not columns:
             return {}
         dialect = "coalesce(dialect, 'tsql')" if "dialect" in columns else "'tsql'"
