@@ -184,8 +184,9 @@ class Connection:
         return apply((map_default_schema,), tree, Context(schema_exists=self._schema_exists))
 
     def _expand(self, tree: S) -> S:
-        """A copy with the stored PREDICT views it reads expanded."""
-        return apply((expand_views,), tree, Context(views=self._views))
+        """A copy with the stored PREDICT views it reads expanded; the tree itself where no view is stored (the planner copies
+        before it rewrites)."""
+        return apply((expand_views,), tree, Context(views=self._views)) if self._views else tree
 
     def run(self, tree: exp.Expr, planner: Planner) -> Result | None:
         """Plan a statement, start its streams, run it; a failure inside DuckDB is raised again as the error that caused it.
