@@ -79,39 +79,7 @@ def test_a_cursor_keeps_plans_of_its_own(db_path, logreg) -> None:
         assert _stats(cursor) == {"hits": 0, "misses": 1} and _stats(con)["hits"] == 0
 
 
-def _prepared(con) -> list[str]:
-    return [sql for (sql,) in con.duckdb.sql("SELECT statement FROM duckdb_prepared_statements()").fetchall()]
-
-
-def test_a_kept_query_runs_prepared_and_reads_the_rows_of_now(con, logreg, breast_cancer) -> None:
-    """The second run of a kept query is DuckDB's EXECUTE of it prepared; rows changed since are what it scores."""
-    con.sql(SCORE, params={"m": logreg.onnx})
-    assert _prepared(con) == []  # a first run is planned afresh: nothing prepared yet
-    con.sql(SCORE, params={"m": logreg.onnx})
-    assert len(_prepared(con)) == 1
-    con.duckdb.sql("UPDATE patients SET mean_radius = mean_radius * 1.5 WHERE id % 2 = 0")
-    rows = not_none(con.sql(SCORE, params={"m": logreg.onnx})).df()
-    changed = con.duckdb.sql("SELECT * FROM patients ORDER BY id").df()
-    np.testing.assert_allclose(rows.Score, expected_scores(logreg, changed), atol=PROBA_TOLERANCE, rtol=0)
-    assert len(_prepared(con)) == 1
-
-
-def test_a_plan_made_afresh_drops_what_was_prepared_from_its_text(con, logreg) -> None:
-    con.sql(SCORE, params={"m": logreg.onnx})
-    con.sql(SCORE, params={"m": logreg.onnx})
-    con.duckdb.sql("CREATE OR REPLACE TABLE patients AS SELECT * REPLACE (mean_radius::FLOAT AS mean_radius) FROM patients")
-    con.sql(SCORE, params={"m": logreg.onnx})  # the schema changed: planned afresh
-    assert _prepared(con) == []
-
-
-def test_a_kept_write_is_not_prepared_and_still_returns_no_rows(con, logreg) -> None:
-    ctas = "CREATE OR REPLACE TABLE scored AS SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p"
-    assert [con.sql(ctas, params={"m": logreg.onnx}) for _ in range(2)] == [None, None]
-    assert _prepared(con) == []
-    assert con.duckdb.sql("SELECT count(*) FROM scored").fetchall() == con.duckdb.sql("SELECT count(*) FROM patients").fetchall()
-
-
-def test_a_kept_query_in_an_aborted_transaction_fails_as_duckdb_does(con, logreg) -> None:
+def test_a_kept_query_in_an_aborted_transaction_fails_as_duckdb_does_and_rollback_works(con, logreg) -> None:
     import duckdb
 
     for _ in range(2):
@@ -123,15 +91,6 @@ def test_a_kept_query_in_an_aborted_transaction_fails_as_duckdb_does(con, logreg
         con.sql(SCORE, params={"m": logreg.onnx})
     con.sql("ROLLBACK")
     assert len(not_none(con.sql(SCORE, params={"m": logreg.onnx})).fetchall()) == con.duckdb.sql("SELECT count(*) FROM patients").fetchall()[0][0]
-
-
-def test_prepared_queries_are_bounded(con, logreg) -> None:
-    from predictsql.udfs.plan_cache import ENTRIES
-
-    for n in range(ENTRIES + 3):
-        for _ in range(2):
-            con.sql(SCORE.replace("ORDER BY d.id", f"WHERE d.id < {n} ORDER BY d.id"), params={"m": logreg.onnx})
-    assert len(_prepared(con)) == ENTRIES
 
 
 def test_spark_keeps_plans_per_session(spark, logreg, breast_cancer) -> None:

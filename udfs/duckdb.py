@@ -35,7 +35,6 @@ from predictsql.sql.statements import CREATE_VIEW, DROP_VIEW, VARIABLES, identif
 from predictsql.udfs import script
 from predictsql.udfs.duckdb_catalog import ModelCatalog
 from predictsql.udfs.duckdb_engine import DIALECT, DuckDBEngine, abort_transaction, interrupts
-from predictsql.udfs.duckdb_prepared import PreparedQueries
 from predictsql.udfs.plan_cache import PlanCache
 from predictsql.udfs.planner import Bound, Planner, Settings
 from predictsql.udfs.result import Result
@@ -102,8 +101,7 @@ class Connection:
         self.duckdb = con
         self.variables = variables
         self.models = ModelCatalog(con, self.resolve, settings.session_options)
-        self._prepared = PreparedQueries(con)
-        self.settings = replace(settings, lookups={**self.registry.lookups, "catalog": self.models.lookup}, plans=PlanCache(self._prepared.drop))  # its own: one per thread
+        self.settings = replace(settings, lookups={**self.registry.lookups, "catalog": self.models.lookup}, plans=PlanCache())  # its own: one per thread
         self._views: dict[str, exp.Expr] = {}
         self._lock = threading.RLock()
 
@@ -203,7 +201,7 @@ class Connection:
             try:
                 planned = planner.plan(self._expand(tree))
                 engine.start(planned)
-                return self.execute(self._prepared.sql(planned))
+                return self.execute(planned.sql)
             except Exception as e:  # DuckDB reports a Ctrl-C as RuntimeError or, inside a function, as its own error
                 if interrupted():
                     raise KeyboardInterrupt from e

@@ -30,11 +30,10 @@ class Kept:
 
 
 class PlanCache:
-    """An LRU of Kept plans; `dropped` hears of each plan replaced or evicted; `stats` counts hits and misses (tests read them)."""
+    """An LRU of Kept plans; `stats` counts hits and misses (tests read them)."""
 
-    def __init__(self, dropped: Callable[[Kept], None] = lambda kept: None) -> None:
+    def __init__(self) -> None:
         self._kept: OrderedDict[Hashable, Kept] = OrderedDict()
-        self._dropped = dropped
         self.stats = {"hits": 0, "misses": 0}
 
     def get(self, key: Hashable | None, columns: Callable[[str], Columns]) -> Kept | None:
@@ -48,13 +47,10 @@ class PlanCache:
         return None
 
     def put(self, key: Hashable, kept: Kept) -> None:
-        replaced = self._kept.get(key)
-        if replaced is not None:
-            self._dropped(replaced)
         self._kept[key] = kept
         self._kept.move_to_end(key)
         while len(self._kept) > ENTRIES:
-            self._dropped(self._kept.popitem(last=False)[1])
+            self._kept.popitem(last=False)
 
 
 def key(statement: Hashable, variables: Mapping[str, object]) -> Hashable | None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 import pyarrow as pa
@@ -122,7 +122,6 @@ class Planned:
 
     sql: str
     bound: list[Bound]
-    kept: bool = False  # a kept plan used again: its SQL has run before on this connection
 
 
 class Planner:
@@ -148,7 +147,7 @@ class Planner:
             kept = cache.get(key, self.engine.columns) if cache is not None else None
             if kept is not None:
                 self._failures = dict(kept.failures)
-                return replace(kept.planned, kept=True)
+                return kept.planned
             self._referenced = referenced_columns(tree)
             target, bound = self._rewrite(tree, nested=False)
             planned = Planned(target.sql(dialect=self.engine.dialect, copy=False), bound)
