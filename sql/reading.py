@@ -50,6 +50,7 @@ def read(script: str, host: str, dialect: str | None = None, views: Collection[s
 
 @functools.lru_cache(maxsize=256)
 def _read_kept(script: str, host: str, dialect: str | None, views: frozenset[str]) -> tuple[Statement, ...]:
+    """A short script's reading, kept: parsing it again cost a warm 1-row PREDICT 1.5 ms."""
     return _read(script, host, dialect, views)
 
 
