@@ -9,7 +9,7 @@ engine runs it).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -49,10 +49,19 @@ def apply(rules: Sequence[Callable[[E, Context], E]], tree: E, context: Context)
 
 def map_default_schema(tree: E, context: Context) -> E:
     """`dbo.t` → `t` unless a schema named dbo exists: T-SQL's default schema is the engine's."""
-    for table in tree.find_all(exp.Table):
-        if table.db.lower() in DEFAULT_SCHEMA_ALIASES and not table.catalog and not context.schema_exists(table.db):
+    for table in _default_schema_tables(tree):
+        if not context.schema_exists(table.db):
             table.set("db", None)
     return tree
+
+
+def names_default_schema(tree: exp.Expr) -> bool:
+    """Whether map_default_schema may change the tree (it names a `dbo.` table): else a caller need not copy it."""
+    return next(_default_schema_tables(tree), None) is not None
+
+
+def _default_schema_tables(tree: exp.Expr) -> Iterator[exp.Table]:
+    return (t for t in tree.find_all(exp.Table) if t.db.lower() in DEFAULT_SCHEMA_ALIASES and not t.catalog)
 
 
 def expand_views(tree: E, context: Context) -> E:

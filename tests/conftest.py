@@ -158,6 +158,13 @@ def con(db_path: Path):
         yield connection
 
 
+@pytest.fixture
+def large_data_con(db_path: Path):
+    """A connection that plans every DATA as DATA of many rows (small_data_rows=0): for AUTO's rules beyond small DATA."""
+    with predictsql.connect(str(db_path), small_data_rows=0) as connection:
+        yield connection
+
+
 def expected_scores(fitted: Fitted, rows: pd.DataFrame | None = None) -> np.ndarray:
     """scikit-learn's P(class 1) for the given rows (default: all training rows)."""
     return fitted.estimator.predict_proba(fitted.features if rows is None else rows[fitted.features.columns])[:, 1]

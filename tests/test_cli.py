@@ -131,7 +131,7 @@ def test_script_file_and_explain(db_path: Path, tmp_path: Path) -> None:
     done = cli("query", "--db", str(db_path), "-f", str(script), "--format", "csv")
     assert (done.returncode, done.stdout.split()) == (0, ["n", "569"])
     explained = cli("explain", "--db", str(db_path), "-f", str(script))
-    assert explained.returncode == 0 and "INLINE model @m" in explained.stdout and "-- read as duckdb" in explained.stdout
+    assert explained.returncode == 0 and "UDF model @m" in explained.stdout and "DATA has at most 569 rows" in explained.stdout and "-- read as duckdb" in explained.stdout
     tsql = cli("query", "--db", str(db_path), "--dialect", "tsql", "SELECT TOP 2 id FROM patients ORDER BY id", "--format", "csv")
     assert (tsql.returncode, tsql.stdout.split()) == (0, ["id", "0", "1"])
 

@@ -70,9 +70,11 @@ def test_declared_variables_persist_and_plain_sql_passes_through(con, logreg) ->
     assert not_none(con.sql("CREATE TABLE t AS SELECT 1 AS x; SELECT x FROM t")).fetchall() == [(1,)]
 
 
-def test_explain_shows_rewritten_sql_and_plan(con, logreg, forest) -> None:
+def test_explain_shows_rewritten_sql_and_plan(con, large_data_con, logreg, forest) -> None:
     query = "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d{option}) WITH (Score FLOAT) AS p"
-    inlined = con.explain(query.format(option=""), params={"m": logreg.onnx})
+    small = str(con.explain(query.format(option=""), params={"m": logreg.onnx}))
+    assert "UDF model @m" in small and "(DATA has at most 569 rows: a kept scoring function" in small
+    inlined = large_data_con.explain(query.format(option=""), params={"m": logreg.onnx})
     (sql,) = inlined.sql
     assert sql.startswith('SELECT p.id, p.Score FROM (SELECT "mean_radius"') and "EXP(" in sql
     assert str(inlined).startswith("-- read as duckdb\n") and "INLINE model @m" in str(inlined)
@@ -81,7 +83,7 @@ def test_explain_shows_rewritten_sql_and_plan(con, logreg, forest) -> None:
     function = con.explain(query.format(option=", PLAN = UDF"), params={"m": logreg.onnx})
     assert "UDF model @m" in str(function) and "(PLAN = UDF)" in str(function)
     assert '"__predictsql_s"."Score" AS "Score"' in function.sql[0]
-    streamed = con.explain(query.format(option=""), params={"m": forest.onnx})
+    streamed = large_data_con.explain(query.format(option=""), params={"m": forest.onnx})
     assert streamed.sql[0].startswith("SELECT p.id, p.Score FROM __predictsql_")
     text = str(streamed)
     assert "(not INLINE: a tree ensemble of " in text and "is over INLINE's limit" in text

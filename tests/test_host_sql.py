@@ -148,7 +148,7 @@ def test_dialect_option_reads_every_statement_as_told(db_path, logreg) -> None:
 
 
 @pytest.mark.parametrize("plan", ["AUTO", "UDF", "INLINE"])
-def test_uncommitted_rows_of_the_open_transaction_are_scored(con, logreg, forest, breast_cancer, plan: str) -> None:
+def test_uncommitted_rows_of_the_open_transaction_are_scored(con, large_data_con, logreg, forest, breast_cancer, plan: str) -> None:
     model = logreg if plan == "INLINE" else forest
     con.duckdb.execute("BEGIN")
     con.duckdb.execute("INSERT INTO patients SELECT * REPLACE (id + 1000 AS id) FROM patients")
@@ -157,9 +157,9 @@ def test_uncommitted_rows_of_the_open_transaction_are_scored(con, logreg, forest
     assert len(rows) == 2 * len(breast_cancer.table)
     np.testing.assert_allclose(rows.Score, np.concatenate([expected_scores(model)] * 2), atol=PROBA_TOLERANCE)
     if plan == "AUTO":
-        con.duckdb.execute("BEGIN")
-        (bound,) = con.explain("SELECT p.Score FROM PREDICT(MODEL = @m, DATA = patients) AS p", params={"m": forest.onnx}).statements[0][2]
-        con.duckdb.execute("ROLLBACK")
+        large_data_con.duckdb.execute("BEGIN")
+        (bound,) = large_data_con.explain("SELECT p.Score FROM PREDICT(MODEL = @m, DATA = patients) AS p", params={"m": forest.onnx}).statements[0][2]
+        large_data_con.duckdb.execute("ROLLBACK")
         assert bound.kind == "UDF" and "not STREAM: a transaction is open" in bound.why
     with pytest.raises(BindError, match="cannot stream: a transaction is open"):
         con.duckdb.execute("BEGIN")
@@ -181,7 +181,7 @@ def test_a_predict_read_twice_is_scored_for_each_read(con, forest, breast_cancer
     np.testing.assert_allclose(rows.top, expected_scores(forest).max(), atol=PROBA_TOLERANCE)
 
 
-def test_a_predict_in_a_correlated_subquery(con, forest, breast_cancer) -> None:
+def test_a_predict_in_a_correlated_subquery(con, large_data_con, forest, breast_cancer) -> None:
     """A subquery over PREDICT that reads the outer row: the engine may run it once per row, so it is scored in-query."""
     rows = not_none(con.sql(
         "SELECT o.id, (SELECT max(p.Score) FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p WHERE d.id = o.id) AS Score "
@@ -190,7 +190,8 @@ def test_a_predict_in_a_correlated_subquery(con, forest, breast_cancer) -> None:
     )).df()
     assert rows.id.tolist() == list(range(20))
     assert_scores(forest, breast_cancer, rows.id, rows.Score)
-    (bound,) = con.explain("SELECT (SELECT max(p.Score) FROM PREDICT(MODEL = @m, DATA = patients AS d) AS p WHERE d.id = o.id) FROM patients AS o", params={"m": forest.onnx}).statements[0][2]
+    query = "SELECT (SELECT max(p.Score) FROM PREDICT(MODEL = @m, DATA = patients AS d) AS p WHERE d.id = o.id) FROM patients AS o"
+    (bound,) = large_data_con.explain(query, params={"m": forest.onnx}).statements[0][2]
     assert bound.kind == "UDF" and "subquery expression" in bound.why
 
 

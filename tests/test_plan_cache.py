@@ -108,3 +108,65 @@ def test_spark_keeps_plans_per_session(spark, logreg, breast_cancer) -> None:
     rows = not_none(ps.sql(spark, SCORE, params={"m": logreg.onnx})).toPandas()
     assert stats["misses"] == misses + 1
     assert_scores(logreg, breast_cancer, rows.id, rows.Score)
+
+
+FUNCTIONS = r"SELECT count(*) FROM duckdb_functions() WHERE function_name LIKE '\_\_predictsql%' ESCAPE '\'"
+MANY = "CREATE TABLE many AS SELECT p.* REPLACE (p.id + 569 * r.range AS id) FROM patients AS p, range({copies}) AS r"
+
+
+def _functions(con) -> int:
+    return con.duckdb.sql(FUNCTIONS).fetchall()[0][0]
+
+
+def _plan(con, query: str, model: bytes) -> tuple[str, str]:
+    (bound,) = con.explain(query, params={"m": model}).statements[0][2]
+    return bound.kind, bound.why
+
+
+def test_small_data_runs_as_a_kept_function_and_large_data_inline(con, logreg, breast_cancer) -> None:
+    """AUTO scores DATA of at most SMALL_DATA_ROWS rows with a scoring function kept registered with the plan (no
+    INLINE SQL to bind again on each run); DATA of more rows runs INLINE, as before."""
+    from predictsql.udfs.duckdb import SMALL_DATA_ROWS
+
+    kind, why = _plan(con, SCORE, logreg.onnx)
+    assert kind == "UDF" and why.startswith("DATA has at most 569 rows"), why
+    rows = [not_none(con.sql(SCORE, params={"m": logreg.onnx})).df() for _ in range(2)]
+    assert _stats(con)["hits"] == 2 and _functions(con) == 1  # explain's plan, kept: its function stays registered
+    for frame in rows:
+        assert_scores(logreg, breast_cancer, frame.id, frame.Score)
+    con.duckdb.sql(MANY.format(copies=SMALL_DATA_ROWS // 569 + 1))
+    assert _plan(con, SCORE.replace("patients", "many"), logreg.onnx)[0] == "INLINE"
+
+
+def test_a_kept_function_that_outgrows_small_data_is_dropped_and_planned_afresh(con, logreg, breast_cancer) -> None:
+    """The same statement over a table that grew (same schema, so the kept plan holds): the run that scores more than
+    SMALL_DATA_ROWS rows gives the right rows, then drops its plan, and the next run plans INLINE."""
+    from predictsql.udfs.duckdb import SMALL_DATA_ROWS
+
+    con.sql(SCORE, params={"m": logreg.onnx})
+    copies = SMALL_DATA_ROWS // 569 + 1
+    con.duckdb.sql(f"INSERT INTO patients SELECT p.* REPLACE (p.id + 569 * r.range AS id) FROM patients AS p, range(1, {copies}) AS r")
+    grown = not_none(con.sql(SCORE, params={"m": logreg.onnx})).df()
+    assert len(grown) == 569 * copies and _stats(con)["hits"] == 1 and _functions(con) == 0
+    assert_scores(logreg, breast_cancer, grown.id % 569, grown.Score)
+    assert _plan(con, SCORE, logreg.onnx)[0] == "INLINE"
+
+
+def test_a_kept_function_counts_rows_and_raises_errors_per_statement(con, logreg) -> None:
+    """A kept function serves many statements: each run's NULL is reported at its own row, as the first run reports it."""
+    con.duckdb.sql("UPDATE patients SET mean_texture = NULL WHERE id = 7")
+    errors = []
+    for _ in range(3):
+        with pytest.raises(NullInputError, match="first at row 7") as raised:
+            con.sql(SCORE, params={"m": logreg.onnx})
+        errors.append(str(raised.value))
+    assert _stats(con)["hits"] == 2 and len(set(errors)) == 1
+    assert con.sql("SELECT 1").fetchall() == [(1,)]
+
+
+def test_plans_pushed_out_of_the_cache_remove_their_functions(con, logreg) -> None:
+    from predictsql.udfs.plan_cache import ENTRIES
+
+    for n in range(ENTRIES + 3):
+        con.sql(SCORE.replace("ORDER BY", f"WHERE d.id >= {n} ORDER BY"), params={"m": logreg.onnx})
+    assert _functions(con) == ENTRIES

@@ -241,9 +241,11 @@ def test_small_tree_ensembles_run_inline_as_onnxruntime_scores_them(backend, cas
     outputs = "variable" if kind == "regression" else "label, probabilities"
     typed = "variable FLOAT" if kind == "regression" else "label BIGINT, probabilities FLOAT[]"
     query = f"SELECT d.a, d.b, d.c, d.d, {', '.join('p.' + o.strip() for o in outputs.split(','))} FROM PREDICT(MODEL = @m, DATA = {data} AS d) WITH ({typed}) AS p ORDER BY d.id"
-    if backend.name == "duckdb":
-        (bound,) = backend.con.explain(query, params={"m": model}).statements[0][2]
+    if backend.name == "duckdb":  # as DATA of many rows would be: 600 rows are small DATA, which AUTO scores with a kept UDF
+        with predictsql.connect(str(backend.path), small_data_rows=0) as planning:
+            (bound,) = planning.explain(query, params={"m": model}).statements[0][2]
         assert bound.kind == "INLINE", bound.why
+        query = query.replace(" AS d)", " AS d, PLAN = INLINE)")
     rows = not_none(backend.sql(query, params={"m": model}))
     expected = _scores(model, rows[COLUMNS].to_numpy(np.float32))
     if kind == "regression":
@@ -297,13 +299,13 @@ def test_one_score_classifiers_onnxruntime_reads_otherwise_are_not_inlined() -> 
             compile_graph(proto)
 
 
-def test_a_forest_over_the_size_limit_is_not_inline_and_explain_says_why(con) -> None:
+def test_a_forest_over_the_size_limit_is_not_inline_and_explain_says_why(large_data_con) -> None:
     from sklearn.ensemble import RandomForestClassifier
 
     x, y = _training(2000)
     x = x.fillna(0).astype(np.float32)
     model = predictsql.export(RandomForestClassifier(n_estimators=50, random_state=0).fit(x, y), x)
-    con.duckdb.register("points_frame", x)
+    large_data_con.duckdb.register("points_frame", x)
     query = "SELECT p.label FROM PREDICT(MODEL = @m, DATA = points_frame AS d) WITH (label BIGINT) AS p"
-    (bound,) = con.explain(query, params={"m": model}).statements[0][2]
+    (bound,) = large_data_con.explain(query, params={"m": model}).statements[0][2]
     assert bound.kind != "INLINE" and "over INLINE's limit" in bound.why

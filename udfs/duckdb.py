@@ -30,11 +30,11 @@ from predictsql.engine.sources import ModelSource, Resolver
 from predictsql.engine.validate import DEFAULT_MAX_MODEL_BYTES
 from predictsql.sql.dialect import parse, pretty, to_sql
 from predictsql.sql.reading import read
-from predictsql.sql.rewrite import Context, apply, expand_views, map_default_schema
+from predictsql.sql.rewrite import Context, apply, expand_views, map_default_schema, names_default_schema
 from predictsql.sql.statements import CREATE_VIEW, DROP_VIEW, VARIABLES, identifier, kind, reads_predict, view
 from predictsql.udfs import script
 from predictsql.udfs.duckdb_catalog import ModelCatalog
-from predictsql.udfs.duckdb_engine import DIALECT, DuckDBEngine, abort_transaction, interrupts
+from predictsql.udfs.duckdb_engine import DIALECT, DuckDBEngine, FunctionBody, abort_transaction, interrupts
 from predictsql.udfs.plan_cache import PlanCache
 from predictsql.udfs.planner import Bound, Planner, Settings
 from predictsql.udfs.result import Result
@@ -42,6 +42,7 @@ from predictsql.udfs.statements import run_script
 
 VIEWS_TABLE = "predictsql.views"
 DEFAULT_WORKERS = os.cpu_count() or 1
+SMALL_DATA_ROWS = 16_384  # AUTO scores DATA of at most this many rows with a kept scoring function (benchmarks/README.md, run O)
 AS_WRITTEN = "duckdb, as written"
 S = TypeVar("S", bound=exp.Expr)
 _ACTIONS = {  # statements that only act: DuckDB answers them with one Count or Success row
@@ -76,7 +77,8 @@ class Connection:
 
     `registry_uri` names the MLflow registry for models:/ URIs (default: MLFLOW_TRACKING_URI);
     `dialect` is how scripts are read: None (DuckDB SQL, T-SQL where only T-SQL reads a statement),
-    "duckdb" or "tsql".
+    "duckdb" or "tsql"; PLAN = AUTO scores DATA of at most `small_data_rows` rows with a scoring function kept
+    registered with the statement's plan (0: plan small DATA as any other).
     """
 
     def __init__(
@@ -90,11 +92,13 @@ class Connection:
         max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES,
         registry_uri: str | None = None,
         dialect: str | None = None,
+        small_data_rows: int = SMALL_DATA_ROWS,
         **config: Any,
     ) -> None:
         self.registry = MlflowRegistry(registry_uri)
         self.dialect = dialect
-        self._open(duckdb.connect(str(database), read_only=read_only, config=config), Settings(batch_size, workers, sessions.SessionOptions(intra_op_threads, max_model_bytes), {}), {})
+        settings = Settings(batch_size, workers, sessions.SessionOptions(intra_op_threads, max_model_bytes), {}, small_data_rows=small_data_rows)
+        self._open(duckdb.connect(str(database), read_only=read_only, config=config), settings, {})
 
     def _open(self, con: duckdb.DuckDBPyConnection, settings: Settings, variables: dict[str, object]) -> None:
         """Attach to a DuckDB connection: its catalog, the settings that read it, the variables, a lock for its threads."""
@@ -102,6 +106,7 @@ class Connection:
         self.variables = variables
         self.models = ModelCatalog(con, self.resolve, settings.session_options)
         self.settings = replace(settings, lookups={**self.registry.lookups, "catalog": self.models.lookup}, plans=PlanCache())  # its own: one per thread
+        self._held: dict[str, FunctionBody] = {}  # scoring functions kept registered for kept plans (DuckDBEngine.keep)
         self._views: dict[str, exp.Expr] = {}
         self._lock = threading.RLock()
 
@@ -165,7 +170,7 @@ class Connection:
     # --- the statement loop's Runner (udfs/statements.py) ---
 
     def engine(self) -> DuckDBEngine:
-        return DuckDBEngine(self.duckdb, self.settings)
+        return DuckDBEngine(self.duckdb, self.settings, self._held)
 
     def execute(self, sql: str) -> Result | None:
         """Run one statement; its rows, fully computed, when it yields rows (queries, PIVOT, DESCRIBE, SHOW, EXPLAIN,
@@ -179,7 +184,8 @@ class Connection:
         return Result(table)
 
     def prepare(self, tree: exp.Expr) -> exp.Expr:
-        return apply((map_default_schema,), tree, Context(schema_exists=self._schema_exists))
+        """A copy with `dbo.` mapped; the tree itself where it names no `dbo.` table (the planner copies before it rewrites)."""
+        return apply((map_default_schema,), tree, Context(schema_exists=self._schema_exists)) if names_default_schema(tree) else tree
 
     def _expand(self, tree: S) -> S:
         """A copy with the stored PREDICT views it reads expanded; the tree itself where no view is stored (the planner copies
@@ -201,7 +207,9 @@ class Connection:
             try:
                 planned = planner.plan(self._expand(tree))
                 engine.start(planned)
-                return self.execute(planned.sql)
+                result = self.execute(planned.sql)
+                planner.scored(engine.scored_rows())
+                return result
             except Exception as e:  # DuckDB reports a Ctrl-C as RuntimeError or, inside a function, as its own error
                 if interrupted():
                     raise KeyboardInterrupt from e

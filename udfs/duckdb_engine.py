@@ -32,7 +32,7 @@ from predictsql.engine.sessions import SessionOptions
 from predictsql.engine.sources import ModelSource
 from predictsql.engine.types import sql_name
 from predictsql.sql.statements import string_literal, tables
-from predictsql.udfs.planner import STREAM, Bound, Planned, Settings
+from predictsql.udfs.planner import STREAM, UDF, Bound, Planned, Settings
 
 DIALECT = "duckdb"
 
@@ -42,11 +42,13 @@ class DuckDBEngine:
 
     dialect = DIALECT
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, settings: Settings, held: dict[str, FunctionBody]) -> None:
         self.con = con
         self.settings = settings
+        self.held = held  # the connection's functions that kept plans hold registered, by name
         self.errors: list[BaseException] = []  # raised inside DuckDB by a scoring function or a stream
-        self._functions: list[str] = []
+        self._functions: dict[str, FunctionBody] = {}  # registered for this statement alone
+        self._running: list[FunctionBody] = []
         self._streams: list[ScoredStream] = []
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._registered: list[str] = []
@@ -68,8 +70,20 @@ class DuckDBEngine:
         relation = self.con.sql(bound.data_sql)  # bound, not run: DuckDB's own types for the function's parameters
         types = dict(zip(relation.columns, relation.types, strict=True))
         parameters: list[Any] = [types[name] for name in bound.function_plan.data_schema.names]  # list[DuckDBPyType], which the stub's invariant list refuses
-        _create(self.con, bound.name, _Body(scorer, self.errors, len(parameters)), parameters, _struct(bound.function_plan))
-        self._functions.append(bound.name)
+        body = self._functions[bound.name] = FunctionBody(scorer, self.errors, len(parameters))
+        _create(self.con, bound.name, body, parameters, _struct(bound.function_plan))
+
+    def keep(self, names: Sequence[str]) -> Callable[[], None]:
+        for name in names:
+            self.held[name] = self._functions.pop(name)
+
+        def release() -> None:
+            for name in names:
+                del self.held[name]
+                with contextlib.suppress(duckdb.Error):  # the connection may be closed, and its functions gone with it
+                    self.con.remove_function(name)
+
+        return release
 
     def stream_blocker(self, bound: Bound, data: exp.Query) -> str:
         if self._transaction_open():
@@ -88,8 +102,13 @@ class DuckDBEngine:
         return ""
 
     def start(self, planned: Planned) -> None:
-        """Start the statement's streams: DATA on its own cursor, scored in order, registered under the relation's name."""
+        """Start the statement's streams (DATA on its own cursor, scored in order, registered under the relation's name) and
+        ready its scoring functions, the kept ones too, to count rows and keep errors for this statement."""
         for b in planned.bound:
+            if b.kind == UDF:
+                body = self._functions.get(b.name) or self.held[b.name]
+                body.begin(self.errors)
+                self._running.append(body)
             if b.kind != STREAM:
                 continue
             cursor = self.con.cursor()
@@ -98,6 +117,10 @@ class DuckDBEngine:
             self._streams.append(stream)
             self.con.register(b.name, stream.reader)
             self._registered.append(b.name)
+
+    def scored_rows(self) -> int:
+        """The most rows any of the statement's scoring functions scored."""
+        return max((body.rows for body in self._running), default=0)
 
     def error(self) -> BaseException | None:
         """The first error a function or stream raised inside DuckDB (a PredictSQLError first), if any."""
@@ -111,7 +134,7 @@ class DuckDBEngine:
             stream.close()
         for cursor in self._cursors:
             cursor.close()
-        for name in self._functions:
+        for name in self._functions:  # a kept plan's functions were handed to `held`
             self.con.remove_function(name)
 
     def _transaction_open(self) -> bool:
@@ -127,23 +150,27 @@ class DuckDBEngine:
         return {name for (name,) in rows}
 
 
-class _Body:
+class FunctionBody:
     """A scoring function's body: STRUCT of outputs for one vector of input columns, errors kept for the adapter."""
 
     def __init__(self, scorer: Scorer, errors: list[BaseException], arity: int) -> None:
         self.scorer = scorer
-        self.errors = errors
         # DuckDB counts a function's parameters from its signature; *columns would count as one
         self.__signature__ = inspect.Signature([inspect.Parameter(f"c{i}", inspect.Parameter.POSITIONAL_ONLY) for i in range(arity)])
-        self._batches = itertools.count()
-        self._rows = 0
         self._lock = threading.Lock()
+        self.begin(errors)
+
+    def begin(self, errors: list[BaseException]) -> None:
+        """Start a statement: batches and rows count from 0, errors go to its list (a kept function serves many)."""
+        self.errors = errors
+        self._batches = itertools.count()
+        self.rows = 0
 
     def __call__(self, *columns: Any) -> pa.StructArray:
         try:  # the whole body: a Ctrl-C may land on any line, and DuckDB reports it only as text
             with self._lock:
-                index, offset = next(self._batches), self._rows
-                self._rows += len(columns[0])
+                index, offset = next(self._batches), self.rows
+                self.rows += len(columns[0])
             return self.scorer.score_columns(columns, index, offset)
         except BaseException as e:
             self.errors.append(e)
@@ -200,7 +227,7 @@ def register(con: duckdb.DuckDBPyConnection, name: str, source: ModelSource, out
     # FLOAT inputs take DOUBLE arguments: DuckDB widens any number to DOUBLE implicitly, never to FLOAT
     arguments = pa.schema([pa.field(f.name, pa.float64() if f.type == pa.float32() else f.type) for f in argument_schema(model)])
     plan = bind(arguments, model, [OutputRequest(o) for o in outputs] if outputs else None)
-    body = _Body(Scorer(plan), [], len(plan.data_schema))  # errors surface as DuckDB's own: no statement of ours to raise them
+    body = FunctionBody(Scorer(plan), [], len(plan.data_schema))  # errors surface as DuckDB's own: no statement of ours to raise them
     one = len(plan.outputs) == 1
     with contextlib.suppress(duckdb.InvalidInputException):  # not registered yet
         con.remove_function(name)
@@ -218,7 +245,7 @@ def _create(con: duckdb.DuckDBPyConnection, name: str, function: Callable[..., p
     con.create_function(name, function, parameters, returns, type=func.ARROW, null_handling=func.SPECIAL, side_effects=False)
 
 
-def _first_field(body: _Body) -> Callable[..., pa.Array]:
+def _first_field(body: FunctionBody) -> Callable[..., pa.Array]:
     """A scalar function over a one-output body: the STRUCT's only field."""
 
     def scalar(*columns: Any) -> pa.Array:

@@ -1,8 +1,9 @@
 """Plans kept per connection, so a statement run again skips binding, rendering and SQL generation.
 
-A plan is kept only when it is pure SQL whose meaning the key and a schema check pin down: every PREDICT is INLINE,
-none is nested, and every MODEL is bytes given in the statement or a variable (not a subquery, a path or a URI,
-whose model may change under the same text). The key is the statement as planned (stored views expanded, `dbo.`
+A plan is kept only when its meaning the key and a schema check pin down: every PREDICT is INLINE or a UDF whose
+scoring function the engine keeps registered with it, none is nested, and every MODEL is bytes given in the statement
+or a variable (not a subquery, a path or a URI, whose model may change under the same text). A kept plan's `release`
+removes its functions when the plan is dropped, replaced or pushed out. The key is the statement as planned (stored views expanded, `dbo.`
 mapped) and the session options, with every variable's value; a kept plan is used again only if each DATA query still
 has the column names and engine types it was bound to, so an altered or replaced table binds afresh.
 """
@@ -22,11 +23,13 @@ Columns = tuple[tuple[str, str], ...]  # a query's column names and engine types
 
 @dataclass(frozen=True)
 class Kept:
-    """A planned statement, the errors its SQL may raise (by key), and each DATA query's columns when it was bound."""
+    """A planned statement, the errors its SQL may raise (by key), each DATA query's columns when it was bound, and
+    what removes the scoring functions it keeps registered."""
 
     planned: Any  # planner.Planned
     failures: Mapping[str, PredictSQLError]
     probes: tuple[tuple[str, Columns], ...]
+    release: Callable[[], None] | None = None  # None: it keeps no function
 
 
 class PlanCache:
@@ -47,10 +50,16 @@ class PlanCache:
         return None
 
     def put(self, key: Hashable, kept: Kept) -> None:
+        self.drop(key)
         self._kept[key] = kept
-        self._kept.move_to_end(key)
         while len(self._kept) > ENTRIES:
-            self._kept.popitem(last=False)
+            _release(self._kept.popitem(last=False)[1])
+
+    def drop(self, key: Hashable) -> None:
+        """Forget the plan kept under `key`, if any, and remove its scoring functions."""
+        kept = self._kept.pop(key, None)
+        if kept is not None:
+            _release(kept)
 
 
 def key(statement: Hashable, variables: Mapping[str, object]) -> Hashable | None:
@@ -61,6 +70,11 @@ def key(statement: Hashable, variables: Mapping[str, object]) -> Hashable | None
     except TypeError:
         return None
     return statement, values
+
+
+def _release(kept: Kept) -> None:
+    if kept.release is not None:
+        kept.release()
 
 
 def _frozen(value: object) -> object:

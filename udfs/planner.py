@@ -10,7 +10,9 @@ rows, a scoring function registered under a name, and whether a stream would see
 - INLINE: the model as SQL expressions (udfs/inline.py); the engine computes it.
 - UDF: a registered scoring function inside the statement, over the model's input columns,
   returning a STRUCT of the outputs; it sees the statement's transaction, TEMP tables and
-  registered objects, and the engine pushes filters on DATA columns below it.
+  registered objects, and the engine pushes filters on DATA columns below it. Where the engine
+  keeps plans, AUTO picks it for small DATA (at most `small_data_rows` rows when planned): a
+  function kept registered costs least to run again, where INLINE SQL is bound afresh each run.
 - STREAM (DuckDB): DATA read on its own cursor and scored by several workers in order, the
   stream registered as a relation; only where a stream sees what the statement sees.
 """
@@ -18,7 +20,7 @@ rows, a scoring function registered under a name, and whether a stream would see
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -52,6 +54,7 @@ class Settings:
     session_options: sessions.SessionOptions
     lookups: Mapping[str, Lookup]  # URI scheme → registry (MLflow, the catalog)
     plans: PlanCache | None = None  # plans kept for statements run again (udfs/plan_cache.py); None: none kept
+    small_data_rows: int = 0  # with plans kept, AUTO scores DATA of at most this many rows with a kept UDF (0: never)
 
 
 @dataclass
@@ -115,6 +118,10 @@ class Engine(Protocol):
     def stream_blocker(self, bound: Bound, data: exp.Query) -> str:
         """Why a stream of DATA would not see what the statement sees (or the engine has no stream), else ''."""
 
+    def keep(self, names: Sequence[str]) -> Callable[[], None] | None:
+        """Leave these scoring functions registered after the statement, for a kept plan; the callable removes them
+        (None: the engine cannot keep them, so the plan is not kept)."""
+
 
 @dataclass(frozen=True)
 class Planned:
@@ -138,12 +145,13 @@ class Planner:
         self._referenced: set[str] | None = None  # the statement's column names (sql/projection.py); None: it may read all
         self._probes: list[str] = []  # each DATA query bound
         self._keepable = True  # every MODEL so far is bytes of the statement or a variable
+        self._key: Hashable | None = None  # the statement's key in the plan cache, once looked up
 
     def plan(self, tree: exp.Expr) -> Planned:
         """The statement's engine SQL and its bound PREDICTs (inner ones inside); a kept plan if it still holds."""
         cache = self.settings.plans
         try:
-            key = plan_cache.key((to_sql(tree, self.engine.dialect), self.settings.session_options), self.variables) if cache is not None else None
+            key = self._key = plan_cache.key((to_sql(tree, self.engine.dialect), self.settings.session_options), self.variables) if cache is not None else None
             kept = cache.get(key, self.engine.columns) if cache is not None else None
             if kept is not None:
                 self._failures = dict(kept.failures)
@@ -153,9 +161,20 @@ class Planner:
             planned = Planned(target.sql(dialect=self.engine.dialect, copy=False), bound)
         except RecursionError:
             raise BindError("the statement nests too deeply to plan: flatten its subqueries") from None
-        if cache is not None and key is not None and self._keepable and all(b.kind == INLINE and not b.inner for b in bound):
-            cache.put(key, plan_cache.Kept(planned, dict(self._failures), tuple((sql, self.engine.columns(sql)) for sql in dict.fromkeys(self._probes))))
+        if cache is not None and key is not None and self._keepable and all(b.kind in (INLINE, UDF) and not b.inner for b in bound):
+            functions = [b.name for b in bound if b.kind == UDF]
+            release = self.engine.keep(functions) if functions else None
+            if release is not None or not functions:
+                probes = tuple((sql, self.engine.columns(sql)) for sql in dict.fromkeys(self._probes))
+                cache.put(key, plan_cache.Kept(planned, dict(self._failures), probes, release))
         return planned
+
+    def scored(self, rows: int) -> None:
+        """After the statement ran: a kept plan whose functions scored more rows than small DATA has is dropped, so the
+        next run plans afresh (larger DATA may run INLINE or as a stream)."""
+        cache = self.settings.plans
+        if cache is not None and self._key is not None and rows > self.settings.small_data_rows:
+            cache.drop(self._key)
 
     def run_query(self, query: exp.Query) -> list[tuple]:
         """A scalar subquery's rows (MODEL = (SELECT ...), DECLARE @m = (SELECT ...))."""
@@ -235,6 +254,10 @@ class Planner:
         choice = call.options.get("PLAN", AUTO)
         if choice not in PLANS:
             raise BindError(f"PREDICT PLAN = {choice} ({call.label}) is not a plan; use PLAN = {', '.join(PLANS)}")
+        small = self._small(bound) if choice == AUTO and not nested and not bound.inner else None
+        if small is not None:
+            bound.why = f"DATA has at most {small:,} rows: a kept scoring function costs less to run again than INLINE SQL or a stream"
+            return
         if choice in (AUTO, INLINE):
             query, why = inline.inline_query(call, data, bound.plan, self.engine.dialect, self.fail, forced=choice == INLINE)
             if query is not None:
@@ -252,6 +275,19 @@ class Planner:
             bound.why = f"{bound.why}; not STREAM: {blocker}"
         else:
             bound.why = "PLAN = UDF"
+
+
+    def _small(self, bound: Bound) -> int | None:
+        """DATA's row count where the plan will be kept and DATA has at most small_data_rows rows, else None; it counts
+        rows up to one more than that, and counts nothing where the plan could not be kept."""
+        limit = self.settings.small_data_rows
+        if not limit or self.settings.plans is None or not self._keepable:
+            return None
+        try:
+            ((rows,),) = self.engine.rows(f"SELECT count(*) FROM (SELECT 1 FROM ({bound.data_sql}) AS __predictsql_rows LIMIT {limit + 1}) AS __predictsql_count")
+        except Exception:  # DATA fails when run: the statement raises that itself
+            return None
+        return rows if rows <= limit else None
 
 
 def _feature_ranges(call: PredictCall, plan: ScoringPlan) -> dict[trees.FeatureKey, trees.Interval]:
