@@ -157,7 +157,7 @@ def naive_udf(con, onnx_bytes: bytes) -> Callable[[], object]:
     return partial(lambda: con.duckdb.sql(f"SELECT sum({name}({', '.join(FEATURES)})) FROM bench").fetchall())
 
 
-DUCKDB_TABLES = ("speed", "queries", "pushdown", "per_column", "projection", "latency", "trees")
+DUCKDB_TABLES = ("speed", "queries", "pushdown", "per_column", "one_hot", "projection", "latency", "trees")
 QUERY = "SELECT sum(p.Score) FROM PREDICT(MODEL = @m, DATA = bench AS d, PLAN = {plan}) WITH (Score FLOAT) AS p"
 
 
@@ -186,6 +186,32 @@ def per_column(rows: int, repeat: int) -> list[tuple[str, float, float]]:
     return [(label, rows / seconds, timings[LIMIT] / seconds) for label, seconds in timings.items()]
 
 
+def one_hot(rows: int, repeat: int) -> list[tuple[str, float, float]]:
+    """The one-hot pipeline (scaled FLOAT columns and a one-hot text column, then LogisticRegression; one named [N,1]
+    input per column), each plan as a ratio to raw onnxruntime fed the same columns."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    import predictsql
+
+    with tempfile.TemporaryDirectory() as tmp, predictsql.connect(str(Path(tmp) / "bench.duckdb")) as con:
+        make_table(con, "numbers", rows)
+        con.duckdb.sql("CREATE TABLE bench AS SELECT *, CASE WHEN x4 < -0.5 THEN 'low' WHEN x4 < 0.5 THEN 'mid' ELSE 'high' END AS band FROM numbers")
+        sample = con.duckdb.sql("SELECT * FROM bench LIMIT 20000").df()
+        target = (sample.x0 + 0.5 * sample.x1 - 0.3 * (sample.band == "high") > 0).astype(int)
+        encode = ColumnTransformer([("scaled", StandardScaler(), FEATURES), ("bands", OneHotEncoder(handle_unknown="ignore"), ["band"])])
+        onnx_bytes = predictsql.export(make_pipeline(encode, LogisticRegression()).fit(sample, target), sample, outputs={"score": "Score"})
+        preloaded = con.duckdb.sql("SELECT * FROM bench").fetchnumpy()
+        feeds = {c: preloaded[c].astype(np.float32).reshape(-1, 1) for c in FEATURES} | {"band": preloaded["band"].astype(object).reshape(-1, 1)}
+        runs: dict[str, Callable[[], object]] = {LIMIT: partial(limit_session(onnx_bytes).run, ["Score"], feeds)}
+        for plan, label in plans(onnx_bytes, "duckdb"):
+            runs[f"predictsql PREDICT on DuckDB, {label}"] = partial(duckdb_rows, con, QUERY.format(plan=plan), onnx_bytes)
+        timings = fastest(runs, repeat)
+    return [(label, rows / seconds, timings[LIMIT] / seconds) for label, seconds in timings.items()]
+
+
 def projection(rows: int, repeat: int) -> list[tuple[str, float]]:
     """The forest reading its 10 columns of a 200-column table, as a slow-down over the same query on the 10-column
     table (the STREAM plan carries only the columns the statement reads)."""
@@ -205,25 +231,29 @@ def projection(rows: int, repeat: int) -> list[tuple[str, float]]:
     return results
 
 
-def pushdown(rows: int, repeat: int) -> list[tuple[str, str, str, float]]:
-    """P4: the forest under a WHERE keeping 1%, 10% or 50% of the rows, per plan, as a speed-up over the same plan
-    without it: on x0, which the trees test (pushed below PREDICT, and the trees pruned by it), on z, a column
-    the model ignores (pushed, nothing to prune: what pushdown alone gives), and on p.x0 (not pushed)."""
+PUSHDOWN_PLANS = {"RandomForest(100)": ("STREAM", "UDF"), "LogisticRegression": ("INLINE", "UDF")}
+
+
+def pushdown(rows: int, repeat: int) -> list[tuple[str, str, str, str, float]]:
+    """P4: the forest and the linear model under a WHERE keeping 1%, 10% or 50% of the rows, per plan, as a speed-up
+    over the same plan without it: on x0, which the model reads (pushed below PREDICT; the forest's trees pruned by
+    it), on z, a column the model ignores (pushed, nothing to prune: what pushdown alone gives), and on p.x0 (not pushed)."""
     import predictsql
 
     results = []
     with tempfile.TemporaryDirectory() as tmp, predictsql.connect(str(Path(tmp) / "bench.duckdb")) as con:
         make_table(con, "bench", rows)
-        onnx_bytes = train(con)["RandomForest(100)"][1]
+        models = train(con)
         con.duckdb.sql("CREATE TABLE bench_z AS SELECT *, (random() * 2 - 1)::FLOAT AS z FROM bench")
         query = QUERY.replace("bench AS d", "bench_z AS d")
-        for plan in ("STREAM", "UDF"):
-            for share, cut in (("1%", 0.98), ("10%", 0.8), ("50%", 0.0)):
-                filters = {"no WHERE": "", "d.x0 (pushed, trees pruned)": f" WHERE d.x0 > {cut}", "d.z (pushed, the model ignores z)": f" WHERE d.z > {cut}"}
-                filters["p.x0 (not pushed)"] = f" WHERE p.x0 > {cut}"
-                runs: dict[str, Callable[[], object]] = {label: partial(duckdb_rows, con, query.format(plan=plan) + where, onnx_bytes) for label, where in filters.items()}
-                timings = fastest(runs, repeat)
-                results += [(plan, share, label, timings["no WHERE"] / seconds) for label, seconds in timings.items() if label != "no WHERE"]
+        for name, model_plans in PUSHDOWN_PLANS.items():
+            for plan in model_plans:
+                for share, cut in (("1%", 0.98), ("10%", 0.8), ("50%", 0.0)):
+                    filters = {"no WHERE": "", "d.x0 (pushed)": f" WHERE d.x0 > {cut}", "d.z (pushed, the model ignores z)": f" WHERE d.z > {cut}"}
+                    filters["p.x0 (not pushed)"] = f" WHERE p.x0 > {cut}"
+                    runs: dict[str, Callable[[], object]] = {label: partial(duckdb_rows, con, query.format(plan=plan) + where, models[name][1]) for label, where in filters.items()}
+                    timings = fastest(runs, repeat)
+                    results += [(name, plan, share, label, timings["no WHERE"] / seconds) for label, seconds in timings.items() if label != "no WHERE"]
     return results
 
 
@@ -294,9 +324,11 @@ def tree_plans(rows: int, repeat: int) -> list[tuple[str, int, int, float, float
 
 
 def latency(repeat: int) -> list[tuple[str, str, int, float, float]]:
-    """P5: a warm PREDICT of 1, 100 and 1000 rows picked by id, per model and plan, next to the plain DuckDB query of
-    the same rows (median of 20 × repeat runs, after 5 warm-up runs): per-query overhead, which caching must cut."""
+    """P5: a warm PREDICT of 1 to 50,000 rows picked by id, per model and plan, next to the plain DuckDB query of the
+    same rows (median of 20 × repeat runs, after 5 warm-up runs): per-query overhead, which kept plans must cut, and
+    where AUTO's kept UDF for small DATA (up to SMALL_DATA_ROWS) stops paying."""
     import predictsql
+    from predictsql.engine.errors import PredictSQLError
 
     results = []
     with tempfile.TemporaryDirectory() as tmp, predictsql.connect(str(Path(tmp) / "bench.duckdb")) as con:
@@ -304,11 +336,16 @@ def latency(repeat: int) -> list[tuple[str, str, int, float, float]]:
         models = train(con)
         con.duckdb.sql("CREATE TABLE keyed AS SELECT row_number() OVER () AS id, * FROM bench")
         for name, (_, onnx_bytes) in models.items():
-            for plan, label in plans(onnx_bytes, "duckdb"):
-                for rows in (1, 100, 1000):
+            for plan in ("AUTO", "INLINE", "UDF", "STREAM"):
+                for rows in (1, 100, 1000, 10_000, 50_000):
                     where = f"id <= {rows}"
                     query = f"SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = (SELECT * FROM keyed WHERE {where}) AS d, PLAN = {plan}) WITH (Score FLOAT) AS p"
-                    scored = _median(partial(duckdb_rows, con, query, onnx_bytes), 20 * repeat)
+                    try:
+                        (bound,) = con.explain(query, params={"m": onnx_bytes}).statements[0][2]
+                    except PredictSQLError:  # PLAN = INLINE of a model with no SQL form
+                        break
+                    label = f"AUTO: {bound.kind}" if plan == "AUTO" else f"PLAN = {plan}"
+                    scored = _median(partial(duckdb_rows, con, query, onnx_bytes), (20 if rows <= 1000 else 4) * repeat)
                     plain = _median(partial(lambda w: con.duckdb.sql(f"SELECT * FROM keyed WHERE {w}").fetchall(), where), 20 * repeat)
                     results.append((name, label, rows, scored * 1000, scored / plain))
     return results
@@ -562,14 +599,19 @@ def main() -> None:
         for model, label, ratio in queries(args.rows, args.repeat):
             print(f"| {model} | {label} | {ratio:.2f} |")
     if "pushdown" in tables:
-        print("\nP4: RandomForest under a WHERE x > c keeping a share of the rows (speed-up over the same plan without it)\n")
-        print("| plan | rows kept | WHERE on | × faster |\n|---|---|---|---:|")
-        for plan, share, label, factor in pushdown(args.rows, args.repeat):
-            print(f"| {plan} | {share} | {label} | {factor:.2f} |")
+        print("\nP4: a WHERE x > c keeping a share of the rows (speed-up over the same plan without it)\n")
+        print("| model | plan | rows kept | WHERE on | × faster |\n|---|---|---|---|---:|")
+        for model, plan, share, label, factor in pushdown(args.rows, args.repeat):
+            print(f"| {model} | {plan} | {share} | {label} | {factor:.2f} |")
     if "per_column" in tables:
         print(f"\nP2, per-column model (scaler + LogisticRegression, one [N,1] input per column), {args.rows * 5:,} rows\n")
         print("| path | rows/s | ratio to limit |\n|---|---:|---:|")
         for label, rate, ratio in per_column(args.rows * 5, args.repeat):
+            print(f"| {label} | {rate / 1e6:.2f} M | {ratio:.2f} |")
+    if "one_hot" in tables:
+        print(f"\nOne-hot pipeline (scaler on 10 FLOAT columns, one-hot of a text column, LogisticRegression), {args.rows:,} rows\n")
+        print("| path | rows/s | ratio to limit |\n|---|---:|---:|")
+        for label, rate, ratio in one_hot(args.rows, args.repeat):
             print(f"| {label} | {rate / 1e6:.2f} M | {ratio:.2f} |")
     if "projection" in tables:
         print("\nProjection: RandomForest reading 10 of a table's 200 columns (× slower than on the 10-column table)\n")
