@@ -129,7 +129,8 @@ class Connection:
                 raise
 
     def explain(self, text: str, params: Mapping[str, object] | None = None) -> Explanation:
-        """How each statement is read, the DuckDB SQL it runs and the plan of each PREDICT; reads no DATA rows."""
+        """How each statement is read, the DuckDB SQL it runs and the plan of each PREDICT; scores no row (it may count
+        DATA's rows, up to small_data_rows + 1, to pick the plan)."""
         with self._lock:
             return self._explain(text, params)
 

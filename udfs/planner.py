@@ -3,9 +3,10 @@
     tree ──find_predicts──► PredictCall ──model, DATA schema──► ScoringPlan ──choose──► INLINE | UDF | STREAM
          ◄──────────────── rewrite (sql/rewrite.py) ◄──────── Relation ◄─────────────┘
 
-An engine adapter (udfs/duckdb_engine.py, udfs/spark.py) gives the planner six things: its
+An engine adapter (udfs/duckdb_engine.py, udfs/spark.py) gives the planner seven things: its
 dialect, a query's Arrow schema (and, cheaper, its column names and types), a scalar subquery's
-rows, a scoring function registered under a name, and whether a stream would see what the statement sees. Binding reads no DATA row.
+rows, a scoring function registered under a name, whether a stream would see what the statement
+sees, and whether it can keep a function registered for a kept plan. Binding reads no DATA row.
 
 - INLINE: the model as SQL expressions (udfs/inline.py); the engine computes it.
 - UDF: a registered scoring function inside the statement, over the model's input columns,
