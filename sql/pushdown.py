@@ -86,4 +86,10 @@ def _reads_only(condition: exp.Expr, alias: str, outputs: set[str]) -> bool:
         return False
     if any(isinstance(n, _BLOCKERS) for n in condition.walk()):
         return False
-    return not any(isinstance(n, exp.Func) and n.sql_name().upper() in _VOLATILE for n in condition.walk())
+    return not calls_volatile(condition)
+
+
+def calls_volatile(tree: exp.Expr) -> bool:
+    """Whether the tree calls a function whose value may change from call to call: random(), or one sqlglot does not
+    know (nextval(), a UDF)."""
+    return any(isinstance(n, exp.Anonymous) or (isinstance(n, exp.Func) and n.sql_name().upper() in _VOLATILE) for n in tree.walk())

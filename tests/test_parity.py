@@ -19,7 +19,7 @@ INLINE_KINDS = ("logistic_regression", "scaler_pipeline", "one_hot_pipeline")  #
 
 
 CASES = [(kind, plan) for plan in ("AUTO", "UDF") for kind in KINDS] + [(kind, "INLINE") for kind in INLINE_KINDS]
-CASES += [(kind, "STREAM") for kind in ("random_forest", "mlp", "scaler_pipeline")]
+CASES += [(kind, "STREAM") for kind in ("random_forest", "gradient_boosting", "hist_gradient_boosting", "mlp", "scaler_pipeline")]
 
 
 @pytest.mark.parametrize(("kind", "plan"), CASES)

@@ -170,3 +170,51 @@ def test_plans_pushed_out_of_the_cache_remove_their_functions(con, logreg) -> No
     for n in range(ENTRIES + 3):
         con.sql(SCORE.replace("ORDER BY", f"WHERE d.id >= {n} ORDER BY"), params={"m": logreg.onnx})
     assert _functions(con) == ENTRIES
+
+
+def test_a_small_data_plan_made_in_a_transaction_is_not_kept_and_runs_after_rollback(con, logreg, breast_cancer) -> None:
+    """DuckDB undoes a function created inside a transaction at ROLLBACK: such a plan is planned as before (INLINE) and
+    not kept, so the statement runs again afterwards."""
+    con.sql("BEGIN")
+    assert _plan(con, SCORE, logreg.onnx)[0] == "INLINE"
+    not_none(con.sql(SCORE, params={"m": logreg.onnx}))
+    con.sql("ROLLBACK")
+    rows = not_none(con.sql(SCORE, params={"m": logreg.onnx})).df()
+    assert_scores(logreg, breast_cancer, rows.id, rows.Score)
+
+
+def test_closing_a_connection_or_cursor_removes_its_kept_functions(db_path, logreg) -> None:
+    """DuckDB registers Python functions on the database, which every connection to the file in this process shares."""
+    with predictsql.connect(str(db_path)) as con, predictsql.connect(str(db_path)) as other:
+        cursor = con.cursor()
+        cursor.sql(SCORE, params={"m": logreg.onnx})
+        con.sql(SCORE, params={"m": logreg.onnx})
+        assert _functions(other) == 2
+        cursor.close()
+        assert _functions(other) == 1
+        con.close()
+        assert _functions(other) == 0
+
+
+def test_counting_small_data_changes_nothing_it_gives(con, logreg, breast_cancer) -> None:
+    """A registered reader is read once, a sequence advances and random() differs per read: AUTO counts none of them
+    (it plans them as DATA of many rows), so the statement sees DATA as it is."""
+    import pyarrow as pa
+
+    table = con.duckdb.sql("SELECT * FROM patients").to_arrow_table()
+    con.duckdb.register("incoming", pa.RecordBatchReader.from_batches(table.schema, table.to_batches(max_chunksize=100)))
+    rows = not_none(con.sql(SCORE.replace("patients", "incoming"), params={"m": logreg.onnx})).df()
+    assert_scores(logreg, breast_cancer, rows.id, rows.Score)
+    con.duckdb.sql("CREATE SEQUENCE s; CREATE SEQUENCE t")
+    numbered = "SELECT d.n FROM PREDICT(MODEL = @m, DATA = (SELECT nextval('{s}') AS n, * FROM patients WHERE id < 3) AS d{plan}) WITH (Score FLOAT) AS p ORDER BY d.n"
+    counted, inline = (not_none(con.sql(numbered.format(s=s, plan=plan), params={"m": logreg.onnx})).fetchall() for s, plan in (("s", ""), ("t", ", PLAN = INLINE")))
+    assert counted == inline and len(counted) == 3
+    sampled = SCORE.replace("DATA = patients", "DATA = (SELECT * FROM patients WHERE random() < 0.5)")
+    assert _plan(con, sampled, logreg.onnx)[0] == "INLINE"
+
+
+def test_a_macro_over_predict_keeps_working_after_its_plan_is_gone(con, logreg) -> None:
+    """A CREATE that DuckDB keeps as SQL must not name a function of one statement: AUTO plans it as before."""
+    con.sql("CREATE MACRO scored() AS TABLE SELECT p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p", params={"m": logreg.onnx})
+    con._plans.clear()
+    assert con.duckdb.sql("SELECT count(*) FROM scored()").fetchall() == [(569,)]

@@ -105,7 +105,8 @@ class Connection:
         self.duckdb = con
         self.variables = variables
         self.models = ModelCatalog(con, self.resolve, settings.session_options)
-        self.settings = replace(settings, lookups={**self.registry.lookups, "catalog": self.models.lookup}, plans=PlanCache())  # its own: one per thread
+        self._plans = PlanCache()  # its own: one per thread
+        self.settings = replace(settings, lookups={**self.registry.lookups, "catalog": self.models.lookup}, plans=self._plans)
         self._held: dict[str, FunctionBody] = {}  # scoring functions kept registered for kept plans (DuckDBEngine.keep)
         self._views: dict[str, exp.Expr] = {}
         self._lock = threading.RLock()
@@ -160,6 +161,9 @@ class Connection:
         return Resolver(self.settings.lookups)(model, label)
 
     def close(self) -> None:
+        """Remove the functions kept plans hold (DuckDB keeps them registered on the database, which other connections
+        to it share), then close."""
+        self._plans.clear()
         self.duckdb.close()
 
     def __enter__(self) -> Connection:

@@ -31,6 +31,7 @@ from predictsql.engine.scoring import ScoredStream, Scorer
 from predictsql.engine.sessions import SessionOptions
 from predictsql.engine.sources import ModelSource
 from predictsql.engine.types import sql_name
+from predictsql.sql.pushdown import calls_volatile
 from predictsql.sql.statements import string_literal, tables
 from predictsql.udfs.planner import STREAM, UDF, Bound, Planned, Settings
 
@@ -73,6 +74,14 @@ class DuckDBEngine:
         body = self._functions[bound.name] = FunctionBody(scorer, self.errors, len(parameters))
         _create(self.con, bound.name, body, parameters, _struct(bound.function_plan))
 
+    def small_rows(self, bound: Bound, data: exp.Query, limit: int) -> int | None:
+        """None inside a transaction (a function created there is gone after ROLLBACK), and where counting could change
+        what DATA gives (a volatile function, a registered reader read once, a TEMP table: none of them is counted)."""
+        if self._transaction_open() or calls_volatile(data) or self._private_names() & tables(data):
+            return None
+        ((rows,),) = self.con.sql(f"SELECT count(*) FROM (SELECT 1 FROM ({bound.data_sql}) AS __predictsql_rows LIMIT {limit + 1}) AS __predictsql_count").fetchall()
+        return rows if rows <= limit else None
+
     def keep(self, names: Sequence[str]) -> Callable[[], None]:
         for name in names:
             self.held[name] = self._functions.pop(name)
@@ -106,7 +115,7 @@ class DuckDBEngine:
         ready its scoring functions, the kept ones too, to count rows and keep errors for this statement."""
         for b in planned.bound:
             if b.kind == UDF:
-                body = self._functions.get(b.name) or self.held[b.name]
+                body = self._functions[b.name] if b.name in self._functions else self.held[b.name]
                 body.begin(self.errors)
                 self._running.append(body)
             if b.kind != STREAM:

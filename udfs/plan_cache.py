@@ -46,6 +46,8 @@ class PlanCache:
             self._kept.move_to_end(key)
             self.stats["hits"] += 1
             return kept
+        if kept is not None:  # it no longer holds: its functions go now, whatever the new plan is
+            self.drop(key)
         self.stats["misses"] += 1
         return None
 
@@ -54,6 +56,11 @@ class PlanCache:
         self._kept[key] = kept
         while len(self._kept) > ENTRIES:
             _release(self._kept.popitem(last=False)[1])
+
+    def clear(self) -> None:
+        """Forget every plan and remove their functions (a connection closing: DuckDB would keep them registered)."""
+        for key in list(self._kept):
+            self.drop(key)
 
     def drop(self, key: Hashable) -> None:
         """Forget the plan kept under `key`, if any, and remove its scoring functions."""

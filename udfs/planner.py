@@ -23,7 +23,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 import pyarrow as pa
 from sqlglot import exp
@@ -38,6 +38,7 @@ from predictsql.sql.plan import QUERY, PredictCall, Relation, in_place
 from predictsql.sql.projection import project, referenced_columns
 from predictsql.sql.pushdown import push_predicates
 from predictsql.sql.rewrite import Context, apply, function_relation, inline_variables, rewrite
+from predictsql.sql.statements import stores_sql
 from predictsql.udfs import inline, plan_cache, script
 from predictsql.udfs.plan_cache import PlanCache
 
@@ -74,6 +75,7 @@ class Bound:
     query: exp.Query | None = None  # the relation's SQL (INLINE, UDF); None for STREAM
     function_plan: ScoringPlan | None = None  # UDF: the plan its function runs, bound to the input columns alone
     pushed: tuple[str, ...] = ()  # the outer conjuncts that filter DATA before it is scored
+    small_data: bool = False  # a UDF AUTO picked for small DATA: its plan is kept with its function registered
     pruned: str = ""  # how they pruned the model's trees (engine/trees.py), for EXPLAIN
 
     @property
@@ -119,9 +121,16 @@ class Engine(Protocol):
     def stream_blocker(self, bound: Bound, data: exp.Query) -> str:
         """Why a stream of DATA would not see what the statement sees (or the engine has no stream), else ''."""
 
-    def keep(self, names: Sequence[str]) -> Callable[[], None] | None:
-        """Leave these scoring functions registered after the statement, for a kept plan; the callable removes them
-        (None: the engine cannot keep them, so the plan is not kept)."""
+
+@runtime_checkable
+class KeepingEngine(Engine, Protocol):
+    """An engine that can keep a scoring function registered between statements (DuckDB): AUTO's plan for small DATA."""
+
+    def small_rows(self, bound: Bound, data: exp.Query, limit: int) -> int | None:
+        """DATA's row count if it is at most `limit` and counting its rows changes nothing the statement sees, else None."""
+
+    def keep(self, names: Sequence[str]) -> Callable[[], None]:
+        """Leave these scoring functions registered after the statement, for a kept plan; the callable removes them."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +156,7 @@ class Planner:
         self._probes: list[str] = []  # each DATA query bound
         self._keepable = True  # every MODEL so far is bytes of the statement or a variable
         self._key: Hashable | None = None  # the statement's key in the plan cache, once looked up
+        self._stores_sql = False  # a CREATE whose SQL the engine keeps (a macro): no function of one statement may end up in it
 
     def plan(self, tree: exp.Expr) -> Planned:
         """The statement's engine SQL and its bound PREDICTs (inner ones inside); a kept plan if it still holds."""
@@ -158,16 +168,16 @@ class Planner:
                 self._failures = dict(kept.failures)
                 return kept.planned
             self._referenced = referenced_columns(tree)
+            self._stores_sql = stores_sql(tree)
             target, bound = self._rewrite(tree, nested=False)
             planned = Planned(target.sql(dialect=self.engine.dialect, copy=False), bound)
         except RecursionError:
             raise BindError("the statement nests too deeply to plan: flatten its subqueries") from None
-        if cache is not None and key is not None and self._keepable and all(b.kind in (INLINE, UDF) and not b.inner for b in bound):
-            functions = [b.name for b in bound if b.kind == UDF]
-            release = self.engine.keep(functions) if functions else None
-            if release is not None or not functions:
-                probes = tuple((sql, self.engine.columns(sql)) for sql in dict.fromkeys(self._probes))
-                cache.put(key, plan_cache.Kept(planned, dict(self._failures), probes, release))
+        if cache is not None and key is not None and self._keepable and all((b.kind == INLINE or b.small_data) and not b.inner for b in bound):
+            functions = [b.name for b in bound if b.small_data]
+            release = self.engine.keep(functions) if functions and isinstance(self.engine, KeepingEngine) else None
+            probes = tuple((sql, self.engine.columns(sql)) for sql in dict.fromkeys(self._probes))
+            cache.put(key, plan_cache.Kept(planned, dict(self._failures), probes, release))
         return planned
 
     def scored(self, rows: int) -> None:
@@ -255,9 +265,9 @@ class Planner:
         choice = call.options.get("PLAN", AUTO)
         if choice not in PLANS:
             raise BindError(f"PREDICT PLAN = {choice} ({call.label}) is not a plan; use PLAN = {', '.join(PLANS)}")
-        small = self._small(bound) if choice == AUTO and not nested and not bound.inner else None
+        small = self._small(bound, data) if choice == AUTO and not nested and not bound.inner else None
         if small is not None:
-            bound.why = f"DATA has at most {small:,} rows: a kept scoring function costs less to run again than INLINE SQL or a stream"
+            bound.small_data, bound.why = True, f"DATA has at most {small:,} rows: a kept scoring function costs less to run again than INLINE SQL or a stream"
             return
         if choice in (AUTO, INLINE):
             query, why = inline.inline_query(call, data, bound.plan, self.engine.dialect, self.fail, forced=choice == INLINE)
@@ -278,17 +288,13 @@ class Planner:
             bound.why = "PLAN = UDF"
 
 
-    def _small(self, bound: Bound) -> int | None:
-        """DATA's row count where the plan will be kept and DATA has at most small_data_rows rows, else None; it counts
-        rows up to one more than that, and counts nothing where the plan could not be kept."""
+    def _small(self, bound: Bound, data: exp.Query) -> int | None:
+        """DATA's row count where it has at most small_data_rows rows and the plan may be kept (every MODEL so far bytes
+        or a variable, on an engine that keeps functions, in a statement that stores no SQL), else None."""
         limit = self.settings.small_data_rows
-        if not limit or self.settings.plans is None or not self._keepable:
+        if not limit or self.settings.plans is None or not self._keepable or self._stores_sql or not isinstance(self.engine, KeepingEngine):
             return None
-        try:
-            ((rows,),) = self.engine.rows(f"SELECT count(*) FROM (SELECT 1 FROM ({bound.data_sql}) AS __predictsql_rows LIMIT {limit + 1}) AS __predictsql_count")
-        except Exception:  # DATA fails when run: the statement raises that itself
-            return None
-        return rows if rows <= limit else None
+        return self.engine.small_rows(bound, data, limit)
 
 
 def _feature_ranges(call: PredictCall, plan: ScoringPlan) -> dict[trees.FeatureKey, trees.Interval]:

@@ -27,7 +27,7 @@ import contextlib
 import os
 import sys
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -229,10 +229,6 @@ class SparkEngine:
 
     def stream_blocker(self, bound: Bound, data: exp.Query) -> str:
         return "Spark scores every PREDICT that is not INLINE in an Arrow UDF inside the query"
-
-    def keep(self, names: Sequence[str]) -> Callable[[], None] | None:
-        """None: a statement's temporary functions are dropped once Spark has analysed it (see above), so only INLINE is kept."""
-        return None
 
 
 def _scoring_udf(spark: SparkSession, source: ModelSource, plan: ScoringPlan, requested: Sequence[OutputRequest] | None, options: sessions.SessionOptions, struct: bool) -> Any:
