@@ -215,17 +215,26 @@ def _logistic(v: Ref, builder: _Builder) -> Expr:
 
 
 def _normalizer(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
-    """Each row divided by its L1 or L2 norm; a row whose norm is 0 is left as it is, as onnxruntime leaves it. MAX is
-    not inlined: onnxruntime's running maximum passes over NaN, where SQL's greatest() returns it."""
+    """Each row divided by its L1 or L2 norm or its maximum (onnxruntime's running one, so a row of negatives is divided
+    by a negative); a row whose divisor is 0 is left as it is, as onnxruntime leaves it."""
     norm = attrs.get("norm", b"MAX").decode()
     x = builder.let_all(args[0])
     if norm == "L1":
         divisor = builder.let(Op("add", tuple(Op("abs", (v,)) for v in x)))
     elif norm == "L2":
         divisor = builder.let(Op("sqrt", (Op("add", tuple(Op("mul", (v, v)) for v in x)),)))
+    elif norm == "MAX":
+        divisor = builder.let(_running_max(x))
     else:
         raise NotInlinable(f"Normalizer norm {norm} has no SQL form")
     return [tuple(Case(((Op("eq", (divisor, Const(0.0))), v),), Op("div", (v, divisor))) for v in x)]
+
+
+def _running_max(values: Sequence[Expr]) -> Op:
+    """onnxruntime's maximum (normalizer.cc, ml_common.h): a running std::max from FLOAT's lowest, which NaN and -inf
+    never pass, so a row of them has FLOAT's lowest; SQL's greatest() would return NaN, so NaN reads as the lowest."""
+    lowest = Const(FLOAT_LOWEST)
+    return Op("greatest", (lowest, *(Case(((Op("isnan", (v,)), lowest),), v) for v in values)))
 
 
 def _gather(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
@@ -392,6 +401,7 @@ _STRUCTURAL = ("Identity", "Gather", "Reshape", "Concat")  # pass values on unch
 _TEXT_OPS = (*_STRUCTURAL, "OneHotEncoder")  # the operators INLINE lets read text
 MAX_TREE_NODES = 256  # INLINE's limit for tree ensembles: where nested CASEs beat onnxruntime (benchmarks/README.md, run M)
 MAX_TREE_DEPTH = 6
+FLOAT_LOWEST = -3.4028234663852886e38  # std::numeric_limits<float>::lowest(), where onnxruntime's running maxima start
 
 
 UNBOUNDED = (-math.inf, math.inf)

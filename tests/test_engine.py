@@ -161,23 +161,24 @@ def test_inline_casts_and_imputes_as_onnxruntime_does() -> None:
     np.testing.assert_array_equal(scored, raw)
 
 
-@pytest.mark.parametrize("norm", ["L1", "L2"])
+@pytest.mark.parametrize("norm", ["L1", "L2", "MAX"])
 def test_inline_normalizes_as_onnxruntime_does(norm: str) -> None:
-    """Normalizer → LinearRegressor as SQL equals raw onnxruntime on the same array: negative rows, a row of zeros
-    (left as it is) and a NaN (NaN throughout, in both). MAX is refused: onnxruntime's running maximum passes over NaN."""
+    """Normalizer → LinearRegressor as SQL equals raw onnxruntime on the same array: negative rows (MAX divides them by
+    their negative maximum), rows of zeros and -0.0 (left as they are), NaN (MAX passes over it: the other value is
+    still divided), a row of NaN, and ±inf (MAX's maximum never is -inf: it starts at FLOAT's lowest)."""
     nodes = [
         onnx.helper.make_node("Normalizer", ["X"], ["unit"], domain="ai.onnx.ml", norm=norm),
         onnx.helper.make_node("LinearRegressor", ["unit"], ["y"], domain="ai.onnx.ml", coefficients=[0.5, 2.0], intercepts=[1.0]),
     ]
-    model = _graph(nodes, [_out("y", [None, 1])])
+    model = _graph(nodes, [_out("y", [None, 1]), _out("unit", [None, 2])])
     onnx.helper.set_model_props(model, {INPUTS_KEY: json.dumps({"X": ["a", "b"]})})
-    a, b = [1.5, -1.0, 0.0, -2.0, 3.0, 0.0, float("nan")], [-4.0, -2.0, 0.0, 0.0, 0.25, 5.0, 1.0]
-    raw = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"X": np.array([a, b], np.float32).T})[0].ravel()
+    nan, inf = float("nan"), float("inf")
+    a = [1.5, -1.0, 0.0, -2.0, 3.0, 0.0, nan, 1.0, nan, -inf, inf, -inf, -0.0, -3.0]
+    b = [-4.0, -2.0, 0.0, 0.0, 0.25, 5.0, 1.0, nan, nan, -inf, 1.0, 2.0, -1.0, -3.0]
+    raw = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y", "unit"], {"X": np.array([a, b], np.float32).T})
     with predictsql.connect() as con:
         rows = ", ".join(f"({i}, '{x}'::FLOAT, '{y}'::FLOAT)" for i, (x, y) in enumerate(zip(a, b, strict=True)))
-        query = f"SELECT d.i, p.y FROM PREDICT(MODEL = @m, DATA = (SELECT * FROM (VALUES {rows}) v(i, a, b)) AS d, PLAN = INLINE) WITH (y FLOAT) AS p ORDER BY d.i"
-        scored = not_none(con.sql(query, params={"m": model.SerializeToString()})).df().y.to_numpy()
-    np.testing.assert_allclose(scored, raw, rtol=1e-6)
-    maximum = _graph([onnx.helper.make_node("Normalizer", ["X"], ["y"], domain="ai.onnx.ml", norm="MAX")], [_out("y", [None, 2])])
-    with pytest.raises(NotInlinable, match="Normalizer norm MAX has no SQL form"):
-        compile_graph(maximum)
+        query = f"SELECT d.i, p.y, p.unit FROM PREDICT(MODEL = @m, DATA = (SELECT * FROM (VALUES {rows}) v(i, a, b)) AS d, PLAN = INLINE) WITH (y FLOAT, unit FLOAT[]) AS p ORDER BY d.i"
+        scored = not_none(con.sql(query, params={"m": model.SerializeToString()})).df()
+    np.testing.assert_allclose(scored.y.to_numpy(), raw[0].ravel(), rtol=1e-6)
+    np.testing.assert_allclose(np.stack(scored.unit.to_numpy()), raw[1], rtol=1e-6)
