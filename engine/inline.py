@@ -58,7 +58,7 @@ class Const:
 @dataclass(frozen=True)
 class Op:
     """add, mul, or (any number of args, left to right); sub, div, lt, le, gt, ge, eq, ne (two); exp, sqrt, abs, isnan,
-    round32 (one; round32: to FLOAT and back); greatest (any)."""
+    round32 (one; round32: to FLOAT and back); greatest (any); fail (a Const message: the query fails, as onnxruntime would)."""
 
     fn: str
     args: tuple[Expr, ...]
@@ -95,6 +95,10 @@ class _Builder:
 
     def let_all(self, values: Sequence[Expr]) -> tuple[Ref, ...]:
         return tuple(self.let(v) for v in values)
+
+    def refer_all(self, values: Sequence[Expr]) -> tuple[Expr, ...]:
+        """Each value as a feature or named value, naming those that are expressions: a rule reads them more than once."""
+        return tuple(v if isinstance(v, Feature | Ref) else self.let(v) for v in values)
 
 
 Rule = Callable[[list, dict, _Builder, dict], list[tuple[Expr, ...]]]
@@ -237,6 +241,14 @@ def _running_max(values: Sequence[Expr]) -> Op:
     return Op("greatest", (lowest, *(Case(((Op("isnan", (v,)), lowest),), v) for v in values)))
 
 
+def _binarizer(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
+    """Binarizer: 1.0 above the threshold, else 0.0 (-inf included); NaN fails the query, as onnxruntime fails the run
+    ("Input data with index ... is NaN", binarizer.cc). Both sides are tested, so a NULL stays NULL."""
+    t = _const(attrs.get("threshold", 0.0))
+    nan = Op("fail", (Const("a Binarizer input is NaN, which onnxruntime refuses: fill or filter NaN in the DATA query"),))
+    return [tuple(Case(((Op("isnan", (v,)), nan), (Op("gt", (v, t)), Const(1.0)), (Op("le", (v, t)), Const(0.0)))) for v in builder.refer_all(args[0]))]
+
+
 def _gather(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
     """Gather(axis=1) of constant columns: how predictsql.export adds its `score` output (one column, [N]) and
     skl2onnx picks a ColumnTransformer's columns ([N,k])."""
@@ -336,8 +348,7 @@ def _ensemble(args: list, attrs: dict, builder: _Builder, op_type: str) -> tuple
         raise NotInlinable(f"a tree ensemble of depth {depth} is over INLINE's limit ({limit})")
     if (attrs.get("aggregate_function") or b"SUM") != b"SUM":
         raise NotInlinable(f"tree aggregate_function {attrs['aggregate_function'].decode()} has no SQL form")
-    x = tuple(v if isinstance(v, Feature | Ref) else builder.let(v) for v in args[0])
-    return ensemble, x, trees.floats(attrs, "base_values")
+    return ensemble, builder.refer_all(args[0]), trees.floats(attrs, "base_values")
 
 
 def _score(ensemble: list[trees.Tree], x: Sequence[Expr], target: int, base: float, builder: _Builder) -> Ref:
@@ -388,6 +399,7 @@ _RULES: dict[tuple[str, str], Rule] = {
     (ML_DOMAIN, "LinearClassifier"): _linear_classifier,
     (ML_DOMAIN, "Normalizer"): _normalizer,
     (ML_DOMAIN, "Imputer"): _imputer,
+    (ML_DOMAIN, "Binarizer"): _binarizer,
     ("", "Cast"): _cast_node,
     ("", "Gather"): _gather,
     ("", "Identity"): _identity,
@@ -405,6 +417,7 @@ FLOAT_LOWEST = -3.4028234663852886e38  # std::numeric_limits<float>::lowest(), w
 
 
 UNBOUNDED = (-math.inf, math.inf)
+EMPTY = (math.inf, -math.inf)  # no value: a failed query's
 
 
 Interval = tuple[float, float]
@@ -463,6 +476,8 @@ def _op_bounds(program: Program, n: Op, args: list[Interval], of: Callable[[Expr
         return max(a[0] for a in args), max(a[1] for a in args)
     if n.fn == "round32":
         return args[0]
+    if n.fn == "fail":
+        return EMPTY
     if n.fn == "sqrt":
         return math.sqrt(max(args[0][0], 0.0)), math.sqrt(max(args[0][1], 0.0))
     return 0.0, 1.0  # the tests: lt, le, gt, ge, eq, ne, or, isnan

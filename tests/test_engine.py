@@ -161,6 +161,19 @@ def test_inline_casts_and_imputes_as_onnxruntime_does() -> None:
     np.testing.assert_array_equal(scored, raw)
 
 
+def _inline_rows(model: onnx.ModelProto, columns: dict[str, list[float]], outputs: list[str], plan: str = "INLINE") -> dict[str, np.ndarray]:
+    """A hand-made model over FLOAT columns scored by PREDICT (PLAN = INLINE unless told) in a real DuckDB: each output, [N,k] in row order."""
+    onnx.helper.set_model_props(model, {INPUTS_KEY: json.dumps({"X": list(columns)})})
+    cells = [", ".join(f"'{v}'::FLOAT" for v in row) for row in zip(*columns.values(), strict=True)]
+    rows = ", ".join(f"({i}, {row})" for i, row in enumerate(cells))
+    picked, typed = ", ".join(f"p.{o}" for o in outputs), ", ".join(f"{o} FLOAT[]" for o in outputs)
+    data = f"(SELECT * FROM (VALUES {rows}) v(i, {', '.join(columns)})) AS d"
+    with predictsql.connect() as con:
+        query = f"SELECT {picked} FROM PREDICT(MODEL = @m, DATA = {data}, PLAN = {plan}) WITH ({typed}) AS p ORDER BY d.i"
+        scored = not_none(con.sql(query, params={"m": model.SerializeToString()})).df()
+    return {o: np.stack(scored[o].to_numpy()) for o in outputs}
+
+
 @pytest.mark.parametrize("norm", ["L1", "L2", "MAX"])
 def test_inline_normalizes_as_onnxruntime_does(norm: str) -> None:
     """Normalizer → LinearRegressor as SQL equals raw onnxruntime on the same array: negative rows (MAX divides them by
@@ -171,14 +184,25 @@ def test_inline_normalizes_as_onnxruntime_does(norm: str) -> None:
         onnx.helper.make_node("LinearRegressor", ["unit"], ["y"], domain="ai.onnx.ml", coefficients=[0.5, 2.0], intercepts=[1.0]),
     ]
     model = _graph(nodes, [_out("y", [None, 1]), _out("unit", [None, 2])])
-    onnx.helper.set_model_props(model, {INPUTS_KEY: json.dumps({"X": ["a", "b"]})})
     nan, inf = float("nan"), float("inf")
     a = [1.5, -1.0, 0.0, -2.0, 3.0, 0.0, nan, 1.0, nan, -inf, inf, -inf, -0.0, -3.0]
     b = [-4.0, -2.0, 0.0, 0.0, 0.25, 5.0, 1.0, nan, nan, -inf, 1.0, 2.0, -1.0, -3.0]
     raw = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y", "unit"], {"X": np.array([a, b], np.float32).T})
-    with predictsql.connect() as con:
-        rows = ", ".join(f"({i}, '{x}'::FLOAT, '{y}'::FLOAT)" for i, (x, y) in enumerate(zip(a, b, strict=True)))
-        query = f"SELECT d.i, p.y, p.unit FROM PREDICT(MODEL = @m, DATA = (SELECT * FROM (VALUES {rows}) v(i, a, b)) AS d, PLAN = INLINE) WITH (y FLOAT, unit FLOAT[]) AS p ORDER BY d.i"
-        scored = not_none(con.sql(query, params={"m": model.SerializeToString()})).df()
-    np.testing.assert_allclose(scored.y.to_numpy(), raw[0].ravel(), rtol=1e-6)
-    np.testing.assert_allclose(np.stack(scored.unit.to_numpy()), raw[1], rtol=1e-6)
+    scored = _inline_rows(model, {"a": a, "b": b}, ["y", "unit"])
+    np.testing.assert_allclose(scored["y"], raw[0], rtol=1e-6)
+    np.testing.assert_allclose(scored["unit"], raw[1], rtol=1e-6)
+
+
+@pytest.mark.parametrize("threshold", [None, 0.5, -1.0])
+def test_inline_binarizes_as_onnxruntime_does(threshold: float | None) -> None:
+    """Binarizer as SQL equals raw onnxruntime on the same array (the default threshold 0.0, ties, ±inf, -0.0); a NaN fails
+    the query under INLINE as onnxruntime fails it under STREAM."""
+    attrs = {} if threshold is None else {"threshold": threshold}
+    model = _graph([onnx.helper.make_node("Binarizer", ["X"], ["y"], domain="ai.onnx.ml", **attrs)], [_out("y", [None, 2])])
+    inf = float("inf")
+    a, b = [0.0, 0.5, -1.0, 2.0, inf, -0.0, 1e-30], [-inf, 0.50000006, -1.0000001, -3.0, 0.0, 1.0, -1e-30]
+    raw = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"X": np.array([a, b], np.float32).T})[0]
+    np.testing.assert_array_equal(_inline_rows(model, {"a": a, "b": b}, ["y"])["y"], raw)
+    for plan in ("INLINE", "STREAM"):
+        with pytest.raises(ScoringError, match="Binarizer input is NaN" if plan == "INLINE" else "Input data with index: 3 is NaN"):
+            _inline_rows(model, {"a": [1.0, 0.0], "b": [0.0, float("nan")]}, ["y"], plan)

@@ -36,7 +36,7 @@ FLOAT_RANGE = (-3.4028234663852886e38, 3.4028234663852886e38)  # FLOAT's largest
 RAISE = {"duckdb": "error", "spark": "raise_error"}  # the function that fails a query with a message
 _BINARY = {"sub": exp.Sub, "div": exp.Div, "lt": exp.LT, "le": exp.LTE, "gt": exp.GT, "ge": exp.GTE, "eq": exp.EQ, "ne": exp.NEQ}
 _CHAINED = {"add": exp.Add, "mul": exp.Mul, "or": exp.Or}
-_UNARY = {"exp": exp.Exp, "sqrt": exp.Sqrt, "abs": exp.Abs, "isnan": exp.IsNan}  # with greatest and round32, the rest of engine/inline's Op names
+_UNARY = {"exp": exp.Exp, "sqrt": exp.Sqrt, "abs": exp.Abs, "isnan": exp.IsNan}  # with greatest, round32 and fail, the rest of engine/inline's Op names
 
 
 def inline_query(call: PredictCall, data: exp.Query, plan: ScoringPlan, dialect: str, fail: Fail, forced: bool = False) -> tuple[exp.Query | None, str]:
@@ -190,6 +190,8 @@ class _Renderer:
             return _cast(self.to_float(args[0]), pa.float64())
         if node.fn == "greatest":
             return exp.Greatest(this=args[0], expressions=args[1:])
+        if node.fn == "fail":
+            return self._fail(exp.Literal.string(self.fail(ScoringError(f"PREDICT ({self.plan.model.display}): {args[0].name}"))))
         return _UNARY[node.fn](this=args[0])
 
     def named_refs(self, node: Expr) -> Iterator[Ref]:
