@@ -2,7 +2,8 @@
 
 Linear models, scalers and small tree ensembles are cheaper to run as SQL expressions in the engine's own
 vectorised, parallel execution than to ship rows to onnxruntime (DESIGN.md, Raven's MLtoSQL). A graph compiles
-when every node is one of the supported operators below and its inputs are FLOAT or DOUBLE tensors; anything
+when every node is one of the supported operators below and its inputs are FLOAT or DOUBLE tensors (text and INT64
+ones only where the operators reading them compare them: a one-hot encoder's); anything
 else raises NotInlinable with the reason, and the STREAM plan scores it. A tree ensemble compiles to nested
 CASEs only within MAX_TREE_NODES and MAX_TREE_DEPTH: beyond them onnxruntime was measured faster.
 
@@ -57,7 +58,7 @@ class Const:
 
 @dataclass(frozen=True)
 class Op:
-    """add, mul, or (any number of args, left to right); sub, div, lt, le, gt, ge, eq, ne (two); exp, sqrt, abs, isnan,
+    """add, mul, and, or (any number of args, left to right); sub, div, lt, le, gt, ge, eq, ne (two); exp, sqrt, abs, isnan,
     round32 (one; round32: to FLOAT and back); greatest (any); fail (a Const message: the query fails, as onnxruntime would)."""
 
     fn: str
@@ -109,19 +110,15 @@ def compile_graph(model: onnx.ModelProto) -> Program:
     graph = model.graph
     constants = {i.name: i for i in graph.initializer}
     values = {spec.name: _input(spec) for spec in graph.input if spec.name not in constants}
-    text = {spec.name for spec in graph.input if spec.type.tensor_type.elem_type == onnx.TensorProto.STRING}
+    kinds = {spec.name: _KINDS[spec.type.tensor_type.elem_type] for spec in graph.input if spec.type.tensor_type.elem_type in _KINDS}
     builder = _Builder()
     for node in graph.node:
         what = f"node '{node.name or node.output[0]}' ({node.op_type})"
         rule = _RULES.get((node.domain or "", node.op_type))
         if rule is None:
             raise NotInlinable(f"operator {node.op_type} ({what}) has no SQL form; INLINE covers {', '.join(op for _, op in _RULES)}")
-        if any(name in text for name in node.input):
-            if node.op_type not in _TEXT_OPS:
-                raise NotInlinable(f"{what} reads text, which INLINE passes only to {', '.join(_TEXT_OPS)}")
-            if node.op_type in _STRUCTURAL:
-                text.update(node.output)
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        _follow_kind(node, what, attrs, kinds)
         args = [values.get(name, name) for name in node.input]
         if not args or not isinstance(args[0], tuple):
             raise NotInlinable(f"{what} does not read a computed tensor")
@@ -132,12 +129,28 @@ def compile_graph(model: onnx.ModelProto) -> Program:
     return Program(tuple(builder.values), {o.name: values[o.name] for o in graph.output})
 
 
+def _follow_kind(node: onnx.NodeProto, what: str, attrs: dict, kinds: dict[str, str]) -> None:
+    """Text and integers reach only the operators that read them as onnxruntime does, and pass through the structural
+    ones (integers through a Cast to INT64 too, which INLINE takes of nothing else: onnxruntime's truncation of NaN gives
+    INT64's minimum); a one-hot encoder's categories are of its input's kind."""
+    kind = next((kinds[name] for name in node.input if name in kinds), "numbers")
+    to_int64 = node.op_type == "Cast" and attrs.get("to") == onnx.TensorProto.INT64
+    if kind in _READERS and node.op_type not in _READERS[kind]:
+        raise NotInlinable(f"{what} reads {kind}, which INLINE passes only to {', '.join(_READERS[kind])}")
+    if to_int64 and kind != "integers":
+        raise NotInlinable(f"{what} casts {kind} to INT64, which has no SQL form")
+    if node.op_type == "OneHotEncoder" and ("cats_strings" in attrs) != (kind == "text"):
+        raise NotInlinable(f"{what} compares {kind} with {'text' if 'cats_strings' in attrs else 'integer'} categories, which onnxruntime never matches")
+    if kind in _READERS and (node.op_type in _STRUCTURAL or to_int64):
+        kinds.update(dict.fromkeys(node.output, kind))
+
+
 def _input(spec: onnx.ValueInfoProto) -> tuple[Expr, ...]:
     tensor = spec.type.tensor_type
     dims = tensor.shape.dim
     width = dims[1].dim_value if len(dims) == 2 else 0
-    if tensor.elem_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.STRING) or width < 1:
-        raise NotInlinable(f"input '{spec.name}' is not a FLOAT, DOUBLE or STRING tensor of known width [N,k]")
+    if tensor.elem_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, *_KINDS) or width < 1:
+        raise NotInlinable(f"input '{spec.name}' is not a FLOAT, DOUBLE, INT64 or STRING tensor of known width [N,k]")
     return tuple(Feature(spec.name, j) for j in range(width))
 
 
@@ -281,12 +294,26 @@ def _reshape(args: list, attrs: dict, builder: _Builder, constants: dict) -> lis
 
 
 def _one_hot(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
-    """OneHotEncoder of text: per value, 1.0 for its category and 0.0 for the others; a value of no category is all
-    zeros (zeros=1: scikit-learn's handle_unknown='ignore'). Both sides are tested, so a NULL stays NULL."""
-    categories = [c.decode() for c in attrs.get("cats_strings", [])]
-    if not categories or not attrs.get("zeros", 1):
-        raise NotInlinable("OneHotEncoder other than of text categories with zeros=1 has no SQL form")
-    return [tuple(Case(((Op("eq", (v, Const(c))), Const(1.0)), (Op("ne", (v, Const(c))), Const(0.0)))) for v in args[0] for c in categories)]
+    """OneHotEncoder: per value, 1.0 for its category and 0.0 for the others; a value of no category is all zeros
+    (zeros=1: scikit-learn's handle_unknown='ignore'). Text matches the category it equals; a number the integer it
+    truncates to, as onnxruntime casts it to int64 (onehotencoder.cc). Both sides are tested, so a NULL stays NULL."""
+    if not attrs.get("zeros", 1) or not (attrs.get("cats_strings") or attrs.get("cats_int64s")):
+        raise NotInlinable("OneHotEncoder other than of text or integer categories with zeros=1 has no SQL form")
+    if "cats_strings" in attrs:
+        tests = [[(Op("eq", (v, Const(c))), Op("ne", (v, Const(c)))) for c in (c.decode() for c in attrs["cats_strings"])] for v in args[0]]
+    else:
+        tests = [[_truncates_to(v, int(c)) for c in attrs["cats_int64s"]] for v in builder.refer_all(args[0])]
+    return [tuple(Case(((matches, Const(1.0)), (differs, Const(0.0)))) for per_value in tests for matches, differs in per_value)]
+
+
+def _truncates_to(v: Expr, c: int) -> tuple[Op, Op]:
+    """Whether v truncates to the integer c, and whether it does not: c <= v < c + 1 for c > 0, c - 1 < v <= c for c < 0,
+    -1 < v < 1 for 0. NaN and ±inf (INT64's minimum in onnxruntime, which no category within ±2^53 is) match none."""
+    if abs(c) >= EXACT_DOUBLE:
+        raise NotInlinable(f"OneHotEncoder category {c} is beyond ±2^53, where DOUBLE holds integers exactly")
+    low, high = (("ge", c), ("lt", c + 1)) if c > 0 else (("gt", c - 1), ("le", c)) if c < 0 else (("gt", -1), ("lt", 1))
+    above, below = Op(low[0], (v, Const(low[1]))), Op(high[0], (v, Const(high[1])))
+    return Op("and", (above, below)), Op("or", (Op(_COMPLEMENT[low[0]], (v, Const(low[1]))), Op(_COMPLEMENT[high[0]], (v, Const(high[1])))))
 
 
 def _imputer(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
@@ -302,9 +329,10 @@ def _imputer(args: list, attrs: dict, builder: _Builder, constants: dict) -> lis
 
 
 def _cast_node(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
-    """Cast to FLOAT rounds each value (the arithmetic runs in DOUBLE); to DOUBLE it changes nothing."""
+    """Cast to FLOAT rounds each value (the arithmetic runs in DOUBLE); to DOUBLE it changes nothing, nor to INT64 (of
+    integers only: compile_graph refuses the rest)."""
     to = int(attrs.get("to", 0))
-    if to == onnx.TensorProto.DOUBLE:
+    if to in (onnx.TensorProto.DOUBLE, onnx.TensorProto.INT64):
         return [args[0]]
     if to != onnx.TensorProto.FLOAT:
         raise NotInlinable(f"Cast to {onnx.TensorProto.DataType.Name(to)} has no SQL form")
@@ -410,7 +438,10 @@ _RULES: dict[tuple[str, str], Rule] = {
     (ML_DOMAIN, "TreeEnsembleClassifier"): _tree_classifier,
 }
 _STRUCTURAL = ("Identity", "Gather", "Reshape", "Concat")  # pass values on unchanged, so text stays text
-_TEXT_OPS = (*_STRUCTURAL, "OneHotEncoder")  # the operators INLINE lets read text
+_KINDS: dict[int, str] = {onnx.TensorProto.STRING: "text", onnx.TensorProto.INT64: "integers"}  # inputs only some operators read
+_READERS = {"text": (*_STRUCTURAL, "OneHotEncoder"), "integers": (*_STRUCTURAL, "Cast", "OneHotEncoder")}  # the operators INLINE lets read them
+_COMPLEMENT = {"ge": "lt", "gt": "le", "le": "gt", "lt": "ge"}  # each test's complement but for NaN (which SQL orders last)
+EXACT_DOUBLE = 2**53  # beyond, DOUBLE skips integers
 MAX_TREE_NODES = 256  # INLINE's limit for tree ensembles: where nested CASEs beat onnxruntime (benchmarks/README.md, run M)
 MAX_TREE_DEPTH = 6
 FLOAT_LOWEST = -3.4028234663852886e38  # std::numeric_limits<float>::lowest(), where onnxruntime's running maxima start

@@ -96,6 +96,15 @@ def _const(name: str, value) -> onnx.TensorProto:
     return onnx.numpy_helper.from_array(np.array(value, dtype=np.int64 if isinstance(value, int) else np.float32), name)
 
 
+def _one_hot_nodes(x: str, y: str, categories: list[int]) -> list:
+    """OneHotEncoder of integer categories ([N,k] → [N,k,c]) and the Reshape to [N,k·c] that skl2onnx adds (its shape is _shape's)."""
+    return [onnx.helper.make_node("OneHotEncoder", [x], [f"{y}_3d"], domain="ai.onnx.ml", cats_int64s=categories, zeros=1), onnx.helper.make_node("Reshape", [f"{y}_3d", "shape"], [y])]
+
+
+def _shape(width: int) -> onnx.TensorProto:
+    return onnx.numpy_helper.from_array(np.array([-1, width], np.int64), "shape")
+
+
 @pytest.mark.parametrize(
     ("nodes", "outputs", "initializers", "reason"),
     [
@@ -103,8 +112,10 @@ def _const(name: str, value) -> onnx.TensorProto:
         ([onnx.helper.make_node("Identity", ["X"], ["y"])], [_out("y", [None, 2]), _out("c", [1])], (_const("c", [1.0]),), r"outputs \['c'\] are not computed"),
         ([onnx.helper.make_node("Scaler", ["X"], ["y"], domain="ai.onnx.ml", offset=[float("inf"), 0.0], scale=[1.0, 1.0])], [_out("y", [None, 2])], (), "the constant inf has no SQL literal"),
         ([onnx.helper.make_node("Gather", ["X", "i"], ["y"], axis=1)], [_out("y", [None])], (_const("i", 5),), "constant columns in range"),
+        ([onnx.helper.make_node("Cast", ["X"], ["i"], to=onnx.TensorProto.INT64), *_one_hot_nodes("i", "y", [1, 3])], [_out("y", [None, 4])], (_shape(4),), "casts numbers to INT64, which has no SQL"),
+        (_one_hot_nodes("X", "y", [1, 2**53]), [_out("y", [None, 4])], (_shape(4),), r"OneHotEncoder category 9007199254740992 is beyond ±2\^53"),
     ],
-    ids=["operator", "initializer output", "infinite constant", "gather out of range"],
+    ids=["operator", "initializer output", "infinite constant", "gather out of range", "cast to int64", "one-hot category beyond 2^53"],
 )
 def test_inline_compiler_refuses_what_it_cannot_render(nodes, outputs, initializers, reason: str) -> None:
     """Each refusal names its reason, and the model still loads for STREAM (the out-of-range Gather then fails in onnxruntime)."""
@@ -161,10 +172,10 @@ def test_inline_casts_and_imputes_as_onnxruntime_does() -> None:
     np.testing.assert_array_equal(scored, raw)
 
 
-def _inline_rows(model: onnx.ModelProto, columns: dict[str, list[float]], outputs: list[str], plan: str = "INLINE") -> dict[str, np.ndarray]:
-    """A hand-made model over FLOAT columns scored by PREDICT (PLAN = INLINE unless told) in a real DuckDB: each output, [N,k] in row order."""
+def _inline_rows(model: onnx.ModelProto, columns: dict[str, list], outputs: list[str], plan: str = "INLINE", sql_type: str = "FLOAT") -> dict[str, np.ndarray]:
+    """A hand-made model over columns of one type scored by PREDICT (PLAN = INLINE unless told) in a real DuckDB: each output, [N,k] in row order."""
     onnx.helper.set_model_props(model, {INPUTS_KEY: json.dumps({"X": list(columns)})})
-    cells = [", ".join(f"'{v}'::FLOAT" for v in row) for row in zip(*columns.values(), strict=True)]
+    cells = [", ".join(f"'{v}'::{sql_type}" for v in row) for row in zip(*columns.values(), strict=True)]
     rows = ", ".join(f"({i}, {row})" for i, row in enumerate(cells))
     picked, typed = ", ".join(f"p.{o}" for o in outputs), ", ".join(f"{o} FLOAT[]" for o in outputs)
     data = f"(SELECT * FROM (VALUES {rows}) v(i, {', '.join(columns)})) AS d"
@@ -197,8 +208,10 @@ def test_inline_normalizes_as_onnxruntime_does(norm: str) -> None:
 def test_inline_binarizes_as_onnxruntime_does(threshold: float | None) -> None:
     """Binarizer as SQL equals raw onnxruntime on the same array (the default threshold 0.0, ties, ±inf, -0.0); a NaN fails
     the query under INLINE as onnxruntime fails it under STREAM."""
-    attrs = {} if threshold is None else {"threshold": threshold}
-    model = _graph([onnx.helper.make_node("Binarizer", ["X"], ["y"], domain="ai.onnx.ml", **attrs)], [_out("y", [None, 2])])
+    node = onnx.helper.make_node("Binarizer", ["X"], ["y"], domain="ai.onnx.ml")
+    if threshold is not None:
+        node.attribute.append(onnx.helper.make_attribute("threshold", threshold))
+    model = _graph([node], [_out("y", [None, 2])])
     inf = float("inf")
     a, b = [0.0, 0.5, -1.0, 2.0, inf, -0.0, 1e-30], [-inf, 0.50000006, -1.0000001, -3.0, 0.0, 1.0, -1e-30]
     raw = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"X": np.array([a, b], np.float32).T})[0]
@@ -206,3 +219,32 @@ def test_inline_binarizes_as_onnxruntime_does(threshold: float | None) -> None:
     for plan in ("INLINE", "STREAM"):
         with pytest.raises(ScoringError, match="Binarizer input is NaN" if plan == "INLINE" else "Input data with index: 3 is NaN"):
             _inline_rows(model, {"a": [1.0, 0.0], "b": [0.0, float("nan")]}, ["y"], plan)
+
+
+@pytest.mark.parametrize("sql_type", ["BIGINT", "FLOAT"])
+def test_inline_one_hot_encodes_integers_as_onnxruntime_does(sql_type: str) -> None:
+    """OneHotEncoder of integer categories (negative, zero, 2^40, 2^53 - 1) as SQL equals raw onnxruntime on the same array:
+    INT64 values beyond DOUBLE's exact integers match nothing they should not; FLOAT values truncate toward zero as
+    onnxruntime's cast to int64 does (1.9 is 1, -0.5 is 0), and NaN, ±inf and 2^63 match no category. Integers read by
+    anything else than a Cast, a structural operator or a one-hot encoder are refused."""
+    categories = [1, 3, -2, 0, 2**40, 2**53 - 1]
+    elem, dtype = (onnx.TensorProto.INT64, np.int64) if sql_type == "BIGINT" else (onnx.TensorProto.FLOAT, np.float32)
+    nodes = [onnx.helper.make_node("Cast", ["X"], ["i"], to=onnx.TensorProto.INT64), *_one_hot_nodes("i", "y", categories)]
+    if sql_type == "FLOAT":  # onnxruntime's OneHotEncoder truncates FLOAT itself: INLINE casts only integers to INT64
+        nodes[:2] = [onnx.helper.make_node("OneHotEncoder", ["X"], ["y_3d"], domain="ai.onnx.ml", cats_int64s=categories, zeros=1)]
+    x = [onnx.helper.make_tensor_value_info("X", elem, [None, 2])]
+    graph = onnx.helper.make_graph(nodes, "g", x, [_out("y", [None, 2 * len(categories)])], [_shape(2 * len(categories))])
+    model = onnx.helper.make_model(graph, ir_version=10, opset_imports=[onnx.helper.make_opsetid("", 17), onnx.helper.make_opsetid("ai.onnx.ml", 3)])
+    a: list[float]
+    b: list[float]
+    if sql_type == "BIGINT":
+        a, b = [1, 3, -2, 0, 5, 2**40, 2**53 - 1, 2**53 + 1], [-1, 2**40 + 1, -(2**63) + 1, 2**63 - 1, 7, 2**53, 2**53 - 2, 0]
+    else:
+        a = [1.0, 1.9, -1.9, -2.5, 0.5, -0.5, 3.0, 2.0**40, 2.0**40 + 2**17, float("nan"), -0.0, 2.0**63]
+        b = [float("inf"), float("-inf"), -2.0, 3.999, -1.0, 0.999, -3.0, 1e30, -2.0000002, 0.0, 4.0, -(2.0**63)]
+    raw = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"X": np.array([a, b], dtype).T})[0]
+    np.testing.assert_array_equal(_inline_rows(model, {"a": a, "b": b}, ["y"], sql_type=sql_type)["y"], raw)
+    scaled = onnx.helper.make_graph([onnx.helper.make_node("Scaler", ["X"], ["y"], domain="ai.onnx.ml", scale=[2.0])], "g", x, [_out("y", [None, 2])])
+    if sql_type == "BIGINT":
+        with pytest.raises(NotInlinable, match=r"reads integers, which INLINE passes only to Identity, Gather, Reshape, Concat, Cast, OneHotEncoder"):
+            compile_graph(onnx.helper.make_model(scaled, opset_imports=[onnx.helper.make_opsetid("ai.onnx.ml", 3)]))

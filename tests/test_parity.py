@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import onnx
 import pandas as pd
 import pytest
+from skl2onnx import to_onnx
 from sklearn.datasets import load_diabetes, make_classification
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import Binarizer, Normalizer, OneHotEncoder, StandardScaler
 
 import predictsql
+from predictsql.engine.signature import INPUTS_KEY
 
-from conftest import MODEL_KINDS, Dataset, assert_parity, fit, no_stream_on_spark, not_none
+from conftest import MODEL_KINDS, PROBA_TOLERANCE, Dataset, assert_parity, fit, no_stream_on_spark, not_none, numeric
 
 KINDS = (*MODEL_KINDS, "one_hot_pipeline")
 INLINE_KINDS = ("logistic_regression", "scaler_pipeline", "one_hot_pipeline")  # these have an SQL form (PLAN = INLINE)
@@ -90,3 +95,24 @@ def test_inline_one_hot_encodes_text_as_onnxruntime_does(backend, breast_cancer:
         scored[plan] = not_none(backend.sql(query, params={"m": fitted.onnx}))
     assert scored["UDF"].Score[table.id % 5 == 0].isna().all() and scored["UDF"].Score.notna().sum() == 48
     pd.testing.assert_frame_equal(scored["INLINE"], scored["UDF"], check_dtype=False, atol=1.5e-5, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["binarizer", "normalizer_max", "one_hot_integers"])
+def test_inline_preprocessors_match_scikit_learn(kind: str, breast_cancer: Dataset) -> None:
+    """skl2onnx's Binarizer, Normalizer(norm='max') and OneHotEncoder of BIGINT columns (fitted on the first 300 rows, so
+    later rows hold unseen integers): AUTO runs each INLINE, and the SQL's values equal scikit-learn's transform. The
+    features are non-negative: skl2onnx converts scikit-learn's maximum of |x| to ONNX's signed maximum."""
+    features = numeric(breast_cancer.features)[["mean_radius", "mean_texture", "mean_smoothness"]]
+    if kind == "one_hot_integers":
+        features = features.round().astype(np.int64)
+    estimator = {"binarizer": Binarizer(threshold=15.0), "normalizer_max": Normalizer(norm="max"), "one_hot_integers": OneHotEncoder(handle_unknown="ignore", sparse_output=False)}[kind]
+    estimator.fit(features.head(300))
+    model = to_onnx(estimator, features.to_numpy(np.int64 if kind == "one_hot_integers" else np.float32)[:1])
+    onnx.helper.set_model_props(model, {INPUTS_KEY: json.dumps({"X": list(features.columns)})})
+    query = "SELECT p.variable FROM PREDICT(MODEL = @m, DATA = samples AS d) WITH (variable FLOAT[]) AS p ORDER BY d.id"
+    with predictsql.connect() as con:
+        con.duckdb.register("frame", features.assign(id=np.arange(len(features))))
+        con.duckdb.sql("CREATE TABLE samples AS SELECT * FROM frame")
+        assert "INLINE model @m" in str(con.explain(query, params={"m": model.SerializeToString()}))
+        rows = not_none(con.sql(query, params={"m": model.SerializeToString()})).df()
+    np.testing.assert_allclose(np.stack(rows.variable.to_numpy()), estimator.transform(features), rtol=0, atol=PROBA_TOLERANCE)

@@ -35,7 +35,7 @@ EXACT_INTEGER = {pa.float32(): "16777216", pa.float64(): "9007199254740992"}  # 
 FLOAT_RANGE = (-3.4028234663852886e38, 3.4028234663852886e38)  # FLOAT's largest finite values: a DOUBLE inside casts without overflow
 RAISE = {"duckdb": "error", "spark": "raise_error"}  # the function that fails a query with a message
 _BINARY = {"sub": exp.Sub, "div": exp.Div, "lt": exp.LT, "le": exp.LTE, "gt": exp.GT, "ge": exp.GTE, "eq": exp.EQ, "ne": exp.NEQ}
-_CHAINED = {"add": exp.Add, "mul": exp.Mul, "or": exp.Or}
+_CHAINED = {"add": exp.Add, "mul": exp.Mul, "and": exp.And, "or": exp.Or}
 _UNARY = {"exp": exp.Exp, "sqrt": exp.Sqrt, "abs": exp.Abs, "isnan": exp.IsNan}  # with greatest, round32 and fail, the rest of engine/inline's Op names
 
 
