@@ -23,6 +23,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
@@ -53,13 +54,15 @@ class Ref:
 
 @dataclass(frozen=True)
 class Const:
+    """A number (NaN and ±inf included: the renderer casts them from text) or a text."""
+
     value: float | int | str
 
 
 @dataclass(frozen=True)
 class Op:
-    """add, mul, and, or (any number of args, left to right); sub, div, lt, le, gt, ge, eq, ne (two); exp, sqrt, abs, isnan,
-    round32 (one; round32: to FLOAT and back); greatest (any); fail (a Const message: the query fails, as onnxruntime would)."""
+    """add, mul, and, or (any number of args, left to right); sub, div, lt, le, gt, ge, eq, ne (two); exp, ln, sqrt, abs,
+    isnan, round32 (one; round32: to FLOAT and back); greatest (any); fail (a Const message: the query fails, as onnxruntime would)."""
 
     fn: str
     args: tuple[Expr, ...]
@@ -185,10 +188,8 @@ def _broadcast(values: Sequence[float], width: int, name: str) -> Sequence[float
 
 
 def _linear_regressor(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
-    if _transform(attrs) != "NONE":
-        raise NotInlinable(f"LinearRegressor post_transform {_transform(attrs)} has no SQL form")
     intercepts = attrs.get("intercepts") or [0.0] * attrs.get("targets", 1)
-    return [_linear(args[0], attrs["coefficients"], intercepts, builder)]
+    return [_regression_transform(_linear(args[0], attrs["coefficients"], intercepts, builder), _transform(attrs), builder)]
 
 
 def _linear_classifier(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
@@ -222,7 +223,54 @@ def _post_transform(s: tuple[Ref, ...], transform: str, builder: _Builder) -> tu
         e = builder.let_all([Op("exp", (Op("sub", (v, top)),)) for v in s])
         total = builder.let(Op("add", e))
         return tuple(Op("div", (v, total)) for v in e)
+    if transform == "SOFTMAX_ZERO":
+        return _softmax_zero(s, builder)
+    if transform == "PROBIT":
+        return tuple(_probit(v, builder) for v in s)
     raise NotInlinable(f"post_transform {transform} has no SQL form")
+
+
+def _regression_transform(s: tuple[Ref, ...], transform: str, builder: _Builder) -> tuple[Expr, ...]:
+    """A regressor's post_transform as onnxruntime applies it (ml_common.h's batched_update_scores_inplace, the tree
+    aggregator): to several targets as to a classifier's scores; to one target only if PROBIT, the others leave it as is."""
+    return s if len(s) == 1 and transform != "PROBIT" else _post_transform(s, transform, builder)
+
+
+def _softmax_zero(s: tuple[Ref, ...], builder: _Builder) -> tuple[Expr, ...]:
+    """onnxruntime's ComputeSoftmaxZero (ml_common.h) on the FLOAT scores: a score within ±1e-7 of zero, or NaN, is not
+    exponentiated but scaled by exp(-max) and left out of the sum (so it stays about 0, and a NaN stays NaN alone); the
+    maximum passes over NaN (_running_max); a row of such scores only divides by a zero sum (NaN, or ±inf)."""
+    r = builder.let_all([Op("round32", (v,)) for v in s])
+    top = builder.let(_running_max(r))
+    skipped = [Op("or", (Op("isnan", (v,)), Op("le", (Op("abs", (v,)), Const(SOFTMAX_ZERO_EPSILON))))) for v in r]
+    scale = Op("exp", (Op("sub", (Const(0.0), top)),))
+    e = builder.let_all([Case(((skip, Op("mul", (v, scale))),), Op("exp", (Op("sub", (v, top)),))) for v, skip in zip(r, skipped, strict=True)])
+    total = builder.let(Op("add", tuple(Case(((skip, Const(0.0)),), v) for v, skip in zip(e, skipped, strict=True))))
+    return tuple(Case(((Op("eq", (total, Const(0.0))), _over_zero(v)),), Op("div", (v, total))) for v in e)
+
+
+def _over_zero(v: Expr) -> Case:
+    """v / 0 as IEEE and onnxruntime have it (SQL engines differ): ±inf by v's sign, NaN for 0 and for NaN."""
+    return Case(((Op("isnan", (v,)), Const(math.nan)), (Op("gt", (v, Const(0.0))), Const(math.inf)), (Op("lt", (v, Const(0.0))), Const(-math.inf))), Const(math.nan))
+
+
+def _probit(s: Ref, builder: _Builder) -> Expr:
+    """onnxruntime's ComputeProbit (ml_common.h): √2 · ErfInv(2s - 1) by Winitzki's approximation, each step rounded to
+    FLOAT as onnxruntime computes it (unrounded, the approximation's cancellation near s = 0.5 moves it by up to 2.5e-4).
+    Outside [0, 1] the logarithm reads a negative number, so the result is NaN; at 0 and 1 it is ∓inf."""
+
+    def f32(value: Expr) -> Ref:
+        return builder.let(Op("round32", (value,)))
+
+    x = f32(Op("sub", (Op("mul", (Const(2.0), Op("round32", (s,)))), Const(1.0))))
+    y = f32(Op("mul", (f32(Op("sub", (Const(1.0), x))), f32(Op("add", (Const(1.0), x))))))
+    log = f32(Case(((Op("gt", (y, Const(0.0))), Op("ln", (y,))), (Op("eq", (y, Const(0.0))), Const(-math.inf))), Const(math.nan)))
+    v = f32(Op("add", (Const(ERFINV_A), Op("mul", (Const(0.5), log)))))
+    v2 = f32(Op("mul", (Const(ERFINV_B), log)))
+    root = f32(Op("sqrt", (f32(Op("sub", (f32(Op("mul", (v, v))), v2))),)))
+    v3 = f32(Op("add", (Op("sub", (Const(0.0), v)), root)))
+    sign = Case(((Op("lt", (x, Const(0.0))), Const(-1.0)),), Const(1.0))
+    return Op("mul", (Const(SQRT2_FLOAT), sign, f32(Op("sqrt", (v3,)))))
 
 
 def _logistic(v: Ref, builder: _Builder) -> Expr:
@@ -385,12 +433,10 @@ def _score(ensemble: list[trees.Tree], x: Sequence[Expr], target: int, base: flo
 
 
 def _tree_regressor(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
-    if _transform(attrs) != "NONE":
-        raise NotInlinable(f"TreeEnsembleRegressor post_transform {_transform(attrs)} has no SQL form")
     ensemble, x, base = _ensemble(args, attrs, builder, "TreeEnsembleRegressor")
     targets = int(attrs.get("n_targets", 1))
     base = base or [0.0] * targets
-    return [tuple(_score(ensemble, x, k, base[k], builder) for k in range(targets))]
+    return [_regression_transform(tuple(_score(ensemble, x, k, base[k], builder) for k in range(targets)), _transform(attrs), builder)]
 
 
 def _tree_classifier(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
@@ -442,13 +488,17 @@ _KINDS: dict[int, str] = {onnx.TensorProto.STRING: "text", onnx.TensorProto.INT6
 _READERS = {"text": (*_STRUCTURAL, "OneHotEncoder"), "integers": (*_STRUCTURAL, "Cast", "OneHotEncoder")}  # the operators INLINE lets read them
 _COMPLEMENT = {"ge": "lt", "gt": "le", "le": "gt", "lt": "ge"}  # each test's complement but for NaN (which SQL orders last)
 EXACT_DOUBLE = 2**53  # beyond, DOUBLE skips integers
+SOFTMAX_ZERO_EPSILON = float(np.float32(1e-7))  # ComputeSoftmaxZero's 0.0000001f: scores within it count as zero
+ERFINV_A = float(np.float32(2) / (np.float32(math.pi) * np.float32(0.147)))  # ErfInv's 2 / (π·0.147), computed in FLOAT
+ERFINV_B = float(np.float32(1) / np.float32(0.147))  # ErfInv's 1 / 0.147
+SQRT2_FLOAT = float(np.float32(math.sqrt(2)))  # ml_common.h's ml_sqrt2
 MAX_TREE_NODES = 256  # INLINE's limit for tree ensembles: where nested CASEs beat onnxruntime (benchmarks/README.md, run M)
 MAX_TREE_DEPTH = 6
 FLOAT_LOWEST = -3.4028234663852886e38  # std::numeric_limits<float>::lowest(), where onnxruntime's running maxima start
 
 
 UNBOUNDED = (-math.inf, math.inf)
-EMPTY = (math.inf, -math.inf)  # no value: a failed query's
+EMPTY = (math.inf, -math.inf)  # no value: NaN's, a failed query's
 
 
 Interval = tuple[float, float]
@@ -465,7 +515,7 @@ def bounds(program: Program) -> Callable[[Expr], Interval]:
                 memo[n.index] = of(program.values[n.index])
             return memo[n.index]
         if isinstance(n, Const):
-            return (n.value, n.value) if isinstance(n.value, float | int) else UNBOUNDED
+            return UNBOUNDED if isinstance(n.value, str) else EMPTY if math.isnan(n.value) else (n.value, n.value)
         if isinstance(n, Case):
             parts = [of(v) for _, v in n.whens] + ([of(n.default)] if n.default is not None else [])
             return min(p[0] for p in parts), max(p[1] for p in parts)
@@ -509,6 +559,8 @@ def _op_bounds(program: Program, n: Op, args: list[Interval], of: Callable[[Expr
         return args[0]
     if n.fn == "fail":
         return EMPTY
+    if n.fn == "ln":
+        return UNBOUNDED
     if n.fn == "sqrt":
         return math.sqrt(max(args[0][0], 0.0)), math.sqrt(max(args[0][1], 0.0))
     return 0.0, 1.0  # the tests: lt, le, gt, ge, eq, ne, or, isnan

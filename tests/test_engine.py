@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import numpy as np
 import onnx
@@ -172,17 +173,18 @@ def test_inline_casts_and_imputes_as_onnxruntime_does() -> None:
     np.testing.assert_array_equal(scored, raw)
 
 
-def _inline_rows(model: onnx.ModelProto, columns: dict[str, list], outputs: list[str], plan: str = "INLINE", sql_type: str = "FLOAT") -> dict[str, np.ndarray]:
-    """A hand-made model over columns of one type scored by PREDICT (PLAN = INLINE unless told) in a real DuckDB: each output, [N,k] in row order."""
+def _inline_rows(model: onnx.ModelProto, columns: dict[str, list], outputs: dict[str, str], plan: str = "INLINE", sql_type: str = "FLOAT") -> dict[str, np.ndarray]:
+    """A hand-made model over columns of one type scored by PREDICT (PLAN = INLINE unless told) in a real DuckDB: each
+    output (name: WITH type) in row order, [N,k] for a list."""
     onnx.helper.set_model_props(model, {INPUTS_KEY: json.dumps({"X": list(columns)})})
     cells = [", ".join(f"'{v}'::{sql_type}" for v in row) for row in zip(*columns.values(), strict=True)]
     rows = ", ".join(f"({i}, {row})" for i, row in enumerate(cells))
-    picked, typed = ", ".join(f"p.{o}" for o in outputs), ", ".join(f"{o} FLOAT[]" for o in outputs)
+    picked, typed = ", ".join(f"p.{o}" for o in outputs), ", ".join(f"{o} {t}" for o, t in outputs.items())
     data = f"(SELECT * FROM (VALUES {rows}) v(i, {', '.join(columns)})) AS d"
     with predictsql.connect() as con:
         query = f"SELECT {picked} FROM PREDICT(MODEL = @m, DATA = {data}, PLAN = {plan}) WITH ({typed}) AS p ORDER BY d.i"
         scored = not_none(con.sql(query, params={"m": model.SerializeToString()})).df()
-    return {o: np.stack(scored[o].to_numpy()) for o in outputs}
+    return {o: np.stack(scored[o].to_numpy()) if t.endswith("[]") else scored[o].to_numpy() for o, t in outputs.items()}
 
 
 @pytest.mark.parametrize("norm", ["L1", "L2", "MAX"])
@@ -199,7 +201,7 @@ def test_inline_normalizes_as_onnxruntime_does(norm: str) -> None:
     a = [1.5, -1.0, 0.0, -2.0, 3.0, 0.0, nan, 1.0, nan, -inf, inf, -inf, -0.0, -3.0]
     b = [-4.0, -2.0, 0.0, 0.0, 0.25, 5.0, 1.0, nan, nan, -inf, 1.0, 2.0, -1.0, -3.0]
     raw = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y", "unit"], {"X": np.array([a, b], np.float32).T})
-    scored = _inline_rows(model, {"a": a, "b": b}, ["y", "unit"])
+    scored = _inline_rows(model, {"a": a, "b": b}, {"y": "FLOAT[]", "unit": "FLOAT[]"})
     np.testing.assert_allclose(scored["y"], raw[0], rtol=1e-6)
     np.testing.assert_allclose(scored["unit"], raw[1], rtol=1e-6)
 
@@ -215,10 +217,10 @@ def test_inline_binarizes_as_onnxruntime_does(threshold: float | None) -> None:
     inf = float("inf")
     a, b = [0.0, 0.5, -1.0, 2.0, inf, -0.0, 1e-30], [-inf, 0.50000006, -1.0000001, -3.0, 0.0, 1.0, -1e-30]
     raw = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"X": np.array([a, b], np.float32).T})[0]
-    np.testing.assert_array_equal(_inline_rows(model, {"a": a, "b": b}, ["y"])["y"], raw)
+    np.testing.assert_array_equal(_inline_rows(model, {"a": a, "b": b}, {"y": "FLOAT[]"})["y"], raw)
     for plan in ("INLINE", "STREAM"):
         with pytest.raises(ScoringError, match="Binarizer input is NaN" if plan == "INLINE" else "Input data with index: 3 is NaN"):
-            _inline_rows(model, {"a": [1.0, 0.0], "b": [0.0, float("nan")]}, ["y"], plan)
+            _inline_rows(model, {"a": [1.0, 0.0], "b": [0.0, float("nan")]}, {"y": "FLOAT[]"}, plan)
 
 
 @pytest.mark.parametrize("sql_type", ["BIGINT", "FLOAT"])
@@ -243,8 +245,58 @@ def test_inline_one_hot_encodes_integers_as_onnxruntime_does(sql_type: str) -> N
         a = [1.0, 1.9, -1.9, -2.5, 0.5, -0.5, 3.0, 2.0**40, 2.0**40 + 2**17, float("nan"), -0.0, 2.0**63]
         b = [float("inf"), float("-inf"), -2.0, 3.999, -1.0, 0.999, -3.0, 1e30, -2.0000002, 0.0, 4.0, -(2.0**63)]
     raw = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"X": np.array([a, b], dtype).T})[0]
-    np.testing.assert_array_equal(_inline_rows(model, {"a": a, "b": b}, ["y"], sql_type=sql_type)["y"], raw)
+    np.testing.assert_array_equal(_inline_rows(model, {"a": a, "b": b}, {"y": "FLOAT[]"}, sql_type=sql_type)["y"], raw)
     scaled = onnx.helper.make_graph([onnx.helper.make_node("Scaler", ["X"], ["y"], domain="ai.onnx.ml", scale=[2.0])], "g", x, [_out("y", [None, 2])])
     if sql_type == "BIGINT":
         with pytest.raises(NotInlinable, match=r"reads integers, which INLINE passes only to Identity, Gather, Reshape, Concat, Cast, OneHotEncoder"):
             compile_graph(onnx.helper.make_model(scaled, opset_imports=[onnx.helper.make_opsetid("ai.onnx.ml", 3)]))
+
+
+def _tree(op: str, transform: str) -> onnx.NodeProto:
+    """One tree over X's two columns (a <= 0.5, then b <= 0), with leaves that give scores of zero, within 1e-7 of it,
+    negative and above 1: a 3-class TreeEnsembleClassifier (label, probabilities) or a one-target regressor (y)."""
+    nodes: dict[str, Any] = {"nodes_treeids": [0] * 5, "nodes_nodeids": [0, 1, 2, 3, 4], "nodes_featureids": [0, 1, 0, 0, 0], "nodes_values": [0.5, 0.0, 0.0, 0.0, 0.0]}
+    nodes |= {"nodes_modes": ["BRANCH_LEQ", "BRANCH_LEQ", "LEAF", "LEAF", "LEAF"], "nodes_truenodeids": [1, 3, 0, 0, 0], "nodes_falsenodeids": [2, 4, 0, 0, 0]}
+    if op == "TreeEnsembleRegressor":
+        leaves: dict[str, Any] = {"target_treeids": [0] * 3, "target_nodeids": [2, 3, 4], "target_ids": [0] * 3, "target_weights": [1.5, 0.25, 0.0]}
+        return onnx.helper.make_node(op, ["X"], ["y"], domain="ai.onnx.ml", n_targets=1, post_transform=transform, **nodes, **leaves)
+    weights = [(2, 0, 0.8), (2, 2, 5e-8), (3, 1, 0.3), (3, 0, 0.0), (3, 2, 0.0), (4, 0, -0.4), (4, 2, 0.6)]
+    leaves = {"class_treeids": [0] * len(weights), "class_nodeids": [n for n, _, _ in weights], "class_ids": [c for _, c, _ in weights], "class_weights": [w for _, _, w in weights]}
+    return onnx.helper.make_node(op, ["X"], ["label", "probabilities"], domain="ai.onnx.ml", classlabels_int64s=[0, 1, 2], post_transform=transform, **nodes, **leaves)
+
+
+def _linear(op: str, transform: str) -> onnx.NodeProto:
+    """Scores (a, b, 0): a 3-class LinearClassifier, or a LinearRegressor of those 3 targets or of a alone."""
+    coefficients = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0]
+    if op == "LinearClassifier":
+        return onnx.helper.make_node(op, ["X"], ["label", "probabilities"], domain="ai.onnx.ml", coefficients=coefficients, intercepts=[0.0] * 3, classlabels_ints=[0, 1, 2], post_transform=transform)
+    n = 3 if op == "LinearRegressor3" else 1
+    return onnx.helper.make_node("LinearRegressor", ["X"], ["y"], domain="ai.onnx.ml", coefficients=coefficients[: 2 * n], intercepts=[0.0] * n, targets=n, post_transform=transform)
+
+
+TRANSFORMED = [("LinearClassifier", t) for t in ("SOFTMAX_ZERO", "PROBIT")] + [("TreeEnsembleClassifier", t) for t in ("SOFTMAX_ZERO", "PROBIT")]
+TRANSFORMED += [(op, t) for op in ("LinearRegressor1", "LinearRegressor3", "TreeEnsembleRegressor") for t in ("SOFTMAX_ZERO", "PROBIT", "LOGISTIC", "SOFTMAX")]
+
+
+@pytest.mark.parametrize(("op", "transform"), TRANSFORMED)
+def test_inline_post_transforms_as_onnxruntime_does(op: str, transform: str) -> None:
+    """SOFTMAX_ZERO and PROBIT (and a regressor's other transforms: one target's score only PROBIT changes) as SQL equal raw
+    onnxruntime on the same array within PROBA_TOLERANCE, labels exactly: rows of zero scores (SOFTMAX_ZERO: NaN), of one
+    within 1e-7 of zero (±inf), NaN and inf inputs, ties, negatives, and PROBIT's 0 and 1 (∓inf), 0.5, its
+    cancellation near 0.5 (FLOAT steps) and values outside [0, 1] (NaN)."""
+    node = _tree(op, transform) if op.startswith("Tree") else _linear(op, transform)
+    classifier = "Classifier" in op
+    width = 3 if op in ("LinearClassifier", "LinearRegressor3", "TreeEnsembleClassifier") else 1
+    outputs = [onnx.helper.make_tensor_value_info("label", onnx.TensorProto.INT64, [None]), _out("probabilities", [None, 3])] if classifier else [_out("y", [None, width])]
+    model = _graph([node], outputs)
+    nan, inf = float("nan"), float("inf")
+    a = [0.0, 5e-8, 0.3, 0.4999, 0.5, 0.5001, 1.0, 1.5, -0.2, 0.7, 0.25, 0.25, nan, inf, 2.0, 0.999999]
+    b = [0.0, 0.0, 0.3, -1.0, 0.5, 0.2, 0.0, -3.0, -0.4, 0.9, 0.25, 1e-30, 0.1, 0.0, 2.0, 0.3]
+    names = ["label", "probabilities"] if classifier else ["y"]
+    raw = dict(zip(names, ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(names, {"X": np.array([a, b], np.float32).T}), strict=True))
+    scored = _inline_rows(model, {"a": a, "b": b}, {"label": "BIGINT", "probabilities": "FLOAT[]"} if classifier else {"y": "FLOAT[]"})
+    values = "probabilities" if classifier else "y"
+    np.testing.assert_allclose(scored[values], raw[values], rtol=0, atol=PROBA_TOLERANCE)
+    if classifier:  # onnxruntime's argmax passes over a NaN score (NaN, or 0·inf), SQL's greatest() returns it: compared where a is finite
+        numbers = np.isfinite(np.array(a))
+        np.testing.assert_array_equal(scored["label"][numbers], raw["label"][numbers])

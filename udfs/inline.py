@@ -16,6 +16,7 @@ so INLINE differs from STREAM by onnxruntime's float32 rounding.
 from __future__ import annotations
 
 import functools
+import math
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 
@@ -36,7 +37,7 @@ FLOAT_RANGE = (-3.4028234663852886e38, 3.4028234663852886e38)  # FLOAT's largest
 RAISE = {"duckdb": "error", "spark": "raise_error"}  # the function that fails a query with a message
 _BINARY = {"sub": exp.Sub, "div": exp.Div, "lt": exp.LT, "le": exp.LTE, "gt": exp.GT, "ge": exp.GTE, "eq": exp.EQ, "ne": exp.NEQ}
 _CHAINED = {"add": exp.Add, "mul": exp.Mul, "and": exp.And, "or": exp.Or}
-_UNARY = {"exp": exp.Exp, "sqrt": exp.Sqrt, "abs": exp.Abs, "isnan": exp.IsNan}  # with greatest, round32 and fail, the rest of engine/inline's Op names
+_UNARY = {"exp": exp.Exp, "ln": exp.Ln, "sqrt": exp.Sqrt, "abs": exp.Abs, "isnan": exp.IsNan}  # with greatest, round32 and fail, the rest of engine/inline's Op names
 
 
 def inline_query(call: PredictCall, data: exp.Query, plan: ScoringPlan, dialect: str, fail: Fail, forced: bool = False) -> tuple[exp.Query | None, str]:
@@ -74,7 +75,8 @@ def relation(data: exp.Query, plan: ScoringPlan, program: Program, dialect: str,
     raw = [program.outputs[plan.model.signature.outputs[o.source].name] for o in plan.outputs]
     needed = _needed(program, [v for values in raw for v in values])
     anchor = _anchor(program, raw[0]) if plan.nulls == NULLS_ERROR and raw else None
-    uses = Counter(leaf for node in [program.values[i] for i in needed] + [v for values in raw for v in values] for leaf in _leaves(node))
+    read = [program.values[i] for i in needed] + [v for values in raw for v in values]
+    uses = Counter(leaf for node in read for leaf in _leaves(node)) + Counter(ref for node in read for ref in _rounded_refs(node))
     render = _Renderer(plan, dialect, fail, program, {i for i in needed if uses[Ref(i)] == 1})
     features = [(feed, j) for feed in plan.inputs for j in range(len(feed.columns))]
     for feed, j in features:
@@ -128,6 +130,17 @@ def _anchor(program: Program, values: Sequence[Expr]) -> Feature | None:
 
 def _refs(node: Expr) -> Iterator[Ref]:
     return (leaf for leaf in _leaves(node) if isinstance(leaf, Ref))
+
+
+def _rounded_refs(node: Expr) -> Iterator[Ref]:
+    """The values an expression reads inside a round32, whose DuckDB cast writes its argument thrice: counted once more,
+    each is named rather than written in place, where nested rounds would triple the SQL at each level."""
+    if isinstance(node, Op):
+        for arg in node.args:
+            yield from _refs(arg) if node.fn == "round32" else _rounded_refs(arg)
+    elif isinstance(node, Case):
+        for part in [value for when in node.whens for value in when] + ([node.default] if node.default is not None else []):
+            yield from _rounded_refs(part)
 
 
 def _leaves(node: Expr) -> Iterator[Ref | Feature]:
@@ -286,8 +299,11 @@ def _sql_type(arrow_type: pa.DataType) -> exp.DataType:
 
 
 def _constant(value: float | int | str) -> exp.Expr:
-    """A literal the engines read exactly: floats in (shortest round-trip) scientific notation are DOUBLE, not DECIMAL."""
+    """A literal the engines read exactly: floats in (shortest round-trip) scientific notation are DOUBLE, not DECIMAL;
+    NaN and ±inf, which have no literal, cast from the text both engines read."""
     if isinstance(value, str):
         return exp.Literal.string(value)
+    if not math.isfinite(value):
+        return _cast(exp.Literal.string("NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"), pa.float64())
     literal = exp.Literal.number(np.format_float_scientific(abs(value), unique=True, trim="-") if isinstance(value, float) else abs(value))
     return exp.paren(exp.Neg(this=literal), copy=False) if value < 0 else literal
