@@ -173,22 +173,21 @@ def test_inline_casts_and_imputes_as_onnxruntime_does() -> None:
     np.testing.assert_array_equal(scored, raw)
 
 
-def _inline_rows(model: onnx.ModelProto, columns: dict[str, list], outputs: dict[str, str], plan: str = "INLINE", sql_type: str = "FLOAT") -> dict[str, np.ndarray]:
-    """A hand-made model over columns of one type scored by PREDICT (PLAN = INLINE unless told) in a real DuckDB: each
-    output (name: WITH type) in row order, [N,k] for a list."""
+def _inline_rows(backend, model: onnx.ModelProto, columns: dict[str, list], outputs: dict[str, str], plan: str = "INLINE", sql_type: str = "FLOAT") -> dict[str, np.ndarray]:
+    """A hand-made model over columns of one type (NaN and ±inf kept: a frame would load NaN as NULL) scored by PREDICT
+    (PLAN = INLINE unless told) on the backend: each output (name: WITH type) in row order, [N,k] for a list."""
     onnx.helper.set_model_props(model, {INPUTS_KEY: json.dumps({"X": list(columns)})})
-    cells = [", ".join(f"'{v}'::{sql_type}" for v in row) for row in zip(*columns.values(), strict=True)]
+    cells = [", ".join(f"CAST('{v}' AS {sql_type})" for v in row) for row in zip(*columns.values(), strict=True)]
     rows = ", ".join(f"({i}, {row})" for i, row in enumerate(cells))
     picked, typed = ", ".join(f"p.{o}" for o in outputs), ", ".join(f"{o} {t}" for o, t in outputs.items())
-    data = f"(SELECT * FROM (VALUES {rows}) v(i, {', '.join(columns)})) AS d"
-    with predictsql.connect() as con:
-        query = f"SELECT {picked} FROM PREDICT(MODEL = @m, DATA = {data}, PLAN = {plan}) WITH ({typed}) AS p ORDER BY d.i"
-        scored = not_none(con.sql(query, params={"m": model.SerializeToString()})).df()
+    data = f"(SELECT * FROM (VALUES {rows}) AS v(i, {', '.join(columns)})) AS d"
+    query = f"SELECT d.i, {picked} FROM PREDICT(MODEL = @m, DATA = {data}, PLAN = {plan}) WITH ({typed}) AS p ORDER BY d.i"
+    scored = not_none(backend.sql(query, params={"m": model.SerializeToString()}))
     return {o: np.stack(scored[o].to_numpy()) if t.endswith("[]") else scored[o].to_numpy() for o, t in outputs.items()}
 
 
 @pytest.mark.parametrize("norm", ["L1", "L2", "MAX"])
-def test_inline_normalizes_as_onnxruntime_does(norm: str) -> None:
+def test_inline_normalizes_as_onnxruntime_does(backend, norm: str) -> None:
     """Normalizer → LinearRegressor as SQL equals raw onnxruntime on the same array: negative rows (MAX divides them by
     their negative maximum), rows of zeros and -0.0 (left as they are), NaN (MAX passes over it: the other value is
     still divided), a row of NaN, and ±inf (MAX's maximum never is -inf: it starts at FLOAT's lowest)."""
@@ -201,15 +200,15 @@ def test_inline_normalizes_as_onnxruntime_does(norm: str) -> None:
     a = [1.5, -1.0, 0.0, -2.0, 3.0, 0.0, nan, 1.0, nan, -inf, inf, -inf, -0.0, -3.0]
     b = [-4.0, -2.0, 0.0, 0.0, 0.25, 5.0, 1.0, nan, nan, -inf, 1.0, 2.0, -1.0, -3.0]
     raw = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y", "unit"], {"X": np.array([a, b], np.float32).T})
-    scored = _inline_rows(model, {"a": a, "b": b}, {"y": "FLOAT[]", "unit": "FLOAT[]"})
+    scored = _inline_rows(backend, model, {"a": a, "b": b}, {"y": "FLOAT[]", "unit": "FLOAT[]"})
     np.testing.assert_allclose(scored["y"], raw[0], rtol=1e-6)
     np.testing.assert_allclose(scored["unit"], raw[1], rtol=1e-6)
 
 
 @pytest.mark.parametrize("threshold", [None, 0.5, -1.0])
-def test_inline_binarizes_as_onnxruntime_does(threshold: float | None) -> None:
+def test_inline_binarizes_as_onnxruntime_does(backend, threshold: float | None) -> None:
     """Binarizer as SQL equals raw onnxruntime on the same array (the default threshold 0.0, ties, ±inf, -0.0); a NaN fails
-    the query under INLINE as onnxruntime fails it under STREAM."""
+    the query under INLINE as onnxruntime fails it under UDF."""
     node = onnx.helper.make_node("Binarizer", ["X"], ["y"], domain="ai.onnx.ml")
     if threshold is not None:
         node.attribute.append(onnx.helper.make_attribute("threshold", threshold))
@@ -217,14 +216,14 @@ def test_inline_binarizes_as_onnxruntime_does(threshold: float | None) -> None:
     inf = float("inf")
     a, b = [0.0, 0.5, -1.0, 2.0, inf, -0.0, 1e-30], [-inf, 0.50000006, -1.0000001, -3.0, 0.0, 1.0, -1e-30]
     raw = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"X": np.array([a, b], np.float32).T})[0]
-    np.testing.assert_array_equal(_inline_rows(model, {"a": a, "b": b}, {"y": "FLOAT[]"})["y"], raw)
-    for plan in ("INLINE", "STREAM"):
-        with pytest.raises(ScoringError, match="Binarizer input is NaN" if plan == "INLINE" else "Input data with index: 3 is NaN"):
-            _inline_rows(model, {"a": [1.0, 0.0], "b": [0.0, float("nan")]}, {"y": "FLOAT[]"}, plan)
+    np.testing.assert_array_equal(_inline_rows(backend, model, {"a": a, "b": b}, {"y": "FLOAT[]"})["y"], raw)
+    for plan in ("INLINE", "UDF"):
+        with pytest.raises(ScoringError, match="Binarizer input is NaN" if plan == "INLINE" else r"Input data with index: \d+ is NaN"):
+            _inline_rows(backend, model, {"a": [1.0, 0.0], "b": [0.0, float("nan")]}, {"y": "FLOAT[]"}, plan)
 
 
 @pytest.mark.parametrize("sql_type", ["BIGINT", "FLOAT"])
-def test_inline_one_hot_encodes_integers_as_onnxruntime_does(sql_type: str) -> None:
+def test_inline_one_hot_encodes_integers_as_onnxruntime_does(backend, sql_type: str) -> None:
     """OneHotEncoder of integer categories (negative, zero, 2^40, 2^53 - 1) as SQL equals raw onnxruntime on the same array:
     INT64 values beyond DOUBLE's exact integers match nothing they should not; FLOAT values truncate toward zero as
     onnxruntime's cast to int64 does (1.9 is 1, -0.5 is 0), and NaN, ±inf and 2^63 match no category. Integers read by
@@ -245,7 +244,7 @@ def test_inline_one_hot_encodes_integers_as_onnxruntime_does(sql_type: str) -> N
         a = [1.0, 1.9, -1.9, -2.5, 0.5, -0.5, 3.0, 2.0**40, 2.0**40 + 2**17, float("nan"), -0.0, 2.0**63]
         b = [float("inf"), float("-inf"), -2.0, 3.999, -1.0, 0.999, -3.0, 1e30, -2.0000002, 0.0, 4.0, -(2.0**63)]
     raw = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"X": np.array([a, b], dtype).T})[0]
-    np.testing.assert_array_equal(_inline_rows(model, {"a": a, "b": b}, {"y": "FLOAT[]"}, sql_type=sql_type)["y"], raw)
+    np.testing.assert_array_equal(_inline_rows(backend, model, {"a": a, "b": b}, {"y": "FLOAT[]"}, sql_type=sql_type)["y"], raw)
     scaled = onnx.helper.make_graph([onnx.helper.make_node("Scaler", ["X"], ["y"], domain="ai.onnx.ml", scale=[2.0])], "g", x, [_out("y", [None, 2])])
     if sql_type == "BIGINT":
         with pytest.raises(NotInlinable, match=r"reads integers, which INLINE passes only to Identity, Gather, Reshape, Concat, Cast, OneHotEncoder"):
@@ -279,7 +278,7 @@ TRANSFORMED += [(op, t) for op in ("LinearRegressor1", "LinearRegressor3", "Tree
 
 
 @pytest.mark.parametrize(("op", "transform"), TRANSFORMED)
-def test_inline_post_transforms_as_onnxruntime_does(op: str, transform: str) -> None:
+def test_inline_post_transforms_as_onnxruntime_does(backend, op: str, transform: str) -> None:
     """SOFTMAX_ZERO and PROBIT (and a regressor's other transforms: one target's score only PROBIT changes) as SQL equal raw
     onnxruntime on the same array within PROBA_TOLERANCE, labels exactly: rows of zero scores (SOFTMAX_ZERO: NaN), of one
     within 1e-7 of zero (±inf), NaN and inf inputs, ties, negatives, and PROBIT's 0 and 1 (∓inf), 0.5, its
@@ -294,7 +293,7 @@ def test_inline_post_transforms_as_onnxruntime_does(op: str, transform: str) -> 
     b = [0.0, 0.0, 0.3, -1.0, 0.5, 0.2, 0.0, -3.0, -0.4, 0.9, 0.25, 1e-30, 0.1, 0.0, 2.0, 0.3]
     names = ["label", "probabilities"] if classifier else ["y"]
     raw = dict(zip(names, ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(names, {"X": np.array([a, b], np.float32).T}), strict=True))
-    scored = _inline_rows(model, {"a": a, "b": b}, {"label": "BIGINT", "probabilities": "FLOAT[]"} if classifier else {"y": "FLOAT[]"})
+    scored = _inline_rows(backend, model, {"a": a, "b": b}, {"label": "BIGINT", "probabilities": "FLOAT[]"} if classifier else {"y": "FLOAT[]"})
     values = "probabilities" if classifier else "y"
     np.testing.assert_allclose(scored[values], raw[values], rtol=0, atol=PROBA_TOLERANCE)
     if classifier:  # onnxruntime's argmax passes over a NaN score (NaN, or 0·inf), SQL's greatest() returns it: compared where a is finite
