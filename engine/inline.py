@@ -2,8 +2,8 @@
 
 Linear models, scalers and small tree ensembles are cheaper to run as SQL expressions in the engine's own
 vectorised, parallel execution than to ship rows to onnxruntime (DESIGN.md, Raven's MLtoSQL). A graph compiles
-when every node is one of the supported operators below and its inputs are FLOAT or DOUBLE tensors (text and INT64
-ones only where the operators reading them compare them: a one-hot encoder's); anything
+when every node is one of the supported operators below and its inputs are FLOAT or DOUBLE tensors, or text and INT64
+ones that reach only a one-hot encoder (through structural operators); anything
 else raises NotInlinable with the reason, and the STREAM plan scores it. A tree ensemble compiles to nested
 CASEs only within MAX_TREE_NODES and MAX_TREE_DEPTH: beyond them onnxruntime was measured faster.
 
@@ -563,7 +563,7 @@ def _op_bounds(program: Program, n: Op, args: list[Interval], of: Callable[[Expr
         return UNBOUNDED
     if n.fn == "sqrt":
         return math.sqrt(max(args[0][0], 0.0)), math.sqrt(max(args[0][1], 0.0))
-    return 0.0, 1.0  # the tests: lt, le, gt, ge, eq, ne, or, isnan
+    return 0.0, 1.0  # the tests: lt, le, gt, ge, eq, ne, and, or, isnan
 
 
 def _named(program: Program, node: Expr, fn: str) -> Op | None:
