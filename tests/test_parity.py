@@ -58,7 +58,7 @@ def test_inline_regressor_matches_scikit_learn(scaled: bool) -> None:
     """LinearRegressor (after a Scaler) as SQL: the predictions agree with scikit-learn's."""
     data = load_diabetes(as_frame=True)
     estimator = (make_pipeline(StandardScaler(), Ridge()) if scaled else Ridge()).fit(data.data, data.target)
-    with predictsql.connect() as con:
+    with predictsql.connect(small_data_rows=0) as con:
         con.duckdb.register("frame", data.data)
         con.duckdb.sql("CREATE TABLE diabetes AS SELECT * FROM frame")
         query = "SELECT p.variable FROM PREDICT(MODEL = @m, DATA = diabetes, PLAN = INLINE) WITH (variable FLOAT) AS p"
@@ -72,7 +72,7 @@ def test_inline_sql_grows_linearly_with_classes() -> None:
     frame = pd.DataFrame(features, columns=[f"f{i}" for i in range(10)])
     estimator = LogisticRegression(max_iter=2000).fit(frame, target)
     query = "SELECT p.label, p.probabilities FROM PREDICT(MODEL = @m, DATA = samples, PLAN = INLINE) WITH (label BIGINT, probabilities FLOAT[]) AS p"
-    with predictsql.connect() as con:
+    with predictsql.connect(small_data_rows=0) as con:
         con.duckdb.register("frame", frame)
         con.duckdb.sql("CREATE TABLE samples AS SELECT * FROM frame")
         onnx_bytes = predictsql.export(estimator, frame)
@@ -100,7 +100,7 @@ def test_inline_one_hot_encodes_text_as_onnxruntime_does(backend, breast_cancer:
 @pytest.mark.parametrize("kind", ["binarizer", "normalizer_max", "one_hot_integers"])
 def test_inline_preprocessors_match_scikit_learn(kind: str, breast_cancer: Dataset) -> None:
     """skl2onnx's Binarizer, Normalizer(norm='max') and OneHotEncoder of BIGINT columns (fitted on the first 300 rows, so
-    later rows hold unseen integers): AUTO runs each INLINE, and the SQL's values equal scikit-learn's transform. The
+    later rows hold unseen integers): AUTO runs each INLINE (beyond small DATA), and the SQL's values equal scikit-learn's transform. The
     features are non-negative: skl2onnx converts scikit-learn's maximum of |x| to ONNX's signed maximum."""
     features = numeric(breast_cancer.features)[["mean_radius", "mean_texture", "mean_smoothness"]]
     if kind == "one_hot_integers":
@@ -110,7 +110,7 @@ def test_inline_preprocessors_match_scikit_learn(kind: str, breast_cancer: Datas
     model = to_onnx(estimator, features.to_numpy(np.int64 if kind == "one_hot_integers" else np.float32)[:1])
     onnx.helper.set_model_props(model, {INPUTS_KEY: json.dumps({"X": list(features.columns)})})
     query = "SELECT p.variable FROM PREDICT(MODEL = @m, DATA = samples AS d) WITH (variable FLOAT[]) AS p ORDER BY d.id"
-    with predictsql.connect() as con:
+    with predictsql.connect(small_data_rows=0) as con:
         con.duckdb.register("frame", features.assign(id=np.arange(len(features))))
         con.duckdb.sql("CREATE TABLE samples AS SELECT * FROM frame")
         assert "INLINE model @m" in str(con.explain(query, params={"m": model.SerializeToString()}))

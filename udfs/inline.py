@@ -37,7 +37,7 @@ FLOAT_RANGE = (-3.4028234663852886e38, 3.4028234663852886e38)  # FLOAT's largest
 RAISE = {"duckdb": "error", "spark": "raise_error"}  # the function that fails a query with a message
 _BINARY = {"sub": exp.Sub, "div": exp.Div, "lt": exp.LT, "le": exp.LTE, "gt": exp.GT, "ge": exp.GTE, "eq": exp.EQ, "ne": exp.NEQ}
 _CHAINED = {"add": exp.Add, "mul": exp.Mul, "and": exp.And, "or": exp.Or}
-_UNARY = {"exp": exp.Exp, "ln": exp.Ln, "sqrt": exp.Sqrt, "abs": exp.Abs, "isnan": exp.IsNan}  # with greatest, round32 and fail, the rest of engine/inline's Op names
+_UNARY = {"exp": exp.Exp, "sqrt": exp.Sqrt, "abs": exp.Abs, "isnan": exp.IsNan}  # with greatest, round32 and fail, the rest of engine/inline's Op names
 
 
 def inline_query(call: PredictCall, data: exp.Query, plan: ScoringPlan, dialect: str, fail: Fail, forced: bool = False) -> tuple[exp.Query | None, str]:
