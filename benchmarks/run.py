@@ -337,7 +337,7 @@ def latency(repeat: int) -> list[tuple[str, str, int, float, float]]:
         con.duckdb.sql("CREATE TABLE keyed AS SELECT row_number() OVER () AS id, * FROM bench")
         for name, (_, onnx_bytes) in models.items():
             for plan in ("AUTO", "INLINE", "UDF", "STREAM"):
-                for rows in (1, 100, 1000, 10_000, 50_000):
+                for rows in (1, 100, 1000, 5_000, 10_000, 50_000):
                     where = f"id <= {rows}"
                     query = f"SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = (SELECT * FROM keyed WHERE {where}) AS d, PLAN = {plan}) WITH (Score FLOAT) AS p"
                     try:
