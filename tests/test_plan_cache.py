@@ -208,7 +208,7 @@ def test_counting_small_data_changes_nothing_it_gives(con, logreg, breast_cancer
     con.duckdb.sql("CREATE SEQUENCE s; CREATE SEQUENCE t")
     numbered = "SELECT d.n FROM PREDICT(MODEL = @m, DATA = (SELECT nextval('{s}') AS n, * FROM patients WHERE id < 3) AS d{plan}) WITH (Score FLOAT) AS p ORDER BY d.n"
     counted, inline = (not_none(con.sql(numbered.format(s=s, plan=plan), params={"m": logreg.onnx})).fetchall() for s, plan in (("s", ""), ("t", ", PLAN = INLINE")))
-    assert counted == inline and len(counted) == 3
+    assert counted == inline == [(1,), (2,), (3,)]  # DuckDB's own numbers: planning takes none
     sampled = SCORE.replace("DATA = patients", "DATA = (SELECT * FROM patients WHERE random() < 0.5)")
     assert _plan(con, sampled, logreg.onnx)[0] == "INLINE"
 
