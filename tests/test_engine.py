@@ -228,6 +228,20 @@ def test_inline_binarizes_as_onnxruntime_does(backend, threshold: float | None) 
             _inline_rows(backend, model, {"a": [1.0, 0.0], "b": [0.0, float("nan")]}, {"y": "FLOAT[]"}, plan)
 
 
+def test_a_row_not_scored_fails_no_inline_binarizer(backend) -> None:
+    """Under NULLS = PROPAGATE a row with a NULL input is not scored, so its NaN in another input fails nothing (onnxruntime
+    never sees it): INLINE gives NULL there, as UDF does, and onnxruntime's outputs for the scored row."""
+    model = _graph([onnx.helper.make_node("Binarizer", ["X"], ["y"], domain="ai.onnx.ml")], [_out("y", [None, 2])])
+    onnx.helper.set_model_props(model, {INPUTS_KEY: json.dumps({"X": ["a", "b"]})})
+    raw = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"X": np.array([[1.0, 0.0]], np.float32)})[0]
+    data = "(SELECT * FROM (VALUES (0, CAST('1.0' AS FLOAT), CAST('0.0' AS FLOAT)), (1, CAST('NaN' AS FLOAT), CAST(NULL AS FLOAT))) AS v(i, a, b)) AS d"
+    for plan in ("INLINE", "UDF"):
+        query = f"SELECT d.i, p.y FROM PREDICT(MODEL = @m, DATA = {data}, PLAN = {plan}, NULLS = PROPAGATE) WITH (y FLOAT[]) AS p ORDER BY d.i"
+        rows = not_none(backend.sql(query, params={"m": model.SerializeToString()}))
+        np.testing.assert_array_equal(np.asarray(rows.y[0], np.float32), raw[0])
+        assert rows.y[1] is None, plan
+
+
 @pytest.mark.parametrize("sql_type", ["BIGINT", "FLOAT"])
 def test_inline_one_hot_encodes_integers_as_onnxruntime_does(backend, sql_type: str) -> None:
     """OneHotEncoder of integer categories (negative, zero, 2^40, 2^53 - 1) as SQL equals raw onnxruntime on the same array:

@@ -205,10 +205,11 @@ def test_counting_small_data_changes_nothing_it_gives(con, logreg, breast_cancer
     con.duckdb.register("incoming", pa.RecordBatchReader.from_batches(table.schema, table.to_batches(max_chunksize=100)))
     rows = not_none(con.sql(SCORE.replace("patients", "incoming"), params={"m": logreg.onnx})).df()
     assert_scores(logreg, breast_cancer, rows.id, rows.Score)
-    con.duckdb.sql("CREATE SEQUENCE s; CREATE SEQUENCE t")
+    con.duckdb.sql("CREATE SEQUENCE s; CREATE SEQUENCE t; CREATE SEQUENCE u")
     numbered = "SELECT d.n FROM PREDICT(MODEL = @m, DATA = (SELECT nextval('{s}') AS n, * FROM patients WHERE id < 3) AS d{plan}) WITH (Score FLOAT) AS p ORDER BY d.n"
-    counted, inline = (not_none(con.sql(numbered.format(s=s, plan=plan), params={"m": logreg.onnx})).fetchall() for s, plan in (("s", ""), ("t", ", PLAN = INLINE")))
-    assert counted == inline == [(1,), (2,), (3,)]  # DuckDB's own numbers: planning takes none
+    plans = (("s", ""), ("t", ", PLAN = INLINE"), ("u", ", PLAN = STREAM"))
+    counted, inline, streamed = (not_none(con.sql(numbered.format(s=s, plan=plan), params={"m": logreg.onnx})).fetchall() for s, plan in plans)
+    assert counted == inline == streamed == [(1,), (2,), (3,)]  # DuckDB's own numbers: planning takes none
     sampled = SCORE.replace("DATA = patients", "DATA = (SELECT * FROM patients WHERE random() < 0.5)")
     assert _plan(con, sampled, logreg.onnx)[0] == "INLINE"
 

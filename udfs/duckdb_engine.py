@@ -56,24 +56,19 @@ class DuckDBEngine:
         self._in_transaction: bool | None = None
 
     def schema(self, sql: str) -> pa.Schema:
-        return self._bound(sql).to_arrow_table().schema
+        return _bound(self.con, sql).to_arrow_table().schema
 
     def rows(self, sql: str) -> list[tuple]:
         return self.con.sql(sql).limit(2).fetchall()
 
     def columns(self, sql: str) -> tuple[tuple[str, str], ...]:
-        relation = self._bound(sql)
+        relation = _bound(self.con, sql)
         return tuple(zip(relation.columns, map(str, relation.types), strict=True))
-
-    def _bound(self, sql: str) -> duckdb.DuckDBPyRelation:
-        """A query bound, not run: DuckDB runs a query that calls nextval() as soon as it makes its relation (every
-        row's sequence value taken), and under a LIMIT 0 written in its SQL it runs nothing."""
-        return self.con.sql(f"SELECT * FROM ({sql}) AS __predictsql_q LIMIT 0")
 
     def function(self, bound: Bound) -> None:
         assert bound.function_plan is not None
         scorer = Scorer(bound.function_plan)
-        relation = self._bound(bound.data_sql)  # DuckDB's own types for the function's parameters
+        relation = _bound(self.con, bound.data_sql)  # DuckDB's own types for the function's parameters
         types = dict(zip(relation.columns, relation.types, strict=True))
         parameters: list[Any] = [types[name] for name in bound.function_plan.data_schema.names]  # list[DuckDBPyType], which the stub's invariant list refuses
         body = self._functions[bound.name] = FunctionBody(scorer, self.errors, len(parameters))
@@ -108,7 +103,7 @@ class DuckDBEngine:
         try:
             cursor = self.con.cursor()
             try:
-                cursor.sql(bound.data_sql).limit(0).fetchall()
+                _bound(cursor, bound.data_sql).fetchall()
             finally:
                 cursor.close()
         except duckdb.Error as e:
@@ -214,6 +209,12 @@ def interrupts() -> Iterator[Callable[[], bool]]:
         yield lambda: bool(seen)
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _bound(con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.DuckDBPyRelation:
+    """A query bound, not run: DuckDB runs a query that calls nextval() as soon as it makes its relation (every row's
+    sequence value taken, `.limit(0)` too), and under a LIMIT 0 written in its SQL it runs nothing."""
+    return con.sql(f"SELECT * FROM ({sql}) AS __predictsql_q LIMIT 0")
 
 
 def in_transaction(con: duckdb.DuckDBPyConnection) -> bool:

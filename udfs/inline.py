@@ -97,8 +97,7 @@ def relation(data: exp.Query, plan: ScoringPlan, program: Program, dialect: str,
     in_range = [all(FLOAT_RANGE[0] <= b <= FLOAT_RANGE[1] for v in values for b in bounded(v)) for values in raw]
     outputs = [render.output(k, len(values), o, fits) for k, (values, o, fits) in enumerate(zip(raw, plan.outputs, in_range, strict=True))]
     if plan.nulls != NULLS_ERROR:  # a row with a NULL input is not scored, as under STREAM, whichever inputs its outputs read
-        unscored = exp.or_(*(_is_null(n) for n in _input_names(plan)), copy=False)
-        outputs = [exp.Case(ifs=[exp.If(this=unscored.copy(), true=exp.null())]).else_(o) for o in outputs]
+        outputs = [_unless_unscored(plan, o) for o in outputs]
     outputs = [_alias(o, out.field) for o, out in zip(outputs, plan.outputs, strict=True)]
     return _select([*(_column(name) for name in plan.data_schema.names), *outputs], source, len(layers))
 
@@ -203,8 +202,9 @@ class _Renderer:
             return _cast(self.to_float(args[0]), pa.float64())
         if node.fn == "greatest":
             return exp.Greatest(this=args[0], expressions=args[1:])
-        if node.fn == "fail":
-            return self._fail(exp.Literal.string(self.fail(ScoringError(f"PREDICT ({self.plan.model.display}): {args[0].name}"))))
+        if node.fn == "fail":  # a row not scored (NULLS = PROPAGATE) does not fail, as onnxruntime never sees it
+            failed = self._fail(exp.Literal.string(self.fail(ScoringError(f"PREDICT ({self.plan.model.display}): {args[0].name}"))))
+            return failed if self.plan.nulls == NULLS_ERROR else _unless_unscored(self.plan, failed)
         return _UNARY[node.fn](this=args[0])
 
     def named_refs(self, node: Expr) -> Iterator[Ref]:
@@ -278,6 +278,12 @@ class _Renderer:
 def _input_names(plan: ScoringPlan) -> list[str]:
     """The DATA columns the model reads, each once."""
     return list(dict.fromkeys(plan.data_schema.field(i).name for feed in plan.inputs for i in feed.columns))
+
+
+def _unless_unscored(plan: ScoringPlan, value: exp.Expr) -> exp.Case:
+    """NULL for a row with a NULL input (NULLS = PROPAGATE: not scored, as under STREAM), else `value`."""
+    unscored = exp.or_(*(_is_null(n) for n in _input_names(plan)), copy=False)
+    return exp.Case(ifs=[exp.If(this=unscored, true=exp.null())]).else_(value)
 
 
 def _is_null(name: str) -> exp.Is:
