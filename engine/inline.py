@@ -134,17 +134,20 @@ def compile_graph(model: onnx.ModelProto) -> Program:
 
 def _follow_kind(node: onnx.NodeProto, what: str, attrs: dict, kinds: dict[str, str]) -> None:
     """Text and integers reach only the operators that read them as onnxruntime does, and pass through the structural
-    ones (integers through a Cast to INT64 too, which INLINE takes of nothing else: onnxruntime's truncation of NaN gives
-    INT64's minimum); a one-hot encoder's categories are of its input's kind."""
+    ones (integers through a Cast to INT64 too); numbers cast to INT64 (how predictsql.export feeds a one-hot of integer
+    columns) reach only a one-hot encoder, which matches each to the integer it truncates to, as the Cast would (NaN and
+    ±inf: INT64's minimum, no category's); a one-hot encoder's categories are of its input's kind."""
     kind = next((kinds[name] for name in node.input if name in kinds), "numbers")
     to_int64 = node.op_type == "Cast" and attrs.get("to") == onnx.TensorProto.INT64
     if kind in _READERS and node.op_type not in _READERS[kind]:
         raise NotInlinable(f"{what} reads {kind}, which INLINE passes only to {', '.join(_READERS[kind])}")
-    if to_int64 and kind != "integers":
-        raise NotInlinable(f"{what} casts {kind} to INT64, which has no SQL form")
+    if to_int64 and kind == "text":
+        raise NotInlinable(f"{what} casts text to INT64, which has no SQL form")
     if node.op_type == "OneHotEncoder" and ("cats_strings" in attrs) != (kind == "text"):
         raise NotInlinable(f"{what} compares {kind} with {'text' if 'cats_strings' in attrs else 'integer'} categories, which onnxruntime never matches")
-    if kind in _READERS and (node.op_type in _STRUCTURAL or to_int64):
+    if to_int64 and kind == "numbers":
+        kinds.update(dict.fromkeys(node.output, TRUNCATED))
+    elif kind in _READERS and (node.op_type in _STRUCTURAL or to_int64):
         kinds.update(dict.fromkeys(node.output, kind))
 
 
@@ -359,7 +362,7 @@ def _imputer(args: list, attrs: dict, builder: _Builder, constants: dict) -> lis
 
 def _cast_node(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
     """Cast to FLOAT rounds each value (the arithmetic runs in DOUBLE); to DOUBLE it changes nothing, nor to INT64 (of
-    integers only: compile_graph refuses the rest)."""
+    integers, or of numbers only a one-hot encoder reads: compile_graph refuses the rest)."""
     to = int(attrs.get("to", 0))
     if to in (onnx.TensorProto.DOUBLE, onnx.TensorProto.INT64):
         return [args[0]]
@@ -466,7 +469,8 @@ _RULES: dict[tuple[str, str], Rule] = {
 }
 _STRUCTURAL = ("Identity", "Gather", "Reshape", "Concat")  # pass values on unchanged, so text stays text
 _KINDS: dict[int, str] = {onnx.TensorProto.STRING: "text", onnx.TensorProto.INT64: "integers"}  # inputs only some operators read
-_READERS = {"text": (*_STRUCTURAL, "OneHotEncoder"), "integers": (*_STRUCTURAL, "Cast", "OneHotEncoder")}  # the operators INLINE lets read them
+TRUNCATED = "numbers cast to INT64"  # still the numbers: a one-hot encoder's range tests truncate them
+_READERS = {"text": (*_STRUCTURAL, "OneHotEncoder"), "integers": (*_STRUCTURAL, "Cast", "OneHotEncoder"), TRUNCATED: (*_STRUCTURAL, "OneHotEncoder")}  # the operators INLINE lets read them
 _COMPLEMENT = {"ge": "lt", "gt": "le", "le": "gt", "lt": "ge"}  # each test's complement but for NaN (which SQL orders last)
 EXACT_DOUBLE = 2**53  # beyond, DOUBLE skips integers
 SOFTMAX_ZERO_EPSILON = float(np.float32(1e-7))  # ComputeSoftmaxZero's 0.0000001f: scores within it count as zero

@@ -113,7 +113,12 @@ def _shape(width: int) -> onnx.TensorProto:
         ([onnx.helper.make_node("Identity", ["X"], ["y"])], [_out("y", [None, 2]), _out("c", [1])], (_const("c", [1.0]),), r"outputs \['c'\] are not computed"),
         ([onnx.helper.make_node("Scaler", ["X"], ["y"], domain="ai.onnx.ml", offset=[float("inf"), 0.0], scale=[1.0, 1.0])], [_out("y", [None, 2])], (), "the constant inf has no SQL literal"),
         ([onnx.helper.make_node("Gather", ["X", "i"], ["y"], axis=1)], [_out("y", [None])], (_const("i", 5),), "constant columns in range"),
-        ([onnx.helper.make_node("Cast", ["X"], ["i"], to=onnx.TensorProto.INT64), *_one_hot_nodes("i", "y", [1, 3])], [_out("y", [None, 4])], (_shape(4),), "casts numbers to INT64, which has no SQL"),
+        (
+            [onnx.helper.make_node("Cast", ["X"], ["i"], to=onnx.TensorProto.INT64), onnx.helper.make_node("Cast", ["i"], ["y"], to=onnx.TensorProto.FLOAT)],
+            [_out("y", [None, 2])],
+            (),
+            "reads numbers cast to INT64, which INLINE passes only to Identity, Gather, Reshape, Concat, OneHotEncoder",
+        ),
         (_one_hot_nodes("X", "y", [1, 2**53]), [_out("y", [None, 4])], (_shape(4),), r"OneHotEncoder category 9007199254740992 is beyond ±2\^53"),
         (
             [onnx.helper.make_node("LinearRegressor", ["X"], ["y"], domain="ai.onnx.ml", coefficients=[0.5, -0.25], intercepts=[0.1], post_transform="PROBIT")],
@@ -246,16 +251,13 @@ def test_a_row_not_scored_fails_no_inline_binarizer(backend) -> None:
 def test_inline_one_hot_encodes_integers_as_onnxruntime_does(backend, sql_type: str) -> None:
     """OneHotEncoder of integer categories (negative, zero, 2^40, 2^53 - 1) as SQL equals raw onnxruntime on the same array:
     INT64 values beyond DOUBLE's exact integers match nothing they should not; FLOAT values truncate toward zero as
-    onnxruntime's cast to int64 does (1.9 is 1, -0.5 is 0), and NaN, ±inf and 2^63 match no category. Integers read by
+    onnxruntime's cast to int64 does (1.9 is 1, -0.5 is 0), whether a Cast or the encoder truncates them, and NaN, ±inf and 2^63 match no category. Integers read by
     anything else than a Cast, a structural operator or a one-hot encoder are refused."""
     categories = [1, 3, -2, 0, 2**40, 2**53 - 1]
     elem, dtype = (onnx.TensorProto.INT64, np.int64) if sql_type == "BIGINT" else (onnx.TensorProto.FLOAT, np.float32)
-    nodes = [onnx.helper.make_node("Cast", ["X"], ["i"], to=onnx.TensorProto.INT64), *_one_hot_nodes("i", "y", categories)]
-    if sql_type == "FLOAT":  # onnxruntime's OneHotEncoder truncates FLOAT itself: INLINE casts only integers to INT64
-        nodes[:2] = [onnx.helper.make_node("OneHotEncoder", ["X"], ["y_3d"], domain="ai.onnx.ml", cats_int64s=categories, zeros=1)]
+    cast = [onnx.helper.make_node("Cast", ["X"], ["i"], to=onnx.TensorProto.INT64), *_one_hot_nodes("i", "y", categories)]
+    direct = [onnx.helper.make_node("OneHotEncoder", ["X"], ["y_3d"], domain="ai.onnx.ml", cats_int64s=categories, zeros=1), cast[-1]]
     x = [onnx.helper.make_tensor_value_info("X", elem, [None, 2])]
-    graph = onnx.helper.make_graph(nodes, "g", x, [_out("y", [None, 2 * len(categories)])], [_shape(2 * len(categories))])
-    model = onnx.helper.make_model(graph, ir_version=10, opset_imports=[onnx.helper.make_opsetid("", 17), onnx.helper.make_opsetid("ai.onnx.ml", 3)])
     a: list[float]
     b: list[float]
     if sql_type == "BIGINT":
@@ -263,8 +265,11 @@ def test_inline_one_hot_encodes_integers_as_onnxruntime_does(backend, sql_type: 
     else:
         a = [1.0, 1.9, -1.9, -2.5, 0.5, -0.5, 3.0, 2.0**40, 2.0**40 + 2**17, float("nan"), -0.0, 2.0**63]
         b = [float("inf"), float("-inf"), -2.0, 3.999, -1.0, 0.999, -3.0, 1e30, -2.0000002, 0.0, 4.0, -(2.0**63)]
-    raw = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"X": np.array([a, b], dtype).T})[0]
-    np.testing.assert_array_equal(_inline_rows(backend, model, {"a": a, "b": b}, {"y": "FLOAT[]"}, sql_type=sql_type)["y"], raw)
+    for nodes in (cast, direct) if sql_type == "FLOAT" else (cast,):  # FLOAT: cast to INT64 first (predictsql.export's form), or truncated by the encoder
+        graph = onnx.helper.make_graph(nodes, "g", x, [_out("y", [None, 2 * len(categories)])], [_shape(2 * len(categories))])
+        model = onnx.helper.make_model(graph, ir_version=10, opset_imports=[onnx.helper.make_opsetid("", 17), onnx.helper.make_opsetid("ai.onnx.ml", 3)])
+        raw = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"X": np.array([a, b], dtype).T})[0]
+        np.testing.assert_array_equal(_inline_rows(backend, model, {"a": a, "b": b}, {"y": "FLOAT[]"}, sql_type=sql_type)["y"], raw)
     scaled = onnx.helper.make_graph([onnx.helper.make_node("Scaler", ["X"], ["y"], domain="ai.onnx.ml", scale=[2.0])], "g", x, [_out("y", [None, 2])])
     if sql_type == "BIGINT":
         with pytest.raises(NotInlinable, match=r"reads integers, which INLINE passes only to Identity, Gather, Reshape, Concat, Cast, OneHotEncoder"):

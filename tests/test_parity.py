@@ -116,3 +116,20 @@ def test_inline_preprocessors_match_scikit_learn(kind: str, breast_cancer: Datas
         assert "INLINE model @m" in str(con.explain(query, params={"m": model.SerializeToString()}))
         rows = not_none(con.sql(query, params={"m": model.SerializeToString()})).df()
     np.testing.assert_allclose(np.stack(rows.variable.to_numpy()), estimator.transform(features), rtol=0, atol=PROBA_TOLERANCE)
+
+
+def test_a_one_hot_of_integer_columns_from_export_runs_inline() -> None:
+    """predictsql.export of a one-hot of integer columns (skl2onnx casts each to INT64 first) then LogisticRegression: AUTO
+    runs it INLINE (beyond small DATA), and its outputs equal scikit-learn's, on rows with integers unseen in training."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.integers(0, 5, 400), "b": rng.integers(-2, 3, 400)})
+    pipeline = make_pipeline(OneHotEncoder(handle_unknown="ignore"), LogisticRegression()).fit(frame.head(300), (frame.a + frame.b > 2).head(300))
+    frame.loc[300:, "a"] = rng.integers(-3, 9, 100)
+    query = "SELECT p.label, p.probabilities FROM PREDICT(MODEL = @m, DATA = samples AS d) WITH (label BIGINT, probabilities FLOAT[]) AS p ORDER BY d.id"
+    model = predictsql.export(pipeline, frame)
+    with predictsql.connect(small_data_rows=0) as con:
+        con.duckdb.register("frame", frame.assign(id=np.arange(len(frame))))
+        con.duckdb.sql("CREATE TABLE samples AS SELECT * FROM frame")
+        assert "INLINE model @m" in str(con.explain(query, params={"m": model}))
+        rows = not_none(con.sql(query, params={"m": model})).df()
+    assert_parity(pipeline, frame, rows.label.to_numpy(), np.stack(rows.probabilities.to_numpy()))
