@@ -54,6 +54,7 @@ class DuckDBEngine:
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._registered: list[str] = []
         self._in_transaction: bool | None = None
+        self._private: set[str] | None = None
 
     def schema(self, sql: str) -> pa.Schema:
         return _bound(self.con, sql).to_arrow_table().schema
@@ -152,11 +153,14 @@ class DuckDBEngine:
         return self._in_transaction
 
     def _private_names(self) -> set[str]:
-        """TEMP tables and views, and objects registered on the connection (DuckDB lists them as TEMP views)."""
-        rows = self.con.sql(
-            "SELECT lower(table_name) FROM duckdb_tables() WHERE temporary UNION ALL SELECT lower(view_name) FROM duckdb_views() WHERE temporary AND NOT internal"
-        ).fetchall()
-        return {name for (name,) in rows}
+        """TEMP tables and views, and objects registered on the connection (DuckDB lists them as TEMP views); read once
+        per statement, which planning does not change (its streams are registered when it starts)."""
+        if self._private is None:
+            rows = self.con.sql(
+                "SELECT lower(table_name) FROM duckdb_tables() WHERE temporary UNION ALL SELECT lower(view_name) FROM duckdb_views() WHERE temporary AND NOT internal"
+            ).fetchall()
+            self._private = {name for (name,) in rows}
+        return self._private
 
 
 class FunctionBody:
