@@ -24,7 +24,7 @@ from predictsql.sql.dialect import PredictTable
 
 E = TypeVar("E", bound=exp.Expr)
 _VOLATILE = frozenset({"RANDOM", "RAND", "UUID", "GEN_RANDOM_UUID", "NEXTVAL", "CURRVAL", "SETSEED", "MONOTONICALLY_INCREASING_ID", "SPARK_PARTITION_ID", "INPUT_FILE_NAME", "SHUFFLE", "NEWID"})
-_BLOCKERS = (exp.Subquery, exp.Query, exp.Exists, exp.AggFunc, exp.Window, exp.Anonymous, exp.Rand, exp.Star)
+_BLOCKERS = (exp.Subquery, exp.Query, exp.Exists, exp.AggFunc, exp.Window, exp.Star)  # and volatile or unknown functions: calls_volatile
 
 
 def push_predicates(tree: E, _context: object = None) -> E:

@@ -287,7 +287,6 @@ class Planner:
         else:
             bound.why = "PLAN = UDF"
 
-
     def _small(self, bound: Bound, data: exp.Query) -> int | None:
         """DATA's row count where it has at most small_data_rows rows and the plan may be kept (every MODEL so far bytes
         or a variable, on an engine that keeps functions, in a statement that stores no SQL), else None."""
