@@ -152,6 +152,23 @@ def test_a_kept_function_that_outgrows_small_data_is_dropped_and_planned_afresh(
     assert _plan(con, SCORE, logreg.onnx)[0] == "INLINE"
 
 
+def test_a_where_on_the_outputs_scores_each_row_once(con, logreg, breast_cancer) -> None:
+    """DuckDB copied a deterministic function into the filter over its outputs, once per conjunct: the 8,535 rows were
+    scored more than SMALL_DATA_ROWS times in all, which dropped the kept plan on every run. Scored once, it is kept."""
+    from predictsql.udfs.duckdb import SMALL_DATA_ROWS
+
+    copies = SMALL_DATA_ROWS // (2 * 569) + 1
+    con.duckdb.sql(MANY.format(copies=copies))
+    query = "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = many AS d) WITH (Score FLOAT, label BIGINT) AS p WHERE p.Score > 0.5 AND p.label = 1 ORDER BY d.id"
+    assert _plan(con, query, logreg.onnx)[0] == "UDF"
+    runs = [not_none(con.sql(query, params={"m": logreg.onnx})).df() for _ in range(2)]
+    assert _stats(con)["hits"] == 2 and _functions(con) == 1
+    expected = np.tile(expected_scores(logreg), copies)
+    for frame in runs:
+        np.testing.assert_array_equal(frame.id, np.flatnonzero(expected > 0.5))
+        np.testing.assert_allclose(frame.Score, expected[expected > 0.5], atol=PROBA_TOLERANCE, rtol=0)
+
+
 def test_a_kept_function_counts_rows_and_raises_errors_per_statement(con, logreg) -> None:
     """A kept function serves many statements: each run's NULL is reported at its own row, as the first run reports it."""
     con.duckdb.sql("UPDATE patients SET mean_texture = NULL WHERE id = 7")
