@@ -162,7 +162,7 @@ class Planner:
         """The statement's engine SQL and its bound PREDICTs (inner ones inside); a kept plan if it still holds."""
         cache = self.settings.plans
         try:
-            key = self._key = plan_cache.key((to_sql(tree, self.engine.dialect), self.settings.session_options), self.variables) if cache is not None else None
+            key = self._key = plan_cache.key((cache.text(tree, self._sql), self.settings.session_options), self.variables) if cache is not None else None
             kept = cache.get(key, self.engine.columns) if cache is not None else None
             if kept is not None:
                 self._failures = dict(kept.failures)
@@ -179,6 +179,9 @@ class Planner:
             probes = tuple((sql, self.engine.columns(sql)) for sql in dict.fromkeys(self._probes))
             cache.put(key, plan_cache.Kept(planned, dict(self._failures), probes, release))
         return planned
+
+    def _sql(self, tree: exp.Expr) -> str:
+        return to_sql(tree, self.engine.dialect)
 
     def scored(self, rows: int) -> None:
         """After the statement ran: a kept plan whose functions scored more rows than small DATA has is dropped, so the
