@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import os
 import threading
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -35,19 +34,16 @@ from predictsql.sql.rewrite import Context, apply, expand_views, map_default_sch
 from predictsql.sql.statements import CREATE_VIEW, DROP_VIEW, VARIABLES, identifier, kind, reads_predict, view
 from predictsql.udfs import script
 from predictsql.udfs.duckdb_catalog import ModelCatalog
-from predictsql.udfs.duckdb_engine import DIALECT, DuckDBEngine, FunctionBody, Parsed, abort_transaction, interrupts
+from predictsql.udfs.duckdb_engine import DIALECT, DuckDBEngine, FunctionBody, abort_transaction, interrupts
 from predictsql.udfs.plan_cache import PlanCache
-from predictsql.udfs.planner import Bound, Planned, Planner, Settings
+from predictsql.udfs.planner import Bound, Planner, Settings
 from predictsql.udfs.result import Result
 from predictsql.udfs.statements import run_script
 
 VIEWS_TABLE = "predictsql.views"
-_VIEW_COLUMNS = "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'predictsql' AND table_name = 'views' AND database_name = current_database()"
 DEFAULT_WORKERS = os.cpu_count() or 1
 SMALL_DATA_ROWS = 16_384  # AUTO scores DATA of at most this many rows with a kept scoring function (benchmarks/README.md, run O)
 AS_WRITTEN = "duckdb, as written"
-# small DATA's rows come through DuckDB's DB-API, whose Arrow copy of a few rows is cheaper than binding the statement twice
-warnings.filterwarnings("ignore", message="Arrow output on a DB-API result makes an extra copy", category=UserWarning, module=__name__)
 S = TypeVar("S", bound=exp.Expr)
 _ACTIONS = {  # statements that only act: DuckDB answers them with one Count or Success row
     getattr(duckdb.StatementType, name)
@@ -112,8 +108,11 @@ class Connection:
         self._plans = PlanCache()  # its own: one per thread
         self.settings = replace(settings, lookups={**self.registry.lookups, "catalog": self.models.lookup}, plans=self._plans)
         self._held: dict[str, FunctionBody] = {}  # scoring functions kept registered for kept plans (DuckDBEngine.keep)
-        self._parsed = Parsed(con)
         self._views: dict[str, exp.Expr] = {}
+        # parsed once: every statement runs it (0.1 ms of parsing), and no setting changes how DuckDB parses it
+        (self._views_query,) = con.extract_statements(
+            "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'predictsql' AND table_name = 'views' AND database_name = current_database()"
+        )
         self._lock = threading.RLock()
 
     def cursor(self) -> Connection:
@@ -180,7 +179,7 @@ class Connection:
     # --- the statement loop's Runner (udfs/statements.py) ---
 
     def engine(self) -> DuckDBEngine:
-        return DuckDBEngine(self.duckdb, self.settings, self._held, self._parsed)
+        return DuckDBEngine(self.duckdb, self.settings, self._held)
 
     def execute(self, sql: str) -> Result | None:
         """Run one statement; its rows, fully computed, when it yields rows (queries, PIVOT, DESCRIBE, SHOW, EXPLAIN,
@@ -189,18 +188,6 @@ class Connection:
         if relation.columns in (["Count"], ["Success"]) and duckdb.extract_statements(sql)[-1].type in _ACTIONS:
             return None
         return Result(relation.to_arrow_table())
-
-    def _execute_planned(self, planned: Planned) -> Result | None:
-        """Run a planned statement from its kept parse. Over small DATA it runs through DuckDB's DB-API: bound once (a
-        relation binds twice) and its few rows copied into Arrow, 0.35 ms less for a warm 1-row PREDICT (run P)."""
-        statement = self._parsed(planned.sql)
-        if not any(b.small_data for b in planned.bound):
-            relation = self.duckdb.sql(statement)
-            return None if relation.columns in (["Count"], ["Success"]) and statement.type in _ACTIONS else Result(relation.to_arrow_table())
-        self.duckdb.execute(statement)
-        if [column for column, *_ in self.duckdb.description or ()] in (["Count"], ["Success"]) and statement.type in _ACTIONS:
-            return None
-        return Result(self.duckdb.to_arrow_table())
 
     def rows(self, table: pa.Table) -> Result:
         return Result(table)
@@ -229,7 +216,7 @@ class Connection:
             try:
                 planned = planner.plan(self._expand(tree))
                 engine.start(planned)
-                result = self._execute_planned(planned)
+                result = self.execute(planned.sql)
                 planner.scored(engine.scored_rows())
                 return result
             except Exception as e:  # DuckDB reports a Ctrl-C as RuntimeError or, inside a function, as its own error
@@ -280,7 +267,7 @@ class Connection:
         """The stored PREDICT views by name (files written before views kept their dialect hold T-SQL). An aborted
         transaction answers nothing but ROLLBACK: the views read last are kept, and DuckDB refuses the statement itself."""
         try:
-            columns = {c for (c,) in self.duckdb.execute(self._parsed(_VIEW_COLUMNS)).fetchall()}
+            columns = {c for (c,) in self.duckdb.execute(self._views_query).fetchall()}
         except duckdb.TransactionException:
             return self._views
         if not columns:

@@ -17,7 +17,6 @@ import inspect
 import itertools
 import signal
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 from typing import Any
@@ -36,28 +35,9 @@ from predictsql.engine.sources import ModelSource
 from predictsql.engine.types import sql_name
 from predictsql.sql.pushdown import calls_volatile
 from predictsql.sql.statements import string_literal, tables
-from predictsql.udfs.plan_cache import ENTRIES
 from predictsql.udfs.planner import STREAM, UDF, Bound, Planned, Settings
 
 DIALECT = "duckdb"
-
-
-class Parsed:
-    """DuckDB's parse of SQL that runs again (a kept plan's statement, its DATA checks), per connection: parsing them
-    again cost a warm 1-row PREDICT 0.3 ms (benchmarks/README.md, run P). The SQL is one statement."""
-
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
-        self.con = con
-        self._kept: OrderedDict[str, duckdb.Statement] = OrderedDict()
-
-    def __call__(self, sql: str) -> duckdb.Statement:
-        statement = self._kept.pop(sql, None)
-        if statement is None:
-            (statement,) = self.con.extract_statements(sql)
-        self._kept[sql] = statement
-        if len(self._kept) > 2 * ENTRIES:  # a kept plan's statement and its DATA check
-            self._kept.popitem(last=False)
-        return statement
 
 
 class DuckDBEngine:
@@ -65,11 +45,10 @@ class DuckDBEngine:
 
     dialect = DIALECT
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, settings: Settings, held: dict[str, FunctionBody], parsed: Parsed) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, settings: Settings, held: dict[str, FunctionBody]) -> None:
         self.con = con
         self.settings = settings
         self.held = held  # the connection's functions that kept plans hold registered, by name
-        self.parsed = parsed
         self.errors: list[BaseException] = []  # raised inside DuckDB by a scoring function or a stream
         self._functions: dict[str, FunctionBody] = {}  # registered for this statement alone
         self._running: list[FunctionBody] = []
@@ -86,7 +65,7 @@ class DuckDBEngine:
         return self.con.sql(sql).limit(2).fetchall()
 
     def columns(self, sql: str) -> tuple[tuple[str, str], ...]:
-        relation = self.con.sql(self.parsed(_unrun(sql)))
+        relation = _bound(self.con, sql)
         return tuple(zip(relation.columns, map(str, relation.types), strict=True))
 
     def function(self, bound: Bound) -> None:
@@ -241,11 +220,7 @@ def interrupts() -> Iterator[Callable[[], bool]]:
 def _bound(con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.DuckDBPyRelation:
     """A query bound, not run: DuckDB runs a query that calls nextval() as soon as it makes its relation (every row's
     sequence value taken, `.limit(0)` too), and under a LIMIT 0 written in its SQL it runs nothing."""
-    return con.sql(_unrun(sql))
-
-
-def _unrun(sql: str) -> str:
-    return f"SELECT * FROM ({sql}) AS __predictsql_q LIMIT 0"
+    return con.sql(f"SELECT * FROM ({sql}) AS __predictsql_q LIMIT 0")
 
 
 def in_transaction(con: duckdb.DuckDBPyConnection) -> bool:
