@@ -27,6 +27,13 @@ _VOLATILE = frozenset({"RANDOM", "RAND", "UUID", "GEN_RANDOM_UUID", "NEXTVAL", "
 _BLOCKERS = (exp.Subquery, exp.Query, exp.Exists, exp.AggFunc, exp.Window, exp.Star)  # and volatile or unknown functions: calls_volatile
 
 
+def filtered_names(tree: exp.Expr) -> set[str]:
+    """The lower-cased names of the columns a condition reads (WHERE, JOIN … ON, HAVING, QUALIFY), over-counting freely:
+    an engine may copy a deterministic expression such a condition reads into its filter, and compute it twice."""
+    conditions = [*tree.find_all(exp.Where, exp.Having, exp.Qualify), *(j.args["on"] for j in tree.find_all(exp.Join) if j.args.get("on"))]
+    return {column.name.lower() for condition in conditions for column in condition.find_all(exp.Column)}
+
+
 def push_predicates(tree: E, _context: object = None) -> E:
     """Move each qualifying conjunct below its PREDICT (see the module docstring); edits `tree` in place."""
     for node in list(tree.find_all(PredictTable)):

@@ -66,6 +66,16 @@ def test_explain_shows_what_moved_and_what_did_not(con, logreg) -> None:
     assert "pushed below" not in left
 
 
+@pytest.mark.parametrize("plan", ["AUTO", "UDF"])
+def test_a_top_n_on_data_columns_scores_only_the_rows_it_keeps(con, logreg, breast_cancer, plan: str) -> None:
+    """DuckDB scores a deterministic function after ORDER BY … LIMIT: a NULL input in a row the Top-N drops raises nothing
+    (a function registered as having side effects, as where a WHERE reads the outputs, scored every row)."""
+    con.duckdb.sql("UPDATE patients SET mean_radius = NULL WHERE id = 100")
+    rows = not_none(con.sql(f"SELECT d.id, p.Score FROM {PREDICT.format(plan=f', PLAN = {plan}')} ORDER BY d.id LIMIT 5", params={"m": logreg.onnx})).df()
+    assert rows.id.tolist() == [0, 1, 2, 3, 4]
+    np.testing.assert_allclose(rows.Score, expected_scores(logreg)[:5], atol=PROBA_TOLERANCE, rtol=0)
+
+
 # --- projection: a PREDICT carries only the DATA columns its statement reads, plus the model's inputs ---
 
 

@@ -3,9 +3,10 @@
 A UDF plan's function is a DuckDB Arrow scalar UDF returning a STRUCT, registered on the
 caller's connection for one statement: DuckDB calls it once per vector inside the query, so it
 sees the open transaction, TEMP tables and registered objects, and filters on DATA columns
-reach it as only the matching rows. It is registered as having side effects: DuckDB then scores
-each row once, where a WHERE on a deterministic function's outputs had it copied into the filter,
-scored again for each conjunct that read one. A STREAM plan reads DATA on its own cursor, which sees
+reach it as only the matching rows. Where a condition of the statement reads its outputs, it is
+registered as having side effects, so DuckDB scores each row once: it copies a deterministic call
+into such a filter, once per conjunct. Elsewhere it stays deterministic, so DuckDB may score after
+a Top-N (ORDER BY … LIMIT k scores k rows). A STREAM plan reads DATA on its own cursor, which sees
 none of these: `stream_blocker` says when that would change the result. Errors a function or a
 stream raises are kept as objects, so the statement's failure is raised again as itself.
 """
@@ -75,7 +76,7 @@ class DuckDBEngine:
         types = dict(zip(relation.columns, relation.types, strict=True))
         parameters: list[Any] = [types[name] for name in bound.function_plan.data_schema.names]  # list[DuckDBPyType], which the stub's invariant list refuses
         body = self._functions[bound.name] = FunctionBody(scorer, self.errors, len(parameters))
-        _create(self.con, bound.name, body, parameters, _struct(bound.function_plan), once=True)
+        _create(self.con, bound.name, body, parameters, _struct(bound.function_plan), side_effects=bound.filtered)
 
     def small_rows(self, bound: Bound, data: exp.Query, limit: int) -> int | None:
         """None inside a transaction (a function created there is gone after ROLLBACK), and where counting could change
@@ -261,10 +262,10 @@ def _struct(plan: ScoringPlan) -> str:
     return f"STRUCT({', '.join(f'{_quoted(o.field)} {sql_name(o.arrow_type)}' for o in plan.outputs)})"
 
 
-def _create(con: duckdb.DuckDBPyConnection, name: str, function: Callable[..., pa.Array], parameters: list[Any], returns: str, once: bool = False) -> None:
-    """An Arrow scalar UDF that sees NULLs (the scorer decides what they mean) and that DuckDB may push filters below; `once`
-    (a PREDICT's function) marks it as having side effects, so DuckDB never copies a call into a filter over its outputs."""
-    con.create_function(name, function, parameters, returns, type=func.ARROW, null_handling=func.SPECIAL, side_effects=once)
+def _create(con: duckdb.DuckDBPyConnection, name: str, function: Callable[..., pa.Array], parameters: list[Any], returns: str, side_effects: bool = False) -> None:
+    """An Arrow scalar UDF that sees NULLs (the scorer decides what they mean) and that DuckDB may push filters on its
+    arguments below; with `side_effects`, DuckDB never copies a call into a filter over its results."""
+    con.create_function(name, function, parameters, returns, type=func.ARROW, null_handling=func.SPECIAL, side_effects=side_effects)
 
 
 def _first_field(body: FunctionBody) -> Callable[..., pa.Array]:
