@@ -73,8 +73,15 @@ def expand_views(tree: E, context: Context) -> E:
         if not refs:
             return tree
         for table in refs:
-            table.replace(exp.Subquery(this=views[table.name.lower()].copy(), alias=exp.TableAlias(this=exp.to_identifier(table.alias_or_name))))
+            _read_as_written(table, exp.Subquery(this=views[table.name.lower()].copy(), alias=exp.TableAlias(this=exp.to_identifier(table.alias_or_name))))
     raise BindError(f"PREDICT views nest more than {MAX_VIEW_DEPTH} deep; is a view defined in terms of itself?")
+
+
+def _read_as_written(table: exp.Table, source: exp.Table | exp.Subquery) -> None:
+    """Put `source` where `table` is, with the PIVOT, TABLESAMPLE, LATERAL and joins written after the table's name."""
+    for arg in ("pivots", "sample", "laterals", "joins"):
+        source.set(arg, table.args.get(arg))
+    table.replace(source)
 
 
 def replace_predicts(tree: E, context: Context) -> E:
@@ -94,7 +101,7 @@ def replace_predicts(tree: E, context: Context) -> E:
         select = table.find_ancestor(exp.Select)
         source = exp.Table(this=exp.to_identifier(relation.name)) if relation.query is None else exp.Subquery(this=relation.query)
         source.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
-        table.replace(source)
+        _read_as_written(table, source)
         if select is not None:
             _rewrite_columns(select, alias, relation, read_as.lower() if read_as else None, table.alias.lower() if table.alias else None)
     return tree

@@ -253,6 +253,21 @@ def test_views_over_predict_views_and_replacing_either_kind_survive_reopening(ba
     assert plain.id.tolist() == list(range(100))
 
 
+def test_pivot_and_sample_after_a_stored_view_or_predict_apply_to_its_rows(con, logreg) -> None:
+    """PIVOT and TABLESAMPLE after a stored PREDICT view's name (or a PREDICT's alias) apply to its rows, as DuckDB applies
+    them to a table of those rows (putting a subquery in the table's place had dropped both: 569 unpivoted rows came back)."""
+    view = "SELECT d.id % 3 AS g, CAST(p.Score > 0.5 AS INTEGER) AS high FROM PREDICT(MODEL = (SELECT model FROM models WHERE id = 1), DATA = patients AS d) WITH (Score FLOAT) AS p"
+    con.sql(f"CREATE VIEW scored AS {view}")
+    con.sql(f"CREATE TABLE scored_rows AS {view}")
+    pivot = "SELECT * FROM {t} PIVOT (count(*) FOR high IN (0, 1)) ORDER BY g"
+    assert not_none(con.sql(pivot.format(t="scored"))).fetchall() == con.duckdb.sql(pivot.format(t="scored_rows")).fetchall()
+    sample = "SELECT count(*) FROM {t} TABLESAMPLE 0 ROWS"
+    assert not_none(con.sql(sample.format(t="scored"))).fetchall() == con.duckdb.sql(sample.format(t="scored_rows")).fetchall() == [(0,)]
+    for plan in ("INLINE", "UDF", "STREAM"):
+        predict = f"PREDICT(MODEL = @m, DATA = patients AS d, PLAN = {plan}) WITH (Score FLOAT) AS p"
+        assert not_none(con.sql(sample.format(t=predict), params={"m": logreg.onnx})).fetchall() == [(0,)], plan
+
+
 def test_nan_and_infinity_are_scored_alike_under_every_plan(con, dataset) -> None:
     """NaN and inf are values, not NULLs: every plan returns what onnxruntime returns for them (NaN scores, label 0)."""
     fitted = fit("scaler_pipeline", dataset)
