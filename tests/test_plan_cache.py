@@ -236,3 +236,41 @@ def test_a_macro_over_predict_keeps_working_after_its_plan_is_gone(con, logreg) 
     con.sql("CREATE MACRO scored() AS TABLE SELECT p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p", params={"m": logreg.onnx})
     con._plans.clear()
     assert con.duckdb.sql("SELECT count(*) FROM scored()").fetchall() == [(569,)]
+
+
+def test_a_plan_cache_shared_by_threads_stays_consistent() -> None:
+    """A SparkSession's threads share its cache: looking up, keeping and dropping plans from 8 threads at once raised
+    KeyError (an LRU moved or popped a plan another thread had just dropped); each text is its own tree's."""
+    import sys
+    import threading
+
+    from predictsql.udfs.plan_cache import Kept, PlanCache
+
+    cache, trees, errors = PlanCache(), [object() for _ in range(200)], []
+
+    def work(seed: int) -> None:
+        try:
+            for i in range(5_000):
+                tree = trees[(i * 7 + seed) % 200]
+                assert cache.text(tree, lambda t: str(id(t))) == str(id(tree))
+                key = ("statement", i % 3)
+                if i % 2:
+                    cache.put(key, Kept(None, {}, ()))
+                cache.get(key, lambda sql: ())
+                if i % 5 == 0:
+                    cache.drop(key)
+        except Exception as e:  # what a thread raised fails the test below
+            errors.append(e)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work, args=(seed,)) for seed in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
+    assert cache.stats["hits"] + cache.stats["misses"] == 8 * 5_000

@@ -10,6 +10,7 @@ has the column names and engine types it was bound to, so an altered or replaced
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
@@ -33,53 +34,70 @@ class Kept:
 
 
 class PlanCache:
-    """An LRU of Kept plans; `stats` counts hits and misses (tests read them)."""
+    """An LRU of Kept plans; `stats` counts hits and misses (tests read them). Threads may share one (a SparkSession's):
+    each change holds a lock, while binding a DATA query to check a plan and removing functions do not."""
 
     def __init__(self) -> None:
         self._kept: OrderedDict[Hashable, Kept] = OrderedDict()
         self._texts: OrderedDict[int, tuple[object, str]] = OrderedDict()
+        self._lock = threading.Lock()
         self.stats = {"hits": 0, "misses": 0}
 
     def text(self, tree: object, render: Callable[[Any], str]) -> str:
         """A statement tree's SQL, kept by the tree's identity: a script read again shares its trees, which nothing
         changes (sql/reading.py), so each renders once (0.14 ms of a warm 1-row PREDICT); the entry holds the tree,
         so its id is not reused while kept."""
-        entry = self._texts.pop(id(tree), None)
+        with self._lock:
+            entry = self._texts.get(id(tree))
         if entry is None or entry[0] is not tree:
             entry = (tree, render(tree))
-        self._texts[id(tree)] = entry
-        if len(self._texts) > ENTRIES:
-            self._texts.popitem(last=False)
+        with self._lock:
+            self._texts[id(tree)] = entry
+            self._texts.move_to_end(id(tree))
+            if len(self._texts) > ENTRIES:
+                self._texts.popitem(last=False)
         return entry[1]
 
     def get(self, key: Hashable | None, columns: Callable[[str], Columns]) -> Kept | None:
         """The plan kept under `key` if every DATA query still has its columns (`columns` binds one), else None."""
-        kept = self._kept.get(key) if key is not None else None
-        if kept is not None and _unchanged(kept, columns):
-            self._kept.move_to_end(key)
-            self.stats["hits"] += 1
-            return kept
-        if kept is not None:  # it no longer holds: its functions go now, whatever the new plan is
-            self.drop(key)
-        self.stats["misses"] += 1
-        return None
+        with self._lock:
+            kept = self._kept.get(key) if key is not None else None
+        held = kept is not None and _unchanged(kept, columns)
+        with self._lock:
+            self.stats["hits" if held else "misses"] += 1
+            if held and key in self._kept:
+                self._kept.move_to_end(key)
+        if kept is not None and not held:  # it no longer holds: its functions go now, whatever the new plan is
+            self._drop(key, kept)
+        return kept if held else None
 
     def put(self, key: Hashable, kept: Kept) -> None:
-        self.drop(key)
-        self._kept[key] = kept
-        while len(self._kept) > ENTRIES:
-            _release(self._kept.popitem(last=False)[1])
+        with self._lock:
+            replaced = self._kept.pop(key, None)
+            self._kept[key] = kept
+            evicted = [self._kept.popitem(last=False)[1] for _ in range(len(self._kept) - ENTRIES)]
+        for old in ([replaced] if replaced is not None else []) + evicted:
+            _release(old)
 
     def clear(self) -> None:
         """Forget every plan and remove their functions (a connection closing: DuckDB would keep them registered)."""
-        for key in list(self._kept):
-            self.drop(key)
+        with self._lock:
+            kept, self._kept = list(self._kept.values()), OrderedDict()
+        for old in kept:
+            _release(old)
 
     def drop(self, key: Hashable) -> None:
         """Forget the plan kept under `key`, if any, and remove its scoring functions."""
-        kept = self._kept.pop(key, None)
-        if kept is not None:
-            _release(kept)
+        self._drop(key, None)
+
+    def _drop(self, key: Hashable, only: Kept | None) -> None:
+        """Forget the plan under `key` (only if it is `only`, when given: another thread may have kept a new one)."""
+        with self._lock:
+            kept = self._kept.get(key)
+            if kept is None or (only is not None and kept is not only):
+                return
+            del self._kept[key]
+        _release(kept)
 
 
 def key(statement: Hashable, variables: Mapping[str, object]) -> Hashable | None:
