@@ -4,6 +4,7 @@
       [WITH ( <column> <type> [, ...] )] [AS alias]
     DESCRIBE MODEL <model>
     DECLARE @name <type> [= <value> | = (SELECT ...)] [, ...]
+    EXPLAIN [<options>] <statement with PREDICT>      -- DuckDB's and Spark's EXPLAIN of the rewritten statement
 
 Parsed like T-SQL's OPENJSON(...) WITH (...): the function parser consumes `) WITH (` and the
 caller's closing-paren match ends the column list. Each dialect subclasses sqlglot's and copies
@@ -13,6 +14,7 @@ a variable; DuckDB's `@` (absolute value) keeps its meaning everywhere else (`@ 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 
 import sqlglot
@@ -20,7 +22,7 @@ from sqlglot import exp
 from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.dialects.spark import Spark
 from sqlglot.dialects.tsql import TSQL
-from sqlglot.errors import ParseError
+from sqlglot.errors import ParseError, TokenError
 from sqlglot.generator import Generator
 from sqlglot.generators.duckdb import DuckDBGenerator
 from sqlglot.generators.spark import SparkGenerator
@@ -42,6 +44,16 @@ class PredictTable(exp.Expression):
     arg_types = {"model": True, "data": True, "options": False, "columns": False, "pushed": False}  # pushed: sql/pushdown.py
 
 
+class Explain(exp.Expression):
+    """EXPLAIN <statement>: the statement is planned like any other; `options` (ANALYZE, Spark's EXTENDED, DuckDB's
+    (FORMAT json), ...) are kept as written."""
+
+    arg_types = {"this": True, "options": False}
+
+
+EXPLAIN_OPTIONS = re.compile(r"\s*(?:(?:\([^()]*\)|ANALY[SZ]E|EXTENDED|CODEGEN|COST|FORMATTED)\s+)*", re.IGNORECASE)
+
+
 class DescribeModel(exp.Expression):
     """DESCRIBE MODEL <model>: the inputs and outputs of a model, and a WITH clause to paste."""
 
@@ -53,6 +65,40 @@ def _parse_describe(self: Parser) -> exp.Expr:
         self._advance()
         return self.expression(DescribeModel(this=self._parse_bitwise()))
     return self._parse_describe()
+
+
+def _parse_explain(self: Parser) -> exp.Expr:
+    """EXPLAIN [options] <statement> as an Explain over the statement's tree (sqlglot reads it as a Command whose text
+    is the rest); any other command, and an EXPLAIN of what the dialect cannot read, stays a Command."""
+    command = self._prev
+    if command.text.upper() != "EXPLAIN" or not self._curr or self._curr.token_type != TokenType.STRING:
+        return self._parse_command()
+    text = self._curr.text
+    options = EXPLAIN_OPTIONS.match(text)
+    try:
+        statements = sqlglot.parse(text[options.end() :] if options else text, dialect=self.dialect)
+    except (ParseError, TokenError):
+        return self._parse_command()
+    if len(statements) != 1 or not isinstance(statements[0], exp.Query | exp.DML | exp.Create):
+        return self._parse_command()
+    self._advance()
+    return self.expression(Explain(this=statements[0], options=options.group(0).strip() if options else ""))
+
+
+def _explain_sql(self: Generator, expression: Explain) -> str:
+    return _explained(expression, self.sql(expression, "this"))
+
+
+def _explained(expression: Explain, statement: str) -> str:
+    options = expression.args.get("options")
+    return f"EXPLAIN {options + ' ' if options else ''}{statement}"
+
+
+def engine_sql(tree: exp.Expr, dialect: str) -> str:
+    """A rewritten statement (no PREDICT left) in the engine's own SQL, which sqlglot's dialect prints; an EXPLAIN's too."""
+    if isinstance(tree, Explain):
+        return _explained(tree, engine_sql(tree.this, dialect))
+    return tree.sql(dialect=dialect, copy=False)
 
 
 def _parse_declare(self: Parser) -> exp.Expr:
@@ -155,6 +201,7 @@ def _declare_sql(self: Generator, expression: exp.Declare) -> str:
 
 TRANSFORMS: dict[type[exp.Expr], Callable[..., str]] = {
     PredictTable: _predict_sql,
+    Explain: _explain_sql,
     exp.Parameter: lambda self, e: f"@{self.sql(e, 'this')}",
     DescribeModel: lambda self, e: f"DESCRIBE MODEL {self.sql(e, 'this')}",
 }
@@ -168,7 +215,7 @@ class PredictDuckDB(DuckDB):
 
     class Parser(DuckDBParser):
         FUNCTION_PARSERS = {**DuckDBParser.FUNCTION_PARSERS, "PREDICT": _parse_predict}
-        STATEMENT_PARSERS = {**DuckDBParser.STATEMENT_PARSERS, TokenType.DESCRIBE: _parse_describe, TokenType.DECLARE: _parse_declare}
+        STATEMENT_PARSERS = {**DuckDBParser.STATEMENT_PARSERS, TokenType.DESCRIBE: _parse_describe, TokenType.DECLARE: _parse_declare, TokenType.COMMAND: _parse_explain}
         NO_PAREN_FUNCTION_PARSERS = {**DuckDBParser.NO_PAREN_FUNCTION_PARSERS, "@": _parse_at}
 
     class Generator(DuckDBGenerator):
@@ -180,7 +227,7 @@ class PredictSpark(Spark):
 
     class Parser(SparkParser):
         FUNCTION_PARSERS = {**SparkParser.FUNCTION_PARSERS, "PREDICT": _parse_predict}
-        STATEMENT_PARSERS = {**SparkParser.STATEMENT_PARSERS, TokenType.DESCRIBE: _parse_describe, TokenType.DECLARE: _parse_declare}
+        STATEMENT_PARSERS = {**SparkParser.STATEMENT_PARSERS, TokenType.DESCRIBE: _parse_describe, TokenType.DECLARE: _parse_declare, TokenType.COMMAND: _parse_explain}
 
     class Generator(SparkGenerator):
         TRANSFORMS = {**SparkGenerator.TRANSFORMS, **TRANSFORMS, exp.Declare: _declare_sql}

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import predictsql
-from predictsql.engine.errors import BindError, ModelSourceError, PredictSQLError, SQLSyntaxError, TypeMismatchError
+from predictsql.engine.errors import BindError, ModelSourceError, NullInputError, PredictSQLError, SQLSyntaxError, TypeMismatchError
 
 from conftest import PROBA_TOLERANCE, assert_scores, duckdb_only, expected_scores, fit, not_none
 
@@ -266,6 +266,21 @@ def test_pivot_and_sample_after_a_stored_view_or_predict_apply_to_its_rows(con, 
     for plan in ("INLINE", "UDF", "STREAM"):
         predict = f"PREDICT(MODEL = @m, DATA = patients AS d, PLAN = {plan}) WITH (Score FLOAT) AS p"
         assert not_none(con.sql(sample.format(t=predict), params={"m": logreg.onnx})).fetchall() == [(0,)], plan
+
+
+@pytest.mark.parametrize("plan", ["INLINE", "UDF", "STREAM"])
+def test_explain_over_predict_is_the_engines_explain_of_the_rewritten_statement(con, logreg, breast_cancer, plan: str) -> None:
+    """EXPLAIN and EXPLAIN ANALYZE of a PREDICT statement return DuckDB's own plan rows for the statement predictsql runs
+    (they reached DuckDB as written: a ParserException); ANALYZE runs it, and a NULL input fails it as the query would."""
+    query = f"SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d, PLAN = {plan}) WITH (Score FLOAT) AS p WHERE p.Score > 0.5"
+    for prefix, shown in (("EXPLAIN", "Score"), ("EXPLAIN ANALYZE", "Total Time")):
+        rows = not_none(con.sql(f"{prefix} {query}", params={"m": logreg.onnx}))
+        assert rows.columns == con.duckdb.sql(f"{prefix} SELECT 1").columns
+        assert shown in rows.fetchall()[0][1], prefix
+    con.duckdb.sql("UPDATE patients SET mean_radius = NULL WHERE id = 3")
+    with pytest.raises(NullInputError, match="mean_radius"):
+        con.sql(f"EXPLAIN ANALYZE {query}", params={"m": logreg.onnx})
+    assert not_none(con.sql("EXPLAIN SELECT count(*) FROM patients")).columns == ["explain_key", "explain_value"]
 
 
 def test_nan_and_infinity_are_scored_alike_under_every_plan(con, dataset) -> None:

@@ -107,6 +107,15 @@ def test_inline_multiclass_equals_duckdb_and_scikit_learn(spark, con, dataset, k
     assert_parity(fitted.estimator, fitted.features, on_spark.label.to_numpy(), np.stack(list(on_spark.probabilities)))
 
 
+def test_explain_over_predict_is_sparks_explain_of_the_rewritten_statement(spark, logreg, breast_cancer) -> None:
+    """EXPLAIN of a PREDICT statement is Spark's plan of what predictsql runs: one Python node scores under the WHERE."""
+    spark.createDataFrame(breast_cancer.table).createOrReplaceTempView("patients")
+    query = "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d, PLAN = UDF) WITH (Score FLOAT) AS p WHERE p.Score > 0.5"
+    frame = not_none(ps.sql(spark, f"EXPLAIN {query}", params={"m": logreg.onnx}))
+    ((plan,),) = frame.collect()
+    assert frame.columns == ["plan"] and plan.count("ArrowEvalPython") == 1
+
+
 def python_nodes(frame) -> list[str]:
     """The plan lines where Spark hands rows to a Python worker."""
     return [line for line in frame._jdf.queryExecution().executedPlan().toString().splitlines() if "ArrowEvalPython" in line]

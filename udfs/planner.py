@@ -33,7 +33,7 @@ from predictsql.engine.binding import OutputRequest, ScoringPlan, bind
 from predictsql.engine.errors import BindError, PredictSQLError, as_text
 from predictsql.engine.sources import Lookup, ModelSource, Resolver
 from predictsql.sql.bind import find_predicts
-from predictsql.sql.dialect import to_sql
+from predictsql.sql.dialect import engine_sql, to_sql
 from predictsql.sql.plan import QUERY, PredictCall, Relation, in_place
 from predictsql.sql.projection import project, referenced_columns
 from predictsql.sql.pushdown import filtered_names, push_predicates
@@ -172,7 +172,7 @@ class Planner:
             self._referenced, self._filtered = referenced_columns(tree), filtered_names(tree)
             self._stores_sql = stores_sql(tree)
             target, bound = self._rewrite(tree, nested=False)
-            planned = Planned(target.sql(dialect=self.engine.dialect, copy=False), bound)
+            planned = Planned(engine_sql(target, self.engine.dialect), bound)
         except RecursionError:
             raise BindError("the statement nests too deeply to plan: flatten its subqueries") from None
         if cache is not None and key is not None and self._keepable and all((b.kind == INLINE or b.small_data) and not b.inner for b in bound):
