@@ -44,6 +44,21 @@ def source_of(node: PredictTable) -> exp.Table:
     return table
 
 
+def _filtered(node: PredictTable) -> bool:
+    """Whether a condition outside the PREDICT (WHERE, JOIN … ON, HAVING, QUALIFY) may read its outputs: an engine may
+    copy a deterministic scoring call into such a filter. Any one counts, as an output may be read under another name."""
+    root = node.root()
+    conditions = [*root.find_all(exp.Where, exp.Having, exp.Qualify), *(j.args["on"] for j in root.find_all(exp.Join) if j.args.get("on"))]
+    return any(not _inside(condition, node) for condition in conditions)
+
+
+def _inside(expression: exp.Expr, node: exp.Expr) -> bool:
+    parent = expression.parent
+    while parent is not None and parent is not node:
+        parent = parent.parent
+    return parent is node
+
+
 def _read_call(node: PredictTable, index: int) -> PredictCall:
     table = source_of(node)
     options = {o.name.upper(): o.expression.name.upper() if isinstance(o.expression, exp.Var) else o.expression.name for o in node.args.get("options") or []}
@@ -69,6 +84,7 @@ def _read_call(node: PredictTable, index: int) -> PredictCall:
         options=options,
         inherited_ctes=inherited,
         rereads=_rereads(node),
+        filtered=_filtered(node),
         pushed=tuple(to_sql(c) for c in pushed),
         ranges=tuple(column_ranges(pushed).items()),
     )

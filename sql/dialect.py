@@ -45,13 +45,13 @@ class PredictTable(exp.Expression):
 
 
 class Explain(exp.Expression):
-    """EXPLAIN <statement>: the statement is planned like any other; `options` (ANALYZE, Spark's EXTENDED, DuckDB's
-    (FORMAT json), ...) are kept as written."""
+    """EXPLAIN <statement> (a query, DML or CREATE TABLE): the statement is planned like any other; `options` (ANALYZE,
+    Spark's EXTENDED, DuckDB's (FORMAT json), ...) are kept as written."""
 
     arg_types = {"this": True, "options": False}
 
 
-EXPLAIN_OPTIONS = re.compile(r"\s*(?:(?:\([^()]*\)|ANALY[SZ]E|EXTENDED|CODEGEN|COST|FORMATTED)\s+)*", re.IGNORECASE)
+EXPLAIN_OPTIONS = re.compile(r"\s*(?:(?:\(\s*(?:FORMAT|ANALY[SZ]E)\b[^()]*\)|(?:ANALY[SZ]E|EXTENDED|CODEGEN|COST|FORMATTED)\b)\s*)*", re.IGNORECASE)
 
 
 class DescribeModel(exp.Expression):
@@ -79,17 +79,18 @@ def _parse_explain(self: Parser) -> exp.Expr:
         statements = sqlglot.parse(text[options.end() :] if options else text, dialect=self.dialect)
     except (ParseError, TokenError):
         return self._parse_command()
-    if len(statements) != 1 or not isinstance(statements[0], exp.Query | exp.DML | exp.Create):
-        return self._parse_command()
+    explained = statements[0] if len(statements) == 1 else None
+    if not (isinstance(explained, exp.Query | exp.DML) or (isinstance(explained, exp.Create) and str(explained.args.get("kind", "")).upper() == "TABLE")):
+        return self._parse_command()  # a CREATE VIEW or MACRO keeps SQL: EXPLAIN ANALYZE would keep the rewritten one
     self._advance()
     return self.expression(Explain(this=statements[0], options=options.group(0).strip() if options else ""))
 
 
 def _explain_sql(self: Generator, expression: Explain) -> str:
-    return _explained(expression, self.sql(expression, "this"))
+    return _explain_text(expression, self.sql(expression, "this"))
 
 
-def _explained(expression: Explain, statement: str) -> str:
+def _explain_text(expression: Explain, statement: str) -> str:
     options = expression.args.get("options")
     return f"EXPLAIN {options + ' ' if options else ''}{statement}"
 
@@ -97,7 +98,7 @@ def _explained(expression: Explain, statement: str) -> str:
 def engine_sql(tree: exp.Expr, dialect: str) -> str:
     """A rewritten statement (no PREDICT left) in the engine's own SQL, which sqlglot's dialect prints; an EXPLAIN's too."""
     if isinstance(tree, Explain):
-        return _explained(tree, engine_sql(tree.this, dialect))
+        return _explain_text(tree, engine_sql(tree.this, dialect))
     return tree.sql(dialect=dialect, copy=False)
 
 

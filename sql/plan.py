@@ -33,6 +33,7 @@ class PredictCall:
     options: dict[str, str]  # RUNTIME, NULLS, BATCH_SIZE, PLAN, … upper-cased
     inherited_ctes: int = 0  # how many of data's CTEs (the first ones) were copied from enclosing queries
     rereads: str = ""  # why the statement may read the scored relation more than once ('' when it reads it once)
+    filtered: bool = False  # a condition outside the PREDICT (WHERE, ON, HAVING, QUALIFY) may read its outputs, under any name
     pushed: tuple[str, ...] = ()  # conjuncts of the outer WHERE / ON moved below the PREDICT (sql/pushdown.py)
     ranges: tuple[tuple[str, tuple[float, float]], ...] = ()  # what they prove about DATA columns (sql/ranges.py)
 

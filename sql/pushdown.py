@@ -6,7 +6,8 @@ the DATA alias (`d.age > 60` for `DATA = patients AS d`: a `p.` column might be 
 other column can be meant: the PREDICT is the statement's outermost SELECT's only source, its WITH names every
 output, and the column is neither one of them nor an alias of the SELECT list (`WHERE age > 60`, as Synapse users
 write it). Moving keeps SQL's meaning:
-- the PREDICT is not on the null-supplying side of an outer join (a WHERE there also removes null-extended rows);
+- the PREDICT is not on the null-supplying side of an outer join (a WHERE there also removes null-extended rows),
+  nor sampled or pivoted (TABLESAMPLE and PIVOT after it act before the WHERE);
 - the conjunct has no subquery, aggregate, window, or volatile or unknown function (random(), a UDF).
 A conjunct of a JOIN's ON moves likewise when the PREDICT is the join's right side of an inner or LEFT join.
 The conjuncts are kept on the PREDICT node (`pushed`); reading DATA (sql/bind.py) wraps it in their filter, so
@@ -27,20 +28,13 @@ _VOLATILE = frozenset({"RANDOM", "RAND", "UUID", "GEN_RANDOM_UUID", "NEXTVAL", "
 _BLOCKERS = (exp.Subquery, exp.Query, exp.Exists, exp.AggFunc, exp.Window, exp.Star)  # and volatile or unknown functions: calls_volatile
 
 
-def filtered_names(tree: exp.Expr) -> set[str]:
-    """The lower-cased names of the columns a condition reads (WHERE, JOIN … ON, HAVING, QUALIFY), over-counting freely:
-    an engine may copy a deterministic expression such a condition reads into its filter, and compute it twice."""
-    conditions = [*tree.find_all(exp.Where, exp.Having, exp.Qualify), *(j.args["on"] for j in tree.find_all(exp.Join) if j.args.get("on"))]
-    return {column.name.lower() for condition in conditions for column in condition.find_all(exp.Column)}
-
-
 def push_predicates(tree: E, _context: object = None) -> E:
     """Move each qualifying conjunct below its PREDICT (see the module docstring); edits `tree` in place."""
     for node in list(tree.find_all(PredictTable)):
         table, data = node.parent, node.args["data"]
         alias = data_alias(data).lower()
-        if not isinstance(table, exp.Table) or not alias or (table.alias or "").lower() == alias:
-            continue
+        if not isinstance(table, exp.Table) or not alias or (table.alias or "").lower() == alias or table.args.get("sample") or table.args.get("pivots"):
+            continue  # a TABLESAMPLE samples, a PIVOT reshapes, the PREDICT's rows before the WHERE reads them
         position = table.parent
         if not isinstance(position, (exp.From, exp.Join)) or not isinstance(position.parent, exp.Select):
             continue

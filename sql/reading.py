@@ -72,7 +72,7 @@ def _read(script: str, host: str, dialect: str | None, views: frozenset[str]) ->
         offset = script.count("\n", 0, chunk[0].start)
         if dialect == TSQL or (splitter == TSQL and dialect is None) or (dialect is None and _tsql_only(chunk)):
             read_as = [Statement(text, tree, TSQL) for tree in parse(text, TSQL, offset)]
-        elif not _needs_predictsql(_explained(chunk, splitter), names):
+        elif not _needs_predictsql(_explained_tokens(chunk, splitter), names):
             read_as = [Statement(text, None, "host")]
         else:
             read_as = [Statement(text, tree, reading) for tree, reading in _parse_host(text, host, dialect, offset)]
@@ -138,7 +138,7 @@ def _needs_predictsql(tokens: list[Token], views: set[str]) -> bool:
     return False
 
 
-def _explained(tokens: list[Token], dialect: str) -> list[Token]:
+def _explained_tokens(tokens: list[Token], dialect: str) -> list[Token]:
     """The tokens of the statement an EXPLAIN explains (the tokenizer keeps it as one string), else `tokens`."""
     if len(tokens) == 2 and tokens[0].token_type == TokenType.COMMAND and tokens[0].text.upper() == "EXPLAIN" and tokens[1].token_type == TokenType.STRING:
         try:

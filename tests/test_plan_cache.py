@@ -152,14 +152,23 @@ def test_a_kept_function_that_outgrows_small_data_is_dropped_and_planned_afresh(
     assert _plan(con, SCORE, logreg.onnx)[0] == "INLINE"
 
 
-def test_a_where_on_the_outputs_scores_each_row_once(con, logreg, breast_cancer) -> None:
-    """DuckDB copied a deterministic function into the filter over its outputs, once per conjunct: the 8,535 rows were
-    scored more than SMALL_DATA_ROWS times in all, which dropped the kept plan on every run. Scored once, it is kept."""
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT d.id, p.Score FROM {p} WHERE p.Score > 0.5 AND p.label = 1 ORDER BY d.id",
+        "SELECT q.id, q.s AS Score FROM (SELECT d.id, p.Score AS s, p.label AS l FROM {p}) AS q WHERE q.s > 0.5 AND q.l = 1 ORDER BY q.id",
+    ],
+    ids=["outputs", "renamed outputs"],
+)
+def test_a_where_on_the_outputs_scores_each_row_once(con, logreg, breast_cancer, query: str) -> None:
+    """DuckDB copied a deterministic function into the filter over its outputs (under any name), once per conjunct: the
+    8,535 rows were scored more than SMALL_DATA_ROWS times in all, which dropped the kept plan on every run. Scored
+    once, it is kept."""
     from predictsql.udfs.duckdb import SMALL_DATA_ROWS
 
     copies = SMALL_DATA_ROWS // (2 * 569) + 1
     con.duckdb.sql(MANY.format(copies=copies))
-    query = "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = many AS d) WITH (Score FLOAT, label BIGINT) AS p WHERE p.Score > 0.5 AND p.label = 1 ORDER BY d.id"
+    query = query.format(p="PREDICT(MODEL = @m, DATA = many AS d) WITH (Score FLOAT, label BIGINT) AS p")
     assert _plan(con, query, logreg.onnx)[0] == "UDF"
     runs = [not_none(con.sql(query, params={"m": logreg.onnx})).df() for _ in range(2)]
     assert _stats(con)["hits"] == 2 and _functions(con) == 1

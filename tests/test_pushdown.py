@@ -64,6 +64,8 @@ def test_explain_shows_what_moved_and_what_did_not(con, logreg) -> None:
         assert "pushed below" not in str(con.explain(query, params=params)), query
     left = str(con.explain(f"SELECT o.id FROM patients AS o LEFT JOIN {PREDICT.format(plan='')} ON o.id = d.id WHERE d.mean_radius > 15", params=params))
     assert "pushed below" not in left
+    for after in ("TABLESAMPLE 20 ROWS", "PIVOT (count(*) FOR target IN (0, 1))"):  # they act on the rows before the WHERE
+        assert "pushed below" not in str(con.explain(f"SELECT count(*) FROM {PREDICT.format(plan='')} {after} WHERE d.id < 20", params=params)), after
 
 
 @pytest.mark.parametrize("plan", ["AUTO", "UDF"])

@@ -3,8 +3,8 @@
 A UDF plan's function is a DuckDB Arrow scalar UDF returning a STRUCT, registered on the
 caller's connection for one statement: DuckDB calls it once per vector inside the query, so it
 sees the open transaction, TEMP tables and registered objects, and filters on DATA columns
-reach it as only the matching rows. Where a condition of the statement reads its outputs, it is
-registered as having side effects, so DuckDB scores each row once: it copies a deterministic call
+reach it as only the matching rows. Where a condition outside the PREDICT may read its outputs, it
+is registered as having side effects, so DuckDB scores each row once: it copies a deterministic call
 into such a filter, once per conjunct. Elsewhere it stays deterministic, so DuckDB may score after
 a Top-N (ORDER BY … LIMIT k scores k rows). A STREAM plan reads DATA on its own cursor, which sees
 none of these: `stream_blocker` says when that would change the result. Errors a function or a

@@ -36,7 +36,7 @@ from predictsql.sql.bind import find_predicts
 from predictsql.sql.dialect import engine_sql, to_sql
 from predictsql.sql.plan import QUERY, PredictCall, Relation, in_place
 from predictsql.sql.projection import project, referenced_columns
-from predictsql.sql.pushdown import filtered_names, push_predicates
+from predictsql.sql.pushdown import push_predicates
 from predictsql.sql.rewrite import Context, apply, function_relation, inline_variables, rewrite
 from predictsql.sql.statements import stores_sql
 from predictsql.udfs import inline, plan_cache, script
@@ -75,7 +75,7 @@ class Bound:
     query: exp.Query | None = None  # the relation's SQL (INLINE, UDF); None for STREAM
     function_plan: ScoringPlan | None = None  # UDF: the plan its function runs, bound to the input columns alone
     pushed: tuple[str, ...] = ()  # the outer conjuncts that filter DATA before it is scored
-    filtered: bool = False  # a condition of the statement may read its outputs (UDF: DuckDB must not copy the call into it)
+    filtered: bool = False  # a condition outside it may read its outputs (UDF: DuckDB must not copy the call into it)
     small_data: bool = False  # a UDF AUTO picked for small DATA: its plan is kept with its function registered
     pruned: str = ""  # how they pruned the model's trees (engine/trees.py), for EXPLAIN
 
@@ -154,7 +154,6 @@ class Planner:
         self._count = 0
         self._failures: dict[str, PredictSQLError] = {}
         self._referenced: set[str] | None = None  # the statement's column names (sql/projection.py); None: it may read all
-        self._filtered: set[str] = set()  # the column names its conditions read (sql/pushdown.py)
         self._probes: list[str] = []  # each DATA query bound
         self._keepable = True  # every MODEL so far is bytes of the statement or a variable
         self._key: Hashable | None = None  # the statement's key in the plan cache, once looked up
@@ -169,7 +168,7 @@ class Planner:
             if kept is not None:
                 self._failures = dict(kept.failures)
                 return kept.planned
-            self._referenced, self._filtered = referenced_columns(tree), filtered_names(tree)
+            self._referenced = referenced_columns(tree)
             self._stores_sql = stores_sql(tree)
             target, bound = self._rewrite(tree, nested=False)
             planned = Planned(engine_sql(target, self.engine.dialect), bound)
@@ -242,12 +241,12 @@ class Planner:
             source, model = pruned.source, sessions.load(pruned.source, self.settings.session_options)
             plan = script.scoring_plan(call, plan.data_schema, model)
         self._count += 1
-        bound = Bound(f"{self._prefix}_{self._count}", source, data_sql, plan, UDF, "", script.batch_size(call, self.settings.batch_size), inner, script.requested(call), pushed=call.pushed)
+        batch = script.batch_size(call, self.settings.batch_size)
+        bound = Bound(f"{self._prefix}_{self._count}", source, data_sql, plan, UDF, "", batch, inner, script.requested(call), pushed=call.pushed, filtered=call.filtered)
         if pruned is not None:
             bound.pruned = f"trees pruned by what it proves: {pruned.before:,} → {pruned.after:,} nodes"
         self._choose(call, bound, data, nested)
         if bound.kind == UDF:
-            bound.filtered = any(o.name.lower() in self._filtered for o in plan.outputs)
             bound.function_plan = function_plan = bind(input_schema(plan), model, bound.requested, plan.nulls)
             self.engine.function(bound)
             fields = [(f.field, o.field) for f, o in zip(function_plan.outputs, plan.outputs, strict=True)]
