@@ -70,20 +70,19 @@ def _parse_describe(self: Parser) -> exp.Expr:
 def _parse_explain(self: Parser) -> exp.Expr:
     """EXPLAIN [options] <statement> as an Explain over the statement's tree (sqlglot reads it as a Command whose text
     is the rest); any other command, and an EXPLAIN of what the dialect cannot read, stays a Command."""
-    command = self._prev
-    if command.text.upper() != "EXPLAIN" or not self._curr or self._curr.token_type != TokenType.STRING:
+    if self._prev.text.upper() != "EXPLAIN" or not self._curr or self._curr.token_type != TokenType.STRING:
         return self._parse_command()
     text = self._curr.text
-    options = EXPLAIN_OPTIONS.match(text)
+    options = match.end() if (match := EXPLAIN_OPTIONS.match(text)) else 0
     try:
-        statements = sqlglot.parse(text[options.end() :] if options else text, dialect=self.dialect)
+        statements = sqlglot.parse(text[options:], dialect=self.dialect)
     except (ParseError, TokenError):
         return self._parse_command()
     explained = statements[0] if len(statements) == 1 else None
     if not (isinstance(explained, exp.Query | exp.DML) or (isinstance(explained, exp.Create) and str(explained.args.get("kind", "")).upper() == "TABLE")):
         return self._parse_command()  # a CREATE VIEW or MACRO keeps SQL: EXPLAIN ANALYZE would keep the rewritten one
     self._advance()
-    return self.expression(Explain(this=statements[0], options=options.group(0).strip() if options else ""))
+    return self.expression(Explain(this=explained, options=text[:options].strip()))
 
 
 def _explain_sql(self: Generator, expression: Explain) -> str:
