@@ -4,7 +4,7 @@
       [WITH ( <column> <type> [, ...] )] [AS alias]
     DESCRIBE MODEL <model>
     DECLARE @name <type> [= <value> | = (SELECT ...)] [, ...]
-    EXPLAIN [<options>] <statement with PREDICT>      -- DuckDB's and Spark's EXPLAIN of the rewritten statement
+    EXPLAIN [<options>] <statement with PREDICT>      -- the engine's EXPLAIN of the rewritten statement
 
 Parsed like T-SQL's OPENJSON(...) WITH (...): the function parser consumes `) WITH (` and the
 caller's closing-paren match ends the column list. Each dialect subclasses sqlglot's and copies
@@ -69,15 +69,16 @@ def _parse_describe(self: Parser) -> exp.Expr:
 
 def _parse_explain(self: Parser) -> exp.Expr:
     """EXPLAIN [options] <statement> as an Explain over the statement's tree (sqlglot reads it as a Command whose text
-    is the rest); any other command, and an EXPLAIN of what the dialect cannot read, stays a Command."""
+    is the rest), which reads as the dialect reads it (its syntax errors are the statement's); any other command, and an
+    EXPLAIN of a statement that keeps SQL (CREATE VIEW, a macro), stays a Command."""
     if self._prev.text.upper() != "EXPLAIN" or not self._curr or self._curr.token_type != TokenType.STRING:
         return self._parse_command()
     text = self._curr.text
     options = match.end() if (match := EXPLAIN_OPTIONS.match(text)) else 0
     try:
         statements = sqlglot.parse(text[options:], dialect=self.dialect)
-    except (ParseError, TokenError):
-        return self._parse_command()
+    except TokenError as e:
+        raise ParseError(str(e)) from None
     explained = statements[0] if len(statements) == 1 else None
     if not (isinstance(explained, exp.Query | exp.DML) or (isinstance(explained, exp.Create) and str(explained.args.get("kind", "")).upper() == "TABLE")):
         return self._parse_command()  # a CREATE VIEW or MACRO keeps SQL: EXPLAIN ANALYZE would keep the rewritten one
@@ -238,7 +239,7 @@ class PredictTSQL(TSQL):
 
     class Parser(TSQLParser):
         FUNCTION_PARSERS = {**TSQLParser.FUNCTION_PARSERS, "PREDICT": _parse_predict}
-        STATEMENT_PARSERS = {**TSQLParser.STATEMENT_PARSERS, TokenType.DESCRIBE: _parse_describe}
+        STATEMENT_PARSERS = {**TSQLParser.STATEMENT_PARSERS, TokenType.DESCRIBE: _parse_describe, TokenType.COMMAND: _parse_explain}
 
     class Generator(TSQLGenerator):
         TRANSFORMS = {**TSQLGenerator.TRANSFORMS, **TRANSFORMS}

@@ -281,6 +281,10 @@ def test_explain_over_predict_is_the_engines_explain_of_the_rewritten_statement(
     with pytest.raises(NullInputError, match="mean_radius"):
         con.sql(f"EXPLAIN ANALYZE {query}", params={"m": logreg.onnx})
     assert not_none(con.sql("EXPLAIN SELECT count(*) FROM patients")).columns == ["explain_key", "explain_value"]
+    top = f"EXPLAIN SELECT TOP 5 d.id FROM PREDICT(MODEL = @m, DATA = patients AS d, PLAN = {plan}) WITH (Score FLOAT) AS p"
+    assert "Limit: 5" in not_none(con.sql(top, params={"m": logreg.onnx})).fetchall()[0][1]  # read as T-SQL, as without EXPLAIN
+    with pytest.raises(SQLSyntaxError, match="line 1"):  # the statement's own syntax error, not the engine's of the PREDICT
+        con.sql(f"EXPLAIN SELECT d.id, FROM WHERE {query[query.index('PREDICT'):]}", params={"m": logreg.onnx})
 
 
 def test_nan_and_infinity_are_scored_alike_under_every_plan(con, dataset) -> None:
