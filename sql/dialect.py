@@ -81,7 +81,9 @@ def _parse_explain(self: Parser) -> exp.Expr:
         raise ParseError(str(e)) from None
     explained = statements[0] if len(statements) == 1 else None
     if not (isinstance(explained, exp.Query | exp.DML) or (isinstance(explained, exp.Create) and str(explained.args.get("kind", "")).upper() == "TABLE")):
-        return self._parse_command()  # a CREATE VIEW or MACRO keeps SQL: EXPLAIN ANALYZE would keep the rewritten one
+        if explained is not None and explained.find(PredictTable):  # a CREATE VIEW keeps SQL: EXPLAIN ANALYZE would keep the rewritten one
+            self.raise_error(f"EXPLAIN of {explained.key.upper()} over PREDICT is not supported: run the statement, then EXPLAIN a query that reads what it made")
+        return self._parse_command()
     self._advance()
     return self.expression(Explain(this=explained, options=text[:options].strip()))
 

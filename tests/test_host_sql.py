@@ -285,6 +285,9 @@ def test_explain_over_predict_is_the_engines_explain_of_the_rewritten_statement(
     assert "Limit: 5" in not_none(con.sql(top, params={"m": logreg.onnx})).fetchall()[0][1]  # read as T-SQL, as without EXPLAIN
     with pytest.raises(SQLSyntaxError, match="line 1"):  # the statement's own syntax error, not the engine's of the PREDICT
         con.sql(f"EXPLAIN SELECT d.id, FROM WHERE {query[query.index('PREDICT'):]}", params={"m": logreg.onnx})
+    with pytest.raises(SQLSyntaxError, match="EXPLAIN of CREATE over PREDICT is not supported"):  # ANALYZE would keep rewritten SQL
+        con.sql(f"EXPLAIN ANALYZE CREATE VIEW scored AS {query}", params={"m": logreg.onnx})
+    assert con.duckdb.sql("SELECT count(*) FROM duckdb_views() WHERE view_name = 'scored'").fetchall() == [(0,)]
 
 
 def test_nan_and_infinity_are_scored_alike_under_every_plan(con, dataset) -> None:
