@@ -80,12 +80,17 @@ def _parse_explain(self: Parser) -> exp.Expr:
     except TokenError as e:
         raise ParseError(str(e)) from None
     explained = statements[0] if len(statements) == 1 else None
-    if not (isinstance(explained, exp.Query | exp.DML) or (isinstance(explained, exp.Create) and str(explained.args.get("kind", "")).upper() == "TABLE")):
+    if not isinstance(explained, exp.Query | exp.DML | exp.Create) or stores_sql(explained):
         if explained is not None and explained.find(PredictTable):  # a CREATE VIEW keeps SQL: EXPLAIN ANALYZE would keep the rewritten one
             self.raise_error(f"EXPLAIN of {explained.key.upper()} over PREDICT is not supported: run the statement, then EXPLAIN a query that reads what it made")
         return self._parse_command()
     self._advance()
     return self.expression(Explain(this=explained, options=text[:options].strip()))
+
+
+def stores_sql(tree: exp.Expr) -> bool:
+    """Whether the statement creates something the engine keeps as SQL (a view, a macro), not a table of rows."""
+    return isinstance(tree, exp.Create) and str(tree.args.get("kind", "")).upper() != "TABLE"
 
 
 def _explain_sql(self: Generator, expression: Explain) -> str:

@@ -27,11 +27,6 @@ def kind(tree: exp.Expr) -> str:
     return OTHER
 
 
-def stores_sql(tree: exp.Expr) -> bool:
-    """Whether the statement creates something the engine keeps as SQL (a view, a macro), not a table of rows."""
-    return isinstance(tree, exp.Create) and str(tree.args.get("kind", "")).upper() != "TABLE"
-
-
 @dataclass(frozen=True)
 class Declared:
     """One `@name [= value]` of a DECLARE: a scalar subquery to run, another variable, or a constant."""

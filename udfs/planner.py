@@ -33,12 +33,11 @@ from predictsql.engine.binding import OutputRequest, ScoringPlan, bind
 from predictsql.engine.errors import BindError, PredictSQLError, as_text
 from predictsql.engine.sources import Lookup, ModelSource, Resolver
 from predictsql.sql.bind import find_predicts
-from predictsql.sql.dialect import engine_sql, to_sql
+from predictsql.sql.dialect import engine_sql, stores_sql, to_sql
 from predictsql.sql.plan import QUERY, PredictCall, Relation, in_place
 from predictsql.sql.projection import project, referenced_columns
 from predictsql.sql.pushdown import push_predicates
 from predictsql.sql.rewrite import Context, apply, function_relation, inline_variables, rewrite
-from predictsql.sql.statements import stores_sql
 from predictsql.udfs import inline, plan_cache, script
 from predictsql.udfs.plan_cache import PlanCache
 
