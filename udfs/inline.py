@@ -26,13 +26,13 @@ from sqlglot import exp
 
 from predictsql.engine.binding import NULLS_ERROR, InputFeed, OutputColumn, ScoringPlan
 from predictsql.engine.errors import BindError, NullInputError, PredictSQLError, ScoringError
-from predictsql.engine.inline import FLOAT_LOWEST, Case, Const, Expr, Feature, NotInlinable, Op, Program, Ref, bounds
+from predictsql.engine.inline import EXACT_DOUBLE, FLOAT_LOWEST, Case, Const, Expr, Feature, NotInlinable, Op, Program, Ref, bounds
 from predictsql.engine.types import ONNX_TO_ARROW, Cast, sql_name
 from predictsql.sql.plan import PredictCall, in_place
 
 Fail = Callable[[PredictSQLError], str]
 FEATURE, VALUE, OUTPUT = "__predictsql_x", "__predictsql_v", "__predictsql_o"
-EXACT_INTEGER = {pa.float32(): "16777216", pa.float64(): "9007199254740992"}  # 2^24, 2^53: beyond, STREAM's safe cast refuses integers
+EXACT_INTEGER = {pa.float32(): 2**24, pa.float64(): EXACT_DOUBLE}  # beyond, STREAM's safe cast refuses integers
 FLOAT_RANGE = (FLOAT_LOWEST, -FLOAT_LOWEST)  # FLOAT's largest finite values: a DOUBLE inside casts without overflow
 RAISE = {"duckdb": "error", "spark": "raise_error"}  # the function that fails a query with a message
 _BINARY = {"sub": exp.Sub, "div": exp.Div, "lt": exp.LT, "le": exp.LTE, "gt": exp.GT, "ge": exp.GTE, "eq": exp.EQ, "ne": exp.NEQ}
