@@ -50,7 +50,13 @@ class Explain(exp.Expression):
 
     arg_types = {"this": True, "options": False}
 
+    @property
+    def runs(self) -> bool:
+        """Whether the engine runs the statement to explain it (DuckDB's EXPLAIN ANALYZE), not only plans it."""
+        return bool(ANALYZE.search(self.args.get("options") or ""))
 
+
+ANALYZE = re.compile(r"\bANALY[SZ]E\b", re.IGNORECASE)
 EXPLAIN_OPTIONS = re.compile(r"\s*(?:(?:\(\s*(?:FORMAT|ANALY[SZ]E)\b[^()]*\)|(?:ANALY[SZ]E|EXTENDED|CODEGEN|COST|FORMATTED)\b)\s*)*", re.IGNORECASE)
 
 

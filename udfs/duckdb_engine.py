@@ -114,9 +114,10 @@ class DuckDBEngine:
             return f"DATA reads something only this connection sees ({str(e).splitlines()[0]})"
         return ""
 
-    def start(self, planned: Planned) -> None:
+    def start(self, planned: Planned, scores: bool = True) -> None:
         """Start the statement's streams (DATA on its own cursor, scored in order, registered under the relation's name) and
-        ready its scoring functions, the kept ones too, to count rows and keep errors for this statement."""
+        ready its scoring functions, the kept ones too, to count rows and keep errors for this statement. A statement that
+        `scores` nothing (EXPLAIN without ANALYZE) gets each stream's relation empty: DuckDB plans it, and DATA is not read."""
         for b in planned.bound:
             if b.kind == UDF:
                 body = self._functions[b.name] if b.name in self._functions else self.held[b.name]
@@ -124,11 +125,15 @@ class DuckDBEngine:
                 self._running.append(body)
             if b.kind != STREAM:
                 continue
-            cursor = self.con.cursor()
-            self._cursors.append(cursor)
-            stream = ScoredStream(cursor.sql(b.data_sql).to_arrow_reader(b.batch_size), Scorer(b.plan), self.settings.workers)
-            self._streams.append(stream)
-            self.con.register(b.name, stream.reader)
+            if scores:
+                cursor = self.con.cursor()
+                self._cursors.append(cursor)
+                stream = ScoredStream(cursor.sql(b.data_sql).to_arrow_reader(b.batch_size), Scorer(b.plan), self.settings.workers)
+                self._streams.append(stream)
+                reader = stream.reader
+            else:
+                reader = pa.RecordBatchReader.from_batches(b.plan.schema, iter(()))
+            self.con.register(b.name, reader)
             self._registered.append(b.name)
 
     def scored_rows(self) -> int:
