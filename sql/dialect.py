@@ -52,7 +52,8 @@ class Explain(exp.Expression):
 
     @property
     def runs(self) -> bool:
-        """Whether the engine runs the statement to explain it (DuckDB's EXPLAIN ANALYZE), not only plans it."""
+        """Whether the engine runs the statement to explain it (DuckDB's EXPLAIN ANALYZE, which runs whatever value the
+        option is given: `(ANALYZE false)` too), not only plans it."""
         return bool(ANALYZE.search(self.args.get("options") or ""))
 
 
