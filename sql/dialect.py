@@ -50,12 +50,6 @@ class Explain(exp.Expression):
 
     arg_types = {"this": True, "options": False}
 
-    @property
-    def runs(self) -> bool:
-        """Whether the engine runs the statement to explain it (DuckDB's EXPLAIN ANALYZE, which runs whatever value the
-        option is given: `(ANALYZE false)` too), not only plans it."""
-        return bool(ANALYZE.search(self.args.get("options") or ""))
-
 
 ANALYZE = re.compile(r"\bANALY[SZ]E\b", re.IGNORECASE)
 EXPLAIN_OPTIONS = re.compile(r"\s*(?:(?:\(\s*(?:FORMAT|ANALY[SZ]E)\b[^()]*\)|(?:ANALY[SZ]E|EXTENDED|CODEGEN|COST|FORMATTED)\b)\s*)*", re.IGNORECASE)
@@ -93,6 +87,14 @@ def _parse_explain(self: Parser) -> exp.Expr:
         return self._parse_command()
     self._advance()
     return self.expression(Explain(this=explained, options=text[:options].strip()))
+
+
+def scores(tree: exp.Expr) -> bool:
+    """Whether running the statement reads and scores DATA: an EXPLAIN without ANALYZE and a DESCRIBE of a query only plan
+    it (DuckDB runs EXPLAIN ANALYZE whatever value the option is given: `(ANALYZE false)` too)."""
+    if isinstance(tree, Explain):
+        return bool(ANALYZE.search(tree.args.get("options") or ""))
+    return not isinstance(tree, exp.Describe)
 
 
 def stores_sql(tree: exp.Expr) -> bool:

@@ -291,12 +291,13 @@ def test_explain_over_predict_is_the_engines_explain_of_the_rewritten_statement(
 
 
 def test_explain_without_analyze_reads_no_data_row_of_a_stream(con, logreg) -> None:
-    """EXPLAIN of a STREAM plan only plans: DATA is not read (its stream used to start, reading and scoring rows nobody
-    read, a whole sort of DATA first), so a sequence DATA draws from is untouched; EXPLAIN ANALYZE runs it as the query."""
+    """EXPLAIN (and DESCRIBE) of a STREAM plan only plans: DATA is not read (its stream used to start, reading and scoring
+    rows nobody read, a whole sort of DATA first), so a sequence DATA draws from is untouched; EXPLAIN ANALYZE runs it."""
     con.duckdb.sql("CREATE SEQUENCE s")
     query = "SELECT sum(p.Score) FROM PREDICT(MODEL = @m, DATA = (SELECT nextval('s') AS n, * FROM patients ORDER BY n DESC) AS d, PLAN = STREAM) WITH (Score FLOAT) AS p"
     plan = not_none(con.sql(f"EXPLAIN {query}", params={"m": logreg.onnx})).fetchall()[0][1]
     assert "PYTHON_ARROW_SCAN" in plan  # the stream's relation, planned
+    assert not_none(con.sql(f"DESCRIBE {query}", params={"m": logreg.onnx})).fetchall() == con.duckdb.sql("DESCRIBE SELECT sum(0.5::FLOAT) AS \"sum(p.Score)\"").fetchall()
     assert con.duckdb.sql("SELECT nextval('s')").fetchall() == [(1,)]
     con.sql(f"EXPLAIN ANALYZE {query}", params={"m": logreg.onnx})
     assert con.duckdb.sql("SELECT nextval('s')").fetchall() == [(2 + 569,)]  # breast_cancer's 569 rows were drawn

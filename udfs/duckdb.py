@@ -28,7 +28,7 @@ from predictsql.engine.mlflow_registry import MlflowRegistry
 from predictsql.engine.scoring import DEFAULT_BATCH_SIZE
 from predictsql.engine.sources import ModelSource, Resolver
 from predictsql.engine.validate import DEFAULT_MAX_MODEL_BYTES
-from predictsql.sql.dialect import Explain, parse, pretty, to_sql
+from predictsql.sql.dialect import parse, pretty, scores, to_sql
 from predictsql.sql.reading import read
 from predictsql.sql.rewrite import Context, apply, expand_views, map_default_schema, names_default_schema
 from predictsql.sql.statements import CREATE_VIEW, DROP_VIEW, VARIABLES, identifier, kind, reads_predict, view
@@ -202,7 +202,7 @@ class Connection:
         return apply((expand_views,), tree, Context(views=self._views)) if self._views else tree
 
     def run(self, tree: exp.Expr, planner: Planner) -> Result | None:
-        """Plan a statement, start its streams (not for an EXPLAIN that only plans), run it; a failure inside DuckDB is raised
+        """Plan a statement, start its streams (not for an EXPLAIN or DESCRIBE that only plans), run it; a failure inside DuckDB is raised
         again as the error that caused it. CREATE VIEW over PREDICT and DROP VIEW of one keep the view in the file."""
         if kind(tree) == CREATE_VIEW:
             return self._create_view(tree, planner)
@@ -215,7 +215,7 @@ class Connection:
         with interrupts() as interrupted:
             try:
                 planned = planner.plan(self._expand(tree))
-                engine.start(planned, scores=not isinstance(tree, Explain) or tree.runs)
+                engine.start(planned, scores=scores(tree))
                 result = self.execute(planned.sql)
                 planner.scored(engine.scored_rows())
                 return result

@@ -117,7 +117,7 @@ class DuckDBEngine:
     def start(self, planned: Planned, scores: bool = True) -> None:
         """Start the statement's streams (DATA on its own cursor, scored in order, registered under the relation's name) and
         ready its scoring functions, the kept ones too, to count rows and keep errors for this statement. A statement that
-        `scores` nothing (EXPLAIN without ANALYZE) gets each stream's relation empty: DuckDB plans it, and DATA is not read."""
+        `scores` nothing (EXPLAIN without ANALYZE, DESCRIBE) gets each stream's relation empty: DuckDB plans it, and DATA is not read."""
         for b in planned.bound:
             if b.kind == UDF:
                 body = self._functions[b.name] if b.name in self._functions else self.held[b.name]
