@@ -51,8 +51,9 @@ class Explain(exp.Expression):
     arg_types = {"this": True, "options": False}
 
 
-ANALYZE = re.compile(r"\bANALY[SZ]E\b", re.IGNORECASE)
-EXPLAIN_OPTIONS = re.compile(r"\s*(?:(?:\(\s*(?:FORMAT|ANALY[SZ]E)\b[^()]*\)|(?:ANALY[SZ]E|EXTENDED|CODEGEN|COST|FORMATTED)\b)\s*)*", re.IGNORECASE)
+_ANALYZE = "ANALY[SZ]E"
+ANALYZE = re.compile(rf"\b{_ANALYZE}\b", re.IGNORECASE)
+EXPLAIN_OPTIONS = re.compile(rf"\s*(?:(?:\(\s*(?:FORMAT|{_ANALYZE})\b[^()]*\)|(?:{_ANALYZE}|EXTENDED|CODEGEN|COST|FORMATTED)\b)\s*)*", re.IGNORECASE)
 
 
 class DescribeModel(exp.Expression):

@@ -202,8 +202,8 @@ class Connection:
         return apply((expand_views,), tree, Context(views=self._views)) if self._views else tree
 
     def run(self, tree: exp.Expr, planner: Planner) -> Result | None:
-        """Plan a statement, start its streams (not for an EXPLAIN or DESCRIBE that only plans), run it; a failure inside DuckDB is raised
-        again as the error that caused it. CREATE VIEW over PREDICT and DROP VIEW of one keep the view in the file."""
+        """Plan a statement, start its streams (unless it only plans: EXPLAIN, DESCRIBE), run it; a failure inside DuckDB
+        is raised again as the error that caused it. CREATE VIEW over PREDICT and DROP VIEW of one keep the view in the file."""
         if kind(tree) == CREATE_VIEW:
             return self._create_view(tree, planner)
         dropped = view(tree).dropped if kind(tree) == DROP_VIEW else ()
