@@ -23,6 +23,7 @@ from sqlglot.tokens import Token, TokenType
 
 from predictsql.engine.errors import BindError, SQLSyntaxError
 from predictsql.sql.dialect import DIALECTS, NAME_TOKENS, PredictTable, parse
+from predictsql.sql.rewrite import names_default_schema
 
 TSQL = "tsql"
 HOSTS = ("duckdb", "spark")
@@ -37,6 +38,11 @@ class Statement:
     text: str
     tree: exp.Expr | None
     reading: str  # "duckdb", "spark", "tsql", or "host" for SQL run as written
+
+    @functools.cached_property
+    def names_default_schema(self) -> bool:
+        """Whether the tree names a `dbo.` table, which an adapter maps (sql/rewrite.py): asked once of a kept reading."""
+        return self.tree is not None and names_default_schema(self.tree)
 
 
 def read(script: str, host: str, dialect: str | None = None, views: Collection[str] = ()) -> tuple[Statement, ...]:

@@ -59,6 +59,64 @@ def test_a_changed_table_binds_afresh(con, logreg, breast_cancer) -> None:
         con.sql(SCORE, params={"m": logreg.onnx})
 
 
+def test_a_table_changed_on_another_connection_binds_afresh_and_is_read_as_it_is_now(con, logreg, breast_cancer) -> None:
+    """A kept plan's DATA check and statement are DuckDB relations kept by their text: the check is bound again after a
+    statement on any connection to the database (here a plain cursor replaces the table with other types), and the
+    statement reads the table's rows as they are at each run (a cursor deletes most of them)."""
+    con.sql(SCORE, params={"m": logreg.onnx})
+    other = con.duckdb.cursor()
+    other.sql("CREATE OR REPLACE TABLE patients AS SELECT * REPLACE (mean_radius::FLOAT AS mean_radius) FROM patients")
+    misses = _stats(con)["misses"]
+    rows = not_none(con.sql(SCORE, params={"m": logreg.onnx})).df()
+    assert _stats(con)["misses"] == misses + 1
+    assert_scores(logreg, breast_cancer, rows.id, rows.Score)
+    con.sql(SCORE, params={"m": logreg.onnx})  # kept again
+    other.sql("DELETE FROM patients WHERE id >= 100")
+    hits = _stats(con)["hits"]
+    rows = not_none(con.sql(SCORE, params={"m": logreg.onnx})).df()
+    assert _stats(con)["hits"] == hits + 1 and rows.id.tolist() == list(range(100))
+    assert_scores(logreg, breast_cancer, rows.id, rows.Score)
+
+
+def test_a_setting_that_changes_data_types_binds_afresh(con, logreg, breast_cancer) -> None:
+    """`SET integer_division` turns DATA's INTEGER / INTEGER from DOUBLE into INTEGER: the kept DATA check sees it, and
+    the statement scores the values DuckDB now computes (scikit-learn's scores of the same values)."""
+    query = SCORE.replace("DATA = patients", "DATA = (SELECT * REPLACE (CAST(floor(mean_radius * 100) AS INTEGER) / 100 AS mean_radius) FROM patients)")
+    hundredths = np.floor(breast_cancer.table.mean_radius * 100)
+    for setting, radius in (("false", hundredths / 100), ("true", hundredths // 100)):
+        con.duckdb.sql(f"SET integer_division = {setting}")
+        misses = _stats(con)["misses"]
+        runs = [not_none(con.sql(query, params={"m": logreg.onnx})).df() for _ in range(2)]
+        assert _stats(con)["misses"] == misses + 1
+        expected = expected_scores(logreg, breast_cancer.table.assign(mean_radius=radius))
+        for rows in runs:
+            np.testing.assert_allclose(rows.Score, expected[rows.id], atol=PROBA_TOLERANCE, rtol=0)
+
+
+def test_a_kept_statement_that_draws_a_sequence_draws_anew_each_run(con, logreg) -> None:
+    """DuckDB runs a SELECT that calls nextval() when it makes its relation, whose rows are then fixed: such a relation is
+    not kept, so each run of the kept plan draws new values."""
+    con.duckdb.sql("CREATE SEQUENCE s")
+    query = "SELECT nextval('s') AS n, p.Score FROM PREDICT(MODEL = @m, DATA = (SELECT * FROM patients WHERE id < 3) AS d) WITH (Score FLOAT) AS p"
+    runs = [sorted(n for n, _ in not_none(con.sql(query, params={"m": logreg.onnx})).fetchall()) for _ in range(3)]
+    assert _stats(con)["hits"] == 2 and runs == [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
+
+
+def test_data_naming_a_python_variable_reads_the_object_it_holds_at_each_run(con, logreg, breast_cancer) -> None:
+    """With python_scan_all_frames, DATA may name a caller's DataFrame: DuckDB captures the object when it makes a
+    relation, so a relation that captured one is not kept, and a run after the name is rebound reads the new frame."""
+    con.duckdb.sql("SET python_scan_all_frames = true")
+    query = SCORE.replace("DATA = patients", "DATA = frame")
+    frame = breast_cancer.table.iloc[:10]  # noqa: F841 (DuckDB reads it by name)
+    first = not_none(con.sql(query, params={"m": logreg.onnx})).df()
+    frame = breast_cancer.table.iloc[10:30]  # noqa: F841
+    hits = _stats(con)["hits"]
+    again = not_none(con.sql(query, params={"m": logreg.onnx})).df()
+    assert _stats(con)["hits"] == hits + 1
+    assert first.id.tolist() == list(range(10)) and again.id.tolist() == list(range(10, 30))
+    assert_scores(logreg, breast_cancer, again.id, again.Score)
+
+
 def test_a_model_read_from_a_table_is_read_each_time(con, logreg, breast_cancer) -> None:
     from conftest import fit
 

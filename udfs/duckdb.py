@@ -30,11 +30,12 @@ from predictsql.engine.sources import ModelSource, Resolver
 from predictsql.engine.validate import DEFAULT_MAX_MODEL_BYTES
 from predictsql.sql.dialect import parse, pretty, scores, to_sql
 from predictsql.sql.reading import read
-from predictsql.sql.rewrite import Context, apply, expand_views, map_default_schema, names_default_schema
+from predictsql.sql.rewrite import Context, apply, expand_views, map_default_schema
 from predictsql.sql.statements import CREATE_VIEW, DROP_VIEW, VARIABLES, identifier, kind, reads_predict, view
 from predictsql.udfs import script
 from predictsql.udfs.duckdb_catalog import ModelCatalog
 from predictsql.udfs.duckdb_engine import DIALECT, DuckDBEngine, FunctionBody, abort_transaction, interrupts
+from predictsql.udfs.duckdb_relations import Relations
 from predictsql.udfs.plan_cache import PlanCache
 from predictsql.udfs.planner import Bound, Planner, Settings
 from predictsql.udfs.result import Result
@@ -108,6 +109,7 @@ class Connection:
         self._plans = PlanCache()  # its own: one per thread
         self.settings = replace(settings, lookups={**self.registry.lookups, "catalog": self.models.lookup}, plans=self._plans)
         self._held: dict[str, FunctionBody] = {}  # scoring functions kept registered for kept plans (DuckDBEngine.keep)
+        self._relations = Relations(con)  # kept plans' statements and DATA checks, bound once
         self._views: dict[str, exp.Expr] = {}
         # parsed once: every statement runs it (0.1 ms of parsing), and no setting changes how DuckDB parses it
         (self._views_query,) = con.extract_statements(
@@ -149,7 +151,7 @@ class Connection:
                 continue
             engine = self.engine()
             planner = Planner(engine, variables, self.settings)
-            tree = self.prepare(statement.tree)
+            tree = self.prepare(statement.tree) if statement.names_default_schema else statement.tree
             if kind(tree) in VARIABLES:
                 script.declare(tree, variables, planner.run_query)
                 continue
@@ -168,6 +170,7 @@ class Connection:
         """Remove the functions kept plans hold (DuckDB keeps them registered on the database, which other connections
         to it share), then close."""
         self._plans.clear()
+        self._relations.clear()
         self.duckdb.close()
 
     def __enter__(self) -> Connection:
@@ -179,12 +182,15 @@ class Connection:
     # --- the statement loop's Runner (udfs/statements.py) ---
 
     def engine(self) -> DuckDBEngine:
-        return DuckDBEngine(self.duckdb, self.settings, self._held)
+        return DuckDBEngine(self.duckdb, self.settings, self._held, self._relations)
 
     def execute(self, sql: str) -> Result | None:
         """Run one statement; its rows, fully computed, when it yields rows (queries, PIVOT, DESCRIBE, SHOW, EXPLAIN,
         CALL, RETURNING, ...), None when it only acts (DuckDB's one-row Count or Success)."""
-        relation = self.duckdb.sql(sql)
+        return self._rows(self.duckdb.sql(sql), sql)
+
+    def _rows(self, relation: duckdb.DuckDBPyRelation, sql: str) -> Result | None:
+        """A statement's relation read: its rows, or None when the statement only acts."""
         if relation.columns in (["Count"], ["Success"]) and duckdb.extract_statements(sql)[-1].type in _ACTIONS:
             return None
         return Result(relation.to_arrow_table())
@@ -193,8 +199,7 @@ class Connection:
         return Result(table)
 
     def prepare(self, tree: exp.Expr) -> exp.Expr:
-        """A copy with `dbo.` mapped; the tree itself where it names no `dbo.` table (the planner copies before it rewrites)."""
-        return apply((map_default_schema,), tree, Context(schema_exists=self._schema_exists)) if names_default_schema(tree) else tree
+        return apply((map_default_schema,), tree, Context(schema_exists=self._schema_exists))
 
     def _expand(self, tree: S) -> S:
         """A copy with the stored PREDICT views it reads expanded; the tree itself where no view is stored (the planner copies
@@ -216,7 +221,7 @@ class Connection:
             try:
                 planned = planner.plan(self._expand(tree))
                 engine.start(planned, scores=scores(tree))
-                result = self.execute(planned.sql)
+                result = self._rows(self._relations.get(planned.sql), planned.sql) if planner.kept else self.execute(planned.sql)
                 planner.scored(engine.scored_rows())
                 return result
             except Exception as e:  # DuckDB reports a Ctrl-C as RuntimeError or, inside a function, as its own error

@@ -36,6 +36,7 @@ from predictsql.engine.sources import ModelSource
 from predictsql.engine.types import sql_name
 from predictsql.sql.pushdown import calls_volatile
 from predictsql.sql.statements import string_literal, tables
+from predictsql.udfs.duckdb_relations import Relations
 from predictsql.udfs.planner import STREAM, UDF, Bound, Planned, Settings
 
 DIALECT = "duckdb"
@@ -46,10 +47,11 @@ class DuckDBEngine:
 
     dialect = DIALECT
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, settings: Settings, held: dict[str, FunctionBody]) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, settings: Settings, held: dict[str, FunctionBody], relations: Relations) -> None:
         self.con = con
         self.settings = settings
         self.held = held  # the connection's functions that kept plans hold registered, by name
+        self.relations = relations  # the connection's kept relations (a kept plan's DATA checks)
         self.errors: list[BaseException] = []  # raised inside DuckDB by a scoring function or a stream
         self._functions: dict[str, FunctionBody] = {}  # registered for this statement alone
         self._running: list[FunctionBody] = []
@@ -66,7 +68,7 @@ class DuckDBEngine:
         return self.con.sql(sql).limit(2).fetchall()
 
     def columns(self, sql: str) -> tuple[tuple[str, str], ...]:
-        relation = _bound(self.con, sql)
+        relation = self.relations.get(_unrun(sql))  # bound again only after a statement that may change what it reads
         return tuple(zip(relation.columns, map(str, relation.types), strict=True))
 
     def function(self, bound: Bound) -> None:
@@ -224,9 +226,14 @@ def interrupts() -> Iterator[Callable[[], bool]]:
 
 
 def _bound(con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.DuckDBPyRelation:
-    """A query bound, not run: DuckDB runs a query that calls nextval() as soon as it makes its relation (every row's
-    sequence value taken, `.limit(0)` too), and under a LIMIT 0 written in its SQL it runs nothing."""
-    return con.sql(f"SELECT * FROM ({sql}) AS __predictsql_q LIMIT 0")
+    """A query bound, not run."""
+    return con.sql(_unrun(sql))
+
+
+def _unrun(sql: str) -> str:
+    """A query's columns with none of its rows: DuckDB runs a query that calls nextval() as soon as it makes its relation
+    (every row's sequence value taken, `.limit(0)` too), and under a LIMIT 0 written in its SQL it runs nothing."""
+    return f"SELECT * FROM ({sql}) AS __predictsql_q LIMIT 0"
 
 
 def in_transaction(con: duckdb.DuckDBPyConnection) -> bool:

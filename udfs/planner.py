@@ -156,6 +156,7 @@ class Planner:
         self._probes: list[str] = []  # each DATA query bound
         self._keepable = True  # every MODEL so far is bytes of the statement or a variable
         self._key: Hashable | None = None  # the statement's key in the plan cache, once looked up
+        self.kept = False  # the plan is kept: the statement runs again with the same SQL
         self._stores_sql = False  # a CREATE whose SQL the engine keeps (a macro): no function of one statement may end up in it
 
     def plan(self, tree: exp.Expr) -> Planned:
@@ -165,7 +166,7 @@ class Planner:
             key = self._key = plan_cache.key((cache.text(tree, self._sql), self.settings.session_options), self.variables) if cache is not None else None
             kept = cache.get(key, self.engine.columns) if cache is not None else None
             if kept is not None:
-                self._failures = dict(kept.failures)
+                self._failures, self.kept = dict(kept.failures), True
                 return kept.planned
             self._referenced = referenced_columns(tree)
             self._stores_sql = stores_sql(tree)
@@ -178,6 +179,7 @@ class Planner:
             release = self.engine.keep(functions) if functions and isinstance(self.engine, KeepingEngine) else None
             probes = tuple((sql, self.engine.columns(sql)) for sql in dict.fromkeys(self._probes))
             cache.put(key, plan_cache.Kept(planned, dict(self._failures), probes, release))
+            self.kept = True
         return planned
 
     def _sql(self, tree: exp.Expr) -> str:

@@ -37,7 +37,8 @@ class Runner(Protocol[R_co]):
         """A result from rows predictsql computed (DESCRIBE MODEL)."""
 
     def prepare(self, tree: exp.Expr) -> exp.Expr:
-        """The tree with `dbo.` mapped to the engine's default schema unless a schema of that name exists."""
+        """A copy of a tree that names a `dbo.` table, with `dbo.` mapped to the engine's default schema unless a schema
+        of that name exists."""
 
     def run(self, tree: exp.Expr, planner: Planner) -> R_co | None:
         """Plan and run a statement (or keep a view of it); its rows when it yields rows."""
@@ -56,7 +57,7 @@ def run_statement(runner: Runner[R], statement: Statement, variables: dict[str, 
     if statement.tree is None:
         return runner.execute(statement.text)
     planner = Planner(runner.engine(), variables, runner.settings)  # one per statement: a URI names one version throughout
-    tree = runner.prepare(statement.tree)
+    tree = runner.prepare(statement.tree) if statement.names_default_schema else statement.tree
     if kind(tree) in VARIABLES:
         persisted.update({name: variables[name] for name in script.declare(tree, variables, planner.run_query)})
         return None
