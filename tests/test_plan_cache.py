@@ -4,10 +4,12 @@ meaning (DATA's schema, the model, a variable, a MODEL read from a table) makes 
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import predictsql
-from predictsql.engine.errors import MissingColumnError, NullInputError
+from predictsql.engine.errors import MissingColumnError, NullInputError, TypeMismatchError
 
 from conftest import PROBA_TOLERANCE, assert_scores, expected_scores, not_none
 
@@ -60,9 +62,9 @@ def test_a_changed_table_binds_afresh(con, logreg, breast_cancer) -> None:
 
 
 def test_a_table_changed_on_another_connection_binds_afresh_and_is_read_as_it_is_now(con, logreg, breast_cancer) -> None:
-    """A kept plan's DATA check and statement are DuckDB relations kept by their text: the check is bound again after a
-    statement on any connection to the database (here a plain cursor replaces the table with other types), and the
-    statement reads the table's rows as they are at each run (a cursor deletes most of them)."""
+    """A kept plan's statement is a DuckDB relation kept by its text: DATA is checked afresh at each run (here a plain
+    cursor replaces the table with other types), and the statement reads the table's rows as they are at each run (a
+    cursor deletes most of them)."""
     con.sql(SCORE, params={"m": logreg.onnx})
     other = con.duckdb.cursor()
     other.sql("CREATE OR REPLACE TABLE patients AS SELECT * REPLACE (mean_radius::FLOAT AS mean_radius) FROM patients")
@@ -79,7 +81,7 @@ def test_a_table_changed_on_another_connection_binds_afresh_and_is_read_as_it_is
 
 
 def test_a_setting_that_changes_data_types_binds_afresh(con, logreg, breast_cancer) -> None:
-    """`SET integer_division` turns DATA's INTEGER / INTEGER from DOUBLE into INTEGER: the kept DATA check sees it, and
+    """`SET integer_division` turns DATA's INTEGER / INTEGER from DOUBLE into INTEGER: the DATA check sees it, and
     the statement scores the values DuckDB now computes (scikit-learn's scores of the same values)."""
     query = SCORE.replace("DATA = patients", "DATA = (SELECT * REPLACE (CAST(floor(mean_radius * 100) AS INTEGER) / 100 AS mean_radius) FROM patients)")
     hundredths = np.floor(breast_cancer.table.mean_radius * 100)
@@ -114,6 +116,50 @@ def test_data_naming_a_python_variable_reads_the_object_it_holds_at_each_run(con
     again = not_none(con.sql(query, params={"m": logreg.onnx})).df()
     assert _stats(con)["hits"] == hits + 1
     assert first.id.tolist() == list(range(10)) and again.id.tolist() == list(range(10, 30))
+    assert_scores(logreg, breast_cancer, again.id, again.Score)
+
+
+def test_data_reading_a_file_rewritten_outside_duckdb_binds_afresh(con, logreg, breast_cancer, tmp_path) -> None:
+    """A file can change with no statement to tell DuckDB: each run checks DATA afresh, so a column the file gained is
+    in `d.*`, and one it lost is the usual error."""
+    path = tmp_path / "patients.parquet"
+    query = f"SELECT d.*, p.Score FROM PREDICT(MODEL = @m, DATA = (SELECT * FROM '{path}') AS d) WITH (Score FLOAT) AS p ORDER BY d.id"
+    pq.write_table(pa.Table.from_pandas(breast_cancer.table, preserve_index=False), path)
+    con.sql(query, params={"m": logreg.onnx})
+    pq.write_table(pa.Table.from_pandas(breast_cancer.table.assign(note="x"), preserve_index=False), path)
+    rows = not_none(con.sql(query, params={"m": logreg.onnx})).df()
+    assert rows.columns.tolist() == [*breast_cancer.table.columns, "note", "Score"]
+    assert_scores(logreg, breast_cancer, rows.id, rows.Score)
+    pq.write_table(pa.Table.from_pandas(breast_cancer.table.drop(columns="mean_texture"), preserve_index=False), path)
+    with pytest.raises(MissingColumnError, match="mean_texture"):
+        con.sql(query, params={"m": logreg.onnx})
+
+
+def test_a_python_function_in_data_replaced_with_another_type_binds_afresh(con, logreg, breast_cancer) -> None:
+    """DuckDB replaces a Python function with no catalog change: the DATA check of the next run sees the new type."""
+    query = SCORE.replace("DATA = patients", "DATA = (SELECT * REPLACE (same(mean_radius) AS mean_radius) FROM patients)")
+    con.duckdb.create_function("same", lambda x: x, ["DOUBLE"], "DOUBLE")
+    runs = [not_none(con.sql(query, params={"m": logreg.onnx})).df() for _ in range(2)]
+    assert_scores(logreg, breast_cancer, runs[1].id, runs[1].Score)
+    con.duckdb.remove_function("same")
+    con.duckdb.create_function("same", lambda x: str(x), ["DOUBLE"], "VARCHAR")
+    with pytest.raises(TypeMismatchError, match="'mean_radius'.*VARCHAR"):
+        con.sql(query, params={"m": logreg.onnx})
+
+
+def test_a_kept_statement_bound_again_onto_a_python_variable_reads_what_it_holds_at_each_run(con, logreg, breast_cancer) -> None:
+    """A kept statement whose table is dropped binds again, with python_scan_all_frames, onto a caller's DataFrame of
+    that name: a relation that captured an object is dropped, so a run after the name is rebound reads the new frame."""
+    con.duckdb.sql("SET python_scan_all_frames = true")
+    query = SCORE.replace("DATA = patients", "DATA = frame")
+    con.duckdb.sql("CREATE TABLE frame AS SELECT * FROM patients WHERE id < 5")
+    con.sql(query, params={"m": logreg.onnx})
+    con.duckdb.sql("DROP TABLE frame")
+    frame = breast_cancer.table.iloc[10:20]  # noqa: F841 (DuckDB reads it by name)
+    first = not_none(con.sql(query, params={"m": logreg.onnx})).df()
+    frame = breast_cancer.table.iloc[20:30]  # noqa: F841
+    again = not_none(con.sql(query, params={"m": logreg.onnx})).df()
+    assert first.id.tolist() == list(range(10, 20)) and again.id.tolist() == list(range(20, 30))
     assert_scores(logreg, breast_cancer, again.id, again.Score)
 
 

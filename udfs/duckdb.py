@@ -109,7 +109,7 @@ class Connection:
         self._plans = PlanCache()  # its own: one per thread
         self.settings = replace(settings, lookups={**self.registry.lookups, "catalog": self.models.lookup}, plans=self._plans)
         self._held: dict[str, FunctionBody] = {}  # scoring functions kept registered for kept plans (DuckDBEngine.keep)
-        self._relations = Relations(con)  # kept plans' statements and DATA checks, bound once
+        self._relations = Relations(con)  # kept plans' statements, bound once
         self._views: dict[str, exp.Expr] = {}
         # parsed once: every statement runs it (0.1 ms of parsing), and no setting changes how DuckDB parses it
         (self._views_query,) = con.extract_statements(
@@ -182,7 +182,7 @@ class Connection:
     # --- the statement loop's Runner (udfs/statements.py) ---
 
     def engine(self) -> DuckDBEngine:
-        return DuckDBEngine(self.duckdb, self.settings, self._held, self._relations)
+        return DuckDBEngine(self.duckdb, self.settings, self._held)
 
     def execute(self, sql: str) -> Result | None:
         """Run one statement; its rows, fully computed, when it yields rows (queries, PIVOT, DESCRIBE, SHOW, EXPLAIN,

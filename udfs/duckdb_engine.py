@@ -36,7 +36,6 @@ from predictsql.engine.sources import ModelSource
 from predictsql.engine.types import sql_name
 from predictsql.sql.pushdown import calls_volatile
 from predictsql.sql.statements import string_literal, tables
-from predictsql.udfs.duckdb_relations import Relations
 from predictsql.udfs.planner import STREAM, UDF, Bound, Planned, Settings
 
 DIALECT = "duckdb"
@@ -47,11 +46,10 @@ class DuckDBEngine:
 
     dialect = DIALECT
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, settings: Settings, held: dict[str, FunctionBody], relations: Relations) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, settings: Settings, held: dict[str, FunctionBody]) -> None:
         self.con = con
         self.settings = settings
         self.held = held  # the connection's functions that kept plans hold registered, by name
-        self.relations = relations  # the connection's kept relations (a kept plan's DATA checks)
         self.errors: list[BaseException] = []  # raised inside DuckDB by a scoring function or a stream
         self._functions: dict[str, FunctionBody] = {}  # registered for this statement alone
         self._running: list[FunctionBody] = []
@@ -68,7 +66,8 @@ class DuckDBEngine:
         return self.con.sql(sql).limit(2).fetchall()
 
     def columns(self, sql: str) -> tuple[tuple[str, str], ...]:
-        relation = self.relations.get(_unrun(sql))  # bound again only after a statement that may change what it reads
+        # bound afresh: a kept relation binds again only after a statement, and a file or a Python function can change without one
+        relation = _bound(self.con, sql)
         return tuple(zip(relation.columns, map(str, relation.types), strict=True))
 
     def function(self, bound: Bound) -> None:
