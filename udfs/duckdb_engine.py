@@ -225,14 +225,9 @@ def interrupts() -> Iterator[Callable[[], bool]]:
 
 
 def _bound(con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.DuckDBPyRelation:
-    """A query bound, not run."""
-    return con.sql(_unrun(sql))
-
-
-def _unrun(sql: str) -> str:
-    """A query's columns with none of its rows: DuckDB runs a query that calls nextval() as soon as it makes its relation
-    (every row's sequence value taken, `.limit(0)` too), and under a LIMIT 0 written in its SQL it runs nothing."""
-    return f"SELECT * FROM ({sql}) AS __predictsql_q LIMIT 0"
+    """A query bound, not run: DuckDB runs a query that calls nextval() as soon as it makes its relation (every row's
+    sequence value taken, `.limit(0)` too), and under a LIMIT 0 written in its SQL it runs nothing."""
+    return con.sql(f"SELECT * FROM ({sql}) AS __predictsql_q LIMIT 0")
 
 
 def in_transaction(con: duckdb.DuckDBPyConnection) -> bool:
