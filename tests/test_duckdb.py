@@ -62,6 +62,22 @@ def test_views_compose_drop_and_replace(con, logreg, breast_cancer) -> None:
         con.sql("SELECT * FROM scored")
 
 
+def test_views_of_a_file_written_before_views_kept_their_dialect_read_as_tsql(db_path: Path, logreg, breast_cancer) -> None:
+    """Such a file's predictsql.views has no dialect column: its definitions are T-SQL (TOP), read as T-SQL, also
+    inside an open transaction, which the lookup leaves usable."""
+    with predictsql.connect(str(db_path)) as con:
+        definition = "SELECT TOP 3 d.id, p.Score FROM PREDICT(MODEL = (SELECT model FROM models WHERE id = 1), DATA = patients AS d) WITH (Score FLOAT) AS p ORDER BY d.id"
+        con.duckdb.execute("CREATE SCHEMA predictsql; CREATE TABLE predictsql.views (name VARCHAR PRIMARY KEY, definition VARCHAR NOT NULL)")
+        con.duckdb.execute("INSERT INTO predictsql.views VALUES ('top3', ?)", [definition])
+        con.duckdb.execute("BEGIN")
+        con.duckdb.execute("CREATE TABLE seen AS SELECT 1 AS x")
+        rows = not_none(con.sql("SELECT id, Score FROM top3 ORDER BY id")).df()
+        assert con.duckdb.execute("SELECT x FROM seen").fetchall() == [(1,)]  # the transaction is still open
+        con.duckdb.execute("ROLLBACK")
+    assert list(rows.id) == [0, 1, 2]
+    assert_scores(logreg, breast_cancer, rows.id, rows.Score)
+
+
 def test_declared_variables_persist_and_plain_sql_passes_through(con, logreg) -> None:
     con.sql("DECLARE @model VARBINARY(MAX) = (SELECT model FROM models WHERE id = 1)")
     assert con.variables["model"] == logreg.onnx
