@@ -35,11 +35,22 @@ class Scorer:
         self._dtypes = {feed.name: numpy_dtype(feed.arrow_type) for feed in plan.inputs}
         self._widths = {spec.name: spec.width for spec in plan.model.signature.inputs}
         self._used_outputs = sorted({o.source for o in plan.outputs})
+        self._fields = [pa.field(o.field, o.arrow_type) for o in plan.outputs]
         batches = {spec.shape[0] for spec in plan.model.signature.inputs if spec.shape}
         self._fixed_batch = next(iter(batches)) if len(batches) == 1 and None not in batches else None  # [1,k] inputs: fed in chunks
 
     def score(self, batch: pa.RecordBatch, index: int = 0, offset: int = 0) -> pa.RecordBatch:
         """Append the plan's output columns to `batch` (batch `index`, first row `offset`)."""
+        return pa.RecordBatch.from_arrays(batch.columns + self._outputs(batch, index, offset), schema=self.schema)
+
+    def score_columns(self, columns: Sequence[pa.Array | pa.ChunkedArray], index: int = 0, offset: int = 0) -> pa.StructArray:
+        """The outputs, as one STRUCT column, of DATA columns given in the plan's schema order: the body of
+        an in-query scoring function (DuckDB's Arrow UDF, Spark's Arrow UDF)."""
+        batch = pa.RecordBatch.from_arrays([_array(c) for c in columns], schema=self.plan.data_schema)
+        return pa.StructArray.from_arrays(self._outputs(batch, index, offset), fields=self._fields)
+
+    def _outputs(self, batch: pa.RecordBatch, index: int, offset: int) -> list[pa.Array]:
+        """The plan's output columns for one batch; a row with a NULL input is NULL in each (PROPAGATE)."""
         valid = self._valid_rows(batch, offset)
         scored = batch if valid is None else batch.filter(valid)
         rows = scored.num_rows
@@ -55,25 +66,25 @@ class Scorer:
                 f"{self.plan.model.display} failed on batch {index} (rows {offset}-{offset + batch.num_rows - 1}): {e}"
             ) from e
         columns = [self._output(raw, out, rows) for out in self.plan.outputs]
-        if valid is not None:
-            positions = pa.array(np.cumsum(valid.to_numpy(zero_copy_only=False)) - 1, pa.int64())
-            positions = pc.if_else(valid, positions, pa.scalar(None, pa.int64()))
-            columns = [pc.take(c, positions) for c in columns]
-        return pa.RecordBatch.from_arrays(batch.columns + columns, schema=self.schema)
-
-    def score_columns(self, columns: Sequence[pa.Array | pa.ChunkedArray], index: int = 0, offset: int = 0) -> pa.StructArray:
-        """The outputs, as one STRUCT column, of DATA columns given in the plan's schema order: the body of
-        an in-query scoring function (DuckDB's Arrow UDF, Spark's Arrow UDF)."""
-        arrays = [c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in columns]
-        batch = pa.RecordBatch.from_arrays(arrays, schema=self.plan.data_schema)
-        outputs = self.score(batch, index, offset).columns[len(arrays) :]
-        return pa.StructArray.from_arrays(outputs, fields=[pa.field(o.field, o.arrow_type) for o in self.plan.outputs])
+        if valid is None:
+            return columns
+        positions = pa.array(np.cumsum(valid.to_numpy(zero_copy_only=False)) - 1, pa.int64())
+        positions = pc.if_else(valid, positions, pa.scalar(None, pa.int64()))
+        return [pc.take(c, positions) for c in columns]
 
     def _run(self, feeds: dict[str, np.ndarray]) -> list:
-        """onnxruntime's outputs for these feeds: in chunks of the model's fixed batch size if it has one (the last
-        chunk padded with its own last row), each output the plan reads checked to give one row per row fed."""
+        """onnxruntime's outputs for these feeds (in chunks where the model has a fixed batch size), each output the
+        plan reads checked to give one row per row fed."""
         rows = len(next(iter(feeds.values())))
-        size = self._fixed_batch or rows
+        results = self._session.run(self._output_names, feeds) if self._fixed_batch is None else self._run_chunked(feeds, rows, self._fixed_batch)
+        for index in self._used_outputs:
+            name, value = self._output_names[index], results[index]
+            if len(value) != rows:
+                raise ScoringError(f"{self.plan.model.display} returned {len(value)} rows of output '{name}' for {rows} rows fed: PREDICT needs one output row per input row")
+        return results
+
+    def _run_chunked(self, feeds: dict[str, np.ndarray], rows: int, size: int) -> list:
+        """A model with a fixed batch size ([1,k] inputs) run on chunks of that size, the last padded with its own last row."""
         outputs: list[list] = [[] for _ in self._output_names]
         for start in range(0, rows, size):
             chunk = {name: value[start : start + size] for name, value in feeds.items()}
@@ -82,12 +93,7 @@ class Scorer:
                 chunk = {name: np.concatenate([value, np.repeat(value[-1:], short, axis=0)]) for name, value in chunk.items()}
             for collected, value in zip(outputs, self._session.run(self._output_names, chunk), strict=True):
                 collected.append(value[: size - short])
-        results = [parts[0] if len(parts) == 1 else (sum(parts, []) if isinstance(parts[0], list) else np.concatenate(parts)) for parts in outputs]
-        for index in self._used_outputs:
-            name, value = self._output_names[index], results[index]
-            if len(value) != rows:
-                raise ScoringError(f"{self.plan.model.display} returned {len(value)} rows of output '{name}' for {rows} rows fed: PREDICT needs one output row per input row")
-        return results
+        return [parts[0] if len(parts) == 1 else (sum(parts, []) if isinstance(parts[0], list) else np.concatenate(parts)) for parts in outputs]
 
     def _valid_rows(self, batch: pa.RecordBatch, offset: int) -> pa.BooleanArray | None:
         """None when no input is NULL; else the rows to score (PROPAGATE) or a NullInputError."""
@@ -166,6 +172,13 @@ class Scorer:
         else:
             array = pa.array(value.reshape(-1))
         return array if array.type == out.arrow_type else pc.cast(array, out.arrow_type)
+
+
+def _array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One Arrow array of a column; a ChunkedArray of one chunk (what DuckDB hands a function) is not copied."""
+    if not isinstance(column, pa.ChunkedArray):
+        return column
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
 def score_stream(batches: Iterable[pa.RecordBatch], scorer: Scorer, workers: int = 1) -> Iterator[pa.RecordBatch]:
