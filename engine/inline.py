@@ -168,11 +168,29 @@ def _const(value: float) -> Const:
 
 
 def _linear(x: Sequence[Expr], coefficients: Sequence[float], intercepts: Sequence[float], builder: _Builder) -> tuple[Ref, ...]:
-    """score_c = intercept_c + Σ_j coef[c,j]·x_j, each named."""
+    """score_c = intercept_c + Σ_j coef[c,j]·x_j, each named; a scaled x_j = (v - o)·s is folded in as (coef·s)·v, its
+    -coef·o·s added to the intercept, so a scaler costs one multiplication per feature rather than three."""
     width = len(x)
     if not intercepts or len(coefficients) != len(intercepts) * width:
         raise NotInlinable(f"linear node has {len(coefficients)} coefficients for {len(intercepts)} targets and {width} features")
-    return builder.let_all([Op("add", (_const(b), *(Op("mul", (_const(coefficients[c * width + j]), x[j])) for j in range(width)))) for c, b in enumerate(intercepts)])
+    scaled = [_scaled(v) for v in x]
+    scores = []
+    for c, b in enumerate(intercepts):
+        weights = [float(coefficients[c * width + j]) for j in range(width)]
+        terms = [Op("mul", (_const(w * f[1]), f[0])) if f else Op("mul", (_const(w), v)) for w, v, f in zip(weights, x, scaled, strict=True)]
+        intercept = float(b) - sum(w * f[1] * f[2] for w, f in zip(weights, scaled, strict=True) if f)
+        scores.append(Op("add", (_const(intercept), *terms)))
+    return builder.let_all(scores)
+
+
+def _scaled(x: Expr) -> tuple[Expr, float, float] | None:
+    """(v, s, o) where x is a scaler's (v - o)·s whose offset lies within FOLDED_OFFSET of its units (|o·s|), so that
+    s·v - o·s in DOUBLE rounds as closely as onnxruntime's FLOAT (its error grows with |o·s|); else None."""
+    if isinstance(x, Op) and x.fn == "mul" and len(x.args) == 2 and isinstance(x.args[1], Const) and isinstance(x.args[0], Op) and x.args[0].fn == "sub":
+        (v, offset), scale = x.args[0].args, x.args[1]
+        if isinstance(offset, Const) and isinstance(offset.value, float) and isinstance(scale.value, float) and abs(offset.value * scale.value) <= FOLDED_OFFSET:
+            return v, scale.value, offset.value
+    return None
 
 
 def _scaler(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
@@ -473,6 +491,7 @@ TRUNCATED = "numbers cast to INT64"  # still the numbers: a one-hot encoder's ra
 _READERS = {"text": (*_STRUCTURAL, "OneHotEncoder"), "integers": (*_STRUCTURAL, "Cast", "OneHotEncoder"), TRUNCATED: (*_STRUCTURAL, "OneHotEncoder")}  # the operators INLINE lets read them
 _COMPLEMENT = {"ge": "lt", "gt": "le", "le": "gt", "lt": "ge"}  # each test's complement but for NaN (which SQL orders last)
 EXACT_DOUBLE = 2**53  # beyond, DOUBLE skips integers
+FOLDED_OFFSET = 2.0**18  # s·v - o·s errs by |o·s|·2^-52 beyond (v - o)·s: within 2^-34, below FLOAT's 2^-24 by 2^10
 SOFTMAX_ZERO_EPSILON = float(np.float32(1e-7))  # ComputeSoftmaxZero's 0.0000001f: scores within it count as zero
 MAX_TREE_NODES = 256  # INLINE's limit for tree ensembles: where nested CASEs beat onnxruntime (benchmarks/README.md, run M)
 MAX_TREE_DEPTH = 6

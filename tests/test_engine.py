@@ -197,6 +197,25 @@ def _inline_rows(backend, model: onnx.ModelProto, columns: dict[str, list], outp
     return {o: np.stack(scored[o].to_numpy()) if t.endswith("[]") else scored[o].to_numpy() for o, t in outputs.items()}
 
 
+def test_inline_folds_a_scaler_into_its_linear_model_only_where_doubles_stay_exact(backend) -> None:
+    """Scaler → LinearRegressor on DOUBLE columns: INLINE folds a scaled column into the coefficients, s·v - o·s, where
+    |o·s| is small (b: 1.5); a = 10^12 ± a few, scale 0.1, stays (a - o)·s, as s·a - o·s would be 6e-6 off (20 FLOAT ulps).
+    Both equal raw onnxruntime on the same array to FLOAT's rounding."""
+    import onnxruntime as ort
+
+    x = onnx.helper.make_tensor_value_info("X", onnx.TensorProto.DOUBLE, [None, 2])
+    nodes = [
+        onnx.helper.make_node("Scaler", ["X"], ["z"], domain="ai.onnx.ml", offset=[1e12, -3.0], scale=[0.1, 0.5]),
+        onnx.helper.make_node("LinearRegressor", ["z"], ["y"], domain="ai.onnx.ml", coefficients=[1.0, 2.0], intercepts=[0.25]),
+    ]
+    graph = onnx.helper.make_graph(nodes, "g", [x], [_out("y", [None, 1])])
+    model = onnx.helper.make_model(graph, ir_version=10, opset_imports=[onnx.helper.make_opsetid("", 17), onnx.helper.make_opsetid("ai.onnx.ml", 3)])
+    a = [float(np.float32(1e12)) + d for d in (0.25, 1.5, -7.75, 12.0, 0.0, 1024.5)]
+    b = [1.0, 2.0, -1.0, 0.5, 3.0, -2.75]
+    raw = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"X": np.array([a, b]).T})[0].ravel()
+    np.testing.assert_allclose(_inline_rows(backend, model, {"a": a, "b": b}, {"y": "FLOAT"}, sql_type="DOUBLE")["y"], raw, rtol=1.2e-7)
+
+
 @pytest.mark.parametrize("norm", ["L1", "L2", "MAX"])
 def test_inline_normalizes_as_onnxruntime_does(backend, norm: str) -> None:
     """Normalizer → LinearRegressor as SQL equals raw onnxruntime on the same array: negative rows (MAX divides them by
