@@ -146,6 +146,26 @@ def test_a_regressor_value_beyond_float_range_is_infinity_as_onnxruntime_gives(b
     np.testing.assert_allclose(rows.y.to_numpy(np.float64), expected.astype(np.float64), rtol=1e-6)
 
 
+@pytest.mark.parametrize("column", ["age", "s6"])
+def test_a_null_reaching_an_inline_regressor_names_its_column(backend, column: str) -> None:
+    """A scaled linear regressor tests NULL once, on its score (NULL exactly where an input is), not per column: a NULL
+    in the first or the last input still fails the statement with the NullInputError that names it, on both engines."""
+    from sklearn.datasets import load_diabetes
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    data = load_diabetes(as_frame=True)
+    model = predictsql.export(make_pipeline(StandardScaler(), Ridge()).fit(data.data, data.target), data.data)
+    frame = data.data.head(50).assign(id=range(50))
+    frame.loc[frame.id == 30, column] = None
+    backend.load("diabetes", frame)
+    query = "SELECT d.id, p.variable FROM PREDICT(MODEL = @m, DATA = diabetes AS d, PLAN = INLINE) WITH (variable FLOAT) AS p"
+    with pytest.raises(NullInputError, match=rf"PREDICT input '{column}' \(model @m, sha \w+\) is NULL: filter the rows \(WHERE {column} IS NOT NULL\)"):
+        backend.sql(query, params={"m": model})
+    assert len(not_none(backend.sql(f"{query} WHERE d.id <> 30", params={"m": model}))) == 49
+
+
 def test_null_under_a_streamed_predict_over_an_inline_one_keeps_its_class(con, logreg, forest) -> None:
     inner = "(SELECT * REPLACE (CASE WHEN id = 300 THEN NULL ELSE mean_texture END AS mean_texture) FROM patients)"
     query = f"SELECT p.Score FROM PREDICT(MODEL = @f, DATA = (SELECT d.*, i.Score AS linear FROM PREDICT(MODEL = @m, DATA = {inner} AS d) WITH (Score FLOAT) AS i)) WITH (Score FLOAT) AS p"

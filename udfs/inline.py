@@ -74,10 +74,13 @@ def relation(data: exp.Query, plan: ScoringPlan, program: Program, dialect: str,
     outputs. What is read once is written where it is read, so a linear model is one expression over its inputs."""
     raw = [program.outputs[plan.model.signature.outputs[o.source].name] for o in plan.outputs]
     needed = _needed(program, [v for values in raw for v in values])
-    anchor = _anchor(program, raw[0]) if plan.nulls == NULLS_ERROR and raw else None
+    pick = plan.outputs[0].pick if raw else None
+    checked = raw[0][pick or 0] if plan.nulls == NULLS_ERROR and raw and not isinstance(pick, str) else None
+    fused = checked is not None and _strict_features(program, checked) == {Feature(f.name, j) for f in plan.inputs for j in range(len(f.columns))}
+    anchor = _anchor(program, raw[0]) if checked is not None and not fused else None
     read = [program.values[i] for i in needed] + [v for values in raw for v in values]
     uses = Counter(leaf for node in read for leaf in _leaves(node)) + Counter(ref for node in read for ref in _rounded_refs(node))
-    render = _Renderer(plan, dialect, fail, program, {i for i in needed if uses[Ref(i)] == 1})
+    render = _Renderer(plan, dialect, fail, program, {i for i in needed if uses[Ref(i)] == 1}, fused)
     features = [(feed, j) for feed in plan.inputs for j in range(len(feed.columns))]
     for feed, j in features:
         feature = Feature(feed.name, j)
@@ -127,6 +130,26 @@ def _anchor(program: Program, values: Sequence[Expr]) -> Feature | None:
     return None
 
 
+def _strict_features(program: Program, node: Expr) -> set[Feature] | None:
+    """The features an expression of only +, - and × reads, or None if it has another operator: such an expression is
+    NULL exactly where one of those features is, so one IS NULL test of its value checks them all (see _Renderer.output)."""
+    if isinstance(node, Feature):
+        return {node}
+    if isinstance(node, Ref):
+        return _strict_features(program, program.values[node.index])
+    if isinstance(node, Const):
+        return set()
+    if isinstance(node, Op) and node.fn in ("add", "sub", "mul"):
+        found: set[Feature] = set()
+        for arg in node.args:
+            features = _strict_features(program, arg)
+            if features is None:
+                return None
+            found |= features
+        return found
+    return None
+
+
 def _refs(node: Expr) -> Iterator[Ref]:
     return (leaf for leaf in _leaves(node) if isinstance(leaf, Ref))
 
@@ -170,12 +193,13 @@ def _alias(value: exp.Expr, name: str) -> exp.Alias:
 class _Renderer:
     """Program expressions → sqlglot expressions over the feature and value columns."""
 
-    def __init__(self, plan: ScoringPlan, dialect: str, fail: Fail, program: Program, inlined: set[int]) -> None:
+    def __init__(self, plan: ScoringPlan, dialect: str, fail: Fail, program: Program, inlined: set[int], fused: bool) -> None:
         self.plan = plan
         self.dialect = dialect
         self.fail = fail
         self.program = program
         self.inlined = inlined  # values written where they are read
+        self.fused = fused  # the first output's value tests every input for NULL (NULLS = ERROR), not the features
         self.inlined_features: dict[Feature, exp.Expr] = {}
         self.names = {(feed.name, j): f"{FEATURE}{n}_{j}" for n, feed in enumerate(plan.inputs) for j in range(len(feed.columns))}
 
@@ -217,16 +241,29 @@ class _Renderer:
 
     def output(self, k: int, width: int, out: OutputColumn, in_range: bool) -> exp.Expr:
         """Output column k from its values' DOUBLE columns: one value or (FLOAT[]) all, in the ONNX type, then the WITH
-        type (`in_range`: the values cannot leave FLOAT's range). A row not scored (NULLS = PROPAGATE) is NULL by relation()'s guard."""
+        type (`in_range`: the values cannot leave FLOAT's range). A row not scored (NULLS = PROPAGATE) is NULL by relation()'s
+        guard. A fused NULL check is the first WHEN after the common case's, so a row costs one CASE for both tests."""
         natural = ONNX_TO_ARROW[self.plan.model.signature.outputs[out.source].elem_type]
 
         def typed(i: int | str, target: pa.DataType) -> exp.Expr:
-            value = self._natural(_column(f"{OUTPUT}{k}_{i}"), natural, in_range)
+            column = _column(f"{OUTPUT}{k}_{i}")
+            value = self._natural(column, natural, in_range)
+            if self.fused and k == 0 and i == (out.pick or 0):
+                value = self._null_checked(column, value)
             return value if target == natural else _cast(value, target)
 
         if not out.as_list:
             return typed(out.pick or 0, out.arrow_type)
         return exp.Array(expressions=[typed(i, out.arrow_type.value_type) for i in range(width)])
+
+    def _null_checked(self, column: exp.Column, value: exp.Expr) -> exp.Expr:
+        """`value` of `column`, failing the query where the column is NULL: a fused check, the column being NULL exactly where an
+        input is (_strict_features). DuckDB's overflow test leads, as (nearly) every row passes it."""
+        failed = exp.If(this=exp.Is(this=column.copy(), expression=exp.null()), true=self._null_error())
+        if isinstance(value, exp.Coalesce):  # to_float's overflow handling, which the common case skips
+            fits = exp.LTE(this=exp.Abs(this=column.copy()), expression=_constant(-FLOAT_LOWEST))
+            return exp.Case(ifs=[exp.If(this=fits, true=_cast(column.copy(), pa.float32())), failed]).else_(value)
+        return exp.Case(ifs=[failed]).else_(value)
 
     def _natural(self, value: exp.Expr, natural: pa.DataType, in_range: bool) -> exp.Expr:
         """A DOUBLE result as the ONNX output type: FLOAT rounds (to ±inf beyond its range, as onnxruntime does)."""
@@ -257,13 +294,16 @@ class _Renderer:
             fix = f"write CAST({name} AS {sql_name(feed.arrow_type)}) in the DATA query to accept rounding"
             fail = self._fail(exp.Literal.string(self.fail(ScoringError(f"PREDICT input '{name}' ({display}) has a value that {feed.arrow_type} cannot hold exactly: {fix}"))))
             value = exp.Case(ifs=[exp.If(this=beyond, true=fail)]).else_(value)
-        if self.plan.nulls == NULLS_ERROR and anchor is None:
+        if self.plan.nulls == NULLS_ERROR and anchor is None and not self.fused:
             value = exp.Coalesce(this=value, expressions=[self._fail(exp.Literal.string(self._null(name)))])
         if self.plan.nulls == NULLS_ERROR and anchor == Feature(feed.name, j):
             names = _input_names(self.plan)
-            which = exp.Case(ifs=[exp.If(this=_is_null(n), true=exp.Literal.string(self._null(n))) for n in names])
-            value = exp.Case(ifs=[exp.If(this=exp.or_(*(_is_null(n) for n in names), copy=False), true=self._fail(which))]).else_(value)
+            value = exp.Case(ifs=[exp.If(this=exp.or_(*(_is_null(n) for n in names), copy=False), true=self._null_error())]).else_(value)
         return value if feed.arrow_type == pa.string() else _cast(value, pa.float64())
+
+    def _null_error(self) -> exp.Expr:
+        """The call that fails the query with the NULL error of the first input column that is NULL (a NULL check's)."""
+        return self._fail(exp.Case(ifs=[exp.If(this=_is_null(n), true=exp.Literal.string(self._null(n))) for n in _input_names(self.plan)]))
 
     def _null(self, name: str) -> str:
         """The error text for a NULL in input column `name`."""
