@@ -146,21 +146,24 @@ def test_a_regressor_value_beyond_float_range_is_infinity_as_onnxruntime_gives(b
     np.testing.assert_allclose(rows.y.to_numpy(np.float64), expected.astype(np.float64), rtol=1e-6)
 
 
-@pytest.mark.parametrize("column", ["age", "s6"])
-def test_a_null_reaching_an_inline_regressor_names_its_column(backend, column: str) -> None:
-    """A scaled linear regressor tests NULL once, on its score (NULL exactly where an input is), not per column: a NULL
-    in the first or the last input still fails the statement with the NullInputError that names it, on both engines."""
+@pytest.mark.parametrize(("kind", "column"), [("regressor", "age"), ("regressor", "s6"), ("classifier", "s6")])
+def test_a_null_reaching_an_inline_linear_model_names_its_column(backend, kind: str, column: str) -> None:
+    """A scaled linear regressor (its value) or logistic regression (its probability, 1 / (1 + exp(-s))) tests NULL once,
+    on the output (NULL exactly where an input is), not per column: a NULL in the first or the last input still fails the
+    statement with the NullInputError that names it, on both engines."""
     from sklearn.datasets import load_diabetes
-    from sklearn.linear_model import Ridge
+    from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     data = load_diabetes(as_frame=True)
-    model = predictsql.export(make_pipeline(StandardScaler(), Ridge()).fit(data.data, data.target), data.data)
+    estimator = Ridge() if kind == "regressor" else LogisticRegression()
+    target = data.target if kind == "regressor" else data.target > data.target.median()
+    model = predictsql.export(make_pipeline(StandardScaler(), estimator).fit(data.data, target), data.data, outputs={"score": "y"})
     frame = data.data.head(50).assign(id=range(50))
     frame.loc[frame.id == 30, column] = None
     backend.load("diabetes", frame)
-    query = "SELECT d.id, p.variable FROM PREDICT(MODEL = @m, DATA = diabetes AS d, PLAN = INLINE) WITH (variable FLOAT) AS p"
+    query = "SELECT d.id, p.y FROM PREDICT(MODEL = @m, DATA = diabetes AS d, PLAN = INLINE) WITH (y FLOAT) AS p"
     with pytest.raises(NullInputError, match=rf"PREDICT input '{column}' \(model @m, sha \w+\) is NULL: filter the rows \(WHERE {column} IS NOT NULL\)"):
         backend.sql(query, params={"m": model})
     assert len(not_none(backend.sql(f"{query} WHERE d.id <> 30", params={"m": model}))) == 49

@@ -76,7 +76,8 @@ def relation(data: exp.Query, plan: ScoringPlan, program: Program, dialect: str,
     needed = _needed(program, [v for values in raw for v in values])
     pick = plan.outputs[0].pick if raw else None
     checked = raw[0][pick or 0] if plan.nulls == NULLS_ERROR and raw and not isinstance(pick, str) else None
-    fused = checked is not None and _strict_features(program, checked) == {Feature(f.name, j) for f in plan.inputs for j in range(len(f.columns))}
+    bounded = bounds(program)
+    fused = checked is not None and _strict_features(program, checked, bounded) == {Feature(f.name, j) for f in plan.inputs for j in range(len(f.columns))}
     anchor = _anchor(program, raw[0]) if checked is not None and not fused else None
     read = [program.values[i] for i in needed] + [v for values in raw for v in values]
     uses = Counter(leaf for node in read for leaf in _leaves(node)) + Counter(ref for node in read for ref in _rounded_refs(node))
@@ -96,7 +97,6 @@ def relation(data: exp.Query, plan: ScoringPlan, program: Program, dialect: str,
     source: exp.Query = data
     for n, columns in enumerate(c for c in layers if c):
         source = _select([exp.Star(), *columns], source, n)
-    bounded = bounds(program)
     in_range = [all(FLOAT_RANGE[0] <= b <= FLOAT_RANGE[1] for v in values for b in bounded(v)) for values in raw]
     outputs = [render.output(k, len(values), o, fits) for k, (values, o, fits) in enumerate(zip(raw, plan.outputs, in_range, strict=True))]
     if plan.nulls != NULLS_ERROR:  # a row with a NULL input is not scored, as under STREAM, whichever inputs its outputs read
@@ -130,19 +130,20 @@ def _anchor(program: Program, values: Sequence[Expr]) -> Feature | None:
     return None
 
 
-def _strict_features(program: Program, node: Expr) -> set[Feature] | None:
-    """The features an expression of only +, - and × reads, or None if it has another operator: such an expression is
-    NULL exactly where one of those features is, so one IS NULL test of its value checks them all (see _Renderer.output)."""
+def _strict_features(program: Program, node: Expr, bounded: Callable[[Expr], tuple[float, float]]) -> set[Feature] | None:
+    """The features an expression of only +, -, ×, exp and division by a positive value reads, or None if it has another
+    operator: such an expression is NULL exactly where one of those features is (both engines give exp's overflow as inf,
+    and no division is by zero, which Spark makes NULL), so one IS NULL test of its value checks them all (_Renderer.output)."""
     if isinstance(node, Feature):
         return {node}
     if isinstance(node, Ref):
-        return _strict_features(program, program.values[node.index])
+        return _strict_features(program, program.values[node.index], bounded)
     if isinstance(node, Const):
         return set()
-    if isinstance(node, Op) and node.fn in ("add", "sub", "mul"):
+    if isinstance(node, Op) and (node.fn in ("add", "sub", "mul", "exp") or (node.fn == "div" and bounded(node.args[1])[0] > 0)):
         found: set[Feature] = set()
         for arg in node.args:
-            features = _strict_features(program, arg)
+            features = _strict_features(program, arg, bounded)
             if features is None:
                 return None
             found |= features
