@@ -169,6 +169,27 @@ def test_a_null_reaching_an_inline_linear_model_names_its_column(backend, kind: 
     assert len(not_none(backend.sql(f"{query} WHERE d.id <> 30", params={"m": model}))) == 49
 
 
+@pytest.mark.parametrize("plan", ["INLINE", "STREAM"])
+def test_a_null_fails_a_predict_that_reads_only_its_second_output_or_is_also_beyond_float(con, plan: str) -> None:
+    """The fused NULL test sits in the first output, which DuckDB drops when the query reads only the second: with two
+    outputs INLINE keeps its per-row input test, so the NULL still fails the statement, as under STREAM. A row with a
+    NULL and a BIGINT beyond FLOAT's exact integers gets the NULL's error under both plans."""
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    sample = pd.DataFrame({"a": np.arange(20, dtype=np.int64), "b": np.arange(20, dtype=np.int64) % 7})
+    model = predictsql.export(make_pipeline(StandardScaler(), Ridge()).fit(sample, sample.a * 2.0 - sample.b), sample, outputs={"score": "y"})
+    con.duckdb.sql(f"CREATE OR REPLACE TABLE two (id INTEGER, a BIGINT, b BIGINT); INSERT INTO two VALUES (1, 3, 4), (2, NULL, 5), (3, {2**25 + 1}, NULL)")
+    two_outputs = f"SELECT d.id, p.variable FROM PREDICT(MODEL = @m, DATA = (SELECT * FROM two WHERE id < 3) AS d, PLAN = {plan}) WITH (y FLOAT, variable FLOAT) AS p"
+    with pytest.raises(NullInputError, match="'a'"):
+        con.sql(two_outputs, params={"m": model})
+    both_faults = f"SELECT d.id, p.y FROM PREDICT(MODEL = @m, DATA = (SELECT * FROM two WHERE id <> 2) AS d, PLAN = {plan}) WITH (y FLOAT) AS p"
+    with pytest.raises(NullInputError, match="'b'"):
+        con.sql(both_faults, params={"m": model})
+    assert_usable(con)
+
+
 def test_null_under_a_streamed_predict_over_an_inline_one_keeps_its_class(con, logreg, forest) -> None:
     inner = "(SELECT * REPLACE (CASE WHEN id = 300 THEN NULL ELSE mean_texture END AS mean_texture) FROM patients)"
     query = f"SELECT p.Score FROM PREDICT(MODEL = @f, DATA = (SELECT d.*, i.Score AS linear FROM PREDICT(MODEL = @m, DATA = {inner} AS d) WITH (Score FLOAT) AS i)) WITH (Score FLOAT) AS p"

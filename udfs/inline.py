@@ -77,7 +77,12 @@ def relation(data: exp.Query, plan: ScoringPlan, program: Program, dialect: str,
     pick = plan.outputs[0].pick if raw else None
     checked = raw[0][pick or 0] if plan.nulls == NULLS_ERROR and raw and not isinstance(pick, str) else None
     bounded = bounds(program)
-    fused = checked is not None and _strict_features(program, checked, bounded) == {Feature(f.name, j) for f in plan.inputs for j in range(len(f.columns))}
+    fused = (  # one output (a query that reads none scores nothing), no CHECKED cast (a NULL's error comes first), every input read
+        checked is not None
+        and len(plan.outputs) == 1
+        and Cast.CHECKED not in {c for feed in plan.inputs for c in feed.casts}
+        and _strict_features(program, checked, bounded) == {Feature(f.name, j) for f in plan.inputs for j in range(len(f.columns))}
+    )
     anchor = _anchor(program, raw[0]) if checked is not None and not fused else None
     read = [program.values[i] for i in needed] + [v for values in raw for v in values]
     uses = Counter(leaf for node in read for leaf in _leaves(node)) + Counter(ref for node in read for ref in _rounded_refs(node))
