@@ -83,7 +83,7 @@ def relation(data: exp.Query, plan: ScoringPlan, program: Program, dialect: str,
         and Cast.CHECKED not in {c for feed in plan.inputs for c in feed.casts}
         and _strict_features(program, checked, bounded) == {Feature(f.name, j) for f in plan.inputs for j in range(len(f.columns))}
     )
-    anchor = _anchor(program, raw[0]) if checked is not None and not fused else None
+    anchor = _anchor(program, raw[0]) if plan.nulls == NULLS_ERROR and raw and not fused else None
     read = [program.values[i] for i in needed] + [v for values in raw for v in values]
     uses = Counter(leaf for node in read for leaf in _leaves(node)) + Counter(ref for node in read for ref in _rounded_refs(node))
     render = _Renderer(plan, dialect, fail, program, {i for i in needed if uses[Ref(i)] == 1}, fused)
@@ -248,42 +248,40 @@ class _Renderer:
     def output(self, k: int, width: int, out: OutputColumn, in_range: bool) -> exp.Expr:
         """Output column k from its values' DOUBLE columns: one value or (FLOAT[]) all, in the ONNX type, then the WITH
         type (`in_range`: the values cannot leave FLOAT's range). A row not scored (NULLS = PROPAGATE) is NULL by relation()'s
-        guard. A fused NULL check is the first WHEN after the common case's, so a row costs one CASE for both tests."""
+        guard; the checked value of a fused NULL check (relation()) fails the query where it is NULL."""
         natural = ONNX_TO_ARROW[self.plan.model.signature.outputs[out.source].elem_type]
 
         def typed(i: int | str, target: pa.DataType) -> exp.Expr:
             column = _column(f"{OUTPUT}{k}_{i}")
-            value = self._natural(column, natural, in_range)
-            if self.fused and k == 0 and i == (out.pick or 0):
-                value = self._null_checked(column, value)
+            failed = exp.If(this=_is_null(column.name), true=self._null_error()) if self.fused and i == (out.pick or 0) else None
+            value = self._natural(column, natural, in_range, failed)
             return value if target == natural else _cast(value, target)
 
         if not out.as_list:
             return typed(out.pick or 0, out.arrow_type)
         return exp.Array(expressions=[typed(i, out.arrow_type.value_type) for i in range(width)])
 
-    def _null_checked(self, column: exp.Column, value: exp.Expr) -> exp.Expr:
-        """`value` of `column`, failing the query where the column is NULL: a fused check, the column being NULL exactly where an
-        input is (_strict_features). DuckDB's overflow test leads, as (nearly) every row passes it."""
-        failed = exp.If(this=exp.Is(this=column.copy(), expression=exp.null()), true=self._null_error())
-        if isinstance(value, exp.Coalesce):  # to_float's overflow handling, which the common case skips
-            fits = exp.LTE(this=exp.Abs(this=column.copy()), expression=_constant(-FLOAT_LOWEST))
-            return exp.Case(ifs=[exp.If(this=fits, true=_cast(column.copy(), pa.float32())), failed]).else_(value)
-        return exp.Case(ifs=[failed]).else_(value)
+    def _natural(self, value: exp.Expr, natural: pa.DataType, in_range: bool, failed: exp.If | None = None) -> exp.Expr:
+        """A DOUBLE result as the ONNX output type: FLOAT rounds (to ±inf beyond its range, as onnxruntime does); `failed`
+        (a fused NULL check: this value is NULL exactly where an input is, _strict_features) fails the query first."""
+        if natural == pa.float32() and not in_range:
+            return self.to_float(value, failed)
+        return _unless(failed, _cast(value, natural))
 
-    def _natural(self, value: exp.Expr, natural: pa.DataType, in_range: bool) -> exp.Expr:
-        """A DOUBLE result as the ONNX output type: FLOAT rounds (to ±inf beyond its range, as onnxruntime does)."""
-        return self.to_float(value) if natural == pa.float32() and not in_range else _cast(value, natural)
-
-    def to_float(self, value: exp.Expr) -> exp.Expr:
+    def to_float(self, value: exp.Expr, failed: exp.If | None = None) -> exp.Expr:
         """CAST(value AS FLOAT), ±inf where rounding overflows: Spark's cast does that itself; DuckDB's raises instead,
-        so there a TRY_CAST's NULL (never NaN's: NaN casts) becomes the infinity of the value's sign."""
+        so there a TRY_CAST's NULL (never NaN's: NaN casts) becomes the infinity of the value's sign. A `failed` WHEN is
+        tested after DuckDB's common case, a value within FLOAT's range, so such a row costs one test for both."""
         if self.dialect == "spark":
-            return _cast(value, pa.float32())
+            return _unless(failed, _cast(value, pa.float32()))
         infinity = [_cast(exp.Literal.string(text), pa.float32()) for text in ("inf", "-inf")]
         zero = exp.Literal.number(0)
         overflow = exp.Case(ifs=[exp.If(this=exp.GT(this=value.copy(), expression=zero), true=infinity[0]), exp.If(this=exp.LT(this=value.copy(), expression=zero.copy()), true=infinity[1])])
-        return exp.Coalesce(this=exp.TryCast(this=value, to=_sql_type(pa.float32()).copy()), expressions=[overflow])
+        rounded = exp.Coalesce(this=exp.TryCast(this=value.copy(), to=_sql_type(pa.float32()).copy()), expressions=[overflow])
+        if failed is None:
+            return rounded
+        fits = exp.LTE(this=exp.Abs(this=value.copy()), expression=_constant(-FLOAT_LOWEST))
+        return exp.Case(ifs=[exp.If(this=fits, true=_cast(value, pa.float32())), failed]).else_(rounded)
 
     def feature(self, feed: InputFeed, j: int, anchor: Feature | None) -> exp.Expr:
         """DATA column j of an input as the model sees it (FLOAT or DOUBLE, then in DOUBLE; or text), failing the query as STREAM
@@ -319,6 +317,11 @@ class _Renderer:
     def _fail(self, message: exp.Expr) -> exp.Expr:
         """A call that fails the query with `message` (a fail() text), which the adapter raises again as its error."""
         return exp.Anonymous(this=RAISE[self.dialect], expressions=[message])
+
+
+def _unless(failed: exp.If | None, value: exp.Expr) -> exp.Expr:
+    """`value`, or CASE <failed> ELSE value END where a WHEN fails the query first."""
+    return value if failed is None else exp.Case(ifs=[failed]).else_(value)
 
 
 def _input_names(plan: ScoringPlan) -> list[str]:
