@@ -125,18 +125,33 @@ def speed(rows: int, repeat: int, only: str = "") -> list[tuple[str, str, float,
         make_table(con, "bench", rows)
         models = {name: model for name, model in train(con, matrix=True).items() if only in name}
         matrix = preloaded_matrix(con)
+        runtime_con = predictsql.connect(str(Path(tmp) / "bench.duckdb"), compiled_trees=False)  # the same file, trees in onnxruntime
         for name, (estimator, onnx_bytes) in models.items():
             session = limit_session(onnx_bytes)
             runs: dict[str, Callable[[], object]] = {LIMIT: partial(session.run, ["Score"], {"X": matrix})}
             for plan, label in plans(onnx_bytes, "duckdb"):
                 runs[f"predictsql PREDICT on DuckDB, {label}"] = partial(duckdb_rows, con, QUERY.format(plan=plan), onnx_bytes)
+            if compiles(onnx_bytes):
+                runs[f"predictsql PREDICT on DuckDB, PLAN = STREAM, {ORT_TREES}"] = partial(duckdb_rows, runtime_con, QUERY.format(plan="STREAM"), onnx_bytes)
             runs["DuckDB → pandas → scikit-learn"] = partial(lambda est: est.predict_proba(con.duckdb.sql("SELECT * FROM bench").df())[:, 1].sum(), estimator)
             runs["scikit-learn on preloaded numpy"] = partial(lambda est, frame: est.predict_proba(frame)[:, 1].sum(), estimator, pd.DataFrame(matrix, columns=FEATURES))
             runs["naive DuckDB Arrow UDF calling onnxruntime"] = naive_udf(con, onnx_bytes)
             timings = fastest(runs, repeat)
             limit = timings[LIMIT]
             results += [(name, label, rows / seconds, limit / seconds) for label, seconds in timings.items()]
+        runtime_con.close()
     return results
+
+
+ORT_TREES = "trees in onnxruntime (compiled_trees = False)"
+
+
+def compiles(onnx_bytes: bytes) -> bool:
+    """Whether the model's trees are scored by compiled code (engine/forest.py)."""
+    from predictsql.engine import forest, sessions
+    from predictsql.engine.sources import resolve
+
+    return isinstance(sessions.load(resolve(onnx_bytes, "bench")).runner, forest.ForestRunner)
 
 
 def naive_udf(con, onnx_bytes: bytes) -> Callable[[], object]:
@@ -285,9 +300,10 @@ def queries(rows: int, repeat: int) -> list[tuple[str, str, float]]:
     return results
 
 
-def tree_plans(rows: int, repeat: int) -> list[tuple[str, int, int, float, float, float]]:
+def tree_plans(rows: int, repeat: int) -> list[tuple[str, int, int, float, float, float, float]]:
     """The cost rule for INLINE trees: tree ensembles of growing size under INLINE (nested CASEs DuckDB computes) and
-    STREAM, as ratios to raw onnxruntime; INLINE's size limit is lifted here to measure past it."""
+    STREAM (compiled trees, and trees in onnxruntime), as ratios to raw onnxruntime; INLINE's size limit is lifted here
+    to measure past it."""
     from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
     from sklearn.tree import DecisionTreeClassifier
 
@@ -311,6 +327,7 @@ def tree_plans(rows: int, repeat: int) -> list[tuple[str, int, int, float, float
             "RandomForest 10×d6": RandomForestClassifier(n_estimators=10, max_depth=6, random_state=0),
         }
         matrix = preloaded_matrix(con)
+        runtime_con = predictsql.connect(str(Path(tmp) / "bench.duckdb"), compiled_trees=False)
         for name, estimator in models.items():
             onnx_bytes = predictsql.export(estimator.fit(sample, target), sample, outputs={"score": "Score"})
             size = sum(t.tree_.node_count for t in np.ravel(getattr(estimator, "estimators_", [estimator])))
@@ -318,8 +335,11 @@ def tree_plans(rows: int, repeat: int) -> list[tuple[str, int, int, float, float
             runs: dict[str, Callable[[], object]] = {LIMIT: partial(limit_session(onnx_bytes).run, ["Score"], {"X": matrix})}
             for plan in ("INLINE", "STREAM"):
                 runs[plan] = partial(duckdb_rows, con, QUERY.format(plan=plan), onnx_bytes)
+            runs[ORT_TREES] = partial(duckdb_rows, runtime_con, QUERY.format(plan="STREAM"), onnx_bytes)
             timings = fastest(runs, repeat)
-            results.append((name, size, depth, timings[LIMIT] / timings["INLINE"], timings[LIMIT] / timings["STREAM"], timings["STREAM"] / timings["INLINE"]))
+            limit = timings[LIMIT]
+            results.append((name, size, depth, limit / timings["INLINE"], limit / timings["STREAM"], limit / timings[ORT_TREES], timings["STREAM"] / timings["INLINE"]))
+        runtime_con.close()
     return results
 
 
@@ -369,11 +389,11 @@ def duckdb_rows(con: predictsql.Connection, query: str, onnx_bytes: bytes) -> li
     return result.fetchall()
 
 
-def spark_rows(spark: SparkSession, query: str, onnx_bytes: bytes) -> list[Any]:
+def spark_rows(spark: SparkSession, query: str, onnx_bytes: bytes, compiled_trees: bool = True) -> list[Any]:
     """The rows of a PREDICT query with the model as @m, on Spark."""
     from predictsql.udfs import spark as ps
 
-    frame = ps.sql(spark, query, params={"m": onnx_bytes})
+    frame = ps.sql(spark, query, params={"m": onnx_bytes}, compiled_trees=compiled_trees)
     assert frame is not None  # a query returns a DataFrame
     return frame.collect()
 
@@ -565,6 +585,8 @@ def spark_speed(rows: int, repeat: int, alternatives: bool = False) -> tuple[lis
             runs: dict[str, Callable[[], object]] = {LIMIT: partial(session.run, ["Score"], {"X": matrix})}
             for plan, label in plans(onnx_bytes, "spark"):
                 runs[f"predictsql PREDICT on Spark, {label}"] = partial(spark_rows, spark, QUERY.format(plan=plan), onnx_bytes)
+            if compiles(onnx_bytes):
+                runs[f"predictsql PREDICT on Spark, PLAN = UDF, {ORT_TREES}"] = partial(spark_rows, spark, QUERY.format(plan="UDF"), onnx_bytes, False)
             runs["hand-written pandas_udf, cached session"] = partial(lambda udf: bench.select(udf(struct(*args)).alias("s")).agg({"s": "sum"}).collect(), by_hand)
             runs["mlflow.pyfunc.spark_udf"] = partial(lambda udf: bench.select(udf(*args).alias("s")).agg({"s": "sum"}).collect(), logged)
             timings = fastest(runs, repeat)
@@ -620,9 +642,9 @@ def main() -> None:
             print(f"| {plan} | {factor:.2f} |")
     if "trees" in tables:
         print("\nINLINE trees: nested CASEs in DuckDB vs onnxruntime, by ensemble size (the cost rule)\n")
-        print("| model | nodes | depth | INLINE / limit | STREAM / limit | INLINE / STREAM |\n|---|---:|---:|---:|---:|---:|")
-        for name, size, depth, inline_ratio, stream_ratio, versus in tree_plans(args.rows, args.repeat):
-            print(f"| {name} | {size:,} | {depth} | {inline_ratio:.2f} | {stream_ratio:.2f} | {versus:.2f} |")
+        print("| model | nodes | depth | INLINE / limit | STREAM / limit | STREAM, trees in onnxruntime / limit | INLINE / STREAM |\n|---|---:|---:|---:|---:|---:|---:|")
+        for name, size, depth, inline_ratio, stream_ratio, runtime_ratio, versus in tree_plans(args.rows, args.repeat):
+            print(f"| {name} | {size:,} | {depth} | {inline_ratio:.2f} | {stream_ratio:.2f} | {runtime_ratio:.2f} | {versus:.2f} |")
     if "latency" in tables:
         print("\nP5: warm PREDICT latency of a few rows picked by id (median), × the plain DuckDB query of those rows\n")
         print("| model | path | rows | ms | × plain query |\n|---|---|---:|---:|---:|")

@@ -210,7 +210,7 @@ def _broadcast(values: Sequence[float], width: int, name: str) -> Sequence[float
 
 def _linear_regressor(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
     intercepts = attrs.get("intercepts") or [0.0] * attrs.get("targets", 1)
-    return [_regression_transform(_linear(args[0], attrs["coefficients"], intercepts, builder), _transform(attrs), builder)]
+    return [_regression_transform(_linear(args[0], attrs["coefficients"], intercepts, builder), trees.transform(attrs), builder)]
 
 
 def _linear_classifier(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
@@ -219,7 +219,7 @@ def _linear_classifier(args: list, attrs: dict, builder: _Builder, constants: di
     if len(intercepts) < 2 or len(labels) != len(intercepts):
         raise NotInlinable(f"LinearClassifier with {len(intercepts)} score(s) for {len(labels)} classes (a one-score binary model) has no SQL form")
     s = _linear(args[0], attrs["coefficients"], intercepts, builder)
-    return [(_first_greatest(s, labels, builder),), _post_transform(s, _transform(attrs), builder)]
+    return [(_first_greatest(s, labels, builder),), _post_transform(s, trees.transform(attrs), builder)]
 
 
 def _first_greatest(scores: tuple[Ref, ...], labels: Sequence[Const], builder: _Builder) -> Case:
@@ -227,11 +227,6 @@ def _first_greatest(scores: tuple[Ref, ...], labels: Sequence[Const], builder: _
     rounded = builder.let_all([Op("round32", (v,)) for v in scores])
     top = builder.let(Op("greatest", rounded))
     return Case(tuple((Op("ge", (v, top)), label) for v, label in zip(rounded, labels, strict=True)))
-
-
-def _transform(attrs: dict) -> str:
-    value = attrs.get("post_transform", b"NONE")
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _post_transform(s: tuple[Ref, ...], transform: str, builder: _Builder) -> tuple[Expr, ...]:
@@ -438,34 +433,28 @@ def _tree_regressor(args: list, attrs: dict, builder: _Builder, constants: dict)
     ensemble, x, base = _ensemble(args, attrs, builder, "TreeEnsembleRegressor")
     targets = int(attrs.get("n_targets", 1))
     base = base or [0.0] * targets
-    return [_regression_transform(tuple(_score(ensemble, x, k, base[k], builder) for k in range(targets)), _transform(attrs), builder)]
+    return [_regression_transform(tuple(_score(ensemble, x, k, base[k], builder) for k in range(targets)), trees.transform(attrs), builder)]
 
 
 def _tree_classifier(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
-    """onnxruntime's readings of a classifier's scores: one score, of class 0, for two classes, with at most one base
-    value (its binary rule: probabilities [1 - s, s] and label s > 0.5 when every weight is positive and there is no
-    transform; [σ(-s), σ(s)] and label s > 0 for mixed weights under LOGISTIC), or one score per class, label the
-    first greatest. onnxruntime reads other one-score forms (class 1 scored, two base values) otherwise: refused."""
+    """onnxruntime's readings of a classifier's scores (trees.classifier_form): [1 - s, s] with label s > 0.5, [σ(-s),
+    σ(s)] with label s > 0, or a score per class with label the first greatest; the other readings are refused."""
     labels = [Const(int(v)) for v in attrs.get("classlabels_int64s", [])] or [Const(v.decode()) for v in attrs.get("classlabels_strings", [])]
     ensemble, x, base = _ensemble(args, attrs, builder, "TreeEnsembleClassifier")
-    weights = [w for t in ensemble for node in t.nodes.values() if isinstance(node, trees.Leaf) for w in node.weights]
-    scored = sorted({c for c, _ in weights})
-    transform = _transform(attrs)
-    if len(labels) == 2 and scored == [0] and len(base) <= 1:
+    transform = trees.transform(attrs)
+    form = trees.classifier_form(len(labels), ensemble, base, transform)
+    if form is None:
+        raise NotInlinable(f"onnxruntime's reading of this tree classifier of {len(labels)} classes (post_transform {transform}, {len(base)} base values) has no SQL form")
+    if form != trees.PER_CLASS:
         s = _score(ensemble, x, 0, base[0] if base else 0.0, builder)
-        positive = all(w >= 0 for _, w in weights)
         probabilities: tuple[Expr, Expr]
-        if positive and transform == "NONE" and not base:
+        if form == trees.BINARY_POSITIVE:
             cut, probabilities = 0.5, (Op("sub", (Const(1.0), s)), s)
-        elif not positive and transform == "LOGISTIC":
-            cut, probabilities = 0.0, (_logistic(builder.let(Op("sub", (Const(0.0), s))), builder), _logistic(s, builder))
         else:
-            raise NotInlinable(f"a one-score binary tree classifier with {'positive' if positive else 'mixed'} weights, post_transform {transform} and {len(base)} base values has no SQL form")
+            cut, probabilities = 0.0, (_logistic(builder.let(Op("sub", (Const(0.0), s))), builder), _logistic(s, builder))
         return [(Case(((Op("gt", (Op("round32", (s,)), Const(cut))), labels[1]),), labels[0]),), probabilities]
-    if len(labels) < 3 or scored != list(range(len(labels))):
-        raise NotInlinable(f"a tree classifier scoring classes {scored} of {len(labels)} has no SQL form")
     base = base or [0.0] * len(labels)
-    scores = tuple(_score(ensemble, x, c, base[c], builder) for c in scored)
+    scores = tuple(_score(ensemble, x, c, base[c], builder) for c in range(len(labels)))
     return [(_first_greatest(scores, labels, builder),), _post_transform(scores, transform, builder)]
 
 

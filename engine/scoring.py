@@ -29,7 +29,7 @@ class Scorer:
     def __init__(self, plan: ScoringPlan) -> None:
         self.plan = plan
         self.schema = plan.schema
-        self._session = plan.model.session
+        self._session = plan.model.runner
         self._output_names = [o.name for o in plan.model.signature.outputs]
         self._input_columns = sorted({i for feed in plan.inputs for i in feed.columns})
         self._dtypes = {feed.name: numpy_dtype(feed.arrow_type) for feed in plan.inputs}

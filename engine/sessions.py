@@ -1,7 +1,8 @@
 """Loaded models: one validated model and one InferenceSession per (sha256, options), shared by threads.
 
 InferenceSession.run releases the GIL and is thread-safe, so a session is created once under a
-lock and reused by every query, batch and worker thread in the process.
+lock and reused by every query, batch and worker thread in the process. A model whose tree ensemble
+compiles (engine/forest.py) is scored by its ForestRunner, which runs the same way.
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, replace
+from typing import Protocol
 
+import onnx
 import onnxruntime as ort
 
-from predictsql.engine import trees
+from predictsql.engine import forest, trees
 from predictsql.engine.errors import ModelError
 from predictsql.engine.inline import NotInlinable, Program, compile_graph
 from predictsql.engine.signature import Signature, read_signature
@@ -30,6 +33,13 @@ class SessionOptions:
     # when multi-threaded, changing the last bits; parallelism comes from scoring batches at once.
     intra_op_threads: int = 1
     max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES
+    compiled_trees: bool = True  # score a tree ensemble by compiled code (engine/forest.py) where it compiles
+
+
+class Runner(Protocol):
+    """What scores a model's feeds: an InferenceSession, or a ForestRunner."""
+
+    def run(self, output_names: list[str], input_feed: dict) -> list: ...
 
 
 @dataclass(frozen=True)
@@ -42,7 +52,9 @@ class Model:
     signature: Signature
     inline: Program | None  # the INLINE plan's expressions; None when the graph has no SQL form
     inline_blocker: str  # why not, for EXPLAIN and PLAN = INLINE
-    tree_nodes: int = 0  # nodes of its tree ensembles: what a WHERE may prune (engine/trees.py)
+    tree_nodes: int  # nodes of its tree ensembles: what a WHERE may prune (engine/trees.py)
+    runner: Runner  # what scores it: the session, or its compiled trees
+    runtime: str  # which, and why, for EXPLAIN
 
     @property
     def display(self) -> str:
@@ -87,4 +99,14 @@ def _create(source: ModelSource, options: SessionOptions) -> Model:
         inline, blocker = None, str(e)
     except Exception as e:  # INLINE is an optimisation: a graph it misreads must still score under STREAM
         inline, blocker = None, f"the INLINE compiler cannot read this graph ({e!r})"
-    return Model(source.label, source.sha256, session, read_signature(session, proto), inline, blocker, trees.node_count(proto))
+    nodes = trees.node_count(proto)
+    runner, runtime = _runner(proto, so, options, session) if nodes else (session, "onnxruntime")
+    return Model(source.label, source.sha256, session, read_signature(session, proto), inline, blocker, nodes, runner, runtime)
+
+
+def _runner(proto: onnx.ModelProto, so: ort.SessionOptions, options: SessionOptions, session: ort.InferenceSession) -> tuple[Runner, str]:
+    """A tree model's compiled plan where its trees compile, else its session; and the runtime EXPLAIN names."""
+    if not options.compiled_trees:
+        return session, "onnxruntime (compiled trees off)"
+    runner, why = forest.compile_forest(proto, so)
+    return (runner, "compiled trees, the rest of the graph in onnxruntime") if runner else (session, f"onnxruntime (the trees do not compile: {why})")

@@ -224,6 +224,31 @@ def _keeps_meaning(trees: list[Tree], pruned: list[Tree]) -> bool:
     return all(a[0] == b[0] for a, b in zip(old, new, strict=True)) and all(a[1] for a in old) == all(b[1] for b in new)
 
 
+BINARY_POSITIVE, BINARY_LOGISTIC, PER_CLASS = "binary, positive weights", "binary, logistic", "a score per class"
+
+
+def classifier_form(n_labels: int, ensemble: list[Tree], base: list[float], transform: str) -> str | None:
+    """Which of onnxruntime's readings of a classifier's scores applies (tree_ensemble_aggregator.h), of those predictsql
+    reproduces: one score, of class 0, for two classes with at most one base value: BINARY_POSITIVE (every weight >= 0,
+    no transform, no base: probabilities [1 - s, s], label s > 0.5) or BINARY_LOGISTIC (mixed weights under LOGISTIC:
+    [σ(-s), σ(s)], label s > 0); or PER_CLASS (three or more classes, each scored: label the first greatest). None for
+    the forms onnxruntime reads otherwise (class 1 scored, two base values, two classes each scored)."""
+    weights = [w for t in ensemble for node in t.nodes.values() if isinstance(node, Leaf) for w in node.weights]
+    scored = sorted({c for c, _ in weights})
+    if n_labels == 2 and scored == [0] and len(base) <= 1:
+        positive = all(v >= 0 for _, v in weights)
+        if positive and transform == "NONE" and not base:
+            return BINARY_POSITIVE
+        return BINARY_LOGISTIC if not positive and transform == "LOGISTIC" else None
+    return PER_CLASS if n_labels >= 3 and scored == list(range(n_labels)) else None
+
+
+def transform(attributes: Mapping[str, Any]) -> str:
+    """An ML operator's post_transform, NONE by default."""
+    value = attributes.get("post_transform", b"NONE")
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def read(op_type: str, a: Mapping[str, Any]) -> list[Tree]:
     """An ensemble's trees from its operator and attributes, in their order; each tree's first node is its root, as
     onnxruntime reads it."""

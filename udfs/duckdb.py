@@ -80,7 +80,8 @@ class Connection:
     `registry_uri` names the MLflow registry for models:/ URIs (default: MLFLOW_TRACKING_URI);
     `dialect` is how scripts are read: None (DuckDB SQL, T-SQL where only T-SQL reads a statement),
     "duckdb" or "tsql"; PLAN = AUTO scores DATA of at most `small_data_rows` rows with a scoring function kept
-    registered with the statement's plan (0: plan small DATA as any other).
+    registered with the statement's plan (0: plan small DATA as any other); `compiled_trees` = False scores tree
+    ensembles in onnxruntime rather than by compiled code (engine/forest.py).
     """
 
     def __init__(
@@ -92,6 +93,7 @@ class Connection:
         workers: int = DEFAULT_WORKERS,
         intra_op_threads: int = 1,
         max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES,
+        compiled_trees: bool = True,
         registry_uri: str | None = None,
         dialect: str | None = None,
         small_data_rows: int = SMALL_DATA_ROWS,
@@ -99,7 +101,7 @@ class Connection:
     ) -> None:
         self.registry = MlflowRegistry(registry_uri)
         self.dialect = dialect
-        settings = Settings(batch_size, workers, sessions.SessionOptions(intra_op_threads, max_model_bytes), {}, small_data_rows=small_data_rows)
+        settings = Settings(batch_size, workers, sessions.SessionOptions(intra_op_threads, max_model_bytes, compiled_trees), {}, small_data_rows=small_data_rows)
         self._open(duckdb.connect(str(database), read_only=read_only, config=config), settings, {})
 
     def _open(self, con: duckdb.DuckDBPyConnection, settings: Settings, variables: dict[str, object]) -> None:

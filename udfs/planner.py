@@ -90,6 +90,8 @@ class Bound:
             lines.append(f"{pad}  pushed below PREDICT: {' AND '.join(self.pushed)}")
         if self.pruned:
             lines.append(f"{pad}  {self.pruned}")
+        if self.kind != INLINE and self.plan.model.tree_nodes:
+            lines.append(f"{pad}  scored by {self.plan.model.runtime}")
         lines += [f"{pad}  {line}" for line in self.plan.describe()]
         for b in self.inner:
             lines += b.describe(depth + 1)

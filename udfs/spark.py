@@ -82,6 +82,7 @@ def sql(
     *,
     intra_op_threads: int = 1,
     max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES,
+    compiled_trees: bool = True,
 ) -> DataFrame | None:
     """Run a script; return the (lazy) DataFrame of the last statement that yields rows, else None.
 
@@ -92,7 +93,7 @@ def sql(
     the script is read: None (Spark SQL, T-SQL where only T-SQL reads a statement), "spark" or "tsql".
     """
     persisted = _variables.setdefault(spark, {})
-    options = sessions.SessionOptions(intra_op_threads, max_model_bytes)  # as connect() takes them; the workers' sessions too
+    options = sessions.SessionOptions(intra_op_threads, max_model_bytes, compiled_trees)  # as connect() takes them; the workers' sessions too
     registry = MlflowRegistry(registry_uri)
     runner = SparkRunner(spark, Settings(0, 1, options, registry.lookups, _plans.setdefault(spark, PlanCache())), registry)
     return run_script(runner, read(text, DIALECT, dialect), {**persisted, **script.params(params)}, persisted)
@@ -168,6 +169,7 @@ def register(
     *,
     intra_op_threads: int = 1,
     max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES,
+    compiled_trees: bool = True,
 ) -> Any:
     """Make `name(...)` callable from Spark SQL; arguments bind by position to the model's inputs.
 
@@ -176,7 +178,7 @@ def register(
     One output returns a scalar, several a STRUCT; default: every output, classes expanded.
     """
     source = resolve(model, f"'{name}'", MlflowRegistry(registry_uri).lookups)
-    options = sessions.SessionOptions(intra_op_threads, max_model_bytes)
+    options = sessions.SessionOptions(intra_op_threads, max_model_bytes, compiled_trees)
     loaded = sessions.load(source, options)
     requested = [OutputRequest(o) for o in outputs] if outputs else None
     plan = bind(argument_schema(loaded), loaded, requested)

@@ -1,0 +1,229 @@
+"""The compiled tree plan: a graph's tree ensemble scored by compiled code, the rest of the graph by onnxruntime.
+
+A TreeEnsembleClassifier / TreeEnsembleRegressor of FLOAT input is laid out as complete trees, each to its own depth
+(a leaf above the bottom fills the slots below it), and walked by engine/forest_kernel.py: 1.9-2.7× onnxruntime's
+single-threaded TreeEnsemble here (benchmarks/README.md, run U). The nodes before the ensemble and after it (a Cast,
+a Gather of one class's probability, a ZipMap) run in onnxruntime sessions cut from the same graph (onnx.utils's
+Extractor). What onnxruntime computes is reproduced, not approximated: the same float32 comparisons (x < t as x <=
+the float below t; x > t and x >= t as the complements with children swapped; NaN goes where onnxruntime sends it),
+the scores added in float32 in tree order, and onnxruntime's readings of them (engine/trees.py's classifier_form,
+which INLINE shares). A graph outside those forms, or whose trees would pad beyond MAX_SLOTS, is left whole to
+onnxruntime, and `compile_forest` says why.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import helper
+from onnx.utils import Extractor
+
+from predictsql.engine import trees
+
+MAX_DEPTH = 20
+MAX_SLOTS = 1 << 24  # padded nodes over all trees (~130 MB at one target): beyond, onnxruntime's own layout
+_AS_TENSOR = ("nodes_values_as_tensor", "class_weights_as_tensor", "target_weights_as_tensor", "base_values_as_tensor")
+
+
+class NotCompiled(Exception):
+    """The graph's trees stay in onnxruntime; the message says why (EXPLAIN shows it)."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Complete trees in flat arrays: tree t's slots start at offsets[t], its leaves' weight rows at leaf_offsets[t]."""
+
+    offsets: np.ndarray
+    depths: np.ndarray
+    feature: np.ndarray
+    threshold: np.ndarray
+    nan_left: np.ndarray
+    leaf_offsets: np.ndarray
+    weights: np.ndarray  # [leaf slots, targets]
+
+
+class Forest:
+    """One ensemble node's outputs as onnxruntime computes them: label and probabilities, or the regressed values."""
+
+    def __init__(self, node: onnx.NodeProto) -> None:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if any(name in attrs for name in _AS_TENSOR):
+            raise NotCompiled("its trees hold DOUBLE thresholds or weights, which onnxruntime compares and adds in DOUBLE")
+        self.classifier = node.op_type == "TreeEnsembleClassifier"
+        ensemble = trees.read(node.op_type, attrs)
+        self.transform = trees.transform(attrs)
+        self.base = trees.floats(attrs, "base_values")
+        aggregate = (attrs.get("aggregate_function") or b"SUM").decode()
+        if aggregate not in ("SUM", "AVERAGE"):
+            raise NotCompiled(f"aggregate_function {aggregate} is not compiled")
+        self.trees = len(ensemble) if aggregate == "AVERAGE" else 0  # onnxruntime divides the sum by the tree count
+        if self.classifier:
+            labels = attrs.get("classlabels_int64s") or [v.decode() for v in attrs.get("classlabels_strings", [])]
+            self.labels = np.array(labels, dtype=np.int64 if "classlabels_int64s" in attrs else object)
+            self.form = trees.classifier_form(len(labels), ensemble, self.base, self.transform)
+            if self.form is None:
+                raise NotCompiled(f"onnxruntime's reading of a classifier scoring {len(labels)} classes this way (post_transform {self.transform}) is not compiled")
+            if self.form == trees.PER_CLASS and self.transform not in _TRANSFORMS:
+                raise NotCompiled(f"post_transform {self.transform} is not compiled")
+            targets = 1 if self.form != trees.PER_CLASS else len(labels)
+        else:
+            targets = int(attrs.get("n_targets", 1))
+            if self.transform != "NONE" and (targets == 1 or self.transform not in _TRANSFORMS):
+                raise NotCompiled(f"post_transform {self.transform} of a regressor is not compiled")
+        self.layout = _layout(ensemble, targets)
+
+    def output_types(self) -> list[tuple[int, list[str | int]]]:
+        """Each output's element type and shape, as onnxruntime gives them."""
+        width = self.layout.weights.shape[1] if not self.classifier or self.form == trees.PER_CLASS else 2
+        scores = (onnx.TensorProto.FLOAT, ["N", width])
+        if not self.classifier:
+            return [scores]
+        return [(onnx.TensorProto.INT64 if self.labels.dtype == np.int64 else onnx.TensorProto.STRING, ["N"]), scores]
+
+    def outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        """The node's outputs for x [rows, features] (FLOAT), in its output order."""
+        from predictsql.engine.forest_kernel import walk
+
+        layout = self.layout
+        scores = np.zeros((len(x), layout.weights.shape[1]), np.float32)
+        if len(x):
+            walk(np.ascontiguousarray(x, np.float32), layout.offsets, layout.depths, layout.feature, layout.threshold, layout.nan_left, layout.leaf_offsets, layout.weights, scores)
+        if self.trees:
+            scores /= np.float32(self.trees)
+        if not self.classifier:
+            return [_transformed(_based(scores, self.base), self.transform)]
+        if self.form == trees.PER_CLASS:
+            scores = _based(scores, self.base)
+            return [self.labels[np.argmax(scores, axis=1)], _transformed(scores, self.transform)]
+        s = scores[:, 0] + np.float32(self.base[0]) if self.base else scores[:, 0]
+        if self.form == trees.BINARY_POSITIVE:
+            return [np.where(s > np.float32(0.5), self.labels[1], self.labels[0]), np.stack([np.float32(1) - s, s], axis=1)]
+        return [np.where(s > 0, self.labels[1], self.labels[0]), np.stack([_logistic(-s), _logistic(s)], axis=1)]
+
+
+def _layout(ensemble: Sequence[trees.Tree], targets: int) -> Layout:
+    """The trees as complete ones, children of slot j at 2j+1 (taken when x <= threshold) and 2j+2."""
+    depths = [trees.depth(t) for t in ensemble]
+    if max(depths, default=0) > MAX_DEPTH or sum(2 ** (d + 1) for d in depths) > MAX_SLOTS:
+        raise NotCompiled(f"its trees (depth up to {max(depths)}) would pad beyond {MAX_SLOTS:,} slots, which onnxruntime's own layout avoids")
+    inner = np.cumsum([0] + [2**d - 1 for d in depths])
+    leaves = np.cumsum([0] + [2**d for d in depths])
+    feature = np.zeros(inner[-1], np.int32)
+    threshold = np.full(inner[-1], np.inf, np.float32)  # a padded slot sends every row, NaN too, left
+    nan_left = np.ones(inner[-1], np.uint8)
+    weights = np.zeros((leaves[-1], targets), np.float32)
+    for t, (tree, d) in enumerate(zip(ensemble, depths, strict=True)):
+        stack = [(tree.root, 0, 0)]
+        while stack:
+            node_id, j, level = stack.pop()
+            node = tree.nodes[node_id]
+            if isinstance(node, trees.Leaf):
+                span = 2 ** (d - level)
+                first = leaves[t] + (j - (2**level - 1)) * span
+                for target, weight in node.weights:
+                    weights[first : first + span, target] += np.float32(weight)
+                continue
+            left, right, cut, nan_goes_left = _as_leq(node)
+            feature[inner[t] + j], threshold[inner[t] + j], nan_left[inner[t] + j] = node.feature, cut, nan_goes_left
+            stack += [(left, 2 * j + 1, level + 1), (right, 2 * j + 2, level + 1)]
+    return Layout(inner[:-1].astype(np.int64), np.array(depths, np.int32), feature, threshold, nan_left, leaves[:-1].astype(np.int64), weights)
+
+
+def _as_leq(branch: trees.Branch) -> tuple[int, int, np.float32, bool]:
+    """The branch as `x <= cut`: (child taken when it holds or for NaN sent left, the other child, cut, NaN goes left),
+    exactly onnxruntime's test of a FLOAT x: NaN fails every comparison, so it takes the false child unless missing
+    values track true."""
+    t = np.float32(branch.threshold)
+    if not math.isfinite(branch.threshold) or branch.mode not in _MODES:
+        raise NotCompiled(f"a {branch.mode} branch at {branch.threshold} is not compiled")
+    below = np.nextafter(t, np.float32(-np.inf))  # float32 x < t exactly when x <= the float below t
+    if branch.mode == "BRANCH_LEQ":
+        return branch.true, branch.false, t, branch.missing_true
+    if branch.mode == "BRANCH_LT":
+        return branch.true, branch.false, below, branch.missing_true
+    return branch.false, branch.true, t if branch.mode == "BRANCH_GT" else below, not branch.missing_true
+
+
+def _based(scores: np.ndarray, base: Sequence[float]) -> np.ndarray:
+    """Base values added as onnxruntime adds them: one for a single target, else one per target or none."""
+    if len(base) == scores.shape[1] or (len(base) == 1 and scores.shape[1] == 1):
+        return scores + np.asarray(base, np.float32)
+    return scores
+
+
+def _transformed(scores: np.ndarray, transform: str) -> np.ndarray:
+    return _TRANSFORMS[transform](scores)
+
+
+def _logistic(v: np.ndarray) -> np.ndarray:
+    """ml_common.h's ComputeLogistic in float32: 1 / (1 + exp(-|v|)), mirrored for v < 0."""
+    p = np.float32(1) / (np.float32(1) + np.exp(-np.abs(v)))
+    return np.where(v < 0, np.float32(1) - p, p)
+
+
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    """ml_common.h's ComputeSoftmax in float32: exp(v - max), divided by their sum."""
+    e = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+_TRANSFORMS = {"NONE": lambda s: s, "LOGISTIC": _logistic, "SOFTMAX": _softmax}
+_MODES = ("BRANCH_LEQ", "BRANCH_LT", "BRANCH_GT", "BRANCH_GTE")
+
+
+class ForestRunner:
+    """A model run as onnxruntime would run it, its tree ensemble compiled: `run` as InferenceSession.run."""
+
+    def __init__(self, model: onnx.ModelProto, options: ort.SessionOptions) -> None:
+        graph = model.graph
+        ensembles = [n for n in graph.node if n.domain == trees.ML_DOMAIN and n.op_type in trees.ENSEMBLES]
+        if len(ensembles) != 1:
+            raise NotCompiled(f"it has {len(ensembles)} tree ensembles; one is compiled")
+        node = ensembles[0]
+        self.forest = Forest(node)
+        self.input, self.produced = node.input[0], list(node.output)
+        inputs = [i.name for i in graph.input]
+        rest = [o.name for o in graph.output if o.name not in self.produced]
+        extractor = Extractor(onnx.shape_inference.infer_shapes(model))
+        for name, info in zip(self.produced, self.forest.output_types(), strict=False):  # as onnxruntime gives them, whatever the graph declares
+            extractor.value_infos[name] = helper.make_tensor_value_info(name, *info)
+        extractor.value_infos.setdefault(self.input, helper.make_tensor_value_info(self.input, onnx.TensorProto.FLOAT, ["N", None]))  # onnxruntime checks it
+        if not _is_float_matrix(extractor.value_infos[self.input]):
+            raise NotCompiled(f"its ensemble reads '{self.input}', which is not a FLOAT [N,k] tensor")
+        try:
+            self.before = None if self.input in inputs else _session(extractor.extract_model(inputs, [self.input]), options)
+            self.after = _session(extractor.extract_model([*self.produced, *inputs], rest), options) if rest else None
+        except Exception as e:  # onnx cannot cut the graph there (a sparse initializer), or onnxruntime rejects a part
+            raise NotCompiled(f"its graph cannot be cut around the ensemble ({e})") from e
+        self.after_inputs = [i.name for i in self.after.get_inputs()] if self.after else []
+        self.forest.outputs(np.zeros((2, int(self.forest.layout.feature.max(initial=0)) + 1), np.float32))  # compiles the walk now, not in a query
+
+    def run(self, names: Sequence[str], feeds: dict[str, np.ndarray]) -> list:
+        x = feeds[self.input] if self.before is None else self.before.run([self.input], feeds)[0]
+        values = dict(zip(self.produced, self.forest.outputs(x), strict=False))
+        if self.after is not None:
+            given = {**feeds, **values}
+            values |= zip([o.name for o in self.after.get_outputs()], self.after.run(None, {n: given[n] for n in self.after_inputs}), strict=True)
+        return [values[n] for n in names]
+
+
+def compile_forest(model: onnx.ModelProto, options: ort.SessionOptions) -> tuple[ForestRunner | None, str]:
+    """The model's compiled runner, or None and why its trees stay in onnxruntime."""
+    try:
+        return ForestRunner(model, options), ""
+    except NotCompiled as e:
+        return None, str(e)
+
+
+def _session(model: onnx.ModelProto, options: ort.SessionOptions) -> ort.InferenceSession:
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def _is_float_matrix(info: onnx.ValueInfoProto | None) -> bool:
+    tensor = info.type.tensor_type if info is not None else None
+    return tensor is not None and tensor.elem_type == onnx.TensorProto.FLOAT and len(tensor.shape.dim) == 2

@@ -1,0 +1,40 @@
+"""The compiled walk of a tree ensemble laid out by engine/forest.py: numba-compiled, serial, and free of the GIL.
+
+Each tree is stored complete to its own depth, so the children of slot j are slots 2j+1 (the branch taken when
+x <= threshold, or when x is NaN and NaN goes left) and 2j+2, and a row's walk is arithmetic on j with no child
+pointer to load. A block of rows walks one tree level by level, so the loads of different rows overlap. Scores are
+added in float32 in tree order, as onnxruntime's single-threaded TreeEnsemble adds them. Compiled once per machine
+(numba's cache beside this file); callers run it on several threads at once for parallelism.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+BLOCK_ROWS = 256  # rows walked together: enough loads in flight, the walk's slots still in L1
+
+
+@njit(nogil=True, cache=True)
+def walk(
+    x: np.ndarray, offsets: np.ndarray, depths: np.ndarray, feature: np.ndarray, threshold: np.ndarray, nan_left: np.ndarray, leaf_offsets: np.ndarray, weights: np.ndarray, out: np.ndarray
+) -> None:
+    """Add each tree's leaf weights for each row of x [rows, features] into out [rows, targets]."""
+    rows, targets = x.shape[0], weights.shape[1]
+    slot = np.empty(BLOCK_ROWS, np.int64)
+    for start in range(0, rows, BLOCK_ROWS):
+        block = min(BLOCK_ROWS, rows - start)
+        for t in range(offsets.shape[0]):
+            base = offsets[t]
+            slot[:block] = 0
+            for _ in range(depths[t]):
+                for r in range(block):
+                    j = slot[r]
+                    v = x[start + r, feature[base + j]]
+                    left = (v <= threshold[base + j]) | ((nan_left[base + j] != 0) & (v != v))
+                    slot[r] = 2 * j + 2 - np.int64(left)
+            first_leaf = leaf_offsets[t] - (2 ** depths[t] - 1)
+            for r in range(block):
+                leaf = first_leaf + slot[r]
+                for k in range(targets):
+                    out[start + r, k] += weights[leaf, k]
