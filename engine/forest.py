@@ -1,15 +1,15 @@
 """The compiled tree plan: a graph's tree ensemble scored by compiled code, the rest of the graph by onnxruntime.
 
-A TreeEnsembleClassifier / TreeEnsembleRegressor of FLOAT input is laid out as complete trees, each to its own depth
-(a leaf above the bottom fills the slots below it), and walked by engine/forest_kernel.py: 1.9-2.7× onnxruntime's
-single-threaded TreeEnsemble here (benchmarks/README.md, run U). The nodes before the ensemble and after it (a Cast,
-a Gather of one class's probability, a ZipMap) run in onnxruntime sessions cut from the same graph (onnx.utils's
-Extractor). What onnxruntime computes is reproduced, not approximated: the same float32 comparisons (x < t as x <=
-the float below t; x > t and x >= t as the complements with children swapped; NaN goes where onnxruntime sends it),
-the scores added in float32 in tree order, and onnxruntime's readings of them (engine/trees.py's classifier_form,
-which INLINE shares). A graph outside those forms, or whose trees would pad beyond MAX_SLOTS, is left whole to
-onnxruntime, and `compile_forest` says why.
-"""
+A TreeEnsembleClassifier / TreeEnsembleRegressor of FLOAT or DOUBLE input is laid out as complete trees, each to its
+own depth (a leaf above the bottom fills the slots below it), and walked by engine/forest_kernel.py, faster than
+onnxruntime's single-threaded TreeEnsemble (benchmarks/README.md, run U). The nodes before the ensemble and after it
+(a Cast, a Gather of one class's probability, a ZipMap) run in onnxruntime sessions cut from the same graph (onnx's
+Extractor). What onnxruntime computes is reproduced, not approximated: the same comparisons in the input's type
+(x < t as x <= the number below t; x > t and x >= t as the complements with children swapped; NaN goes where
+onnxruntime sends it), the scores added in that type in tree order, labels read from those sums as onnxruntime reads
+them (engine/trees.py's classifier_form, which INLINE shares), and transforms in float32 on the FLOAT scores. A graph
+outside those forms, or whose trees would pad beyond MAX_SLOTS, is left whole to onnxruntime, and `compile_forest`
+says why."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from predictsql.engine import trees
 
 MAX_DEPTH = 20
 MAX_SLOTS = 1 << 24  # padded nodes over all trees (~130 MB at one target): beyond, onnxruntime's own layout
-_AS_TENSOR = ("nodes_values_as_tensor", "class_weights_as_tensor", "target_weights_as_tensor", "base_values_as_tensor")
+_DTYPES: dict[int, type[np.floating]] = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.DOUBLE: np.float64}
 
 
 class NotCompiled(Exception):
@@ -50,10 +50,9 @@ class Layout:
 class Forest:
     """One ensemble node's outputs as onnxruntime computes them: label and probabilities, or the regressed values."""
 
-    def __init__(self, node: onnx.NodeProto) -> None:
+    def __init__(self, node: onnx.NodeProto, dtype: type[np.floating]) -> None:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if any(name in attrs for name in _AS_TENSOR):
-            raise NotCompiled("its trees hold DOUBLE thresholds or weights, which onnxruntime compares and adds in DOUBLE")
+        self.dtype = dtype  # the input's: onnxruntime compares and adds in it (DOUBLE: LightGBM's thresholds)
         self.classifier = node.op_type == "TreeEnsembleClassifier"
         ensemble = trees.read(node.op_type, attrs)
         self.transform = trees.transform(attrs)
@@ -75,7 +74,7 @@ class Forest:
             targets = int(attrs.get("n_targets", 1))
             if self.transform != "NONE" and (targets == 1 or self.transform not in _TRANSFORMS):
                 raise NotCompiled(f"post_transform {self.transform} of a regressor is not compiled")
-        self.layout = _layout(ensemble, targets)
+        self.layout = _layout(ensemble, targets, dtype)
 
     def output_types(self) -> list[tuple[int, list[str | int]]]:
         """Each output's element type and shape, as onnxruntime gives them."""
@@ -89,24 +88,23 @@ class Forest:
         """The node's outputs for x [rows, features] (FLOAT), in its output order."""
         from predictsql.engine.forest_kernel import walk
 
-        layout = self.layout
-        scores = np.zeros((len(x), layout.weights.shape[1]), np.float32)
+        layout, dtype = self.layout, self.dtype
+        scores = np.zeros((len(x), layout.weights.shape[1]), dtype)
         if len(x):
-            walk(np.ascontiguousarray(x, np.float32), layout.offsets, layout.depths, layout.feature, layout.threshold, layout.nan_left, layout.leaf_offsets, layout.weights, scores)
+            walk(np.ascontiguousarray(x, dtype), layout.offsets, layout.depths, layout.feature, layout.threshold, layout.nan_left, layout.leaf_offsets, layout.weights, scores)
         if self.trees:
-            scores /= np.float32(self.trees)
+            scores /= dtype(self.trees)
         if not self.classifier:
-            return [_transformed(_based(scores, self.base), self.transform)]
+            return [_TRANSFORMS[self.transform](_float(_based(scores, self.base)))]
         if self.form == trees.PER_CLASS:
             scores = _based(scores, self.base)
-            return [self.labels[np.argmax(scores, axis=1)], _transformed(scores, self.transform)]
-        s = scores[:, 0] + np.float32(self.base[0]) if self.base else scores[:, 0]
-        if self.form == trees.BINARY_POSITIVE:
-            return [np.where(s > np.float32(0.5), self.labels[1], self.labels[0]), np.stack([np.float32(1) - s, s], axis=1)]
-        return [np.where(s > 0, self.labels[1], self.labels[0]), np.stack([_logistic(-s), _logistic(s)], axis=1)]
+            return [self.labels[np.argmax(scores, axis=1)], _TRANSFORMS[self.transform](_float(scores))]
+        s = scores[:, 0] + dtype(self.base[0]) if self.base else scores[:, 0]
+        label, f = np.where(s > dtype(0.5 if self.form == trees.BINARY_POSITIVE else 0), self.labels[1], self.labels[0]), _float(s)
+        return [label, np.stack([np.float32(1) - f, f] if self.form == trees.BINARY_POSITIVE else [_logistic(-f), _logistic(f)], axis=1)]
 
 
-def _layout(ensemble: Sequence[trees.Tree], targets: int) -> Layout:
+def _layout(ensemble: Sequence[trees.Tree], targets: int, dtype: type[np.floating]) -> Layout:
     """The trees as complete ones, children of slot j at 2j+1 (taken when x <= threshold) and 2j+2."""
     depths = [trees.depth(t) for t in ensemble]
     if max(depths, default=0) > MAX_DEPTH or sum(2 ** (d + 1) for d in depths) > MAX_SLOTS:
@@ -114,9 +112,9 @@ def _layout(ensemble: Sequence[trees.Tree], targets: int) -> Layout:
     inner = np.cumsum([0] + [2**d - 1 for d in depths])
     leaves = np.cumsum([0] + [2**d for d in depths])
     feature = np.zeros(inner[-1], np.int32)
-    threshold = np.full(inner[-1], np.inf, np.float32)  # a padded slot sends every row, NaN too, left
+    threshold = np.full(inner[-1], np.inf, dtype)  # a padded slot sends every row, NaN too, left
     nan_left = np.ones(inner[-1], np.uint8)
-    weights = np.zeros((leaves[-1], targets), np.float32)
+    weights = np.zeros((leaves[-1], targets), dtype)
     for t, (tree, d) in enumerate(zip(ensemble, depths, strict=True)):
         stack = [(tree.root, 0, 0)]
         while stack:
@@ -126,22 +124,22 @@ def _layout(ensemble: Sequence[trees.Tree], targets: int) -> Layout:
                 span = 2 ** (d - level)
                 first = leaves[t] + (j - (2**level - 1)) * span
                 for target, weight in node.weights:
-                    weights[first : first + span, target] += np.float32(weight)
+                    weights[first : first + span, target] += dtype(weight)
                 continue
-            left, right, cut, nan_goes_left = _as_leq(node)
+            left, right, cut, nan_goes_left = _as_leq(node, dtype)
             feature[inner[t] + j], threshold[inner[t] + j], nan_left[inner[t] + j] = node.feature, cut, nan_goes_left
             stack += [(left, 2 * j + 1, level + 1), (right, 2 * j + 2, level + 1)]
     return Layout(inner[:-1].astype(np.int64), np.array(depths, np.int32), feature, threshold, nan_left, leaves[:-1].astype(np.int64), weights)
 
 
-def _as_leq(branch: trees.Branch) -> tuple[int, int, np.float32, bool]:
+def _as_leq(branch: trees.Branch, dtype: type[np.floating]) -> tuple[int, int, np.floating, bool]:
     """The branch as `x <= cut`: (child taken when it holds or for NaN sent left, the other child, cut, NaN goes left),
-    exactly onnxruntime's test of a FLOAT x: NaN fails every comparison, so it takes the false child unless missing
-    values track true."""
-    t = np.float32(branch.threshold)
+    exactly onnxruntime's test of an x of `dtype`: NaN fails every comparison, so it takes the false child unless
+    missing values track true."""
+    t = dtype(branch.threshold)
     if not math.isfinite(branch.threshold) or branch.mode not in _MODES:
         raise NotCompiled(f"a {branch.mode} branch at {branch.threshold} is not compiled")
-    below = np.nextafter(t, np.float32(-np.inf))  # float32 x < t exactly when x <= the float below t
+    below = np.nextafter(t, dtype(-np.inf))  # x < t exactly when x <= the number of dtype below t
     if branch.mode == "BRANCH_LEQ":
         return branch.true, branch.false, t, branch.missing_true
     if branch.mode == "BRANCH_LT":
@@ -152,12 +150,14 @@ def _as_leq(branch: trees.Branch) -> tuple[int, int, np.float32, bool]:
 def _based(scores: np.ndarray, base: Sequence[float]) -> np.ndarray:
     """Base values added as onnxruntime adds them: one for a single target, else one per target or none."""
     if len(base) == scores.shape[1] or (len(base) == 1 and scores.shape[1] == 1):
-        return scores + np.asarray(base, np.float32)
+        return scores + np.asarray(base, scores.dtype)
     return scores
 
 
-def _transformed(scores: np.ndarray, transform: str) -> np.ndarray:
-    return _TRANSFORMS[transform](scores)
+def _float(values: np.ndarray) -> np.ndarray:
+    """Scores as onnxruntime transforms and gives them: FLOAT, whatever the trees add in (labels come before: from
+    the sums themselves)."""
+    return values.astype(np.float32, copy=False)
 
 
 def _logistic(v: np.ndarray) -> np.ndarray:
@@ -185,23 +185,21 @@ class ForestRunner:
         if len(ensembles) != 1:
             raise NotCompiled(f"it has {len(ensembles)} tree ensembles; one is compiled")
         node = ensembles[0]
-        self.forest = Forest(node)
         self.input, self.produced = node.input[0], list(node.output)
         inputs = [i.name for i in graph.input]
         rest = [o.name for o in graph.output if o.name not in self.produced]
         extractor = Extractor(onnx.shape_inference.infer_shapes(model))
+        extractor.value_infos.setdefault(self.input, helper.make_tensor_value_info(self.input, onnx.TensorProto.FLOAT, ["N", None]))  # onnxruntime checks it
+        self.forest = Forest(node, _input_dtype(extractor.value_infos[self.input]))
         for name, info in zip(self.produced, self.forest.output_types(), strict=False):  # as onnxruntime gives them, whatever the graph declares
             extractor.value_infos[name] = helper.make_tensor_value_info(name, *info)
-        extractor.value_infos.setdefault(self.input, helper.make_tensor_value_info(self.input, onnx.TensorProto.FLOAT, ["N", None]))  # onnxruntime checks it
-        if not _is_float_matrix(extractor.value_infos[self.input]):
-            raise NotCompiled(f"its ensemble reads '{self.input}', which is not a FLOAT [N,k] tensor")
         try:
             self.before = None if self.input in inputs else _session(extractor.extract_model(inputs, [self.input]), options)
             self.after = _session(extractor.extract_model([*self.produced, *inputs], rest), options) if rest else None
         except Exception as e:  # onnx cannot cut the graph there (a sparse initializer), or onnxruntime rejects a part
             raise NotCompiled(f"its graph cannot be cut around the ensemble ({e})") from e
         self.after_inputs = [i.name for i in self.after.get_inputs()] if self.after else []
-        self.forest.outputs(np.zeros((2, int(self.forest.layout.feature.max(initial=0)) + 1), np.float32))  # compiles the walk now, not in a query
+        self.forest.outputs(np.zeros((2, int(self.forest.layout.feature.max(initial=0)) + 1), self.forest.dtype))  # compiles the walk now, not in a query
 
     def run(self, names: Sequence[str], feeds: dict[str, np.ndarray]) -> list:
         x = feeds[self.input] if self.before is None else self.before.run([self.input], feeds)[0]
@@ -224,6 +222,9 @@ def _session(model: onnx.ModelProto, options: ort.SessionOptions) -> ort.Inferen
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def _is_float_matrix(info: onnx.ValueInfoProto | None) -> bool:
-    tensor = info.type.tensor_type if info is not None else None
-    return tensor is not None and tensor.elem_type == onnx.TensorProto.FLOAT and len(tensor.shape.dim) == 2
+def _input_dtype(info: onnx.ValueInfoProto) -> type[np.floating]:
+    """The numpy type of the ensemble's input, which must be a FLOAT or DOUBLE [N,k] tensor."""
+    tensor = info.type.tensor_type
+    if tensor.elem_type not in _DTYPES or len(tensor.shape.dim) != 2:
+        raise NotCompiled(f"its ensemble reads '{info.name}', which is not a FLOAT or DOUBLE [N,k] tensor")
+    return _DTYPES[tensor.elem_type]

@@ -3,8 +3,8 @@
 Each tree is stored complete to its own depth, so the children of slot j are slots 2j+1 (the branch taken when
 x <= threshold, or when x is NaN and NaN goes left) and 2j+2, and a row's walk is arithmetic on j with no child
 pointer to load. A block of rows walks one tree level by level, so the loads of different rows overlap. Scores are
-added in float32 in tree order, as onnxruntime's single-threaded TreeEnsemble adds them. Compiled once per machine
-(numba's cache beside this file); callers run it on several threads at once for parallelism.
+added in the input's type (float32 or float64) in tree order, as onnxruntime's single-threaded TreeEnsemble adds them.
+Compiled once per machine and type (numba's cache beside this file); callers run it on several threads at once.
 """
 
 from __future__ import annotations
