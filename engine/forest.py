@@ -8,8 +8,8 @@ Extractor). What onnxruntime computes is reproduced, not approximated: the same 
 (x < t as x <= the number below t; x > t and x >= t as the complements with children swapped; NaN goes where
 onnxruntime sends it), the scores added in that type in tree order, labels read from those sums as onnxruntime reads
 them (engine/trees.py's classifier_form, which INLINE shares), and transforms in float32 on the FLOAT scores. A graph
-outside those forms, or whose trees would pad beyond MAX_SLOTS, is left whole to onnxruntime, and `compile_forest`
-says why."""
+outside those forms, or whose trees would pad beyond MAX_PADDING slots per node (deep, sparse trees), is left whole to
+onnxruntime, and `compile_forest` says why."""
 
 from __future__ import annotations
 
@@ -24,9 +24,12 @@ from onnx import helper
 from onnx.utils import Extractor
 
 from predictsql.engine import trees
+from predictsql.engine.errors import ScoringError
 
 MAX_DEPTH = 20
-MAX_SLOTS = 1 << 24  # padded nodes over all trees (~130 MB at one target): beyond, onnxruntime's own layout
+MAX_PADDING = 16  # complete trees of at most this many slots per node: random forests pad 3.9×, LightGBM's leaf-wise trees 60× (run U)
+MAX_SLOTS = 1 << 24  # leaf weights over all trees and targets (64 MB of float32)
+MAX_TARGETS = 16  # a 40-class booster (one class per tree) ran at 0.92× onnxruntime: every tree adds every target
 _DTYPES: dict[int, type[np.floating]] = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.DOUBLE: np.float64}
 
 
@@ -54,7 +57,12 @@ class Forest:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         self.dtype = dtype  # the input's: onnxruntime compares and adds in it (DOUBLE: LightGBM's thresholds)
         self.classifier = node.op_type == "TreeEnsembleClassifier"
+        ids = attrs["nodes_treeids"]
+        if len(set(ids)) != 1 + sum(a != b for a, b in zip(ids, ids[1:], strict=False)):
+            raise NotCompiled("its trees' nodes are interleaved, which onnxruntime reads as more trees than there are")
         ensemble = trees.read(node.op_type, attrs)
+        if odd := trees.odd_leaves(ensemble):
+            raise NotCompiled(odd)
         self.transform = trees.transform(attrs)
         self.base = trees.floats(attrs, "base_values")
         aggregate = (attrs.get("aggregate_function") or b"SUM").decode()
@@ -74,7 +82,10 @@ class Forest:
             targets = int(attrs.get("n_targets", 1))
             if self.transform != "NONE" and (targets == 1 or self.transform not in _TRANSFORMS):
                 raise NotCompiled(f"post_transform {self.transform} of a regressor is not compiled")
+            if targets > 1 and not trees.always_scored(ensemble, targets):
+                raise NotCompiled("some rows leave a target unscored, which onnxruntime gives as 0, base value or not")
         self.layout = _layout(ensemble, targets, dtype)
+        self.width = int(self.layout.feature.max(initial=0)) + 1  # the features the trees read
 
     def output_types(self) -> list[tuple[int, list[str | int]]]:
         """Each output's element type and shape, as onnxruntime gives them."""
@@ -89,6 +100,8 @@ class Forest:
         from predictsql.engine.forest_kernel import walk
 
         layout, dtype = self.layout, self.dtype
+        if x.ndim != 2 or x.shape[1] < self.width:
+            raise ScoringError(f"the trees read {self.width} features of their input, which has shape {x.shape}")  # as onnxruntime refuses it
         scores = np.zeros((len(x), layout.weights.shape[1]), dtype)
         if len(x):
             walk(np.ascontiguousarray(x, dtype), layout.offsets, layout.depths, layout.feature, layout.threshold, layout.nan_left, layout.leaf_offsets, layout.weights, scores)
@@ -100,15 +113,21 @@ class Forest:
             scores = _based(scores, self.base)
             return [self.labels[np.argmax(scores, axis=1)], _TRANSFORMS[self.transform](_float(scores))]
         s = scores[:, 0] + dtype(self.base[0]) if self.base else scores[:, 0]
-        label, f = np.where(s > dtype(0.5 if self.form == trees.BINARY_POSITIVE else 0), self.labels[1], self.labels[0]), _float(s)
+        label, f = self.labels[(s > dtype(0.5 if self.form == trees.BINARY_POSITIVE else 0)).astype(np.intp)], _float(s)
         return [label, np.stack([np.float32(1) - f, f] if self.form == trees.BINARY_POSITIVE else [_logistic(-f), _logistic(f)], axis=1)]
 
 
 def _layout(ensemble: Sequence[trees.Tree], targets: int, dtype: type[np.floating]) -> Layout:
     """The trees as complete ones, children of slot j at 2j+1 (taken when x <= threshold) and 2j+2."""
     depths = [trees.depth(t) for t in ensemble]
-    if max(depths, default=0) > MAX_DEPTH or sum(2 ** (d + 1) for d in depths) > MAX_SLOTS:
-        raise NotCompiled(f"its trees (depth up to {max(depths)}) would pad beyond {MAX_SLOTS:,} slots, which onnxruntime's own layout avoids")
+    slots, nodes = sum(2 ** (d + 1) - 1 for d in depths), sum(len(t.nodes) for t in ensemble)
+    if max(depths, default=0) > MAX_DEPTH or slots > MAX_PADDING * nodes or sum(2**d for d in depths) * targets > MAX_SLOTS:
+        raise NotCompiled(
+            f"its {nodes:,} nodes (depth up to {max(depths)}, {targets} targets) would pad to {slots:,} slots: beyond {MAX_PADDING}× the nodes "
+            f"(deep, sparse trees, such as leaf-wise boosting grows, walk no faster than in onnxruntime) or {MAX_SLOTS:,} weights"
+        )
+    if targets > MAX_TARGETS:
+        raise NotCompiled(f"it scores {targets} targets; each row adds all of them at every tree, slower than onnxruntime beyond {MAX_TARGETS}")
     inner = np.cumsum([0] + [2**d - 1 for d in depths])
     leaves = np.cumsum([0] + [2**d for d in depths])
     feature = np.zeros(inner[-1], np.int32)
@@ -199,7 +218,7 @@ class ForestRunner:
         except Exception as e:  # onnx cannot cut the graph there (a sparse initializer), or onnxruntime rejects a part
             raise NotCompiled(f"its graph cannot be cut around the ensemble ({e})") from e
         self.after_inputs = [i.name for i in self.after.get_inputs()] if self.after else []
-        self.forest.outputs(np.zeros((2, int(self.forest.layout.feature.max(initial=0)) + 1), self.forest.dtype))  # compiles the walk now, not in a query
+        self.forest.outputs(np.zeros((2, self.forest.width), self.forest.dtype))  # compiles the walk now, not in a query
 
     def run(self, names: Sequence[str], feeds: dict[str, np.ndarray]) -> list:
         x = feeds[self.input] if self.before is None else self.before.run([self.input], feeds)[0]
@@ -216,6 +235,8 @@ def compile_forest(model: onnx.ModelProto, options: ort.SessionOptions) -> tuple
         return ForestRunner(model, options), ""
     except NotCompiled as e:
         return None, str(e)
+    except Exception as e:  # compiled trees are an optimisation: a graph they misread still scores in onnxruntime
+        return None, f"the tree compiler cannot read this graph ({e!r})"
 
 
 def _session(model: onnx.ModelProto, options: ort.SessionOptions) -> ort.InferenceSession:

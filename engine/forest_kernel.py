@@ -9,14 +9,15 @@ Compiled once per machine and type (numba's cache beside this file); callers run
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numba import njit
 
 BLOCK_ROWS = 256  # rows walked together: enough loads in flight, the walk's slots still in L1
 
 
-@njit(nogil=True, cache=True)
-def walk(
+def _walk(
     x: np.ndarray, offsets: np.ndarray, depths: np.ndarray, feature: np.ndarray, threshold: np.ndarray, nan_left: np.ndarray, leaf_offsets: np.ndarray, weights: np.ndarray, out: np.ndarray
 ) -> None:
     """Add each tree's leaf weights for each row of x [rows, features] into out [rows, targets]."""
@@ -38,3 +39,15 @@ def walk(
                 leaf = first_leaf + slot[r]
                 for k in range(targets):
                     out[start + r, k] += weights[leaf, k]
+
+
+def _compiled(function: Callable[..., None]) -> Callable[..., None]:
+    """`function` compiled by numba, its machine code cached beside this file (or in the user's cache directory); where
+    neither can be written (a read-only install, a Spark executor without a home), compiled afresh in each process."""
+    try:
+        return njit(nogil=True, cache=True)(function)
+    except RuntimeError:  # numba's "cannot cache function ...: no locator available"
+        return njit(nogil=True)(function)
+
+
+walk = _compiled(_walk)

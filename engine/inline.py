@@ -416,6 +416,8 @@ def _ensemble(args: list, attrs: dict, builder: _Builder, op_type: str) -> tuple
     if size > MAX_TREE_NODES:
         raise NotInlinable(f"a tree ensemble of {size:,} nodes is over INLINE's limit ({limit})")
     ensemble = trees.read(op_type, attrs)
+    if odd := trees.odd_leaves(ensemble):
+        raise NotInlinable(odd)
     depth = max(trees.depth(t) for t in ensemble)
     if depth > MAX_TREE_DEPTH:
         raise NotInlinable(f"a tree ensemble of depth {depth} is over INLINE's limit ({limit})")
@@ -432,6 +434,8 @@ def _score(ensemble: list[trees.Tree], x: Sequence[Expr], target: int, base: flo
 def _tree_regressor(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
     ensemble, x, base = _ensemble(args, attrs, builder, "TreeEnsembleRegressor")
     targets = int(attrs.get("n_targets", 1))
+    if targets > 1 and not trees.always_scored(ensemble, targets):
+        raise NotInlinable("a tree regressor whose rows leave a target unscored (onnxruntime gives it 0, base value or not) has no SQL form")
     base = base or [0.0] * targets
     return [_regression_transform(tuple(_score(ensemble, x, k, base[k], builder) for k in range(targets)), trees.transform(attrs), builder)]
 

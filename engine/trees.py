@@ -231,8 +231,9 @@ def classifier_form(n_labels: int, ensemble: list[Tree], base: list[float], tran
     """Which of onnxruntime's readings of a classifier's scores applies (tree_ensemble_aggregator.h), of those predictsql
     reproduces: one score, of class 0, for two classes with at most one base value: BINARY_POSITIVE (every weight >= 0,
     no transform, no base: probabilities [1 - s, s], label s > 0.5) or BINARY_LOGISTIC (mixed weights under LOGISTIC:
-    [σ(-s), σ(s)], label s > 0); or PER_CLASS (three or more classes, each scored: label the first greatest). None for
-    the forms onnxruntime reads otherwise (class 1 scored, two base values, two classes each scored)."""
+    [σ(-s), σ(s)], label s > 0); or PER_CLASS (three or more classes, each scored on every row: label the first
+    greatest). None for the forms onnxruntime reads otherwise (class 1 scored, two base values, two classes each
+    scored, a class some rows leave unscored)."""
     weights = [w for t in ensemble for node in t.nodes.values() if isinstance(node, Leaf) for w in node.weights]
     scored = sorted({c for c, _ in weights})
     if n_labels == 2 and scored == [0] and len(base) <= 1:
@@ -240,7 +241,32 @@ def classifier_form(n_labels: int, ensemble: list[Tree], base: list[float], tran
         if positive and transform == "NONE" and not base:
             return BINARY_POSITIVE
         return BINARY_LOGISTIC if not positive and transform == "LOGISTIC" else None
-    return PER_CLASS if n_labels >= 3 and scored == list(range(n_labels)) else None
+    if n_labels < 3 or scored != list(range(n_labels)) or len(base) not in (0, n_labels):
+        return None
+    return PER_CLASS if base or always_scored(ensemble, n_labels) else None
+
+
+def always_scored(ensemble: list[Tree], n_labels: int) -> bool:
+    """Whether every row scores each of n classes (targets): onnxruntime passes over one that no reached leaf weighs (its
+    has_score): a classifier's first greatest skips it, a regressor gives it 0, base value or not. So some tree must
+    weigh each at every leaf."""
+    weighed: set[int] = set()
+    for tree in ensemble:
+        leaves = [{c for c, _ in node.weights} for node in tree.nodes.values() if isinstance(node, Leaf)]
+        weighed |= set.intersection(*leaves) if leaves else set()
+    return weighed >= set(range(n_labels))
+
+
+def odd_leaves(ensemble: list[Tree]) -> str:
+    """What no converter writes and onnxruntime reads its own way, else '': a leaf that weighs one class twice (a
+    one-target regressor then adds only the first weight) or weighs it by NaN or ±inf."""
+    for tree in ensemble:
+        for node in tree.nodes.values():
+            if isinstance(node, Leaf):
+                ids = [c for c, _ in node.weights]
+                if len(set(ids)) != len(ids) or not all(math.isfinite(w) for _, w in node.weights):
+                    return f"tree {tree.id} has a leaf weighing a class twice or by a non-finite weight"
+    return ""
 
 
 def transform(attributes: Mapping[str, Any]) -> str:

@@ -303,7 +303,7 @@ def _tree(op: str, transform: str) -> onnx.NodeProto:
     if op == "TreeEnsembleRegressor":
         leaves: dict[str, Any] = {"target_treeids": [0] * 3, "target_nodeids": [2, 3, 4], "target_ids": [0] * 3, "target_weights": [1.5, 0.25, 0.0]}
         return onnx.helper.make_node(op, ["X"], ["y"], domain="ai.onnx.ml", n_targets=1, post_transform=transform, **nodes, **leaves)
-    weights = [(2, 0, 0.8), (2, 2, 5e-8), (3, 1, 0.3), (3, 0, 0.0), (3, 2, 0.0), (4, 0, -0.4), (4, 2, 0.6)]
+    weights = [(2, 0, 0.8), (2, 1, 0.0), (2, 2, 5e-8), (3, 1, 0.3), (3, 0, 0.0), (3, 2, 0.0), (4, 0, -0.4), (4, 1, 0.0), (4, 2, 0.6)]  # every leaf weighs every class
     leaves = {"class_treeids": [0] * len(weights), "class_nodeids": [n for n, _, _ in weights], "class_ids": [c for _, c, _ in weights], "class_weights": [w for _, _, w in weights]}
     return onnx.helper.make_node(op, ["X"], ["label", "probabilities"], domain="ai.onnx.ml", classlabels_int64s=[0, 1, 2], post_transform=transform, **nodes, **leaves)
 

@@ -17,7 +17,6 @@ import pytest
 from onnx import TensorProto, helper
 
 import predictsql
-import predictsql.engine.forest as forest_module
 from predictsql.engine import sessions
 from predictsql.engine.forest import ForestRunner, compile_forest
 from predictsql.engine.sources import ModelSource
@@ -42,7 +41,7 @@ def _sklearn(kind: str) -> Callable[[], object]:
         "forest": lambda: ensemble.RandomForestClassifier(n_estimators=30, max_depth=8, random_state=0),
         "extra_trees": lambda: ensemble.ExtraTreesClassifier(n_estimators=20, max_depth=6, random_state=0),
         "boosting": lambda: ensemble.GradientBoostingClassifier(n_estimators=30, random_state=0),
-        "hist_boosting": lambda: ensemble.HistGradientBoostingClassifier(max_iter=20, random_state=0),
+        "hist_boosting": lambda: ensemble.HistGradientBoostingClassifier(max_iter=20, max_depth=5, random_state=0),  # leaf-wise: deeper pads beyond MAX_PADDING
         "tree": lambda: tree.DecisionTreeClassifier(max_depth=5, random_state=0),
         "forest_regressor": lambda: ensemble.RandomForestRegressor(n_estimators=20, max_depth=7, random_state=0),
         "boosting_regressor": lambda: ensemble.GradientBoostingRegressor(n_estimators=30, random_state=0),
@@ -54,13 +53,13 @@ CASES = [
     ("forest", "binary"), ("forest", "classes"), ("extra_trees", "binary"), ("boosting", "binary"), ("boosting", "classes"),
     ("hist_boosting", "binary"), ("hist_boosting", "classes"), ("tree", "classes"), ("forest_regressor", "values"),
     ("boosting_regressor", "values"), ("scaled_forest", "binary"), ("xgboost", "binary"), ("xgboost", "classes"),
-    ("lightgbm", "binary"), ("lightgbm", "classes"), ("lightgbm", "values"),
+    ("lightgbm", "binary"), ("lightgbm", "classes"), ("lightgbm", "values"), ("forest", "text"),
 ]  # fmt: skip
 
 
 def _fitted(kind: str, target: str) -> tuple[object, bytes]:
     x, binary, classes, values = _training()
-    y = {"binary": binary, "classes": classes, "values": values}[target]
+    y = {"binary": binary, "classes": classes, "values": values, "text": binary.map({0: "no", 1: "yes"})}[target]
     if kind == "xgboost":  # BRANCH_LT, and a Cast before the trees
         import xgboost
 
@@ -69,7 +68,7 @@ def _fitted(kind: str, target: str) -> tuple[object, bytes]:
         import lightgbm
 
         x = x.astype(np.float64)
-        make = lambda: (lightgbm.LGBMRegressor if target == "values" else lightgbm.LGBMClassifier)(n_estimators=20, random_state=0, verbose=-1)  # noqa: E731
+        make = lambda: (lightgbm.LGBMRegressor if target == "values" else lightgbm.LGBMClassifier)(n_estimators=20, max_depth=5, random_state=0, verbose=-1)  # noqa: E731
     else:
         make = _sklearn(kind)
     estimator = make().fit(x, y)  # type: ignore[attr-defined]
@@ -211,21 +210,90 @@ def test_what_does_not_compile_is_scored_by_onnxruntime_and_says_why() -> None:
         "BRANCH_EQ": _with(model, nodes_modes=["BRANCH_EQ", "LEAF", "LEAF", "BRANCH_LT", "LEAF", "LEAF", "BRANCH_LEQ", "LEAF", "BRANCH_LT", "LEAF", "BRANCH_GTE", "LEAF", "LEAF"]),
         "aggregate_function MAX": _with(model, aggregate_function="MAX"),
         "post_transform PROBIT": _with(model, post_transform="PROBIT"),
+        "a target unscored": _with(model, target_ids=[0, 0, 1, 0, 0, 0, 0, 0]),  # tree 1's right leaf now weighs target 0
+        "a class weighed twice": _with(
+            model,
+            target_treeids=[0, *_attribute(model, "target_treeids")],
+            target_nodeids=[1, *_attribute(model, "target_nodeids")],
+            target_ids=[0, *_attribute(model, "target_ids")],
+            target_weights=[5.0, *_attribute(model, "target_weights")],
+        ),
+        "nodes interleaved": _with(model, **{name: _interleaved(_attribute(model, name)) for name in _NODE_ATTRIBUTES}),
     }
     for why, broken in cases.items():
         loaded = sessions.load(ModelSource(broken, why))
         assert loaded.runner is loaded.session and why.split()[-1] in loaded.runtime, (why, loaded.runtime)
+        if why != "post_transform PROBIT":  # onnxruntime's own reading of each, which compiled code would have to mimic
+            _session(broken).run(None, {"X": np.zeros((3, 2), np.float32)})
     compiled = sessions.load(ModelSource(model, "modes"))
     assert isinstance(compiled.runner, ForestRunner) and compiled.runtime.startswith("compiled trees")
     off = sessions.load(ModelSource(model, "modes"), sessions.SessionOptions(compiled_trees=False))
     assert off.runner is off.session and "off" in off.runtime
 
 
-def test_trees_too_deep_to_pad_stay_in_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> None:
-    _, model = _fitted("tree", "classes")
-    monkeypatch.setattr(forest_module, "MAX_DEPTH", 3)
-    runner, why = compile_forest(onnx.load_from_string(model), ort.SessionOptions())
-    assert runner is None and "pad beyond" in why
+_NODE_ATTRIBUTES = ("nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_values", "nodes_modes", "nodes_truenodeids", "nodes_falsenodeids", "nodes_missing_value_tracks_true")
+
+
+def _attribute(model: bytes, name: str) -> list:
+    node = onnx.load_from_string(model).graph.node[0]
+    return list(next(helper.get_attribute_value(a) for a in node.attribute if a.name == name))
+
+
+def _interleaved(values: list) -> list:
+    """Node attributes with tree 1's first node listed among tree 0's (trees' roots kept first)."""
+    return [values[0], values[3], values[1], values[2], *values[4:]]
+
+
+def test_a_class_some_rows_leave_unscored_is_neither_compiled_nor_inlined() -> None:
+    """onnxruntime's first greatest passes over a class no reached leaf weighs: here class 12 on x > 0, where its 0
+    would beat class 10's -1. Neither the compiled trees nor INLINE read it so; onnxruntime scores it."""
+    from predictsql.engine.inline import NotInlinable, compile_graph
+
+    node = helper.make_node(
+        "TreeEnsembleClassifier", ["X"], ["label", "probabilities"], domain="ai.onnx.ml",
+        nodes_treeids=[0, 1, 1, 1], nodes_nodeids=[0, 0, 1, 2], nodes_featureids=[0, 0, 0, 0], nodes_values=[0.0, 0.0, 0.0, 0.0],
+        nodes_modes=["LEAF", "BRANCH_LEQ", "LEAF", "LEAF"], nodes_truenodeids=[0, 1, 0, 0], nodes_falsenodeids=[0, 2, 0, 0],
+        class_treeids=[0, 0, 1], class_nodeids=[0, 0, 1], class_ids=[0, 1, 2], class_weights=[-1.0, -2.0, -5.0], classlabels_int64s=[10, 11, 12],
+    )  # fmt: skip
+    outputs = [helper.make_tensor_value_info("label", TensorProto.INT64, [None]), helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 3])]
+    graph = helper.make_graph([node], "unscored", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 1])], outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)], ir_version=8)
+    assert compile_forest(model, ort.SessionOptions())[0] is None
+    with pytest.raises(NotInlinable, match="has no SQL form"):
+        compile_graph(model)
+    labels = _session(model.SerializeToString()).run(["label"], {"X": np.array([[-1.0], [1.0]], np.float32)})[0]
+    np.testing.assert_array_equal(labels, [10, 10])  # on x > 0, not 12
+
+
+def test_deep_sparse_trees_stay_in_onnxruntime() -> None:
+    """A tree that splits off one leaf per level (17 nodes, depth 8) would pad to 511 slots: beyond MAX_PADDING per node."""
+    depth = 8  # branches 0..7 test x0 <= i; branch i's true side is leaf 8 + i, its false side branch i + 1 (the last's: leaf 16)
+    modes = ["BRANCH_LEQ"] * depth + ["LEAF"] * (depth + 1)
+    true = [depth + i for i in range(depth)] + [0] * (depth + 1)
+    false = [i + 1 for i in range(depth - 1)] + [2 * depth] + [0] * (depth + 1)
+    node = helper.make_node(
+        "TreeEnsembleRegressor", ["X"], ["variable"], domain="ai.onnx.ml", n_targets=1,
+        nodes_treeids=[0] * len(modes), nodes_nodeids=list(range(len(modes))), nodes_featureids=[0] * len(modes),
+        nodes_values=[float(i) for i in range(depth)] + [0.0] * (depth + 1), nodes_modes=modes, nodes_truenodeids=true, nodes_falsenodeids=false,
+        target_treeids=[0] * (depth + 1), target_nodeids=list(range(depth, 2 * depth + 1)), target_ids=[0] * (depth + 1), target_weights=[float(i) for i in range(depth + 1)],
+    )  # fmt: skip
+    graph = helper.make_graph([node], "caterpillar", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 1])], [helper.make_tensor_value_info("variable", TensorProto.FLOAT, [None, 1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)], ir_version=8)
+    runner, why = compile_forest(model, ort.SessionOptions())
+    assert runner is None and "would pad to 511 slots" in why
+    scores = _session(model.SerializeToString()).run(None, {"X": np.arange(10, dtype=np.float32).reshape(-1, 1) - 0.5})[0]
+    np.testing.assert_array_equal(scores.ravel(), [0, 1, 2, 3, 4, 5, 6, 7, 8, 8])  # onnxruntime scores it
+
+
+def test_a_walk_numba_cannot_cache_is_compiled_in_the_process() -> None:
+    """Where numba finds nowhere to write its cache (here: code with no file), the walk is still compiled."""
+    from predictsql.engine.forest_kernel import _compiled
+
+    namespace: dict[str, Any] = {}
+    exec("def double(x, out):\n    for i in range(x.shape[0]):\n        out[i] = 2 * x[i]", namespace)
+    out = np.zeros(3)
+    _compiled(namespace["double"])(np.arange(3.0), out)
+    np.testing.assert_array_equal(out, [0.0, 2.0, 4.0])
 
 
 @pytest.mark.parametrize("plan", ["UDF", "STREAM"])
