@@ -46,6 +46,7 @@ class Layout:
     feature: np.ndarray
     threshold: np.ndarray
     nan_left: np.ndarray
+    track_nan: bool  # whether any branch sends NaN left (a padded slot's way is moot: the leaves below it are alike)
     leaf_offsets: np.ndarray
     weights: np.ndarray  # [leaf slots, targets]
 
@@ -104,7 +105,7 @@ class Forest:
             raise ScoringError(f"the trees read {self.width} features of their input, which has shape {x.shape}")  # as onnxruntime refuses it
         scores = np.zeros((len(x), layout.weights.shape[1]), dtype)
         if len(x):
-            walk(np.ascontiguousarray(x, dtype), layout.offsets, layout.depths, layout.feature, layout.threshold, layout.nan_left, layout.leaf_offsets, layout.weights, scores)
+            walk(np.ascontiguousarray(x, dtype), layout.offsets, layout.depths, layout.feature, layout.threshold, layout.nan_left, layout.track_nan, layout.leaf_offsets, layout.weights, scores)
         if self.trees:
             scores /= dtype(self.trees)
         if not self.classifier:
@@ -131,8 +132,8 @@ def _layout(ensemble: Sequence[trees.Tree], targets: int, dtype: type[np.floatin
     inner = np.cumsum([0] + [2**d - 1 for d in depths])
     leaves = np.cumsum([0] + [2**d for d in depths])
     feature = np.zeros(inner[-1], np.int32)
-    threshold = np.full(inner[-1], np.inf, dtype)  # a padded slot sends every row, NaN too, left
-    nan_left = np.ones(inner[-1], np.uint8)
+    threshold = np.full(inner[-1], np.inf, dtype)  # a padded slot: every way below it reaches its leaf's weights
+    nan_left = np.zeros(inner[-1], np.uint8)
     weights = np.zeros((leaves[-1], targets), dtype)
     for t, (tree, d) in enumerate(zip(ensemble, depths, strict=True)):
         stack = [(tree.root, 0, 0)]
@@ -148,7 +149,7 @@ def _layout(ensemble: Sequence[trees.Tree], targets: int, dtype: type[np.floatin
             left, right, cut, nan_goes_left = _as_leq(node, dtype)
             feature[inner[t] + j], threshold[inner[t] + j], nan_left[inner[t] + j] = node.feature, cut, nan_goes_left
             stack += [(left, 2 * j + 1, level + 1), (right, 2 * j + 2, level + 1)]
-    return Layout(inner[:-1].astype(np.int64), np.array(depths, np.int32), feature, threshold, nan_left, leaves[:-1].astype(np.int64), weights)
+    return Layout(inner[:-1].astype(np.int64), np.array(depths, np.int32), feature, threshold, nan_left, bool(nan_left.any()), leaves[:-1].astype(np.int64), weights)
 
 
 def _as_leq(branch: trees.Branch, dtype: type[np.floating]) -> tuple[int, int, np.floating, bool]:

@@ -18,9 +18,19 @@ BLOCK_ROWS = 256  # rows walked together: enough loads in flight, the walk's slo
 
 
 def _walk(
-    x: np.ndarray, offsets: np.ndarray, depths: np.ndarray, feature: np.ndarray, threshold: np.ndarray, nan_left: np.ndarray, leaf_offsets: np.ndarray, weights: np.ndarray, out: np.ndarray
+    x: np.ndarray,
+    offsets: np.ndarray,
+    depths: np.ndarray,
+    feature: np.ndarray,
+    threshold: np.ndarray,
+    nan_left: np.ndarray,
+    track_nan: bool,
+    leaf_offsets: np.ndarray,
+    weights: np.ndarray,
+    out: np.ndarray,
 ) -> None:
-    """Add each tree's leaf weights for each row of x [rows, features] into out [rows, targets]."""
+    """Add each tree's leaf weights for each row of x [rows, features] into out [rows, targets]; without `track_nan`
+    (no branch sends NaN left) the NaN test, a third of the walk's time, is left out: x <= t already sends NaN right."""
     rows, targets = x.shape[0], weights.shape[1]
     slot = np.empty(BLOCK_ROWS, np.int64)
     for start in range(0, rows, BLOCK_ROWS):
@@ -29,11 +39,15 @@ def _walk(
             base = offsets[t]
             slot[:block] = 0
             for _ in range(depths[t]):
-                for r in range(block):
-                    j = slot[r]
-                    v = x[start + r, feature[base + j]]
-                    left = (v <= threshold[base + j]) | ((nan_left[base + j] != 0) & (v != v))
-                    slot[r] = 2 * j + 2 - np.int64(left)
+                if track_nan:
+                    for r in range(block):
+                        j = slot[r]
+                        v = x[start + r, feature[base + j]]
+                        slot[r] = 2 * j + 2 - np.int64((v <= threshold[base + j]) | ((nan_left[base + j] != 0) & (v != v)))
+                else:
+                    for r in range(block):
+                        j = slot[r]
+                        slot[r] = 2 * j + 2 - np.int64(x[start + r, feature[base + j]] <= threshold[base + j])
             first_leaf = leaf_offsets[t] - (2 ** depths[t] - 1)
             for r in range(block):
                 leaf = first_leaf + slot[r]
