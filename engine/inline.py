@@ -5,7 +5,7 @@ vectorised, parallel execution than to ship rows to onnxruntime (DESIGN.md, Rave
 when every node is one of the supported operators below and its inputs are FLOAT or DOUBLE tensors, or text and INT64
 ones that reach only a one-hot encoder (through structural operators); anything
 else raises NotInlinable with the reason, and the STREAM plan scores it. A tree ensemble compiles to nested
-CASEs only within MAX_TREE_NODES and MAX_TREE_DEPTH: beyond them onnxruntime was measured faster.
+CASEs only within MAX_TREE_NODES and MAX_TREE_DEPTH: beyond them the compiled trees (engine/forest.py) were measured faster.
 
 Expressions read DATA's columns (`Feature`) and named intermediate values (`Ref` into
 `Program.values`). A value that later expressions read more than once (a linear score, a
@@ -411,7 +411,7 @@ _TREE_TESTS = {"BRANCH_LEQ": ("le", "gt"), "BRANCH_LT": ("lt", "ge")}  # the tes
 def _ensemble(args: list, attrs: dict, builder: _Builder, op_type: str) -> tuple[list[trees.Tree], tuple[Expr, ...], list[float]]:
     """The trees, the input values they read (each named once), and the base values, if within INLINE's size limit
     (checked before the trees are read: a large forest is read only to be refused)."""
-    limit = f"{MAX_TREE_NODES:,} nodes, depth {MAX_TREE_DEPTH}: larger ones run faster in onnxruntime, benchmarks/README.md"
+    limit = f"{MAX_TREE_NODES:,} nodes, depth {MAX_TREE_DEPTH}: larger ones run faster as compiled trees, benchmarks/README.md"
     size = len(attrs["nodes_treeids"])
     if size > MAX_TREE_NODES:
         raise NotInlinable(f"a tree ensemble of {size:,} nodes is over INLINE's limit ({limit})")
@@ -486,7 +486,7 @@ _COMPLEMENT = {"ge": "lt", "gt": "le", "le": "gt", "lt": "ge"}  # each test's co
 EXACT_DOUBLE = 2**53  # beyond, DOUBLE skips integers
 FOLDED_OFFSET = 2.0**10  # coef·s·v - coef·o·s errs by up to |coef·o·s|·2^-52 (absolute) beyond coef·(v - o)·s: |coef|·2^-42
 SOFTMAX_ZERO_EPSILON = float(np.float32(1e-7))  # ComputeSoftmaxZero's 0.0000001f: scores within it count as zero
-MAX_TREE_NODES = 256  # INLINE's limit for tree ensembles: where nested CASEs beat onnxruntime (benchmarks/README.md, run M)
+MAX_TREE_NODES = 150  # INLINE's limit for tree ensembles: nested CASEs as fast as the compiled trees up to there (benchmarks/README.md, run U)
 MAX_TREE_DEPTH = 6
 FLOAT_LOWEST = -3.4028234663852886e38  # std::numeric_limits<float>::lowest(), where onnxruntime's running maxima start
 

@@ -216,7 +216,7 @@ def _inline_cases() -> dict[str, tuple[object, str]]:
         "random forest regressor": (RandomForestRegressor(n_estimators=4, max_depth=4, random_state=0), "regression"),
         "random forest, 2 classes (one score, positive weights)": (RandomForestClassifier(n_estimators=4, max_depth=4, random_state=0), "binary"),
         "gradient boosting, 2 classes (one score, LOGISTIC)": (GradientBoostingClassifier(n_estimators=10, max_depth=3, random_state=0), "binary"),
-        "gradient boosting, 3 classes (SOFTMAX)": (GradientBoostingClassifier(n_estimators=4, max_depth=3, random_state=0), "classes"),
+        "gradient boosting, 3 classes (SOFTMAX)": (GradientBoostingClassifier(n_estimators=3, max_depth=3, random_state=0), "classes"),
         "random forest, 3 classes": (RandomForestClassifier(n_estimators=4, max_depth=4, random_state=0), "classes"),
         "lightgbm regressor (missing values track true)": (lightgbm.LGBMRegressor(n_estimators=8, num_leaves=8, max_depth=4, random_state=0, verbose=-1), "regression"),
         "xgboost, 2 classes (DOUBLE input cast to FLOAT, x < t)": (xgboost.XGBClassifier(n_estimators=6, max_depth=3, random_state=0), "binary"),
