@@ -144,7 +144,9 @@ def _bind_list(field: pa.Field, index: int, target: pa.DataType, model: Model, s
     """A list column fed whole to an [N,k] input: its element type cast as a column would be, its size checked now if fixed."""
     size = field.type.list_size if pa.types.is_fixed_size_list(field.type) else None
     if size is not None and spec.width is not None and size != spec.width:
-        raise TypeMismatchError(f"DATA column '{field.name}' holds {size} values per row but input '{spec.name}' of {model.display} takes {spec.width} ({spec.dims})")
+        raise TypeMismatchError(
+            f"DATA column '{field.name}' holds {size} values per row but input '{spec.name}' of {model.display} takes {spec.width} ({spec.dims})"
+        )
     cast = _input_cast(pa.field(field.name, field.type.value_type), target, model, spec.name)
     return InputFeed(spec.name, (index,), target, (cast,), 2, whole=True)
 
@@ -170,7 +172,8 @@ def _input_cast(field: pa.Field, target: pa.DataType, model: Model, input_name: 
     if cast is None:
         part = f" (part of model input '{input_name}')" if input_name != field.name else ""
         raise TypeMismatchError(
-            f"PREDICT input '{field.name}'{part} ({model.display}) is {sql_name(field.type)} in DATA but the model expects {target}: write CAST({field.name} AS {sql_name(target)}) in the DATA query"
+            f"PREDICT input '{field.name}'{part} ({model.display}) is {sql_name(field.type)} in DATA but the model expects "
+            f"{target}: write CAST({field.name} AS {sql_name(target)}) in the DATA query"
         )
     return cast
 

@@ -110,7 +110,9 @@ def column_names(fitted: Sequence[str] | None, sample: Any, columns: Sequence[st
             return fitted
         by_key = {_key(n): n for n in sample_names}
         if sorted(by_key) != sorted(_key(n) for n in fitted):
-            raise ExportError(f"the sample's columns {sample_names} are not the columns {model} was fitted on, {fitted}: pass a sample of exactly those")
+            raise ExportError(
+                f"the sample's columns {sample_names} are not the columns {model} was fitted on, {fitted}: pass a sample of exactly those"
+            )
         return [by_key[_key(n)] for n in fitted]  # the sample's spelling: LightGBM keeps 'mean radius' as 'mean_radius'
     if columns is not None:
         if sample_names is not None and list(columns) != sample_names:

@@ -46,7 +46,9 @@ def _torch(module: Any, sample: Any, columns: Columns) -> Converted:
     example = torch.from_numpy(float_sample(sample, names)) if sample is not None else torch.zeros(2, len(names))
     example = example.to(dtype)
     with _quiet():
-        program = torch.onnx.export(module.eval(), (example,), input_names=["input"], dynamic_shapes=({0: torch.export.Dim("N")},), dynamo=True, verbose=False)
+        program = torch.onnx.export(
+            module.eval(), (example,), input_names=["input"], dynamic_shapes=({0: torch.export.Dim("N")},), dynamo=True, verbose=False
+        )
     if program is None:  # torch returns None only when given a file to write
         raise ExportError("torch.onnx.export returned no program")
     return Converted(program.model_proto, {"input": names}, None)

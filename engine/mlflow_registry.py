@@ -189,7 +189,8 @@ def _download(tracking_uri: str | None, uri: str, label: str) -> bytes:
             )
         if ONNX_FLAVOR not in flavors:
             raise ModelSourceError(
-                f"MLflow model '{label}' has the flavours {', '.join(flavors)} but no onnx flavour; predictsql scores only ONNX and never loads pickles or pyfunc models: {HOW_TO_LOG}"
+                f"MLflow model '{label}' has the flavours {', '.join(flavors)} but no onnx flavour; predictsql scores only ONNX "
+                f"and never loads pickles or pyfunc models: {HOW_TO_LOG}"
             )
         model_file = path / flavors[ONNX_FLAVOR]["data"]
         return self_contained(model_file.read_bytes(), f"'{label}'", model_file.parent)

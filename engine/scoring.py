@@ -62,7 +62,9 @@ class Scorer:
         except PredictSQLError:
             raise
         except Exception as e:  # onnxruntime's own error types are not importable in a stable way
-            raise ScoringError(f"{self.plan.model.display} failed on batch {index} (rows {offset}-{offset + batch.num_rows - 1}): {e}") from e
+            raise ScoringError(
+                f"{self.plan.model.display} failed on batch {index} (rows {offset}-{offset + batch.num_rows - 1}): {e}"
+            ) from e
         columns = [self._output(raw, out, rows) for out in self.plan.outputs]
         if valid is None:
             return columns
@@ -132,7 +134,9 @@ class Scorer:
         wrong = pc.not_equal(lengths, width)
         if pc.any(wrong).as_py():
             row = pc.index(wrong, True).as_py()
-            raise ScoringError(f"PREDICT input '{name}' ({self.plan.model.display}) holds {lengths[row].as_py()} values at row {offset + row}, but input '{feed.name}' takes {width}")
+            raise ScoringError(
+                f"PREDICT input '{name}' ({self.plan.model.display}) holds {lengths[row].as_py()} values at row {offset + row}, but input '{feed.name}' takes {width}"
+            )
         values = column.flatten()
         if values.null_count:
             raise NullInputError(f"PREDICT input '{name}' ({self.plan.model.display}) has NULL values inside its lists in the batch starting at row {offset}: fill them in the DATA query")

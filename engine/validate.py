@@ -73,7 +73,8 @@ def _load_external_data(model: onnx.ModelProto, label: str, base_dir: Path | Non
     """Read external tensors into the model, refusing blobs and any path outside the model's folder."""
     if base_dir is None:
         raise UnsafeModelError(
-            f"model {label} references external data files, which a BLOB or bytes cannot carry: save it self-contained with onnx.save_model(model, path, save_as_external_data=False)"
+            f"model {label} references external data files, which a BLOB or bytes cannot carry: "
+            "save it self-contained with onnx.save_model(model, path, save_as_external_data=False)"
         )
     root = base_dir.resolve()
     for tensor in model.graph.initializer:

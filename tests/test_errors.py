@@ -44,6 +44,8 @@ def assert_backend_usable(backend) -> None:
     assert not_none(backend.sql("SELECT count(*) AS n FROM PREDICT(MODEL = (SELECT model FROM models WHERE id = 1), DATA = patients) WITH (Score FLOAT) AS p")).n[0] == 569
 
 
+
+
 def run(con, logreg, data: str, **params):
     return con.sql(SCORE.format(data=data), params={"m": logreg.onnx, **params})
 
@@ -207,13 +209,11 @@ def test_null_input_reports_column_count_and_row(con, logreg) -> None:
 
 
 def test_nulls_propagate_scores_the_other_rows(con, logreg, breast_cancer) -> None:
-    rows = not_none(
-        con.sql(
-            "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = (SELECT * REPLACE (CASE WHEN id % 10 = 0 THEN NULL ELSE mean_texture END AS mean_texture) FROM patients) AS d, "
-            "NULLS = PROPAGATE) WITH (Score FLOAT) AS p ORDER BY d.id",
-            params={"m": logreg.onnx},
-        )
-    ).df()
+    rows = not_none(con.sql(
+        "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = (SELECT * REPLACE (CASE WHEN id % 10 = 0 THEN NULL ELSE mean_texture END AS mean_texture) FROM patients) AS d, "
+        "NULLS = PROPAGATE) WITH (Score FLOAT) AS p ORDER BY d.id",
+        params={"m": logreg.onnx},
+    )).df()
     nulls = rows.id % 10 == 0
     assert rows.Score[nulls].isna().all()
     np.testing.assert_allclose(rows.Score[~nulls], expected_scores(logreg)[~nulls.values], atol=PROBA_TOLERANCE)
@@ -326,7 +326,7 @@ def test_parse_error_has_line_and_column(backend) -> None:
 
 
 def test_missing_data_relation(con, logreg) -> None:
-    with pytest.raises(BindError, match='(?s)PREDICT DATA SELECT \\* FROM patiens .*Did you mean "patients"'):
+    with pytest.raises(BindError, match="(?s)PREDICT DATA SELECT \\* FROM patiens .*Did you mean \"patients\""):
         run(con, logreg, "patiens")
 
 

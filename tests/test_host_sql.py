@@ -31,7 +31,7 @@ DUCKDB_STATEMENTS = [
     "SHOW TABLES",
     "EXPLAIN SELECT id FROM patients WHERE id < 3",
     "SELECT @(2 - 7) AS a, @ -5.5 AS b",
-    'SELECT \'PREDICT(MODEL = x)\' AS text, "predict" FROM (SELECT 1 AS "predict")',
+    "SELECT 'PREDICT(MODEL = x)' AS text, \"predict\" FROM (SELECT 1 AS \"predict\")",
     "SELECT id FROM patients WHERE id < 3 ORDER BY id; SELECT 42 AS answer",
 ]
 
@@ -83,12 +83,10 @@ def test_copy_and_pivot_over_predict(con, forest, breast_cancer, tmp_path: Path)
 
 
 def test_tsql_brackets_top_and_real(con, logreg, breast_cancer) -> None:
-    rows = not_none(
-        con.sql(
-            "SELECT TOP (5) d.[id], p.[Score] FROM PREDICT(MODEL = @model, DATA = [dbo].[patients] AS d, RUNTIME = ONNX) WITH ([Score] real) AS p ORDER BY p.Score DESC",
-            params={"model": logreg.onnx},
-        )
-    ).df()
+    rows = not_none(con.sql(
+        "SELECT TOP (5) d.[id], p.[Score] FROM PREDICT(MODEL = @model, DATA = [dbo].[patients] AS d, RUNTIME = ONNX) WITH ([Score] real) AS p ORDER BY p.Score DESC",
+        params={"model": logreg.onnx},
+    )).df()
     assert rows.Score.tolist() == sorted(rows.Score, reverse=True) and len(rows) == 5
     np.testing.assert_allclose(rows.Score, np.sort(expected_scores(logreg))[::-1][:5], atol=PROBA_TOLERANCE)
 
@@ -96,16 +94,14 @@ def test_tsql_brackets_top_and_real(con, logreg, breast_cancer) -> None:
 def test_tsql_temp_tables_select_into_and_dbo_in_declare(con, forest, breast_cancer) -> None:
     """A #temp table made by SELECT … INTO is DATA (scored inside the statement) and the target of another SELECT … INTO."""
     con.duckdb.execute("INSERT INTO models VALUES (2, 'forest', ?)", [forest.onnx]).fetchall()
-    rows = not_none(
-        con.sql(
-            """
+    rows = not_none(con.sql(
+        """
         DECLARE @model VARBINARY(MAX) = (SELECT model FROM dbo.models WHERE id = 2);
         SELECT * INTO #scratch FROM dbo.patients WHERE id % 2 = 0;
         SELECT d.id, p.Score INTO #scores FROM PREDICT(MODEL = @model, DATA = #scratch AS d) WITH (Score FLOAT) AS p;
         SELECT TOP (10) * FROM #scores ORDER BY Score DESC, id;
         """
-        )
-    ).df()
+    )).df()
     assert len(rows) == 10 and (rows.id % 2 == 0).all()
     assert_scores(forest, breast_cancer, rows.id, rows.Score)
     assert con.duckdb.sql("SELECT count(*) FROM scores").fetchall() == [((len(breast_cancer.table) + 1) // 2,)]  # a TEMP table
@@ -175,13 +171,11 @@ def test_uncommitted_rows_of_the_open_transaction_are_scored(con, large_data_con
 
 def test_a_predict_read_twice_is_scored_for_each_read(con, forest, breast_cancer) -> None:
     """A CTE joined to itself and a scalar subquery: relations a stream could not serve twice."""
-    rows = not_none(
-        con.sql(
-            "WITH s AS (SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p) "
-            "SELECT a.id, a.Score, b.Score AS again, (SELECT max(Score) FROM s) AS top FROM s AS a JOIN s AS b ON a.id = b.id ORDER BY a.id",
-            params={"m": forest.onnx},
-        )
-    ).df()
+    rows = not_none(con.sql(
+        "WITH s AS (SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p) "
+        "SELECT a.id, a.Score, b.Score AS again, (SELECT max(Score) FROM s) AS top FROM s AS a JOIN s AS b ON a.id = b.id ORDER BY a.id",
+        params={"m": forest.onnx},
+    )).df()
     assert_scores(forest, breast_cancer, rows.id, rows.Score)
     np.testing.assert_array_equal(rows.Score, rows.again)
     np.testing.assert_allclose(rows.top, expected_scores(forest).max(), atol=PROBA_TOLERANCE)
@@ -189,12 +183,11 @@ def test_a_predict_read_twice_is_scored_for_each_read(con, forest, breast_cancer
 
 def test_a_predict_in_a_correlated_subquery(con, large_data_con, forest, breast_cancer) -> None:
     """A subquery over PREDICT that reads the outer row: the engine may run it once per row, so it is scored in-query."""
-    rows = not_none(
-        con.sql(
-            "SELECT o.id, (SELECT max(p.Score) FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p WHERE d.id = o.id) AS Score FROM patients AS o WHERE o.id < 20 ORDER BY o.id",
-            params={"m": forest.onnx},
-        )
-    ).df()
+    rows = not_none(con.sql(
+        "SELECT o.id, (SELECT max(p.Score) FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p WHERE d.id = o.id) AS Score "
+        "FROM patients AS o WHERE o.id < 20 ORDER BY o.id",
+        params={"m": forest.onnx},
+    )).df()
     assert rows.id.tolist() == list(range(20))
     assert_scores(forest, breast_cancer, rows.id, rows.Score)
     query = "SELECT (SELECT max(p.Score) FROM PREDICT(MODEL = @m, DATA = patients AS d) AS p WHERE d.id = o.id) FROM patients AS o"
@@ -291,7 +284,7 @@ def test_explain_over_predict_is_the_engines_explain_of_the_rewritten_statement(
     top = f"EXPLAIN SELECT TOP 5 d.id FROM PREDICT(MODEL = @m, DATA = patients AS d, PLAN = {plan}) WITH (Score FLOAT) AS p"
     assert "Limit: 5" in not_none(con.sql(top, params={"m": logreg.onnx})).fetchall()[0][1]  # read as T-SQL, as without EXPLAIN
     with pytest.raises(SQLSyntaxError, match="line 1"):  # the statement's own syntax error, not the engine's of the PREDICT
-        con.sql(f"EXPLAIN SELECT d.id, FROM WHERE {query[query.index('PREDICT') :]}", params={"m": logreg.onnx})
+        con.sql(f"EXPLAIN SELECT d.id, FROM WHERE {query[query.index('PREDICT'):]}", params={"m": logreg.onnx})
     with pytest.raises(SQLSyntaxError, match="EXPLAIN of CREATE over PREDICT is not supported"):  # ANALYZE would keep rewritten SQL
         con.sql(f"EXPLAIN ANALYZE CREATE VIEW scored AS {query}", params={"m": logreg.onnx})
     assert con.duckdb.sql("SELECT count(*) FROM duckdb_views() WHERE view_name = 'scored'").fetchall() == [(0,)]
@@ -304,7 +297,7 @@ def test_explain_without_analyze_reads_no_data_row_of_a_stream(con, logreg) -> N
     query = "SELECT sum(p.Score) FROM PREDICT(MODEL = @m, DATA = (SELECT nextval('s') AS n, * FROM patients ORDER BY n DESC) AS d, PLAN = STREAM) WITH (Score FLOAT) AS p"
     plan = not_none(con.sql(f"EXPLAIN {query}", params={"m": logreg.onnx})).fetchall()[0][1]
     assert "PYTHON_ARROW_SCAN" in plan  # the stream's relation, planned
-    assert not_none(con.sql(f"DESCRIBE {query}", params={"m": logreg.onnx})).fetchall() == con.duckdb.sql('DESCRIBE SELECT sum(0.5::FLOAT) AS "sum(p.Score)"').fetchall()
+    assert not_none(con.sql(f"DESCRIBE {query}", params={"m": logreg.onnx})).fetchall() == con.duckdb.sql("DESCRIBE SELECT sum(0.5::FLOAT) AS \"sum(p.Score)\"").fetchall()
     assert con.duckdb.sql("SELECT nextval('s')").fetchall() == [(1,)]
     con.sql(f"EXPLAIN ANALYZE {query}", params={"m": logreg.onnx})
     assert con.duckdb.sql("SELECT nextval('s')").fetchall() == [(2 + 569,)]  # breast_cancer's 569 rows were drawn
@@ -357,18 +350,12 @@ def test_spark_syntax_keeps_its_meaning_around_predict(spark, forest, breast_can
     from predictsql.udfs import spark as ps
 
     spark.createDataFrame(breast_cancer.table).createOrReplaceTempView("patients")
-    rows = (
-        not_none(
-            ps.sql(
-                spark,
-                "SELECT `d`.`id`, transform(array(`d`.`id`), x -> x + 1) AS t, e, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p "
-                "LATERAL VIEW explode(array(1, 2)) ex AS e DISTRIBUTE BY `d`.`id`",
-                params={"m": forest.onnx},
-            )
-        )
-        .toPandas()
-        .sort_values(["id", "e"])
-    )
+    rows = not_none(ps.sql(
+        spark,
+        "SELECT `d`.`id`, transform(array(`d`.`id`), x -> x + 1) AS t, e, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p "
+        "LATERAL VIEW explode(array(1, 2)) ex AS e DISTRIBUTE BY `d`.`id`",
+        params={"m": forest.onnx},
+    )).toPandas().sort_values(["id", "e"])
     assert rows.e.tolist() == [1, 2] * len(breast_cancer.table)
     assert [list(t) for t in rows.t] == [[i + 1] for i in rows.id]
     assert_scores(forest, breast_cancer, rows.id, rows.Score)

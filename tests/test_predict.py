@@ -60,7 +60,10 @@ def test_shape_3_view_with_scalar_subquery_model(backend, logreg, breast_cancer)
 
 
 def test_shape_4_lower_case_type_and_mixed_case_names(backend, logreg, breast_cancer) -> None:
-    rows = backend.sql("SELECT d.*, p.Score FROM PREDICT(MODEL = (SELECT Model FROM Models WHERE Id = 1), DATA = dbo.Patients AS d, RUNTIME = ONNX) WITH (Score float) AS p;")
+    rows = backend.sql(
+        "SELECT d.*, p.Score FROM PREDICT(MODEL = (SELECT Model FROM Models WHERE Id = 1), "
+        "DATA = dbo.Patients AS d, RUNTIME = ONNX) WITH (Score float) AS p;"
+    )
     assert_scores(logreg, breast_cancer, rows.id, rows.Score)
 
 
@@ -87,7 +90,8 @@ def test_model_parameter_may_be_a_path_string(backend, logreg, breast_cancer, tm
 def test_data_forms(data: str, backend, logreg, breast_cancer) -> None:
     backend.execute("CREATE VIEW patient_view AS SELECT * FROM patients WHERE id < 400")
     rows = backend.sql(
-        f"WITH recent AS (SELECT * FROM patients WHERE id < 400) SELECT d.id, p.Score FROM PREDICT(MODEL = @model, DATA = {data}) WITH (Score FLOAT) AS p ORDER BY d.id",
+        f"WITH recent AS (SELECT * FROM patients WHERE id < 400) "
+        f"SELECT d.id, p.Score FROM PREDICT(MODEL = @model, DATA = {data}) WITH (Score FLOAT) AS p ORDER BY d.id",
         params={"model": logreg.onnx},
     )
     assert len(rows) == (len(breast_cancer.table) if data.split()[0].endswith("patients") else 400)

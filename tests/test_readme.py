@@ -124,11 +124,9 @@ def test_foreign_onnx_and_mllib_example(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.chdir(tmp_path)
     weights = onnx.numpy_helper.from_array(np.arange(4, dtype=np.float32).reshape(4, 1), "w")
     graph = onnx.helper.make_graph(
-        [onnx.helper.make_node("MatMul", ["input", "w"], ["output"])],
-        "foreign",
+        [onnx.helper.make_node("MatMul", ["input", "w"], ["output"])], "foreign",
         [onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [None, 4])],
-        [onnx.helper.make_tensor_value_info("output", onnx.TensorProto.FLOAT, [None, 1])],
-        [weights],
+        [onnx.helper.make_tensor_value_info("output", onnx.TensorProto.FLOAT, [None, 1])], [weights],
     )
     (tmp_path / "foreign.onnx").write_bytes(onnx.helper.make_model(graph, ir_version=10, opset_imports=[onnx.helper.make_opsetid("", 17)]).SerializeToString())
     frame = spark.createDataFrame(pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "label": [0.0, 0.0, 1.0, 1.0]}))

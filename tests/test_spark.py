@@ -65,13 +65,12 @@ def test_nulls_propagate_keeps_rows_aligned_across_batches(spark, con, logreg, b
 def test_one_scoring_node_per_predict_fed_only_model_inputs(spark, logreg, breast_cancer) -> None:
     """Three outputs read (two in WHERE) are scored once; DATA columns the model does not read stay in the JVM."""
     spark.createDataFrame(breast_cancer.table).createOrReplaceTempView("patients")
-    frame = not_none(
-        ps.sql(
-            spark,
-            "SELECT d.id, p.probabilities FROM PREDICT(MODEL = @m, DATA = patients AS d, PLAN = UDF) WITH (Score FLOAT, label BIGINT, probabilities FLOAT[]) AS p WHERE p.Score > 0.5 AND p.label = 1",
-            params={"m": logreg.onnx},
-        )
-    )
+    frame = not_none(ps.sql(
+        spark,
+        "SELECT d.id, p.probabilities FROM PREDICT(MODEL = @m, DATA = patients AS d, PLAN = UDF) WITH (Score FLOAT, label BIGINT, probabilities FLOAT[]) AS p "
+        "WHERE p.Score > 0.5 AND p.label = 1",
+        params={"m": logreg.onnx},
+    ))
     nodes = python_nodes(frame)
     assert len(nodes) == 1
     assert re.findall(r"(\w+)#\d+", nodes[0].split("], [")[0]) == list(logreg.features.columns)

@@ -63,7 +63,10 @@ def test_rewrite(source: str, expected: dict, host: str) -> None:
 
 
 def test_data_query_carries_the_ctes_it_reads() -> None:
-    (tree,) = parse("WITH a AS (SELECT * FROM t), b AS (SELECT * FROM a WHERE x > 1), unused AS (SELECT 1 AS one) SELECT * FROM PREDICT(MODEL = @m, DATA = b AS d) AS p")
+    (tree,) = parse(
+        "WITH a AS (SELECT * FROM t), b AS (SELECT * FROM a WHERE x > 1), unused AS (SELECT 1 AS one) "
+        "SELECT * FROM PREDICT(MODEL = @m, DATA = b AS d) AS p"
+    )
     (call,) = find_predicts(tree)
     assert to_sql(call.data) == "WITH a AS (SELECT * FROM t), b AS (SELECT * FROM a WHERE x > 1) SELECT * FROM b"
     assert (call.alias, call.data_alias, call.model.kind, call.model.value) == ("p", "d", "variable", "m")
