@@ -24,7 +24,6 @@ from onnx import helper
 from onnx.utils import Extractor
 
 from predictsql.engine import trees
-from predictsql.engine.errors import ScoringError
 
 MAX_DEPTH = 20
 MAX_PADDING = 16  # complete trees of at most this many slots per node: random forests pad 3.9×, LightGBM's leaf-wise trees 60× (run U)
@@ -97,12 +96,12 @@ class Forest:
         return [(onnx.TensorProto.INT64 if self.labels.dtype == np.int64 else onnx.TensorProto.STRING, ["N"]), scores]
 
     def outputs(self, x: np.ndarray) -> list[np.ndarray]:
-        """The node's outputs for x [rows, features] (FLOAT), in its output order."""
+        """The node's outputs for x [rows, features] (of the input's type), in its output order."""
         from predictsql.engine.forest_kernel import walk
 
         layout, dtype = self.layout, self.dtype
-        if x.ndim != 2 or x.shape[1] < self.width:
-            raise ScoringError(f"the trees read {self.width} features of their input, which has shape {x.shape}")  # as onnxruntime refuses it
+        if x.ndim != 2 or x.shape[1] < self.width:  # onnxruntime refuses it too; the Scorer names the model and batch
+            raise ValueError(f"the trees read {self.width} features of their input, which has shape {x.shape}")
         scores = np.zeros((len(x), layout.weights.shape[1]), dtype)
         if len(x):
             walk(np.ascontiguousarray(x, dtype), layout.offsets, layout.depths, layout.feature, layout.threshold, layout.nan_left, layout.track_nan, layout.leaf_offsets, layout.weights, scores)

@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pandas as pd
+import pyarrow as pa
 import pytest
 from onnx import TensorProto, helper
 
@@ -263,6 +264,19 @@ def test_a_class_some_rows_leave_unscored_is_neither_compiled_nor_inlined() -> N
         compile_graph(model)
     labels = _session(model.SerializeToString()).run(["label"], {"X": np.array([[-1.0], [1.0]], np.float32)})[0]
     np.testing.assert_array_equal(labels, [10, 10])  # on x > 0, not 12
+
+
+def test_trees_reading_beyond_their_input_are_a_scoring_error_as_in_onnxruntime() -> None:
+    """onnxruntime loads a tree testing feature 5 of a 2-column input and refuses it when run; so does the compiled walk
+    (which would read past the row), naming the model."""
+    from predictsql.engine.errors import ScoringError
+
+    model = _regressor(["BRANCH_LEQ", "BRANCH_LT"], [0.0, 1.0], [0, 0])
+    wide = _with(model, nodes_featureids=[5, *_attribute(model, "nodes_featureids")[1:]])
+    assert isinstance(sessions.load(ModelSource(wide, "wide")).runner, ForestRunner)
+    rows = pa.table({"X": pa.array([[0.5, 1.0], [2.0, -1.0]], pa.list_(pa.float32()))})  # a list column feeds X whole
+    with pytest.raises(ScoringError, match=r"failed on batch 0 \(rows 0-1\): the trees read 6 features"):
+        predictsql.predict(wide, rows)
 
 
 def test_deep_sparse_trees_stay_in_onnxruntime() -> None:
