@@ -57,11 +57,8 @@ class Forest:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         self.dtype = dtype  # the input's: onnxruntime compares and adds in it (DOUBLE: LightGBM's thresholds)
         self.classifier = node.op_type == "TreeEnsembleClassifier"
-        ids = attrs["nodes_treeids"]
-        if len(set(ids)) != 1 + sum(a != b for a, b in zip(ids, ids[1:], strict=False)):
-            raise NotCompiled("its trees' nodes are interleaved, which onnxruntime reads as more trees than there are")
         ensemble = trees.read(node.op_type, attrs)
-        if odd := trees.odd_leaves(ensemble):
+        if odd := trees.oddities(attrs, ensemble):
             raise NotCompiled(odd)
         self.transform = trees.transform(attrs)
         self.base = trees.floats(attrs, "base_values")
@@ -86,6 +83,9 @@ class Forest:
                 raise NotCompiled("some rows leave a target unscored, which onnxruntime gives as 0, base value or not")
         self.layout = _layout(ensemble, targets, dtype)
         self.width = int(self.layout.feature.max(initial=0)) + 1  # the features the trees read
+        from predictsql.engine.forest_kernel import walk  # numba, imported only once a model's trees compile
+
+        self.walk = walk
 
     def output_types(self) -> list[tuple[int, list[str | int]]]:
         """Each output's element type and shape, as onnxruntime gives them."""
@@ -97,9 +97,7 @@ class Forest:
 
     def outputs(self, x: np.ndarray) -> list[np.ndarray]:
         """The node's outputs for x [rows, features] (of the input's type), in its output order."""
-        from predictsql.engine.forest_kernel import walk
-
-        layout, dtype = self.layout, self.dtype
+        layout, dtype, walk = self.layout, self.dtype, self.walk
         if x.ndim != 2 or x.shape[1] < self.width:  # onnxruntime refuses it too; the Scorer names the model and batch
             raise ValueError(f"the trees read {self.width} features of their input, which has shape {x.shape}")
         scores = np.zeros((len(x), layout.weights.shape[1]), dtype)
@@ -218,6 +216,7 @@ class ForestRunner:
         except Exception as e:  # onnx cannot cut the graph there (a sparse initializer), or onnxruntime rejects a part
             raise NotCompiled(f"its graph cannot be cut around the ensemble ({e})") from e
         self.after_inputs = [i.name for i in self.after.get_inputs()] if self.after else []
+        self.after_outputs = [o.name for o in self.after.get_outputs()] if self.after else []
         self.forest.outputs(np.zeros((2, self.forest.width), self.forest.dtype))  # compiles the walk now, not in a query
 
     def run(self, names: Sequence[str], feeds: dict[str, np.ndarray]) -> list:
@@ -225,7 +224,7 @@ class ForestRunner:
         values = dict(zip(self.produced, self.forest.outputs(x), strict=False))
         if self.after is not None:
             given = {**feeds, **values}
-            values |= zip([o.name for o in self.after.get_outputs()], self.after.run(None, {n: given[n] for n in self.after_inputs}), strict=True)
+            values |= zip(self.after_outputs, self.after.run(self.after_outputs, {n: given[n] for n in self.after_inputs}), strict=True)
         return [values[n] for n in names]
 
 

@@ -416,7 +416,7 @@ def _ensemble(args: list, attrs: dict, builder: _Builder, op_type: str) -> tuple
     if size > MAX_TREE_NODES:
         raise NotInlinable(f"a tree ensemble of {size:,} nodes is over INLINE's limit ({limit})")
     ensemble = trees.read(op_type, attrs)
-    if odd := trees.odd_leaves(ensemble):
+    if odd := trees.oddities(attrs, ensemble):
         raise NotInlinable(odd)
     depth = max(trees.depth(t) for t in ensemble)
     if depth > MAX_TREE_DEPTH:

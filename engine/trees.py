@@ -107,8 +107,9 @@ def _prune_model(model: onnx.ModelProto, ranges: Mapping[FeatureKey, Interval]) 
             continue
         keys = features.get(node.input[0], ())
         bounds = {f: _widened(ranges[key]) for f, key in enumerate(keys) if key in ranges}
-        trees = read(node.op_type, {a.name: helper.get_attribute_value(a) for a in node.attribute})
-        pruned = [_prune_tree(t, _decider(bounds)) for t in trees] if bounds else trees
+        attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        trees = read(node.op_type, attributes)
+        pruned = [_prune_tree(t, _decider(bounds)) for t in trees] if bounds and not oddities(attributes, trees) else trees
         if pruned is not trees and _keeps_meaning(trees, pruned):
             model.graph.node[i].CopyFrom(write(node, pruned))
             trees = pruned
@@ -257,9 +258,13 @@ def always_scored(ensemble: list[Tree], n_labels: int) -> bool:
     return weighed >= set(range(n_labels))
 
 
-def odd_leaves(ensemble: list[Tree]) -> str:
-    """What no converter writes and onnxruntime reads its own way, else '': a leaf that weighs one class twice (a
-    one-target regressor then adds only the first weight) or weighs it by NaN or ±inf."""
+def oddities(attributes: Mapping[str, Any], ensemble: list[Tree]) -> str:
+    """What no converter writes and onnxruntime reads its own way, else '': trees whose nodes are interleaved (it
+    starts a tree at each change of tree id, so it sees more trees than there are), a leaf that weighs one class twice
+    (a one-target regressor then adds only the first weight) or weighs it by NaN or ±inf."""
+    ids = attributes["nodes_treeids"]
+    if len(set(ids)) != 1 + sum(a != b for a, b in zip(ids, ids[1:], strict=False)):
+        return "its trees' nodes are interleaved, which onnxruntime reads as more trees than there are"
     for tree in ensemble:
         for node in tree.nodes.values():
             if isinstance(node, Leaf):

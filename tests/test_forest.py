@@ -232,6 +232,18 @@ def test_what_does_not_compile_is_scored_by_onnxruntime_and_says_why() -> None:
     assert off.runner is off.session and "off" in off.runtime
 
 
+def test_a_leaf_weighing_a_class_twice_is_neither_compiled_nor_inlined() -> None:
+    """onnxruntime reads such a leaf its own way (a one-target regressor adds only the first weight): both refuse it."""
+    from predictsql.engine.inline import NotInlinable, compile_graph
+
+    stump = _stump((0.25, 0.75), "NONE")
+    assert compile_forest(onnx.load_from_string(stump), ort.SessionOptions())[0] is not None  # the stump itself compiles
+    twice = onnx.load_from_string(_with(stump, class_treeids=[0, 0, 0], class_nodeids=[1, 2, 2], class_ids=[0, 0, 0], class_weights=[0.25, 0.5, 0.25]))
+    assert compile_forest(twice, ort.SessionOptions())[0] is None
+    with pytest.raises(NotInlinable, match="twice"):
+        compile_graph(twice)
+
+
 _NODE_ATTRIBUTES = ("nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_values", "nodes_modes", "nodes_truenodeids", "nodes_falsenodeids", "nodes_missing_value_tracks_true")
 
 
