@@ -82,6 +82,13 @@ def _parse_explain(self: Parser) -> exp.Expr:
     except TokenError as e:
         raise ParseError(str(e)) from None
     explained = statements[0] if len(statements) == 1 else None
+    if isinstance(explained, exp.Declare | DescribeModel):  # predictsql's own, which no engine plans
+        kind, fix = (
+            ("DECLARE", "declare the variable, then EXPLAIN the statement that reads it (DECLARE @m ... ; EXPLAIN SELECT ...)")
+            if isinstance(explained, exp.Declare)
+            else ("DESCRIBE MODEL", "run DESCRIBE MODEL without EXPLAIN: it reads no DATA")
+        )
+        self.raise_error(f"EXPLAIN of {kind} is not supported: {fix}")
     if not isinstance(explained, exp.Query | exp.DML | exp.Create) or stores_sql(explained):
         if explained is not None and explained.find(PredictTable):  # a CREATE VIEW keeps SQL: EXPLAIN ANALYZE would keep the rewritten one
             self.raise_error(f"EXPLAIN of {explained.key.upper()} over PREDICT is not supported: run the statement, then EXPLAIN a query that reads what it made")

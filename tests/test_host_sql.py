@@ -290,6 +290,20 @@ def test_explain_over_predict_is_the_engines_explain_of_the_rewritten_statement(
     assert con.duckdb.sql("SELECT count(*) FROM duckdb_views() WHERE view_name = 'scored'").fetchall() == [(0,)]
 
 
+def test_explain_of_declare_or_describe_model_says_what_to_write(con, logreg) -> None:
+    """EXPLAIN of predictsql's own statements, which no engine plans, is a PredictSQLError naming what to write (EXPLAIN
+    DECLARE reached DuckDB as written: its ParserException); the script the fix names explains the PREDICT query."""
+    con.duckdb.execute("CREATE TABLE explained AS SELECT ?::BLOB AS m", [logreg.onnx])
+    declare = "DECLARE @m VARBINARY(MAX) = (SELECT m FROM explained)"
+    query = "SELECT p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p"
+    for prefix in ("EXPLAIN", "EXPLAIN ANALYZE"):
+        with pytest.raises(SQLSyntaxError, match=r"EXPLAIN of DECLARE is not supported: .*DECLARE @m ... ; EXPLAIN SELECT"):
+            con.sql(f"{prefix} {declare}; {query}")
+    with pytest.raises(SQLSyntaxError, match="EXPLAIN of DESCRIBE MODEL is not supported: run DESCRIBE MODEL without EXPLAIN"):
+        con.sql("EXPLAIN DESCRIBE MODEL (SELECT m FROM explained)")
+    assert "Score" in not_none(con.sql(f"{declare}; EXPLAIN {query}")).fetchall()[0][1]
+
+
 def test_explain_without_analyze_reads_no_data_row_of_a_stream(con, logreg) -> None:
     """EXPLAIN (and DESCRIBE) of a STREAM plan only plans: DATA is not read (its stream used to start, reading and scoring
     rows nobody read, a whole sort of DATA first), so a sequence DATA draws from is untouched; EXPLAIN ANALYZE runs it."""
