@@ -11,8 +11,9 @@ Expressions read DATA's columns (`Feature`) and named intermediate values (`Ref`
 `Program.values`). A value that later expressions read more than once (a linear score, a
 softmax's sum) is named rather than repeated, so the SQL grows linearly with the model, and an
 adapter computes each value once (one subquery layer per dependency depth). Arithmetic is meant
-to run in DOUBLE; it follows onnxruntime's kernels (first maximum wins in argmax, softmax less its
-maximum), so results differ from onnxruntime by float32 rounding (a tree ensemble's sum included). `bounds`
+to run in DOUBLE, but for a linear score over FLOAT inputs (`float32`), which runs in FLOAT as onnxruntime's float
+kernel does and as the engines compute FLOAT fastest; it follows onnxruntime's kernels (first maximum wins in argmax,
+softmax less its maximum), so results differ from onnxruntime by float32 rounding (a tree ensemble's sum included). `bounds`
 tells an adapter which values cannot leave FLOAT's range (probabilities), so their cast to FLOAT needs no
 overflow test.
 """
@@ -62,7 +63,8 @@ class Const:
 @dataclass(frozen=True)
 class Op:
     """add, mul, and, or (any number of args, left to right); sub, div, lt, le, gt, ge, eq, ne (two); exp, sqrt, abs,
-    isnan, round32 (one; round32: to FLOAT and back); greatest (any); fail (a Const message: the query fails, as onnxruntime would)."""
+    isnan, round32 (one; round32: to FLOAT and back); float32 (one: an add of Const·Feature products and a Const, all FLOAT,
+    computed in FLOAT); greatest (any); fail (a Const message: the query fails, as onnxruntime would)."""
 
     fn: str
     args: tuple[Expr, ...]
@@ -90,8 +92,9 @@ class Program:
 class _Builder:
     """The values named so far while a graph is compiled."""
 
-    def __init__(self) -> None:
+    def __init__(self, floats: frozenset[str]) -> None:
         self.values: list[Expr] = []
+        self.floats = floats  # the FLOAT inputs, whose linear scores run in FLOAT
 
     def let(self, value: Expr) -> Ref:
         self.values.append(value)
@@ -114,7 +117,7 @@ def compile_graph(model: onnx.ModelProto) -> Program:
     constants = {i.name: i for i in graph.initializer}
     values = {spec.name: _input(spec) for spec in graph.input if spec.name not in constants}
     kinds = {spec.name: _KINDS[spec.type.tensor_type.elem_type] for spec in graph.input if spec.type.tensor_type.elem_type in _KINDS}
-    builder = _Builder()
+    builder = _Builder(frozenset(spec.name for spec in graph.input if spec.type.tensor_type.elem_type == onnx.TensorProto.FLOAT))
     for node in graph.node:
         what = f"node '{node.name or node.output[0]}' ({node.op_type})"
         rule = _RULES.get((node.domain or "", node.op_type))
@@ -169,17 +172,24 @@ def _const(value: float) -> Const:
 
 def _linear(x: Sequence[Expr], coefficients: Sequence[float], intercepts: Sequence[float], builder: _Builder) -> tuple[Ref, ...]:
     """score_c = intercept_c + Σ_j coef[c,j]·x_j, each named; a scaled x_j = (v - o)·s is folded in as (coef·s)·v, its
-    -coef·o·s added to the intercept, so a scaler costs one multiplication per feature rather than three."""
+    -coef·o·s added to the intercept, so a scaler costs one multiplication per feature rather than three. Over FLOAT
+    features only (folded within FLOAT_FOLDED_OFFSET) the score is a float32 one, its constants rounded to FLOAT."""
     width = len(x)
     if not intercepts or len(coefficients) != len(intercepts) * width:
         raise NotInlinable(f"linear node has {len(coefficients)} coefficients for {len(intercepts)} targets and {width} features")
     scaled = [_scaled(v) for v in x]
-    scores = []
+    single = all(isinstance(v, Feature) and v.input in builder.floats for v in (f[0] if f else v for v, f in zip(x, scaled, strict=True)))
+    single &= all(abs(f[1] * f[2]) <= FLOAT_FOLDED_OFFSET for f in scaled if f)
+    scores: list[Expr] = []
     for c, b in enumerate(intercepts):
         weights = [float(coefficients[c * width + j]) for j in range(width)]
-        terms = [Op("mul", (_const(w * f[1]), f[0])) if f else Op("mul", (_const(w), v)) for w, v, f in zip(weights, x, scaled, strict=True)]
+        products = [(w * f[1], f[0]) if f else (w, v) for w, v, f in zip(weights, x, scaled, strict=True)]
         intercept = float(b) - sum(w * f[1] * f[2] for w, f in zip(weights, scaled, strict=True) if f)
-        scores.append(Op("add", (_const(intercept), *terms)))
+        rounded = single and all(abs(v) <= -FLOAT_LOWEST for v in [intercept, *(w for w, _ in products)])
+        if rounded:
+            intercept, products = float(np.float32(intercept)), [(float(np.float32(w)), v) for w, v in products]
+        score = Op("add", (_const(intercept), *(Op("mul", (_const(w), v)) for w, v in products)))
+        scores.append(Op("float32", (score,)) if rounded else score)
     return builder.let_all(scores)
 
 
@@ -485,6 +495,7 @@ _READERS = {"text": (*_STRUCTURAL, "OneHotEncoder"), "integers": (*_STRUCTURAL, 
 _COMPLEMENT = {"ge": "lt", "gt": "le", "le": "gt", "lt": "ge"}  # each test's complement but for NaN (which SQL orders last)
 EXACT_DOUBLE = 2**53  # beyond, DOUBLE skips integers
 FOLDED_OFFSET = 2.0**10  # coef·s·v - coef·o·s errs by up to |coef·o·s|·2^-52 (absolute) beyond coef·(v - o)·s: |coef|·2^-42
+FLOAT_FOLDED_OFFSET = 1.0  # in FLOAT, by up to |coef|·2^-23 beyond onnxruntime's own float32 rounding of (v - o)·s
 SOFTMAX_ZERO_EPSILON = float(np.float32(1e-7))  # ComputeSoftmaxZero's 0.0000001f: scores within it count as zero
 MAX_TREE_NODES = 150  # INLINE's limit for tree ensembles: nested CASEs as fast as the compiled trees up to there (benchmarks/README.md, run U)
 MAX_TREE_DEPTH = 6
@@ -549,7 +560,7 @@ def _op_bounds(program: Program, n: Op, args: list[Interval], of: Callable[[Expr
         return (low, high) if low >= 0 else (-high, -low) if high <= 0 else (0.0, max(-low, high))
     if n.fn == "greatest":
         return max(a[0] for a in args), max(a[1] for a in args)
-    if n.fn == "round32":
+    if n.fn in ("round32", "float32"):  # rounding to FLOAT keeps a value within its FLOAT-exact bounds
         return args[0]
     if n.fn == "fail":
         return EMPTY

@@ -18,7 +18,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 import predictsql
 from predictsql.engine import sessions
 from predictsql.engine.errors import BindError, ExportError, ScoringError
-from predictsql.engine.inline import UNBOUNDED, NotInlinable, bounds, compile_graph
+from predictsql.engine.inline import UNBOUNDED, NotInlinable, Op, bounds, compile_graph
 from predictsql.engine.signature import INPUTS_KEY
 from predictsql.engine.sources import resolve
 
@@ -214,6 +214,23 @@ def test_inline_folds_a_scaler_into_its_linear_model_only_where_doubles_stay_exa
     b = [1.0, 2.0, -1.0, 0.5, 3.0, -2.75]
     raw = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"X": np.array([a, b]).T})[0].ravel()
     np.testing.assert_allclose(_inline_rows(backend, model, {"a": a, "b": b}, {"y": "FLOAT"}, sql_type="DOUBLE")["y"], raw, rtol=1.2e-7)
+
+
+@pytest.mark.parametrize(("offset", "scale", "in_float"), [([0.5, -0.25], [1.5, 2.0], True), ([80.0, 0.0], [0.1, 1.0], False)])
+def test_inline_scores_a_linear_model_over_float_in_float_where_its_fold_stays_exact(backend, offset, scale, in_float) -> None:
+    """Scaler → LinearRegressor on FLOAT columns: the score runs in FLOAT, as onnxruntime computes it, where every fold
+    s·v - o·s has |o·s| <= 1 (then within |coef|·2^-23 of onnxruntime, absolute); at |o·s| = 8 (a = 80 + a few ulps,
+    where (a - o)·s is a few 1e-6) FLOAT's s·a would be 5e-7 off, so that score stays in DOUBLE, to FLOAT's rounding."""
+    nodes = [
+        onnx.helper.make_node("Scaler", ["X"], ["z"], domain="ai.onnx.ml", offset=offset, scale=scale),
+        onnx.helper.make_node("LinearRegressor", ["z"], ["y"], domain="ai.onnx.ml", coefficients=[1.0, -2.0], intercepts=[0.0]),
+    ]
+    model = _graph(nodes, [_out("y", [None, 1])])
+    assert any(isinstance(v, Op) and v.fn == "float32" for v in compile_graph(model).values) == in_float
+    a = [offset[0] + d * 2.0**-16 for d in (0, 1, -3, 7, 100, -1e6)]
+    b = [offset[1], 0.0, 1.0, -2.5, 1e3, 3.0]
+    raw = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"X": np.array([a, b], np.float32).T})[0].ravel()
+    np.testing.assert_allclose(_inline_rows(backend, model, {"a": a, "b": b}, {"y": "FLOAT"})["y"], raw, rtol=2.4e-7, atol=3 * 2.0**-23 if in_float else 0)
 
 
 @pytest.mark.parametrize("norm", ["L1", "L2", "MAX"])

@@ -9,8 +9,9 @@
 `inline_query` decides, per PREDICT, whether the model's Program (engine/inline.py) may stand in for
 onnxruntime; `relation` renders it as a sqlglot tree, the same for DuckDB and Spark but for the
 function that fails the query (a NULL input, an integer FLOAT cannot hold). Arithmetic runs in
-DOUBLE on the inputs rounded to the model's FLOAT, and each output is rounded to its ONNX type,
-so INLINE differs from STREAM by onnxruntime's float32 rounding.
+DOUBLE on the inputs rounded to the model's FLOAT (a linear score over FLOAT inputs in FLOAT, as
+onnxruntime computes it), and each output is rounded to its ONNX type, so INLINE differs from
+STREAM by onnxruntime's float32 rounding.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ FLOAT_RANGE = (FLOAT_LOWEST, -FLOAT_LOWEST)  # FLOAT's largest finite values: a 
 RAISE = {"duckdb": "error", "spark": "raise_error"}  # the function that fails a query with a message
 _BINARY = {"sub": exp.Sub, "div": exp.Div, "lt": exp.LT, "le": exp.LTE, "gt": exp.GT, "ge": exp.GTE, "eq": exp.EQ, "ne": exp.NEQ}
 _CHAINED = {"add": exp.Add, "mul": exp.Mul, "and": exp.And, "or": exp.Or}
-_UNARY = {"exp": exp.Exp, "sqrt": exp.Sqrt, "abs": exp.Abs, "isnan": exp.IsNan}  # with greatest, round32 and fail, the rest of engine/inline's Op names
+_UNARY = {"exp": exp.Exp, "sqrt": exp.Sqrt, "abs": exp.Abs, "isnan": exp.IsNan}  # with greatest, round32, float32 and fail, the rest of engine/inline's Op names
 
 
 def inline_query(call: PredictCall, data: exp.Query, plan: ScoringPlan, dialect: str, fail: Fail, forced: bool = False) -> tuple[exp.Query | None, str]:
@@ -92,7 +93,7 @@ def relation(data: exp.Query, plan: ScoringPlan, program: Program, dialect: str,
         feature = Feature(feed.name, j)
         if uses[feature] == 1 and feature != anchor and feed.casts[j] != Cast.CHECKED:  # a CHECKED cast's error, and the anchor, must run on every row
             render.inlined_features[feature] = render.feature(feed, j, anchor)
-    layers = [[_alias(render.feature(feed, j, anchor), render.names[(feed.name, j)]) for feed, j in features if Feature(feed.name, j) not in render.inlined_features]]
+    layers = [[_alias(render.double(feed, render.feature(feed, j, anchor)), render.names[(feed.name, j)]) for feed, j in features if Feature(feed.name, j) not in render.inlined_features]]
     depths: dict[int, int] = {}
     for i in sorted(needed - render.inlined):
         depths[i] = depth = 1 + max((depths[ref.index] for ref in render.named_refs(program.values[i])), default=0)
@@ -136,7 +137,7 @@ def _anchor(program: Program, values: Sequence[Expr]) -> Feature | None:
 
 
 def _strict_features(program: Program, node: Expr, bounded: Callable[[Expr], tuple[float, float]]) -> set[Feature] | None:
-    """The features an expression of only +, -, ×, exp and division by a positive value reads, or None if it has another
+    """The features an expression of only +, -, ×, exp (in FLOAT or DOUBLE) and division by a positive value reads, or None if it has another
     operator: such an expression is NULL exactly where one of those features is (both engines give exp's overflow as inf,
     and no division is by zero, which Spark makes NULL), so one IS NULL test of its value checks them all (_Renderer.output)."""
     if isinstance(node, Feature):
@@ -145,7 +146,7 @@ def _strict_features(program: Program, node: Expr, bounded: Callable[[Expr], tup
         return _strict_features(program, program.values[node.index], bounded)
     if isinstance(node, Const):
         return set()
-    if isinstance(node, Op) and (node.fn in ("add", "sub", "mul", "exp") or (node.fn == "div" and bounded(node.args[1])[0] > 0)):
+    if isinstance(node, Op) and (node.fn in ("add", "sub", "mul", "exp", "float32") or (node.fn == "div" and bounded(node.args[1])[0] > 0)):
         found: set[Feature] = set()
         for arg in node.args:
             features = _strict_features(program, arg, bounded)
@@ -206,13 +207,14 @@ class _Renderer:
         self.program = program
         self.inlined = inlined  # values written where they are read
         self.fused = fused  # the first output's value tests every input for NULL (NULLS = ERROR), not the features
-        self.inlined_features: dict[Feature, exp.Expr] = {}
+        self.inlined_features: dict[Feature, exp.Expr] = {}  # as the model sees them (FLOAT, DOUBLE or text)
+        self.feeds = {feed.name: feed for feed in plan.inputs}
         self.names = {(feed.name, j): f"{FEATURE}{n}_{j}" for n, feed in enumerate(plan.inputs) for j in range(len(feed.columns))}
 
     def __call__(self, node: Expr) -> exp.Expr:
         if isinstance(node, Feature):
             written = self.inlined_features.get(node)
-            return written if written is not None else _column(self.names[(node.input, node.index)])
+            return self.double(self.feeds[node.input], written) if written is not None else _column(self.names[(node.input, node.index)])
         if isinstance(node, Ref):
             return exp.paren(self(self.program.values[node.index]), copy=False) if node.index in self.inlined else _column(f"{VALUE}{node.index}")
         if isinstance(node, Const):
@@ -220,12 +222,11 @@ class _Renderer:
         if isinstance(node, Case):
             case = exp.Case(ifs=[exp.If(this=self(c), true=self(v)) for c, v in node.whens])
             return case.else_(self(node.default)) if node.default is not None else case
+        if node.fn == "float32":
+            return self._float32(node.args[0])
         args = [self(a) for a in node.args]
         if node.fn in _CHAINED:
-            result = args[0]
-            for arg in args[1:]:
-                result = _CHAINED[node.fn](this=result, expression=arg)
-            return exp.paren(result, copy=False)
+            return _chained(node.fn, args)
         if node.fn in _BINARY:
             return exp.paren(_BINARY[node.fn](this=args[0], expression=args[1]), copy=False)
         if node.fn == "round32":
@@ -236,6 +237,20 @@ class _Renderer:
             failed = self._fail(exp.Literal.string(self.fail(ScoringError(f"PREDICT ({self.plan.model.display}): {args[0].name}"))))
             return failed if self.plan.nulls == NULLS_ERROR else _unless_unscored(self.plan, failed)
         return _UNARY[node.fn](this=args[0])
+
+    def _float32(self, node: Expr) -> exp.Expr:
+        """A float32 score's sum of products in FLOAT: its (FLOAT-exact) constants and features as FLOAT values."""
+        if isinstance(node, Const):
+            return _cast(_constant(node.value), pa.float32())
+        if isinstance(node, Feature):
+            written = self.inlined_features.get(node)
+            return written if written is not None else _cast(_column(self.names[(node.input, node.index)]), pa.float32())
+        assert isinstance(node, Op), node  # engine/inline's _linear builds adds of products
+        return _chained(node.fn, [self._float32(a) for a in node.args])
+
+    def double(self, feed: InputFeed, value: exp.Expr) -> exp.Expr:
+        """A feature's value as the arithmetic reads it: numbers in DOUBLE, text as it is."""
+        return value if feed.arrow_type == pa.string() else _cast(value, pa.float64())
 
     def named_refs(self, node: Expr) -> Iterator[Ref]:
         """The named values an expression reads, through the ones written in place."""
@@ -284,7 +299,7 @@ class _Renderer:
         return exp.Case(ifs=[exp.If(this=fits, true=_cast(value, pa.float32())), failed]).else_(rounded)
 
     def feature(self, feed: InputFeed, j: int, anchor: Feature | None) -> exp.Expr:
-        """DATA column j of an input as the model sees it (FLOAT or DOUBLE, then in DOUBLE; or text), failing the query as STREAM
+        """DATA column j of an input as the model sees it (FLOAT, DOUBLE or text), failing the query as STREAM
         would on an integer beyond its exact range (±2^24, ±2^53) or, under NULLS = ERROR, on a NULL. One CASE on the
         `anchor` feature (one the first output reads, so it is always computed) tests every input column for NULL;
         without an anchor each column tests its own."""
@@ -303,7 +318,7 @@ class _Renderer:
         if self.plan.nulls == NULLS_ERROR and anchor == Feature(feed.name, j):
             names = _input_names(self.plan)
             value = exp.Case(ifs=[exp.If(this=exp.or_(*(_is_null(n) for n in names), copy=False), true=self._null_error())]).else_(value)
-        return value if feed.arrow_type == pa.string() else _cast(value, pa.float64())
+        return value
 
     def _null_error(self) -> exp.Expr:
         """The call that fails the query with the NULL error of the first input column that is NULL (a NULL check's)."""
@@ -317,6 +332,14 @@ class _Renderer:
     def _fail(self, message: exp.Expr) -> exp.Expr:
         """A call that fails the query with `message` (a fail() text), which the adapter raises again as its error."""
         return exp.Anonymous(this=RAISE[self.dialect], expressions=[message])
+
+
+def _chained(fn: str, args: list[exp.Expr]) -> exp.Expr:
+    """(a fn b fn c ...), left to right, for add, mul, and, or."""
+    result = args[0]
+    for arg in args[1:]:
+        result = _CHAINED[fn](this=result, expression=arg)
+    return exp.paren(result, copy=False)
 
 
 def _unless(failed: exp.If | None, value: exp.Expr) -> exp.Expr:
