@@ -91,7 +91,9 @@ def _parse_explain(self: Parser) -> exp.Expr:
         self.raise_error(f"EXPLAIN of {kind} is not supported: {fix}")
     if not isinstance(explained, exp.Query | exp.DML | exp.Create) or stores_sql(explained):
         if explained is not None and explained.find(PredictTable):  # a CREATE VIEW keeps SQL: EXPLAIN ANALYZE would keep the rewritten one
-            self.raise_error(f"EXPLAIN of {explained.key.upper()} over PREDICT is not supported: run the statement, then EXPLAIN a query that reads what it made")
+            kind = "UNPIVOT" if isinstance(explained, exp.Pivot) and explained.args.get("unpivot") else explained.key.upper()
+            fix = "run the statement, then EXPLAIN a query that reads what it made" if kind == "CREATE" else f"EXPLAIN the query inside the {kind}"
+            self.raise_error(f"EXPLAIN of {kind} over PREDICT is not supported: {fix}")
         return self._parse_command()
     self._advance()
     return self.expression(Explain(this=explained, options=text[:options].strip()))

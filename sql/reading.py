@@ -106,9 +106,12 @@ def _parse_host(text: str, host: str, dialect: str | None, offset: int) -> list[
         if dialect is not None:
             raise
         try:
-            return [(tree, TSQL) for tree in parse(text, TSQL, offset)]
+            trees = parse(text, TSQL, offset)
         except SQLSyntaxError:
             raise host_error from None
+        if any(isinstance(tree, exp.Command) for tree in trees):  # T-SQL cannot read it either: the host's error says why
+            raise host_error from None
+        return [(tree, TSQL) for tree in trees]
 
 
 def _tokens(script: str, dialect: str) -> list[Token]:

@@ -290,9 +290,10 @@ def test_explain_over_predict_is_the_engines_explain_of_the_rewritten_statement(
     assert con.duckdb.sql("SELECT count(*) FROM duckdb_views() WHERE view_name = 'scored'").fetchall() == [(0,)]
 
 
-def test_explain_of_declare_or_describe_model_says_what_to_write(con, logreg) -> None:
-    """EXPLAIN of predictsql's own statements, which no engine plans, is a PredictSQLError naming what to write (EXPLAIN
-    DECLARE reached DuckDB as written: its ParserException); the script the fix names explains the PREDICT query."""
+def test_explain_of_what_no_engine_explains_says_what_to_write(con, logreg) -> None:
+    """EXPLAIN of predictsql's own statements, which no engine plans, and of a macro, PIVOT or DESCRIBE over PREDICT, is a
+    PredictSQLError naming what to write (EXPLAIN DECLARE and EXPLAIN CREATE MACRO reached DuckDB as written, T-SQL's
+    reading a Command: its ParserException); the script the fix names explains the PREDICT query."""
     con.duckdb.execute("CREATE TABLE explained AS SELECT ?::BLOB AS m", [logreg.onnx])
     declare = "DECLARE @m VARBINARY(MAX) = (SELECT m FROM explained)"
     query = "SELECT p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p"
@@ -302,6 +303,15 @@ def test_explain_of_declare_or_describe_model_says_what_to_write(con, logreg) ->
     with pytest.raises(SQLSyntaxError, match="EXPLAIN of DESCRIBE MODEL is not supported: run DESCRIBE MODEL without EXPLAIN"):
         con.sql("EXPLAIN DESCRIBE MODEL (SELECT m FROM explained)")
     assert "Score" in not_none(con.sql(f"{declare}; EXPLAIN {query}")).fetchall()[0][1]
+    for statement, fix in (
+        (f"CREATE MACRO scored() AS TABLE {query}", "EXPLAIN of CREATE over PREDICT is not supported: run the statement, then EXPLAIN"),
+        (f"PIVOT ({query.replace('SELECT', 'SELECT d.id % 2 AS k,')}) ON k USING sum(Score)", "EXPLAIN of PIVOT over PREDICT is not supported: EXPLAIN the query inside the PIVOT"),
+        (f"UNPIVOT ({query}) ON Score INTO NAME n VALUE v", "EXPLAIN of UNPIVOT over PREDICT is not supported"),
+        (f"DESCRIBE {query}", "EXPLAIN of DESCRIBE over PREDICT is not supported: EXPLAIN the query inside the DESCRIBE"),
+    ):
+        with pytest.raises(SQLSyntaxError, match=fix):
+            con.sql(f"{declare}; EXPLAIN {statement}")
+    assert con.duckdb.sql("SELECT count(*) FROM duckdb_functions() WHERE function_name = 'scored'").fetchall() == [(0,)]
 
 
 def test_explain_without_analyze_reads_no_data_row_of_a_stream(con, logreg) -> None:
