@@ -216,11 +216,11 @@ def test_inline_folds_a_scaler_into_its_linear_model_only_where_doubles_stay_exa
     np.testing.assert_allclose(_inline_rows(backend, model, {"a": a, "b": b}, {"y": "FLOAT"}, sql_type="DOUBLE")["y"], raw, rtol=1.2e-7)
 
 
-@pytest.mark.parametrize(("offset", "scale", "in_float"), [([0.5, -0.25], [1.5, 2.0], True), ([80.0, 0.0], [0.1, 1.0], False)])
+@pytest.mark.parametrize(("offset", "scale", "in_float"), [([0.5, -0.25], [1.5, 2.0], False), ([80.0, 0.0], [0.1, 1.0], False)])
 def test_inline_scores_a_linear_model_over_float_in_float_where_its_fold_stays_exact(backend, offset, scale, in_float) -> None:
-    """Scaler → LinearRegressor on FLOAT columns: the score runs in FLOAT, as onnxruntime computes it, where every fold
-    s·v - o·s has |o·s| <= 1 (then within |coef|·2^-23 of onnxruntime, absolute); at |o·s| = 8 (a = 80 + a few ulps,
-    where (a - o)·s is a few 1e-6) FLOAT's s·a would be 5e-7 off, so that score stays in DOUBLE, to FLOAT's rounding."""
+    """LinearRegressor on FLOAT columns: the score runs in FLOAT, as onnxruntime computes it, unless a Scaler folds into it
+    (at |o·s| = 8, a = 80 + a few ulps, where (a - o)·s is a few 1e-6, FLOAT's s·a would be 5e-7 off): then it stays
+    in DOUBLE, to FLOAT's rounding of onnxruntime (a review's 100-column fold in FLOAT was 4.4e-4 off)."""
     nodes = [
         onnx.helper.make_node("Scaler", ["X"], ["z"], domain="ai.onnx.ml", offset=offset, scale=scale),
         onnx.helper.make_node("LinearRegressor", ["z"], ["y"], domain="ai.onnx.ml", coefficients=[1.0, -2.0], intercepts=[0.0]),
