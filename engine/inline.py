@@ -179,17 +179,14 @@ def _linear(x: Sequence[Expr], coefficients: Sequence[float], intercepts: Sequen
     if not intercepts or len(coefficients) != len(intercepts) * width:
         raise NotInlinable(f"linear node has {len(coefficients)} coefficients for {len(intercepts)} targets and {width} features")
     scaled = [_scaled(v) for v in x]
-    single = not any(scaled) and all(isinstance(v, Feature) and v.input in builder.floats for v in x)
+    single = not any(scaled) and all(isinstance(v, Feature) and v.input in builder.floats for v in x)  # ONNX's coefficients are float32 already
     scores: list[Expr] = []
     for c, b in enumerate(intercepts):
         weights = [float(coefficients[c * width + j]) for j in range(width)]
-        products = [(w * f[1], f[0]) if f else (w, v) for w, v, f in zip(weights, x, scaled, strict=True)]
+        terms = [Op("mul", (_const(w * f[1]), f[0])) if f else Op("mul", (_const(w), v)) for w, v, f in zip(weights, x, scaled, strict=True)]
         intercept = float(b) - sum(w * f[1] * f[2] for w, f in zip(weights, scaled, strict=True) if f)
-        rounded = single and all(abs(v) <= -FLOAT_LOWEST for v in [intercept, *(w for w, _ in products)])
-        if rounded:
-            intercept, products = float(np.float32(intercept)), [(float(np.float32(w)), v) for w, v in products]
-        score = Op("add", (_const(intercept), *(Op("mul", (_const(w), v)) for w, v in products)))
-        scores.append(Op("float32", (score,)) if rounded else score)
+        score = Op("add", (_const(intercept), *terms))
+        scores.append(Op("float32", (score,)) if single else score)
     return builder.let_all(scores)
 
 
