@@ -6,6 +6,7 @@ import hashlib
 import uuid
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -184,6 +185,28 @@ def test_catalog_remove_frees_aliases_and_never_reuses_a_number(db_path: Path, l
         assert len(con.models.list()) == 0
         with pytest.raises(ModelSourceError, match=r"the model catalog has no model 'churn' \(the catalog holds: nothing\)"):
             con.sql(SCORES.format(model="catalog:/churn"))
+
+
+@pytest.mark.parametrize("named", ["file", "attached"])
+def test_catalog_and_views_work_where_a_database_is_named_predictsql(db_path: Path, logreg: Fitted, named: str) -> None:
+    """A file predictsql.duckdb, or a database attached AS predictsql, makes DuckDB refuse a bare predictsql.models as ambiguous."""
+    path = db_path.rename(db_path.with_name("predictsql.duckdb")) if named == "file" else db_path
+    view = f"CREATE VIEW scored AS {SCORES.format(model='catalog:/churn@prod')}"
+    with predictsql.connect(str(path)) as con:
+        if named == "attached":
+            con.sql(f"ATTACH '{path.with_name('other.duckdb')}' AS predictsql")
+        assert con.models.register("churn", logreg.onnx, alias="prod") == 1
+        np.testing.assert_allclose(scores(con, "catalog:/churn@prod"), expected_scores(logreg), atol=1.5e-5)
+        con.sql(view)
+    with predictsql.connect(str(path)) as reopened:
+        if named == "attached":
+            reopened.sql(f"ATTACH '{path.with_name('other.duckdb')}' AS predictsql")
+        viewed = np.array([score for _, score in not_none(reopened.sql("SELECT * FROM scored ORDER BY id")).fetchall()])
+        np.testing.assert_allclose(viewed, expected_scores(logreg), atol=1.5e-5)
+        reopened.sql("DROP VIEW scored")
+        assert reopened.models.remove("churn") == [1] and len(reopened.models.list()) == 0
+        with pytest.raises(duckdb.CatalogException, match="scored does not exist"):
+            reopened.sql("SELECT * FROM scored")
 
 
 def test_catalog_refuses_what_is_not_onnx_and_names_it_wrongly(db_path: Path, tmp_path: Path) -> None:

@@ -24,20 +24,18 @@ from predictsql.engine import sessions
 from predictsql.engine.errors import ModelSourceError
 from predictsql.engine.sources import ModelSource, RegistryRef, Resolve, parse_ref
 from predictsql.udfs.describe import describe, signature_rows
-from predictsql.udfs.duckdb_engine import in_transaction
+from predictsql.udfs.duckdb_engine import in_transaction, own_schema, schema_in
 from predictsql.udfs.result import Result
 
-MODELS = "predictsql.models"
-ALIASES = "predictsql.model_aliases"
 _TENSORS = "STRUCT(name VARCHAR, onnx_type VARCHAR, shape VARCHAR, sql_type VARCHAR)[]"
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")  # fullmatch: `$` alone would accept a trailing newline
 _DDL = (
-    "CREATE SCHEMA IF NOT EXISTS predictsql",
-    f"""CREATE TABLE IF NOT EXISTS {MODELS} (
+    "CREATE SCHEMA IF NOT EXISTS {s}",
+    f"""CREATE TABLE IF NOT EXISTS {{s}}.models (
         name VARCHAR NOT NULL, version INTEGER NOT NULL, sha256 VARCHAR NOT NULL, size BIGINT NOT NULL,
         created TIMESTAMP NOT NULL, inputs {_TENSORS} NOT NULL, outputs {_TENSORS} NOT NULL,
         model BLOB, removed TIMESTAMP, PRIMARY KEY (name, version))""",
-    f"CREATE TABLE IF NOT EXISTS {ALIASES} (name VARCHAR NOT NULL, alias VARCHAR NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (name, alias))",
+    "CREATE TABLE IF NOT EXISTS {s}.model_aliases (name VARCHAR NOT NULL, alias VARCHAR NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (name, alias))",
 )
 
 _TENSOR = pa.list_(pa.struct([(k, pa.string()) for k in ("name", "onnx_type", "shape", "sql_type")]))
@@ -63,31 +61,33 @@ class ModelCatalog:
         source = self._resolve(model, f"for catalog model '{name}'" if isinstance(model, (bytes, bytearray)) else f"'{model}'")
         loaded = sessions.load(source, self._options)  # only a valid ONNX model gets in
         inputs, outputs = signature_rows(loaded)
-        self._create()
+        schema = self._create()
         with self._transaction():
-            version = self._one(f"SELECT coalesce(max(version), 0) + 1 FROM {MODELS} WHERE name = ?", [name])
-            self._con.execute(
-                f"INSERT INTO {MODELS} VALUES (?, ?, ?, ?, now()::TIMESTAMP, ?, ?, ?, NULL)",
+            version = self._rows(schema, "SELECT coalesce(max(version), 0) + 1 FROM {s}.models WHERE name = ?", [name])[0][0]
+            self._rows(
+                schema,
+                "INSERT INTO {s}.models VALUES (?, ?, ?, ?, now()::TIMESTAMP, ?, ?, ?, NULL)",
                 [name, version, source.sha256, len(source.data), inputs, outputs, source.data],
-            ).fetchall()
+            )
             if alias is not None:
-                self._con.execute(f"INSERT OR REPLACE INTO {ALIASES} VALUES (?, ?, ?)", [name, alias, version]).fetchall()
+                self._rows(schema, "INSERT OR REPLACE INTO {s}.model_aliases VALUES (?, ?, ?)", [name, alias, version])
         return version
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
         """Point `catalog:/name@alias` at a version (moving it if it pointed elsewhere)."""
         _check_name(alias, "alias")
         self._live(name, version)
-        self._con.execute(f"INSERT OR REPLACE INTO {ALIASES} VALUES (?, ?, ?)", [name, alias, version]).fetchall()
+        self._query("INSERT OR REPLACE INTO {s}.model_aliases VALUES (?, ?, ?)", [name, alias, version])
 
     def list(self) -> Result:
         """Every live version: name, version, aliases, sha256, size, created, inputs and outputs."""
-        if not self._exists():
+        schema = self._schema()
+        if schema is None:
             return Result(LIST_SCHEMA.empty_table())
         return Result(self._con.sql(
             f"""SELECT m.name, m.version, coalesce(list(a.alias ORDER BY a.alias) FILTER (WHERE a.alias IS NOT NULL), []) AS aliases,
                        m.sha256, m.size, m.created, m.inputs, m.outputs
-                FROM {MODELS} m LEFT JOIN {ALIASES} a ON a.name = m.name AND a.version = m.version
+                FROM {schema}.models m LEFT JOIN {schema}.model_aliases a ON a.name = m.name AND a.version = m.version
                 WHERE m.removed IS NULL
                 GROUP BY ALL ORDER BY m.name, m.version"""
         ).to_arrow_table())
@@ -99,38 +99,38 @@ class ModelCatalog:
 
     def remove(self, name: str, version: int | None = None) -> builtins.list[int]:
         """Remove one version, or every version of `name`; their aliases go too. Returns the versions removed."""
-        live = [v for (v,) in self._select(f"SELECT version FROM {MODELS} WHERE name = ? AND removed IS NULL ORDER BY version", [name])]
+        live = [v for (v,) in self._query("SELECT version FROM {s}.models WHERE name = ? AND removed IS NULL ORDER BY version", [name])]
         targets = live if version is None else [self._live(name, version)]
         if not targets:
             raise ModelSourceError(f"the model catalog has no model '{name}'{self._known(name)}")
         with self._transaction():
-            self._con.execute(f"UPDATE {MODELS} SET model = NULL, removed = now()::TIMESTAMP WHERE name = ? AND list_contains(?, version)", [name, targets]).fetchall()
-            self._con.execute(f"DELETE FROM {ALIASES} WHERE name = ? AND list_contains(?, version)", [name, targets]).fetchall()
+            self._query("UPDATE {s}.models SET model = NULL, removed = now()::TIMESTAMP WHERE name = ? AND list_contains(?, version)", [name, targets])
+            self._query("DELETE FROM {s}.model_aliases WHERE name = ? AND list_contains(?, version)", [name, targets])
         return targets
 
     def lookup(self, uri: str) -> ModelSource:
         """A catalog:/ URI → the model bytes of the version it names now."""
         ref = parse_ref(uri)
         version = self.version(ref)
-        return ModelSource(self._one(f"SELECT model FROM {MODELS} WHERE name = ? AND version = ?", [ref.name, version]), ref.pinned(version))
+        return ModelSource(self._query("SELECT model FROM {s}.models WHERE name = ? AND version = ?", [ref.name, version])[0][0], ref.pinned(version))
 
     def version(self, ref: RegistryRef) -> int:
         """The live version a reference names: the given one, the alias's target, or the latest."""
         if ref.alias is not None:
-            rows = self._select(f"SELECT version FROM {ALIASES} WHERE name = ? AND alias = ?", [ref.name, ref.alias])
+            rows = self._query("SELECT version FROM {s}.model_aliases WHERE name = ? AND alias = ?", [ref.name, ref.alias])
             if not rows:
-                aliases = [a for (a,) in self._select(f"SELECT alias FROM {ALIASES} WHERE name = ? ORDER BY alias", [ref.name])]
+                aliases = [a for (a,) in self._query("SELECT alias FROM {s}.model_aliases WHERE name = ? ORDER BY alias", [ref.name])]
                 raise ModelSourceError(f"catalog model '{ref.name}' has no alias '{ref.alias}'{self._known(ref.name)}" + (f"; its aliases: {', '.join(aliases)}" if aliases else ""))
             return rows[0][0]
         if ref.version is not None:
             return self._live(ref.name, ref.version)
-        rows = self._select(f"SELECT max(version) FROM {MODELS} WHERE name = ? AND removed IS NULL", [ref.name])
+        rows = self._query("SELECT max(version) FROM {s}.models WHERE name = ? AND removed IS NULL", [ref.name])
         if not rows or rows[0][0] is None:
             raise ModelSourceError(f"the model catalog has no model '{ref.name}'{self._known(ref.name)}")
         return rows[0][0]
 
     def _live(self, name: str, version: int) -> int:
-        rows = self._select(f"SELECT removed FROM {MODELS} WHERE name = ? AND version = ?", [name, version])
+        rows = self._query("SELECT removed FROM {s}.models WHERE name = ? AND version = ?", [name, version])
         if not rows:
             raise ModelSourceError(f"the model catalog has no version {version} of model '{name}'{self._known(name)}")
         if rows[0][0] is not None:
@@ -139,28 +139,33 @@ class ModelCatalog:
 
     def _known(self, name: str) -> str:
         """What the catalog does hold, for messages."""
-        if not self._exists():
+        if self._schema() is None:
             return ": the catalog is empty; add one with con.models.register(name, model) or `predictsql models register`"
-        rows = self._rows(f"SELECT name, list(version ORDER BY version) FROM {MODELS} WHERE removed IS NULL GROUP BY name ORDER BY name", [])
+        rows = self._query("SELECT name, list(version ORDER BY version) FROM {s}.models WHERE removed IS NULL GROUP BY name ORDER BY name", [])
         held = "; ".join(f"{n} (versions {', '.join(map(str, vs))})" for n, vs in rows)
         return f" (the catalog holds: {held or 'nothing'})"
 
-    def _exists(self) -> bool:
-        return bool(self._rows("SELECT 1 FROM duckdb_tables() WHERE schema_name = 'predictsql' AND table_name = 'models' AND database_name = current_database()", []))
+    def _schema(self) -> str | None:
+        """The catalog's schema in the current database, qualified (see own_schema); None until a model is registered there."""
+        ((database, exists),) = self._con.execute(
+            "SELECT current_database(), EXISTS (SELECT 1 FROM duckdb_tables() WHERE schema_name = 'predictsql' AND table_name = 'models'"
+            " AND database_name = current_database())"
+        ).fetchall()
+        return schema_in(database) if exists else None
 
-    def _create(self) -> None:
+    def _create(self) -> str:
+        schema = own_schema(self._con)
         for ddl in _DDL:
-            self._con.execute(ddl).fetchall()
+            self._rows(schema, ddl, [])
+        return schema
 
-    def _select(self, query: str, params: builtins.list[object]) -> builtins.list[tuple[Any, ...]]:
-        """Rows of a catalog query; none while the catalog tables do not exist yet (nothing registered)."""
-        return self._rows(query, params) if self._exists() else []
+    def _query(self, query: str, params: builtins.list[object]) -> builtins.list[tuple[Any, ...]]:
+        """Rows of a catalog query, its `{s}` the catalog's schema; none while the catalog tables do not exist yet (nothing registered)."""
+        schema = self._schema()
+        return self._rows(schema, query, params) if schema is not None else []
 
-    def _rows(self, query: str, params: builtins.list[object]) -> builtins.list[tuple[Any, ...]]:
-        return self._con.execute(query, params).fetchall()
-
-    def _one(self, query: str, params: builtins.list[object]) -> Any:
-        return self._rows(query, params)[0][0]
+    def _rows(self, schema: str, query: str, params: builtins.list[object]) -> builtins.list[tuple[Any, ...]]:
+        return self._con.execute(query.format(s=schema), params).fetchall()
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:

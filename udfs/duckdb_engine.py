@@ -240,6 +240,18 @@ def in_transaction(con: duckdb.DuckDBPyConnection) -> bool:
     return first == second
 
 
+def own_schema(con: duckdb.DuckDBPyConnection) -> str:
+    """predictsql's schema in the current database, qualified (see schema_in)."""
+    (database,) = con.execute("SELECT current_database()").fetchall()[0]
+    return schema_in(database)
+
+
+def schema_in(database: str) -> str:
+    """predictsql's schema in a database, qualified: where a database is also named predictsql (a file
+    predictsql.duckdb, ATTACH … AS predictsql), DuckDB refuses the bare `predictsql.x` as ambiguous."""
+    return f"{_quoted(database)}.predictsql"
+
+
 def abort_transaction(con: duckdb.DuckDBPyConnection, error: BaseException) -> None:
     """Mark the user's open transaction aborted after a statement failed before DuckDB ran it, as DuckDB does after a
     statement of its own fails: later statements are refused until ROLLBACK."""
