@@ -226,6 +226,10 @@ def _declare_sql(self: Generator, expression: exp.Declare) -> str:
     return f"DECLARE {', '.join(items)}"
 
 
+def _quiet(self: Parser) -> None:
+    """No warning on stderr for a statement sqlglot reads as a Command: predictsql runs it as written, or names the fix."""
+
+
 TRANSFORMS: dict[type[exp.Expr], Callable[..., str]] = {
     PredictTable: _predict_sql,
     Explain: _explain_sql,
@@ -241,6 +245,7 @@ class PredictDuckDB(DuckDB):
         KEYWORDS = {**DuckDB.Tokenizer.KEYWORDS, "DECLARE": TokenType.DECLARE}
 
     class Parser(DuckDBParser):
+        _warn_unsupported = _quiet
         FUNCTION_PARSERS = {**DuckDBParser.FUNCTION_PARSERS, "PREDICT": _parse_predict}
         STATEMENT_PARSERS = {**DuckDBParser.STATEMENT_PARSERS, TokenType.DESCRIBE: _parse_describe, TokenType.DECLARE: _parse_declare, TokenType.COMMAND: _parse_explain}
         NO_PAREN_FUNCTION_PARSERS = {**DuckDBParser.NO_PAREN_FUNCTION_PARSERS, "@": _parse_at}
@@ -253,6 +258,7 @@ class PredictSpark(Spark):
     """Spark SQL plus PREDICT, DESCRIBE MODEL, DECLARE @name and @variables."""
 
     class Parser(SparkParser):
+        _warn_unsupported = _quiet
         FUNCTION_PARSERS = {**SparkParser.FUNCTION_PARSERS, "PREDICT": _parse_predict}
         STATEMENT_PARSERS = {**SparkParser.STATEMENT_PARSERS, TokenType.DESCRIBE: _parse_describe, TokenType.DECLARE: _parse_declare, TokenType.COMMAND: _parse_explain}
 
@@ -264,6 +270,7 @@ class PredictTSQL(TSQL):
     """T-SQL plus PREDICT and DESCRIBE MODEL (DECLARE and @variables are T-SQL's own)."""
 
     class Parser(TSQLParser):
+        _warn_unsupported = _quiet
         FUNCTION_PARSERS = {**TSQLParser.FUNCTION_PARSERS, "PREDICT": _parse_predict}
         STATEMENT_PARSERS = {**TSQLParser.STATEMENT_PARSERS, TokenType.DESCRIBE: _parse_describe, TokenType.COMMAND: _parse_explain}
 

@@ -290,10 +290,11 @@ def test_explain_over_predict_is_the_engines_explain_of_the_rewritten_statement(
     assert con.duckdb.sql("SELECT count(*) FROM duckdb_views() WHERE view_name = 'scored'").fetchall() == [(0,)]
 
 
-def test_explain_of_what_no_engine_explains_says_what_to_write(con, logreg) -> None:
+def test_explain_of_what_no_engine_explains_says_what_to_write(con, logreg, caplog) -> None:
     """EXPLAIN of predictsql's own statements, which no engine plans, and of a macro, PIVOT or DESCRIBE over PREDICT, is a
     PredictSQLError naming what to write (EXPLAIN DECLARE and EXPLAIN CREATE MACRO reached DuckDB as written, T-SQL's
-    reading a Command: its ParserException); the script the fix names explains the PREDICT query."""
+    reading a Command: its ParserException); the script the fix names explains the PREDICT query. sqlglot's warning that
+    it read a Command is not printed besides."""
     con.duckdb.execute("CREATE TABLE explained AS SELECT ?::BLOB AS m", [logreg.onnx])
     declare = "DECLARE @m VARBINARY(MAX) = (SELECT m FROM explained)"
     query = "SELECT p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p"
@@ -312,6 +313,7 @@ def test_explain_of_what_no_engine_explains_says_what_to_write(con, logreg) -> N
         with pytest.raises(SQLSyntaxError, match=fix):
             con.sql(f"{declare}; EXPLAIN {statement}")
     assert con.duckdb.sql("SELECT count(*) FROM duckdb_functions() WHERE function_name = 'scored'").fetchall() == [(0,)]
+    assert [r.getMessage() for r in caplog.records if r.name == "sqlglot"] == []
 
 
 def test_explain_without_analyze_reads_no_data_row_of_a_stream(con, logreg) -> None:
