@@ -119,12 +119,23 @@ def test_a_cursor_sees_the_same_database(con) -> None:
 
 
 def test_a_failed_statement_aborts_the_open_transaction_as_duckdb_does(con, logreg) -> None:
+    """After a failed statement the transaction refuses every statement but ROLLBACK, PREDICT's with DuckDB's own error."""
     con.duckdb.execute("BEGIN")
     con.duckdb.execute("INSERT INTO models VALUES (7, 'seven', ?)", [logreg.onnx])
     with pytest.raises(PredictSQLError):
         con.sql("SELECT * FROM PREDICT(MODEL = @m, DATA = patients, PLANE = STREAM) AS p", params={"m": logreg.onnx})
     with pytest.raises(duckdb.TransactionException, match="aborted"):
         con.sql("SELECT count(*) FROM models")
+    predict = "SELECT p.Score FROM PREDICT(MODEL = {}, DATA = patients) WITH (Score FLOAT) AS p"
+    for script in (  # the model's, the variable's or DATA's query is refused: DuckDB's error, not a BindError naming PREDICT
+        predict.format("(SELECT model FROM models WHERE id = 1)"),
+        "DECLARE @v VARBINARY(MAX) = (SELECT model FROM models WHERE id = 1); " + predict.format("@v"),
+        predict.format("@m"),
+    ):
+        with pytest.raises(duckdb.TransactionException, match="aborted"):
+            con.sql(script, params={"m": logreg.onnx})
+        with pytest.raises(duckdb.TransactionException, match="aborted"):
+            con.explain(script, params={"m": logreg.onnx})
     con.duckdb.execute("ROLLBACK")
     assert not_none(con.sql("SELECT count(*) FROM models WHERE id = 7")).fetchall() == [(0,)]
     with pytest.raises(PredictSQLError):  # outside a transaction nothing is left behind either

@@ -131,6 +131,7 @@ class Connection:
                 statements = read(text, DIALECT, self.dialect, self._views.keys())
                 return run_script(self, statements, {**self.variables, **script.params(params)}, self.variables)
             except PredictSQLError as e:  # raised before DuckDB ran the statement, or raised again after it failed
+                _raise_refused_transaction(e)
                 abort_transaction(self.duckdb, e)
                 raise
 
@@ -138,7 +139,11 @@ class Connection:
         """How each statement is read, the DuckDB SQL it runs and the plan of each PREDICT; scores no row (it may count
         DATA's rows, up to small_data_rows + 1, to pick the plan)."""
         with self._lock:
-            return self._explain(text, params)
+            try:
+                return self._explain(text, params)
+            except PredictSQLError as e:
+                _raise_refused_transaction(e)
+                raise
 
     def _explain(self, text: str, params: Mapping[str, object] | None) -> Explanation:
         variables = {**self.variables, **script.params(params)}
@@ -297,6 +302,13 @@ class Connection:
 def _view(definition: str, dialect: str) -> exp.Expr:
     """A stored view's query, parsed once: every statement reads the stored views, and expanding one copies its tree."""
     return parse(definition, dialect)[0]
+
+
+def _raise_refused_transaction(error: PredictSQLError) -> None:
+    """DuckDB's own TransactionException where the transaction refused the query of MODEL or DATA (after a failed
+    statement it refuses all but ROLLBACK): that is no error of PREDICT's, so the user sees what any statement gets."""
+    if isinstance(error.__cause__, duckdb.TransactionException):
+        raise error.__cause__ from None
 
 
 def _engine(planner: Planner) -> DuckDBEngine:
