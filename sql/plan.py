@@ -61,6 +61,7 @@ class Relation:
     data_columns: tuple[str, ...]
     outputs: tuple[Output, ...]
     query: exp.Query | None = None
+    model: str = ""  # the model as messages name it
 
 
 def in_place(data: exp.Query, call: PredictCall) -> exp.Query:

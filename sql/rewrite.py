@@ -8,6 +8,7 @@ engine runs it).
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from typing import TypeVar
 
 from sqlglot import exp
 
-from predictsql.engine.errors import BindError
+from predictsql.engine.errors import BindError, UnknownOutputError
 from predictsql.sql.bind import ancestors, data_alias, outermost, source_of
 from predictsql.sql.plan import Relation
 
@@ -115,6 +116,7 @@ def _rewrite_columns(select: exp.Select, alias: str, relation: Relation, data_al
         qualifier = column.table.lower()
         if qualifier not in names or isinstance(column.this, exp.Star) or not _resolves_here(column, select, qualifier):
             continue
+        _check_column(column, relation, is_data=qualifier == data_alias)
         column.set("table", exp.to_identifier(alias))
         output = renamed.get(column.name.lower()) if qualifier == predict_alias else None
         if output is not None:
@@ -128,6 +130,23 @@ def _rewrite_columns(select: exp.Select, alias: str, relation: Relation, data_al
         else:
             projections.append(item)
     select.set("expressions", projections)
+
+
+def _check_column(column: exp.Column, relation: Relation, is_data: bool) -> None:
+    """d.x must name a DATA column and p.x a DATA column or an output: the engine's own error would name the relation
+    the rewrite made (DuckDB: 'Values list "p" does not have a column …', for d.x too)."""
+    data = relation.data_columns
+    outputs = [] if is_data else [n for o in relation.outputs for n in dict.fromkeys((o.name, o.field))]
+    if column.name.lower() in {n.lower() for n in (*data, *outputs)}:
+        return
+    close = difflib.get_close_matches(column.name.lower(), [n.lower() for n in (*data, *outputs)], n=1)
+    hint = f"; did you mean {column.table}.{next(n for n in (*data, *outputs) if n.lower() == close[0])}?" if close else ""
+    if is_data:
+        raise BindError(f"{column.sql()}: PREDICT's DATA {column.table} ({relation.model}) has no column {column.name}{hint}")
+    raise UnknownOutputError(
+        f"{column.sql()}: PREDICT {column.table} ({relation.model}) has no column {column.name}: it has DATA's columns and the outputs "
+        f"{', '.join(o.name for o in relation.outputs)}{hint}"
+    )
 
 
 def _star(is_data: bool, alias: str, relation: Relation) -> list[exp.Expr]:

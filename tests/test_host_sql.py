@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import predictsql
-from predictsql.engine.errors import BindError, ModelSourceError, NullInputError, PredictSQLError, SQLSyntaxError, TypeMismatchError
+from predictsql.engine.errors import BindError, ModelSourceError, NullInputError, PredictSQLError, SQLSyntaxError, TypeMismatchError, UnknownOutputError
 
 from conftest import PROBA_TOLERANCE, assert_scores, duckdb_only, expected_scores, fit, not_none
 
@@ -347,8 +347,14 @@ def test_nan_and_infinity_are_scored_alike_under_every_plan(con, dataset) -> Non
 def test_every_failure_is_a_predictsql_error_or_the_engines_own(con, logreg) -> None:
     import duckdb
 
-    with pytest.raises(duckdb.BinderException):
-        con.sql("SELECT d.nope FROM PREDICT(MODEL = @m, DATA = patients AS d) AS p", params={"m": logreg.onnx})
+    with pytest.raises(duckdb.BinderException, match='"nope" not found'):  # unqualified: DuckDB's own
+        con.sql("SELECT nope FROM PREDICT(MODEL = @m, DATA = patients AS d) AS p", params={"m": logreg.onnx})
+    for plan in ("STREAM", "UDF", "INLINE"):  # qualified: DuckDB's error would name the relation the rewrite made, for d.x too
+        predict = f"FROM PREDICT(MODEL = @m, DATA = patients AS d, PLAN = {plan}) WITH (Score FLOAT) AS p"
+        with pytest.raises(BindError, match=r"^d\.nope: PREDICT's DATA d \(model @m, sha \w+\) has no column nope$"):
+            con.sql(f"SELECT d.nope {predict}", params={"m": logreg.onnx})
+        with pytest.raises(UnknownOutputError, match=r"^p\.Scor: PREDICT p \(model @m, sha \w+\) has no column Scor: .* outputs Score; did you mean p\.Score\?$"):
+            con.sql(f"SELECT p.id {predict} WHERE p.Scor > 0.5", params={"m": logreg.onnx})
     with pytest.raises(duckdb.ParserException, match="unterminated string"):
         con.sql("SELECT 'no end")
     with pytest.raises(PredictSQLError):
@@ -388,11 +394,14 @@ def test_spark_syntax_keeps_its_meaning_around_predict(spark, forest, breast_can
 
 
 def test_spark_analysis_errors_stay_sparks_own(spark, logreg, breast_cancer) -> None:
-    """A misspelled column over an INLINE PREDICT is Spark's AnalysisException, not a predictsql error its plan dump quotes."""
+    """A misspelled column over an INLINE PREDICT is Spark's AnalysisException, not a predictsql error its plan dump quotes;
+    one qualified by DATA's alias is a BindError, as on DuckDB (Spark's would name the relation the rewrite made)."""
     from pyspark.errors import AnalysisException
 
     from predictsql.udfs import spark as ps
 
     spark.createDataFrame(breast_cancer.table).createOrReplaceTempView("patients")
     with pytest.raises(AnalysisException, match="nope"):
+        ps.sql(spark, "SELECT nope, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p", params={"m": logreg.onnx})
+    with pytest.raises(BindError, match=r"^d\.nope: PREDICT's DATA d \(model @m, sha \w+\) has no column nope$"):
         ps.sql(spark, "SELECT d.nope, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p", params={"m": logreg.onnx})

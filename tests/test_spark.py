@@ -241,5 +241,8 @@ def test_a_statement_leaves_no_names_behind_and_its_broadcast_goes_with_its_data
 def test_a_failing_statement_leaves_no_names_behind(spark, logreg, breast_cancer) -> None:
     spark.createDataFrame(breast_cancer.table).createOrReplaceTempView("patients")
     with pytest.raises(AnalysisException):  # the PREDICT binds (its function is registered), then Spark refuses the outer column
+        ps.sql(spark, "SELECT nowhere, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d, PLAN = UDF) WITH (Score FLOAT) AS p", params={"m": logreg.onnx})
+    assert _names_left(spark) == []
+    with pytest.raises(BindError, match="d.nowhere"):  # the PREDICT binds, then the rewrite refuses the column DATA lacks
         ps.sql(spark, "SELECT d.nowhere, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d, PLAN = UDF) WITH (Score FLOAT) AS p", params={"m": logreg.onnx})
     assert _names_left(spark) == []

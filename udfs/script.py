@@ -97,7 +97,7 @@ def scoring_plan(call: PredictCall, schema: pa.Schema, model: Model) -> ScoringP
 
 def relation(name: str, plan: ScoringPlan, query: exp.Query | None = None) -> Relation:
     """What the rewrite needs to know of a scored relation; `query` computes it (INLINE)."""
-    return Relation(name, tuple(plan.data_schema.names), tuple(Output(o.name, o.field) for o in plan.outputs), query)
+    return Relation(name, tuple(plan.data_schema.names), tuple(Output(o.name, o.field) for o in plan.outputs), query, plan.model.display)
 
 
 def batch_size(call: PredictCall, default: int) -> int:

@@ -78,7 +78,7 @@ def _score(spark: SparkSession, call: PredictCall, value: object, planner: Plann
     name = f"__predictsql_ml_{uuid.uuid4().hex[:12]}"
     scored.select(*[F.col(f"`{c}`") for c in data.columns], *outputs).createOrReplaceTempView(name)
     views.append(name)
-    return Relation(name, tuple(data.columns), tuple(Output(n, n) for n, _ in requested))
+    return Relation(name, tuple(data.columns), tuple(Output(n, n) for n, _ in requested), model=f"Spark MLlib model {label}")
 
 
 @contextlib.contextmanager
