@@ -66,7 +66,8 @@ def preloaded_matrix(con) -> np.ndarray:
 
 def train(con, matrix: bool = False):
     """LogisticRegression and a 100-tree RandomForest fitted on 20k rows of the same distribution; with `matrix`, also
-    the speed table's other kinds (scaler + LR, GB 100×d3, HistGradientBoosting, an MLP 2×64)."""
+    the speed table's other kinds (scaler + LR, GB 100×d3, HistGradientBoosting, LightGBM 100×31, an MLP 2×64)."""
+    from lightgbm import LGBMClassifier
     from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier, RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
@@ -86,6 +87,7 @@ def train(con, matrix: bool = False):
             "StandardScaler + LogisticRegression": lambda: make_pipeline(StandardScaler(), LogisticRegression()),
             "GradientBoosting 100×d3": lambda: GradientBoostingClassifier(n_estimators=100, max_depth=3, random_state=0),
             "HistGradientBoosting": lambda: HistGradientBoostingClassifier(random_state=0),
+            "LightGBM 100×31": lambda: LGBMClassifier(n_estimators=100, num_leaves=31, verbose=-1, random_state=0),
             "MLP 2×64": lambda: make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(64, 64), max_iter=300, random_state=0)),
         }
     models = {name: make().fit(sample, target) for name, make in kinds.items()}

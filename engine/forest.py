@@ -2,20 +2,21 @@
 
 A TreeEnsembleClassifier / TreeEnsembleRegressor of FLOAT or DOUBLE input is laid out as complete trees, each to its
 own depth (a leaf above the bottom fills the slots below it), and walked by engine/forest_kernel.py, faster than
-onnxruntime's single-threaded TreeEnsemble (benchmarks/README.md, run U). The nodes before the ensemble and after it
+onnxruntime's single-threaded TreeEnsemble (benchmarks/README.md, run U). Trees that would pad beyond MAX_PADDING slots
+per node (deep, sparse ones: leaf-wise boosting's) are laid out as bitvectors instead where each has at most 64 leaves
+(QuickScorer's exit leaves, with a table per feature: run W). The nodes before the ensemble and after it
 (a Cast, a Gather of one class's probability, a ZipMap) run in onnxruntime sessions cut from the same graph (onnx's
 Extractor). What onnxruntime computes is reproduced, not approximated: the same comparisons in the input's type
 (x < t as x <= the number below t; x > t and x >= t as the complements with children swapped; NaN goes where
 onnxruntime sends it), the scores added in that type in tree order, labels read from those sums as onnxruntime reads
 them (engine/trees.py's classifier_form, which INLINE shares), and transforms in float32 on the FLOAT scores. A graph
-outside those forms, or whose trees would pad beyond MAX_PADDING slots per node (deep, sparse trees), is left whole to
-onnxruntime, and `compile_forest` says why."""
+outside those forms, or whose trees fit neither layout, is left whole to onnxruntime, and `compile_forest` says why."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import onnx
@@ -29,6 +30,10 @@ MAX_DEPTH = 20
 MAX_PADDING = 16  # complete trees of at most this many slots per node: random forests pad 3.9×, LightGBM's leaf-wise trees 60× (run U)
 MAX_SLOTS = 1 << 24  # leaf weights over all trees and targets (64 MB of float32)
 MAX_TARGETS = 16  # a 40-class booster (one class per tree) ran at 0.92× onnxruntime: every tree adds every target
+MAX_LEAVES = 64  # a tree's leaves as the bits of one word, for the bitvector layout
+MAX_MASK_BYTES = 1 << 24  # the bitvector layout's masks over all features, bins and trees (16 MB)
+BITVECTOR_COST = 0.75  # a mask AND costs 0.57 of onnxruntime's node visit, a feature's bin search two ANDs (run W); 0.75 keeps 1.3×
+_ALL = (1 << 64) - 1
 _DTYPES: dict[int, type[np.floating]] = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.DOUBLE: np.float64}
 
 
@@ -48,6 +53,24 @@ class Layout:
     track_nan: bool  # whether any branch sends NaN left (a padded slot's way is moot: the leaves below it are alike)
     leaf_offsets: np.ndarray
     weights: np.ndarray  # [leaf slots, targets]
+
+
+@dataclass(frozen=True)
+class Bitvectors:
+    """Trees of at most 64 leaves as QuickScorer's bitvectors (Lucchese et al., SIGIR 2015), binned per feature. A branch
+    a row fails clears the leaves of the side it does not take; a tree's exit leaf is the lowest bit left, leaves
+    numbered from the x <= cut side. Which of feature f's branches x fails depends only on how many of the cuts
+    they test f against lie below x (its bin; NaN is the last), so masks[f][bin] holds, per tree reading f, the AND of
+    the masks of the branches failed there: a row ANDs one mask row per feature, with no branch to mispredict."""
+
+    cuts: np.ndarray  # feature f's distinct cuts, ascending: cuts[cut_offsets[f]:cut_offsets[f + 1]]
+    cut_offsets: np.ndarray
+    masks: np.ndarray  # feature f's [bins + 2, readers] masks from mask_offsets[f], row by row
+    mask_offsets: np.ndarray
+    readers: np.ndarray  # the trees reading feature f: readers[reader_offsets[f]:reader_offsets[f + 1]]
+    reader_offsets: np.ndarray
+    leaf_offsets: np.ndarray
+    weights: np.ndarray  # [leaves, targets]
 
 
 class Forest:
@@ -82,10 +105,14 @@ class Forest:
             if targets > 1 and not trees.always_scored(ensemble, targets):
                 raise NotCompiled("some rows leave a target unscored, which onnxruntime gives as 0, base value or not")
         self.layout = _layout(ensemble, targets, dtype)
-        self.width = int(self.layout.feature.max(initial=0)) + 1  # the features the trees read
-        from predictsql.engine.forest_kernel import walk  # numba, imported only once a model's trees compile
+        from predictsql.engine import forest_kernel  # numba, imported only once a model's trees compile
 
-        self.walk = walk
+        if isinstance(self.layout, Bitvectors):
+            self.width = len(self.layout.cut_offsets) - 1  # the features the trees read
+            self.walk, self.kind = forest_kernel.bitvector_walk, "bitvectors"
+        else:
+            self.width = int(self.layout.feature.max(initial=0)) + 1
+            self.walk, self.kind = forest_kernel.walk, "complete trees"
 
     def output_types(self) -> list[tuple[int, list[str | int]]]:
         """Each output's element type and shape, as onnxruntime gives them."""
@@ -101,8 +128,8 @@ class Forest:
         if x.ndim != 2 or x.shape[1] < self.width:  # onnxruntime refuses it too; the Scorer names the model and batch
             raise ValueError(f"the trees read {self.width} features of their input, which has shape {x.shape}")
         scores = np.zeros((len(x), layout.weights.shape[1]), dtype)
-        if len(x):
-            walk(np.ascontiguousarray(x, dtype), layout.offsets, layout.depths, layout.feature, layout.threshold, layout.nan_left, layout.track_nan, layout.leaf_offsets, layout.weights, scores)
+        if len(x):  # each layout's fields are its walk's arguments, in order
+            walk(np.ascontiguousarray(x, dtype), *(getattr(layout, f.name) for f in fields(layout)), scores)
         if self.trees:
             scores /= dtype(self.trees)
         if not self.classifier:
@@ -115,17 +142,34 @@ class Forest:
         return [label, np.stack([np.float32(1) - f, f] if self.form == trees.BINARY_POSITIVE else [_logistic(-f), _logistic(f)], axis=1)]
 
 
-def _layout(ensemble: Sequence[trees.Tree], targets: int, dtype: type[np.floating]) -> Layout:
-    """The trees as complete ones, children of slot j at 2j+1 (taken when x <= threshold) and 2j+2."""
-    depths = [trees.depth(t) for t in ensemble]
-    slots, nodes = sum(2 ** (d + 1) - 1 for d in depths), sum(len(t.nodes) for t in ensemble)
-    if max(depths, default=0) > MAX_DEPTH or slots > MAX_PADDING * nodes or sum(2**d for d in depths) * targets > MAX_SLOTS:
-        raise NotCompiled(
-            f"its {nodes:,} nodes (depth up to {max(depths)}, {targets} targets) would pad to {slots:,} slots: beyond {MAX_PADDING}× the nodes "
-            f"(deep, sparse trees, such as leaf-wise boosting grows, walk no faster than in onnxruntime) or {MAX_SLOTS:,} weights"
-        )
+def _layout(ensemble: Sequence[trees.Tree], targets: int, dtype: type[np.floating]) -> Layout | Bitvectors:
+    """Complete trees where they pad to at most MAX_PADDING slots per node (their walk is the faster: run U), else
+    bitvectors where each tree has at most MAX_LEAVES leaves."""
     if targets > MAX_TARGETS:
         raise NotCompiled(f"it scores {targets} targets; each row adds all of them at every tree, slower than onnxruntime beyond {MAX_TARGETS}")
+    depths = [trees.depth(t) for t in ensemble]
+    slots, nodes = sum(2 ** (d + 1) - 1 for d in depths), sum(len(t.nodes) for t in ensemble)
+    if max(depths, default=0) <= MAX_DEPTH and slots <= MAX_PADDING * nodes and sum(2**d for d in depths) * targets <= MAX_SLOTS:
+        return _complete(ensemble, depths, targets, dtype)
+    leaves = max(sum(isinstance(n, trees.Leaf) for n in t.nodes.values()) for t in ensemble)
+    if leaves > MAX_LEAVES:
+        raise NotCompiled(
+            f"its {nodes:,} nodes (depth up to {max(depths)}) would pad to {slots:,} slots, beyond {MAX_PADDING}× the nodes, and a tree has "
+            f"{leaves} leaves, beyond the {MAX_LEAVES} of a bitvector"
+        )
+    layout = _bitvectors(ensemble, targets, dtype)
+    steps = sum(np.mean(trees.leaf_depths(t)) for t in ensemble)  # onnxruntime's walk of a row, in node visits (leaves alike)
+    cost = BITVECTOR_COST * (int(layout.reader_offsets[-1]) + 2 * (len(layout.cut_offsets) - 1))
+    if cost > steps:
+        raise NotCompiled(
+            f"as bitvectors a row would AND {int(layout.reader_offsets[-1]):,} masks over {len(layout.cut_offsets) - 1} features, "
+            f"costlier than onnxruntime's {steps:,.0f} node visits (wide trees over many features: run W)"
+        )
+    return layout
+
+
+def _complete(ensemble: Sequence[trees.Tree], depths: Sequence[int], targets: int, dtype: type[np.floating]) -> Layout:
+    """The trees as complete ones, children of slot j at 2j+1 (taken when x <= threshold) and 2j+2."""
     inner = np.cumsum([0] + [2**d - 1 for d in depths])
     leaves = np.cumsum([0] + [2**d for d in depths])
     feature = np.zeros(inner[-1], np.int32)
@@ -147,6 +191,67 @@ def _layout(ensemble: Sequence[trees.Tree], targets: int, dtype: type[np.floatin
             feature[inner[t] + j], threshold[inner[t] + j], nan_left[inner[t] + j] = node.feature, cut, nan_goes_left
             stack += [(left, 2 * j + 1, level + 1), (right, 2 * j + 2, level + 1)]
     return Layout(inner[:-1].astype(np.int64), np.array(depths, np.int32), feature, threshold, nan_left, bool(nan_left.any()), leaves[:-1].astype(np.int64), weights)
+
+
+def _bitvectors(ensemble: Sequence[trees.Tree], targets: int, dtype: type[np.floating]) -> Bitvectors:
+    """The trees as bitvectors: each branch's feature, cut, tree and mask (the leaves of its x <= cut side cleared), the
+    masks ANDed per feature over the bins where x fails each."""
+    branches: list[tuple[int, np.floating, bool, int, int]] = []  # feature, cut, NaN goes left, tree, mask
+    leaf_offsets, weight_rows = [0], list[trees.Leaf]()
+    for t, tree in enumerate(ensemble):
+        order, stack = [], [tree.root]
+        while stack:  # preorder, each branch's x <= cut side first: its leaves come out numbered left to right
+            node_id = stack.pop()
+            order.append(node_id)
+            node = tree.nodes[node_id]
+            if isinstance(node, trees.Branch):
+                true, false, _, _ = _as_leq(node, dtype)
+                stack += [false, true]
+        leaves = [n for n in order if isinstance(tree.nodes[n], trees.Leaf)]
+        spans = {n: (i, i + 1) for i, n in enumerate(leaves)}  # the leaves below a node: first, end
+        for node_id in reversed(order):  # each branch after its subtrees
+            node = tree.nodes[node_id]
+            if isinstance(node, trees.Branch):
+                true, false, cut, nan_left = _as_leq(node, dtype)
+                spans[node_id] = (spans[true][0], spans[false][1])
+                low, high = spans[true]
+                branches.append((node.feature, cut, nan_left, t, _ALL ^ ((1 << high) - (1 << low))))
+        weight_rows += [leaf for n in leaves if isinstance(leaf := tree.nodes[n], trees.Leaf)]
+        leaf_offsets.append(len(weight_rows))
+    weights = np.zeros((len(weight_rows), targets), dtype)
+    for row, leaf in enumerate(weight_rows):
+        for target, weight in leaf.weights:
+            weights[row, target] += dtype(weight)
+    by_feature: dict[int, list[tuple[int, np.floating, bool, int, int]]] = {}
+    for branch in branches:
+        by_feature.setdefault(branch[0], []).append(branch)
+    cuts, masks, readers, cut_offsets, mask_offsets, reader_offsets, size = [], [], [], [0], [0], [0], 0
+    for f in range(max(by_feature, default=-1) + 1):
+        mine = by_feature.get(f, [])
+        distinct = np.unique(np.array([b[1] for b in mine], dtype))
+        reading = sorted({b[3] for b in mine})
+        size += (len(distinct) + 2) * len(reading) * 8
+        if size > MAX_MASK_BYTES:
+            raise NotCompiled(f"its bitvector masks would take more than {MAX_MASK_BYTES >> 20} MB")
+        column = {t: j for j, t in enumerate(reading)}
+        failed = np.full((len(distinct) + 2, len(reading)), np.uint64(_ALL))  # row i + 1: the branch at cut i fails
+        for _, cut, nan_left, t, mask in mine:
+            failed[np.searchsorted(distinct, cut) + 1, column[t]] &= np.uint64(mask)
+            if not nan_left:  # NaN fails x <= cut and goes right, unless missing values track true
+                failed[-1, column[t]] &= np.uint64(mask)
+        failed[:-1] = np.bitwise_and.accumulate(failed[:-1], axis=0)  # bin b fails every branch whose cut is among the b below x
+        cuts.append(distinct)
+        masks.append(failed.ravel())
+        readers.append(np.array(reading, np.int32))
+        cut_offsets.append(cut_offsets[-1] + len(distinct))
+        mask_offsets.append(mask_offsets[-1] + failed.size)
+        reader_offsets.append(reader_offsets[-1] + len(reading))
+    return Bitvectors(
+        np.concatenate(cuts).astype(dtype) if cuts else np.zeros(0, dtype), np.array(cut_offsets, np.int64),
+        np.concatenate(masks) if masks else np.zeros(0, np.uint64), np.array(mask_offsets, np.int64),
+        np.concatenate(readers) if readers else np.zeros(0, np.int32), np.array(reader_offsets, np.int64),
+        np.array(leaf_offsets[:-1], np.int64), weights,
+    )  # fmt: skip
 
 
 def _as_leq(branch: trees.Branch, dtype: type[np.floating]) -> tuple[int, int, np.floating, bool]:

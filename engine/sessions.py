@@ -109,4 +109,4 @@ def _runner(proto: onnx.ModelProto, so: ort.SessionOptions, options: SessionOpti
     if not options.compiled_trees:
         return session, "onnxruntime (compiled trees off)"
     runner, why = forest.compile_forest(proto, so)
-    return (runner, "compiled trees, the rest of the graph in onnxruntime") if runner else (session, f"onnxruntime (the trees do not compile: {why})")
+    return (runner, f"compiled trees ({runner.forest.kind}), the rest of the graph in onnxruntime") if runner else (session, f"onnxruntime (the trees do not compile: {why})")

@@ -139,15 +139,20 @@ def _features(graph: onnx.GraphProto) -> dict[str, tuple[FeatureKey, ...]]:
 
 def depth(tree: Tree) -> int:
     """The longest root-to-leaf path, in branches."""
-    deepest, stack = 0, [(tree.root, 0)]
+    return max(leaf_depths(tree))
+
+
+def leaf_depths(tree: Tree) -> list[int]:
+    """Each leaf's path from the root, in branches."""
+    depths, stack = [], [(tree.root, 0)]
     while stack:
         node_id, d = stack.pop()
         node = tree.nodes[node_id]
         if isinstance(node, Branch):
             stack += [(node.true, d + 1), (node.false, d + 1)]
         else:
-            deepest = max(deepest, d)
-    return deepest
+            depths.append(d)
+    return depths
 
 
 def _widened(interval: Interval) -> Interval:

@@ -19,7 +19,7 @@ from onnx import TensorProto, helper
 
 import predictsql
 from predictsql.engine import sessions
-from predictsql.engine.forest import ForestRunner, compile_forest
+from predictsql.engine.forest import Bitvectors, ForestRunner, compile_forest
 from predictsql.engine.sources import ModelSource
 
 from conftest import Fitted, assert_parity, no_stream_on_spark, not_none
@@ -42,7 +42,7 @@ def _sklearn(kind: str) -> Callable[[], object]:
         "forest": lambda: ensemble.RandomForestClassifier(n_estimators=30, max_depth=8, random_state=0),
         "extra_trees": lambda: ensemble.ExtraTreesClassifier(n_estimators=20, max_depth=6, random_state=0),
         "boosting": lambda: ensemble.GradientBoostingClassifier(n_estimators=30, random_state=0),
-        "hist_boosting": lambda: ensemble.HistGradientBoostingClassifier(max_iter=20, max_depth=5, random_state=0),  # leaf-wise: deeper pads beyond MAX_PADDING
+        "hist_boosting": lambda: ensemble.HistGradientBoostingClassifier(max_iter=20, max_depth=5, random_state=0),  # leaf-wise, depth 5: complete trees (unlimited: bitvectors)
         "tree": lambda: tree.DecisionTreeClassifier(max_depth=5, random_state=0),
         "forest_regressor": lambda: ensemble.RandomForestRegressor(n_estimators=20, max_depth=7, random_state=0),
         "boosting_regressor": lambda: ensemble.GradientBoostingRegressor(n_estimators=30, random_state=0),
@@ -291,24 +291,72 @@ def test_trees_reading_beyond_their_input_are_a_scoring_error_as_in_onnxruntime(
         predictsql.predict(wide, rows)
 
 
-def test_deep_sparse_trees_stay_in_onnxruntime() -> None:
-    """A tree that splits off one leaf per level (17 nodes, depth 8) would pad to 511 slots: beyond MAX_PADDING per node."""
-    depth = 8  # branches 0..7 test x0 <= i; branch i's true side is leaf 8 + i, its false side branch i + 1 (the last's: leaf 16)
-    modes = ["BRANCH_LEQ"] * depth + ["LEAF"] * (depth + 1)
-    true = [depth + i for i in range(depth)] + [0] * (depth + 1)
-    false = [i + 1 for i in range(depth - 1)] + [2 * depth] + [0] * (depth + 1)
+def _caterpillar(modes: list[str], thresholds: list[float], features: list[int], missing: list[int]) -> onnx.ModelProto:
+    """One tree splitting off one leaf per level: branch i tests x[features[i]] against thresholds[i] (its true side is
+    leaf i, weight i; its false side branch i + 1, the last's a leaf of weight len(modes)). As a complete tree it pads
+    to 2^(depth + 1) - 1 slots."""
+    depth = len(modes)
     node = helper.make_node(
         "TreeEnsembleRegressor", ["X"], ["variable"], domain="ai.onnx.ml", n_targets=1,
-        nodes_treeids=[0] * len(modes), nodes_nodeids=list(range(len(modes))), nodes_featureids=[0] * len(modes),
-        nodes_values=[float(i) for i in range(depth)] + [0.0] * (depth + 1), nodes_modes=modes, nodes_truenodeids=true, nodes_falsenodeids=false,
+        nodes_treeids=[0] * (2 * depth + 1), nodes_nodeids=list(range(2 * depth + 1)), nodes_featureids=features + [0] * (depth + 1),
+        nodes_values=thresholds + [0.0] * (depth + 1), nodes_modes=modes + ["LEAF"] * (depth + 1),
+        nodes_truenodeids=[depth + i for i in range(depth)] + [0] * (depth + 1), nodes_falsenodeids=[i + 1 for i in range(depth - 1)] + [2 * depth] + [0] * (depth + 1),
+        nodes_missing_value_tracks_true=missing + [0] * (depth + 1),
         target_treeids=[0] * (depth + 1), target_nodeids=list(range(depth, 2 * depth + 1)), target_ids=[0] * (depth + 1), target_weights=[float(i) for i in range(depth + 1)],
     )  # fmt: skip
-    graph = helper.make_graph([node], "caterpillar", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 1])], [helper.make_tensor_value_info("variable", TensorProto.FLOAT, [None, 1])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)], ir_version=8)
+    width = max(features) + 1
+    graph = helper.make_graph([node], "caterpillar", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, width])], [helper.make_tensor_value_info("variable", TensorProto.FLOAT, [None, 1])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)], ir_version=8)
+
+
+def test_deep_sparse_trees_are_bitvectors_that_compare_as_onnxruntime_at_every_threshold() -> None:
+    """A tree that would pad beyond MAX_PADDING slots per node is laid out as bitvectors: every branch mode, at its
+    threshold and one float32 step either side, ±inf and NaN (tracked or not) exits where onnxruntime's walk does."""
+    modes = ["BRANCH_LEQ", "BRANCH_LT", "BRANCH_GT", "BRANCH_GTE"] * 2
+    thresholds = [0.3, -7.0, 2.0, 3.4e38, 1.0, 1e-30, 1.5, 0.5]  # x0 and x1 by turns, each branch's both sides reachable
+    model = _caterpillar(modes, thresholds, [0, 1] * 4, [0, 1, 0, 1, 1, 0, 1, 0])
     runner, why = compile_forest(model, ort.SessionOptions())
-    assert runner is None and "would pad to 511 slots" in why
-    scores = _session(model.SerializeToString()).run(None, {"X": np.arange(10, dtype=np.float32).reshape(-1, 1) - 0.5})[0]
-    np.testing.assert_array_equal(scores.ravel(), [0, 1, 2, 3, 4, 5, 6, 7, 8, 8])  # onnxruntime scores it
+    assert runner is not None and isinstance(runner.forest.layout, Bitvectors), why
+    values = [v for t in np.array(thresholds, np.float32) for v in (t, np.nextafter(t, np.float32(-np.inf)), np.nextafter(t, np.float32(np.inf)))]
+    column = np.array([*values, np.nan, np.inf, -np.inf, 0.0, -0.0], np.float32)
+    rows = np.array([[a, b] for a in column for b in column], np.float32)
+    _assert_as_onnxruntime(model.SerializeToString(), rows)
+    assert len(np.unique(runner.run(["variable"], {"X": rows})[0])) == len(modes) + 1  # every leaf is reached
+
+
+def test_trees_fitting_no_layout_stay_in_onnxruntime_and_say_why() -> None:
+    """A tree of more than 64 leaves fits no bitvector; one whose bitvectors would cost more than onnxruntime's walk
+    (each of its 20 branches on its own feature: 20 masks and 20 bin searches a row, against 11 node visits) stays too."""
+    deep = _caterpillar(["BRANCH_LEQ"] * 70, [float(i) for i in range(70)], [0] * 70, [0] * 70)
+    runner, why = compile_forest(deep, ort.SessionOptions())
+    assert runner is None and "a tree has 71 leaves, beyond the 64 of a bitvector" in why
+    scores = _session(deep.SerializeToString()).run(None, {"X": np.array([[-1.0], [35.5], [100.0]], np.float32)})[0]
+    np.testing.assert_array_equal(scores.ravel(), [0, 36, 70])  # onnxruntime scores it
+    wide = _caterpillar(["BRANCH_LEQ"] * 20, [0.0] * 20, list(range(20)), [0] * 20)
+    runner, why = compile_forest(wide, ort.SessionOptions())
+    assert runner is None and "AND 20 masks over 20 features, costlier than onnxruntime's 11 node visits" in why
+
+
+@pytest.mark.parametrize("kind", ["lightgbm", "hist_boosting"])
+def test_leaf_wise_boosters_are_bitvectors_scoring_as_onnxruntime(kind: str) -> None:
+    """Leaf-wise boosting's trees as grown by default (31 leaves, no depth limit; here one tree per class of three) pad
+    beyond MAX_PADDING: bitvectors score them as onnxruntime does, on NaN and ±inf too (LightGBM in DOUBLE, its missing
+    values tracking true)."""
+    x, _, classes, _ = _training(3000)
+    if kind == "lightgbm":
+        import lightgbm
+
+        x = x.astype(np.float64)
+        estimator: Any = lightgbm.LGBMClassifier(n_estimators=30, random_state=0, verbose=-1)
+    else:
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        estimator = HistGradientBoostingClassifier(max_iter=30, random_state=0)
+    model = predictsql.export(estimator.fit(x, classes), x)
+    assert isinstance(_compiled(model).forest.layout, Bitvectors)
+    rows = _training(4000)[0].to_numpy().astype(np.float64)
+    rows[::7, 0], rows[::11, 1], rows[::13, 2], rows[::17, 3] = np.nan, np.inf, -np.inf, np.nan
+    _assert_as_onnxruntime(model, rows)
 
 
 def test_a_walk_numba_cannot_cache_is_compiled_in_the_process() -> None:
