@@ -303,6 +303,7 @@ def test_explain_of_what_no_engine_explains_says_what_to_write(con, logreg, capl
             con.sql(f"{prefix} {declare}; {query}")
     with pytest.raises(SQLSyntaxError, match="EXPLAIN of DESCRIBE MODEL is not supported: run DESCRIBE MODEL without EXPLAIN"):
         con.sql("EXPLAIN DESCRIBE MODEL (SELECT m FROM explained)")
+    assert con.explain("DESCRIBE MODEL (SELECT m FROM explained)").sql == ["DESCRIBE MODEL (SELECT m FROM explained)"]  # predictsql's own: no plan
     assert "Score" in not_none(con.sql(f"{declare}; EXPLAIN {query}")).fetchall()[0][1]
     for statement, fix in (
         (f"CREATE MACRO scored() AS TABLE {query}", "EXPLAIN of CREATE over PREDICT is not supported: run the statement, then EXPLAIN"),

@@ -32,7 +32,7 @@ from predictsql.engine.validate import DEFAULT_MAX_MODEL_BYTES
 from predictsql.sql.dialect import parse, pretty, scores, to_sql
 from predictsql.sql.reading import read
 from predictsql.sql.rewrite import Context, apply, expand_views, map_default_schema
-from predictsql.sql.statements import CREATE_VIEW, DROP_VIEW, VARIABLES, identifier, kind, reads_predict, view
+from predictsql.sql.statements import CREATE_VIEW, DESCRIBE_MODEL, DROP_VIEW, VARIABLES, identifier, kind, reads_predict, view
 from predictsql.udfs import script
 from predictsql.udfs.duckdb_catalog import ModelCatalog
 from predictsql.udfs.duckdb_engine import DIALECT, DuckDBEngine, FunctionBody, abort_transaction, interrupts, own_schema
@@ -158,6 +158,9 @@ class Connection:
             tree = self.prepare(statement.tree) if statement.names_default_schema else statement.tree
             if kind(tree) in VARIABLES:
                 script.declare(tree, variables, planner.run_query)
+                continue
+            if kind(tree) == DESCRIBE_MODEL:  # predictsql's own statement: no DuckDB SQL, no PREDICT to plan
+                statements.append((statement.reading, to_sql(tree, DIALECT), ()))
                 continue
             try:
                 planned = planner.plan(self._expand(tree))

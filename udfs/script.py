@@ -37,7 +37,7 @@ def declare(statement: exp.Expr, variables: dict[str, object], run: RunQuery) ->
         if assign and item.name not in variables:
             raise BindError(f"SET @{item.name}: variable @{item.name} is not declared; DECLARE @{item.name} ... first")
         if item.query is not None:
-            variables[item.name] = scalar(item.query, run, f"@{item.name}")
+            variables[item.name] = scalar(item.query, run, f"@{item.name}", variable=True)
         elif item.variable is not None:
             if item.variable not in variables:
                 raise BindError(f"@{item.name} = @{item.variable}: variable @{item.variable} is not declared")
@@ -48,16 +48,20 @@ def declare(statement: exp.Expr, variables: dict[str, object], run: RunQuery) ->
     return names
 
 
-def scalar(query: exp.Query, run: RunQuery, what: str) -> object:
-    """The one value of a scalar subquery, or a ModelSourceError (no row, several rows or columns)."""
+def scalar(query: exp.Query, run: RunQuery, what: str, variable: bool = False) -> object:
+    """The one value of a scalar subquery, or a ModelSourceError (several rows or columns; no row, except for a
+    variable's DECLARE … = (SELECT …), which T-SQL sets to NULL then)."""
     try:
         rows = run(query)
     except Exception as e:  # the engine's own error type
         raise ModelSourceError(f"{what} fails: {e}") from e
+    holds = "a variable holds one value" if variable else "it must return exactly one model"
+    if not rows and variable:
+        return None
     if len(rows) != 1:
-        raise ModelSourceError(f"{what} returned {'no row' if not rows else 'more than one row'}; it must return exactly one model")
+        raise ModelSourceError(f"{what} returned {'no row' if not rows else 'more than one row'}; {holds}")
     if len(rows[0]) != 1:
-        raise ModelSourceError(f"{what} returned {len(rows[0])} columns; it must return one BLOB column")
+        raise ModelSourceError(f"{what} returned {len(rows[0])} columns; {holds}" + ("" if variable else ": one BLOB column"))
     return rows[0][0]
 
 
@@ -74,7 +78,7 @@ def model_value(ref: ModelRef, variables: Mapping[str, object], run: RunQuery) -
     else:
         raise BindError(f"MODEL {ref.label}: unknown reference kind {ref.kind}")
     if value is None:
-        raise ModelSourceError(f"MODEL {ref.label} is NULL")
+        raise ModelSourceError(f"MODEL {ref.label} is NULL" + (" (a DECLARE … = (SELECT …) that finds no row sets NULL, as in T-SQL)" if ref.kind == VARIABLE else ""))
     return value
 
 
