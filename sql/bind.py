@@ -143,8 +143,10 @@ def _data_query(data: exp.Expr, table: exp.Expr, pushed: list[exp.Expr]) -> tupl
     ctes = _visible_ctes(table)
     needed = _needed_ctes(query, ctes)
     if needed:
-        existing = list(query.args["with_"].expressions) if query.args.get("with_") else []
-        query.set("with_", exp.With(expressions=[c.copy() for c in needed] + existing))
+        own = query.args.get("with_")
+        existing = list(own.expressions) if own else []
+        recursive = any(isinstance(c.parent, exp.With) and c.parent.args.get("recursive") for c in needed) or bool(own and own.args.get("recursive"))
+        query.set("with_", exp.With(expressions=[c.copy() for c in needed] + existing, recursive=recursive))  # WITH RECURSIVE kept: a CTE may read itself
     return query, len(needed)
 
 

@@ -71,5 +71,5 @@ def in_place(data: exp.Query, call: PredictCall) -> exp.Query:
         return data
     data = data.copy()
     kept = data.args["with_"].expressions[call.inherited_ctes :]
-    data.set("with_", exp.With(expressions=kept) if kept else None)
+    data.set("with_", exp.With(expressions=kept, recursive=data.args["with_"].args.get("recursive")) if kept else None)
     return data

@@ -8,8 +8,11 @@ engine runs it).
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import difflib
 import math
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -189,25 +192,48 @@ def inline_variables(tree: E, context: Context) -> E:
         name = param.name.lower()
         if name not in variables:
             raise BindError(f"variable @{param.name} is not declared: DECLARE @{param.name} ... = ... first, or pass params={{'{param.name}': ...}}")
-        param.replace(_literal(variables[name]))
+        try:
+            param.replace(_literal(variables[name]))
+        except TypeError:
+            raise BindError(
+                f"@{param.name} holds a {type(variables[name]).__name__}, which has no SQL literal: give it a bool, number, string, bytes, "
+                "date, datetime, time, Decimal, UUID or a list of them"
+            ) from None
     return tree
 
 
+_TEMPORAL = ((datetime.datetime, exp.DataType.Type.TIMESTAMP), (datetime.date, exp.DataType.Type.DATE), (datetime.time, exp.DataType.Type.TIME))
+
+
 def _literal(value: object) -> exp.Expr:
-    """A variable's value as SQL: NaN and ±inf as DOUBLE casts, lists and tuples as array literals."""
+    """A variable's value as SQL: NaN and ±inf as DOUBLE casts, lists and tuples as array literals, dates, times and
+    UUIDs as typed casts; a TypeError for any other kind of value."""
+    if isinstance(value, datetime.datetime) and value.tzinfo is not None:
+        return exp.cast(exp.Literal.string(value.isoformat(sep=" ")), exp.DataType.Type.TIMESTAMPTZ)
+    for kind, sql_type in _TEMPORAL:  # datetime before date: it is one
+        if isinstance(value, kind):
+            return exp.cast(exp.Literal.string(value.isoformat(sep=" ") if isinstance(value, datetime.datetime) else value.isoformat()), sql_type)
+    if isinstance(value, uuid.UUID):
+        return exp.cast(exp.Literal.string(str(value)), exp.DataType.Type.UUID)
+    if isinstance(value, decimal.Decimal) and value.is_finite():
+        return exp.Literal.number(str(value))
     if value is None:
         return exp.null()
     if isinstance(value, bool):
         return exp.Boolean(this=value)
     if isinstance(value, float) and not math.isfinite(value):
         return exp.cast(exp.Literal.string(str(value)), exp.DataType.Type.DOUBLE)
-    if isinstance(value, (int, float)):
+    if isinstance(value, float):  # DOUBLE, as the engines type a Python float (a bare 0.5 is DECIMAL in DuckDB)
+        return exp.cast(exp.Literal.number(repr(value)), exp.DataType.Type.DOUBLE)
+    if isinstance(value, int):
         return exp.Literal.number(value)
     if isinstance(value, (list, tuple)):
         return exp.Array(expressions=[_literal(v) for v in value])
     if isinstance(value, (bytes, bytearray, memoryview)):
         return exp.HexString(this=bytes(value).hex())
-    return exp.Literal.string(str(value))
+    if isinstance(value, str):
+        return exp.Literal.string(value)
+    raise TypeError(type(value).__name__)
 
 
 REWRITE = (replace_predicts, inline_variables)

@@ -79,6 +79,7 @@ class View:
     query: exp.Query | None
     replace: bool
     dropped: tuple[str, ...]
+    placed: bool = False  # TEMP, or in a schema named: where a PREDICT view, stored in the file's default schema, cannot go
 
     @property
     def reads_variables(self) -> bool:
@@ -89,8 +90,12 @@ def view(statement: exp.Expr) -> View:
     """The view a CREATE VIEW or DROP VIEW statement names."""
     if isinstance(statement, exp.Drop):
         return View("", None, False, tuple(t.name.lower() for t in statement.args.get("tables") or []))
-    query = statement.expression
-    return View(statement.this.name.lower(), query if isinstance(query, exp.Query) else None, bool(statement.args.get("replace")), ())
+    query, target = statement.expression, statement.this
+    if isinstance(target, exp.Schema) and isinstance(query, exp.Query):  # CREATE VIEW v (a, b) AS …: the query's columns renamed
+        alias = exp.TableAlias(this=exp.to_identifier(target.this.name), columns=[exp.to_identifier(c.name) for c in target.expressions])
+        query, target = exp.select("*").from_(exp.Subquery(this=query, alias=alias)), target.this
+    placed = statement.find(exp.TemporaryProperty) is not None or bool(isinstance(target, exp.Table) and target.db)
+    return View(target.name.lower(), query if isinstance(query, exp.Query) else None, bool(statement.args.get("replace")), (), placed)
 
 
 def reads_predict(tree: exp.Expr) -> bool:

@@ -62,6 +62,25 @@ def test_views_compose_drop_and_replace(con, logreg, breast_cancer) -> None:
         con.sql("SELECT * FROM scored")
 
 
+def test_a_predict_view_takes_its_column_list_and_refuses_what_would_hide_a_table_or_outlive_its_place(con, logreg, breast_cancer) -> None:
+    """CREATE VIEW v (a, b) names the columns; a name a table holds is refused as DuckDB refuses it (the view hid the
+    table from PREDICT statements), and TEMP or a schema, which the view stored in the file's default schema would not
+    keep, are refused rather than ignored."""
+    view = "SELECT d.id, p.Score FROM PREDICT(MODEL = (SELECT model FROM models WHERE id = 1), DATA = patients AS d) WITH (Score FLOAT) AS p"
+    con.sql(f"CREATE VIEW renamed (k, s) AS {view}")
+    rows = not_none(con.sql("SELECT k, s FROM renamed ORDER BY k")).df()
+    assert_scores(logreg, breast_cancer, rows.k, rows.s)
+    with pytest.raises(predictsql.PredictSQLError, match="^a table named patients already exists$"):
+        con.sql(f"CREATE OR REPLACE VIEW patients AS {view}")
+    assert not_none(con.sql("SELECT count(*) FROM patients")).fetchall() == [(len(breast_cancer.table),)]
+    con.duckdb.sql("CREATE VIEW plain AS SELECT 1 AS one")
+    with pytest.raises(predictsql.PredictSQLError, match="a view named plain already exists; use CREATE OR REPLACE VIEW"):
+        con.sql(f"CREATE VIEW plain AS {view}")
+    for placed in ("CREATE TEMP VIEW t1", "CREATE SCHEMA s1; CREATE VIEW s1.t1"):
+        with pytest.raises(predictsql.PredictSQLError, match="is stored in the database file, in its default schema"):
+            con.sql(f"{placed} AS {view}")
+
+
 def test_views_of_a_file_written_before_views_kept_their_dialect_read_as_tsql(db_path: Path, logreg, breast_cancer) -> None:
     """Such a file's predictsql.views has no dialect column: its definitions are T-SQL (TOP), read as T-SQL, also
     inside an open transaction, which the lookup leaves usable."""

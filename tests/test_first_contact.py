@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import subprocess
 import sys
 import threading
+import uuid
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -188,6 +191,14 @@ def test_ctrl_c_is_a_keyboard_interrupt_and_the_connection_stays_usable(plan: st
 def test_params_of_every_python_kind_become_sql_values(con) -> None:
     row = not_none(con.sql("SELECT isnan(@a) AS a, @b AS b, @c AS c, @d AS d, @e AS e", params={"a": float("nan"), "b": [1, 2], "c": float("-inf"), "d": ("x", "y"), "e": None})).fetchall()
     assert row == [(True, [1, 2], float("-inf"), ["x", "y"], None)]
+    values = {"f": np.float32(0.5), "i": np.int64(3), "v": np.array([1, 2]), "day": datetime.date(2020, 1, 2), "at": datetime.datetime(2020, 1, 2, 3, 4, 5),
+              "t": datetime.time(1, 2), "dec": decimal.Decimal("2.50"), "id": uuid.UUID(int=5)}  # fmt: skip
+    typed = "SELECT 0.5::DOUBLE * 2, 3 + 1, [1, 2], DATE '2020-01-02' + INTERVAL 1 DAY, TIMESTAMP '2020-01-02 03:04:05', TIME '01:02', 2.50, UUID '00000000-0000-0000-0000-000000000005'"
+    got = con.sql("SELECT @f * 2, @i + 1, @v, @day + INTERVAL 1 DAY, @at, @t, @dec, @id", params=values)
+    assert not_none(got).arrow().schema.types == not_none(con.sql(typed)).arrow().schema.types and not_none(got).fetchall() == not_none(con.sql(typed)).fetchall()
+    for bad, message in (({1: 2}, "params must map names to values"), ([1], "params must map names to values"), ({"o": object()}, "@o holds a object, which has no SQL literal")):
+        with pytest.raises(PredictSQLError, match=message):
+            con.sql("SELECT @o", params=bad)
 
 
 def test_set_assigns_a_declared_variable(con) -> None:

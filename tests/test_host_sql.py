@@ -406,3 +406,14 @@ def test_spark_analysis_errors_stay_sparks_own(spark, logreg, breast_cancer) -> 
         ps.sql(spark, "SELECT nope, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p", params={"m": logreg.onnx})
     with pytest.raises(BindError, match=r"^d\.nope: PREDICT's DATA d \(model @m, sha \w+\) has no column nope$"):
         ps.sql(spark, "SELECT d.nope, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p", params={"m": logreg.onnx})
+
+
+@pytest.mark.parametrize("plan", ["AUTO", "UDF", "STREAM", "INLINE"])
+def test_data_reading_a_recursive_cte_keeps_it_recursive(con, logreg, breast_cancer, plan: str) -> None:
+    """DATA carried as a query of its own copies the CTEs it reads, WITH RECURSIVE included (without it DuckDB refused
+    the CTE's reading of itself as a circular reference)."""
+    recursive = "WITH RECURSIVE r(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM r WHERE n < 4) "
+    query = f"{recursive}SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = (SELECT x.* FROM patients AS x JOIN r ON x.id = r.n) AS d, PLAN = {plan}) WITH (Score FLOAT) AS p ORDER BY d.id"
+    rows = not_none(con.sql(query, params={"m": logreg.onnx})).df()
+    assert len(rows) >= 4 and list(rows.id) == [i for (i,) in con.duckdb.sql(f"{recursive}SELECT x.id FROM patients AS x JOIN r ON x.id = r.n ORDER BY 1").fetchall()]
+    assert_scores(logreg, breast_cancer, rows.id, rows.Score)

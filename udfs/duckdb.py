@@ -258,6 +258,13 @@ class Connection:
             return self.execute(to_sql(statement, DIALECT))
         if created.reads_variables:
             raise BindError(f"view {name} references @variables, which a view cannot keep: write MODEL = (SELECT model FROM ... WHERE ...) instead")
+        if created.placed:
+            raise BindError(f"view {name} over PREDICT is stored in the database file, in its default schema: write CREATE VIEW {name} (not TEMP, no schema)")
+        existing = self.duckdb.execute(
+            "SELECT table_type FROM information_schema.tables WHERE lower(table_name) = ? AND table_schema = current_schema() AND table_catalog = current_database()", [name]
+        ).fetchall()
+        if existing and (existing[0][0] != "VIEW" or not created.replace):  # as DuckDB refuses a view over a table, or a second view
+            raise BindError(f"{'a table' if existing[0][0] != 'VIEW' else 'a view'} named {name} already exists" + ("; use CREATE OR REPLACE VIEW" if existing[0][0] == "VIEW" else ""))
         try:
             planner.plan(expanded)
         finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+import numpy as np
 import pyarrow as pa
 from sqlglot import exp
 
@@ -25,8 +26,12 @@ RunQuery = Callable[[exp.Query], list[tuple]]
 
 
 def params(values: Mapping[str, object] | None) -> dict[str, object]:
-    """Python params as variables: '@m' and 'm' both bind @m."""
-    return {k.lstrip("@").lower(): v for k, v in (values or {}).items()}
+    """Python params as variables: '@m' and 'm' both bind @m; numpy scalars and arrays as the Python values they hold."""
+    if values is None:
+        return {}
+    if not isinstance(values, Mapping) or not all(isinstance(k, str) for k in values):
+        raise BindError(f"params must map names to values, e.g. params={{'m': model_bytes}} for @m; got {type(values).__name__} {values!r:.60}")
+    return {k.lstrip("@").lower(): v.tolist() if isinstance(v, np.ndarray | np.generic) else v for k, v in values.items()}
 
 
 def declare(statement: exp.Expr, variables: dict[str, object], run: RunQuery) -> list[str]:
