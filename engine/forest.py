@@ -199,20 +199,20 @@ def _bitvectors(ensemble: Sequence[trees.Tree], targets: int, dtype: type[np.flo
     branches: list[tuple[int, np.floating, bool, int, int]] = []  # feature, cut, NaN goes left, tree, mask
     leaf_offsets, weight_rows = [0], list[trees.Leaf]()
     for t, tree in enumerate(ensemble):
-        order, stack = [], [tree.root]
+        order, stack, ways = [], [tree.root], {}
         while stack:  # preorder, each branch's x <= cut side first: its leaves come out numbered left to right
             node_id = stack.pop()
             order.append(node_id)
             node = tree.nodes[node_id]
             if isinstance(node, trees.Branch):
-                true, false, _, _ = _as_leq(node, dtype)
+                ways[node_id] = true, false, _, _ = _as_leq(node, dtype)
                 stack += [false, true]
         leaves = [n for n in order if isinstance(tree.nodes[n], trees.Leaf)]
         spans = {n: (i, i + 1) for i, n in enumerate(leaves)}  # the leaves below a node: first, end
         for node_id in reversed(order):  # each branch after its subtrees
             node = tree.nodes[node_id]
             if isinstance(node, trees.Branch):
-                true, false, cut, nan_left = _as_leq(node, dtype)
+                true, false, cut, nan_left = ways[node_id]
                 spans[node_id] = (spans[true][0], spans[false][1])
                 low, high = spans[true]
                 branches.append((node.feature, cut, nan_left, t, _ALL ^ ((1 << high) - (1 << low))))
