@@ -99,8 +99,16 @@ def library_of(model: Any) -> str:
     raise ExportError(f"export takes fitted {known} models, Spark MLlib PipelineModels or ONNX; got {type(model).__name__}")
 
 
-def column_names(fitted: Sequence[str] | None, sample: Any, columns: Sequence[str] | None, model: str) -> list[str]:
-    """The DATA columns of a model's one [N,k] input, in the order it was fitted: see the module docstring."""
+def column_names(fitted: Sequence[str] | None, sample: Any, columns: Sequence[str] | None, model: str, width: int | None = None) -> list[str]:
+    """The DATA columns of a model's one [N,k] input, in the order it was fitted (see the module docstring),
+    exactly `width` of them where the model knows how many it was fitted on."""
+    names = _column_names(fitted, sample, columns, model)
+    if width is not None and len(names) != width:
+        raise ExportError(f"{model} was fitted on {width} columns but {len(names)} are named ({names}): name all {width}, in the order it was fitted")
+    return names
+
+
+def _column_names(fitted: Sequence[str] | None, sample: Any, columns: Sequence[str] | None, model: str) -> list[str]:
     sample_names = [str(c) for c in sample.columns] if sample is not None else None
     if fitted is not None:
         fitted = [str(c) for c in fitted]

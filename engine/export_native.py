@@ -28,9 +28,11 @@ def convert(model: Any, sample: Any, columns: Columns, library: str) -> Converte
 
 
 def _catboost(model: Any, sample: Any, columns: Columns) -> Converted:
-    names = getattr(model, "feature_names_", None)
-    fitted = names if names and not all(str(n).isdigit() for n in names) else None  # numpy-fitted models name them 0, 1, …
-    names = column_names(fitted, sample, listed(columns), type(model).__name__)
+    if not model.is_fitted():
+        raise ExportError(f"{type(model).__name__} is not fitted: call fit(X, y) on it before export")
+    names = model.feature_names_
+    fitted = names if not all(str(n).isdigit() for n in names) else None  # numpy-fitted models name them 0, 1, …
+    names = column_names(fitted, sample, listed(columns), type(model).__name__, len(names))
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.onnx"
         model.save_model(str(path), format="onnx")

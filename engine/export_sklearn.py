@@ -4,9 +4,12 @@ pipeline's last step) through onnxmltools' converters, registered into skl2onnx.
 - `zipmap=False`: class probabilities come out as one [N,C] float tensor.
 - A ColumnTransformer pipeline gets one [N,1] input per DATA column (strings stay strings); any other model one
   [N,k] input named X.
-- Inputs are FLOAT, but DOUBLE for a model ending in XGBoost or LightGBM: LightGBM's thresholds are doubles, and
-  preprocessing in front of XGBoost must run in double before XGBoost's own float32 cast, as it does in Python;
-  in float32 a scaler's rounding moves values across XGBoost's split points (measured: 0.27 off in probability).
+- Inputs are FLOAT, but DOUBLE for a model ending in XGBoost, LightGBM or HistGradientBoosting: the last two
+  split on double thresholds (in FLOAT, HGB regressors were 8.2 off on unseen rows), and preprocessing in front of
+  XGBoost must run in double before XGBoost's own float32 cast, as it does in Python; in float32 a scaler's
+  rounding moves values across XGBoost's split points (measured: 0.27 off in probability).
+- A BOOLEAN sample column is an INT64 input (False 0, True 1): a one-hot encoder's categories then are the
+  0 and 1 that a BOOLEAN DATA column casts to, where as strings they were 'False'/'True', which no SQL cast writes.
 """
 
 from __future__ import annotations
@@ -26,30 +29,63 @@ from predictsql.engine.export import Columns, Converted, column_names, listed
 MATRIX_INPUT = "X"
 _OPSET = {"": 18, "ai.onnx.ml": 3}  # skl2onnx writes ai.onnx.ml 3 at most; onnxmltools would write 5
 _BOOSTERS = ("xgboost", "lightgbm")
+_DOUBLE_MODELS = ("HistGradientBoostingClassifier", "HistGradientBoostingRegressor")
 
 
 def convert(estimator: Any, sample: Any, columns: Columns, _library: str) -> Converted:
     """`estimator` converted with its DATA columns and class labels (see export.export)."""
     from skl2onnx import to_onnx
-    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, StringTensorType
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, Int64TensorType, StringTensorType
 
+    estimator = _without_passthrough(estimator)
+    _check_fitted(estimator)
     final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
-    double = type(final).__module__.split(".")[0] in _BOOSTERS
+    double = type(final).__module__.split(".")[0] in _BOOSTERS or type(final).__name__ in _DOUBLE_MODELS
     number = DoubleTensorType if double else FloatTensorType
     names = None
     if _has_column_transformer(estimator):
         if sample is None:
             raise ExportError(f"{type(estimator).__name__} starts with a ColumnTransformer, which reads columns by name and type: pass sample=<a DataFrame of them>")
-        initial = [(str(n), number([None, 1]) if _numeric(t) else StringTensorType([None, 1])) for n, t in sample.dtypes.items()]
+        initial = [(str(n), _column_type(t, number, Int64TensorType, StringTensorType)) for n, t in sample.dtypes.items()]
     else:
-        names = column_names(_fitted_names(estimator), sample, listed(columns), type(estimator).__name__)
+        names = column_names(_fitted_names(estimator), sample, listed(columns), type(estimator).__name__, getattr(estimator, "n_features_in_", None))
         initial = [(MATRIX_INPUT, number([None, len(names)]))]
     options = {id(final): {"zipmap": False}} if hasattr(final, "predict_proba") else None
-    if double:
+    if type(final).__module__.split(".")[0] in _BOOSTERS:
         _register_boosters()
-    with _hist_gradient_boosting_fixup(), _booster_names_cleared(final):
+    if type(final).__name__ in _DOUBLE_MODELS:
+        _register_hist_gradient_boosting()
+    _register_double_imputer()
+    with _hist_gradient_boosting_fixup(), _booster_names_cleared(final), _binary_lda_halved(final):
         model = to_onnx(estimator, initial_types=initial, options=options, target_opset=_OPSET)
     return Converted(model, _input_columns(model, initial, names), getattr(final, "classes_", None))
+
+
+def _without_passthrough(estimator: Any) -> Any:
+    """A pipeline whose last step is 'passthrough' (or None) as the pipeline before it, which skl2onnx can convert."""
+    while hasattr(estimator, "steps") and len(estimator.steps) > 1 and estimator.steps[-1][1] in ("passthrough", None):
+        estimator = estimator[:-1]
+    return estimator
+
+
+def _check_fitted(estimator: Any) -> None:
+    """An ExportError for an unfitted model, before a converter fails on a missing attribute."""
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    try:
+        check_is_fitted(estimator)
+    except NotFittedError as e:
+        raise ExportError(f"{type(estimator).__name__} is not fitted: call fit(X, y) on it before export") from e
+    except TypeError as e:  # not an estimator at all
+        raise ExportError(f"export takes a fitted estimator or pipeline; {type(estimator).__name__} is neither ({e})") from e
+
+
+def _column_type(dtype: Any, number: type, integer: type, string: type) -> Any:
+    """The per-column input a ColumnTransformer's DATA column gets (see the module docstring on BOOLEAN)."""
+    if isinstance(dtype, np.dtype) and dtype == np.bool_:
+        return integer([None, 1])
+    return number([None, 1]) if _numeric(dtype) else string([None, 1])
 
 
 def _input_columns(model: onnx.ModelProto, initial: Sequence[tuple[str, Any]], names: Sequence[str] | None) -> dict[str, list[str]]:
@@ -70,10 +106,12 @@ def _fitted_names(estimator: Any) -> list[str] | None:
 
 
 def _has_column_transformer(estimator: Any) -> bool:
+    """Whether the model's first step (inside nested pipelines too) is a ColumnTransformer."""
     from sklearn.compose import ColumnTransformer
 
-    first = estimator.steps[0][1] if hasattr(estimator, "steps") else estimator
-    return isinstance(first, ColumnTransformer)
+    while hasattr(estimator, "steps"):
+        estimator = estimator.steps[0][1]
+    return isinstance(estimator, ColumnTransformer)
 
 
 def _numeric(dtype: Any) -> bool:
@@ -116,6 +154,69 @@ def _register_boosters() -> None:
         for cls, shapes in ((lightgbm.LGBMClassifier, calculate_linear_classifier_output_shapes), (lightgbm.LGBMRegressor, calculate_linear_regressor_output_shapes)):
             options = classify if shapes is calculate_linear_classifier_output_shapes else {"split": None}
             update_registered_converter(cls, f"predictsql{cls.__name__}", _float_outputs(shapes), _double_thresholds(convert_lightgbm), options=options)
+
+
+@functools.cache
+def _register_hist_gradient_boosting() -> None:
+    """skl2onnx's HistGradientBoosting converters, on DOUBLE inputs keeping the thresholds as doubles and declaring
+    the FLOAT outputs ai.onnx.ml 3's tree ensembles write (skl2onnx rounds the thresholds and declares DOUBLE)."""
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common._registration import get_converter, get_shape_calculator
+    from skl2onnx.operator_converters.random_forest import convert_sklearn_random_forest_classifier, convert_sklearn_random_forest_regressor_converter
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    for cls, function in ((HistGradientBoostingClassifier, convert_sklearn_random_forest_classifier), (HistGradientBoostingRegressor, convert_sklearn_random_forest_regressor_converter)):
+        alias = f"Sklearn{cls.__name__}"
+        convert = functools.partial(function, op_version=3)  # at its default, 1, the classifier rounds its thresholds to float32 first
+        options = get_converter(alias).get_allowed_options()
+        update_registered_converter(cls, alias, _float_outputs(get_shape_calculator(alias)), _double_thresholds(convert), options=options)
+
+
+@functools.cache
+def _register_double_imputer() -> None:
+    """SimpleImputer on DOUBLE inputs as IsNaN (or Equal) and Where: skl2onnx writes an Imputer node, which
+    onnxruntime implements for FLOAT only, with its fill values rounded to float32."""
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common.data_types import DoubleTensorType
+    from skl2onnx.operator_converters.imputer_op import convert_sklearn_imputer
+    from skl2onnx.shape_calculators.imputer import calculate_sklearn_imputer_output_shapes
+    from sklearn.impute import SimpleImputer
+
+    def converter(scope: Any, operator: Any, container: Any) -> None:
+        imputer = operator.raw_operator
+        if not isinstance(operator.inputs[0].type, DoubleTensorType) or len(operator.inputs) != 1 or imputer.add_indicator:
+            convert_sklearn_imputer(scope, operator, container)
+            return
+        source, missing = operator.inputs[0].full_name, imputer.missing_values
+        mask = scope.get_unique_variable_name("missing")
+        if isinstance(missing, float) and np.isnan(missing):
+            container.add_node("IsNaN", [source], [mask], name=scope.get_unique_operator_name("IsNaN"))
+        else:
+            value = scope.get_unique_variable_name("missing_value")
+            container.add_initializer(value, onnx.TensorProto.DOUBLE, [], [float(missing)])
+            container.add_node("Equal", [source, value], [mask], name=scope.get_unique_operator_name("Equal"))
+        fill = scope.get_unique_variable_name("fill")
+        container.add_initializer(fill, onnx.TensorProto.DOUBLE, [len(imputer.statistics_)], imputer.statistics_.astype(np.float64).tolist())
+        container.add_node("Where", [mask, fill, source], [operator.outputs[0].full_name], name=scope.get_unique_operator_name("Where"))
+
+    update_registered_converter(SimpleImputer, "SklearnSimpleImputer", calculate_sklearn_imputer_output_shapes, converter)
+
+
+@contextlib.contextmanager
+def _binary_lda_halved(final: Any) -> Iterator[None]:
+    """A binary LinearDiscriminantAnalysis with its coefficients halved while skl2onnx converts it: skl2onnx writes
+    softmax([-d, d]) = sigmoid(2d), where scikit-learn's probability is sigmoid(d); labels are unchanged."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    if not isinstance(final, LinearDiscriminantAnalysis) or len(final.classes_) != 2:
+        yield
+        return
+    coef, intercept = final.coef_, final.intercept_
+    final.coef_, final.intercept_ = coef / 2, intercept / 2
+    try:
+        yield
+    finally:
+        final.coef_, final.intercept_ = coef, intercept
 
 
 def _float_outputs(shapes: Callable[[Any], None]) -> Callable[[Any], None]:
@@ -166,6 +267,7 @@ def _double_thresholds(convert: Callable[[Any, Any, Any], None]) -> Callable[[An
         def add(op_type: str, *args: Any, **attrs: Any) -> Any:
             if op_type.startswith("TreeEnsemble") and "nodes_values" in attrs:
                 attrs["nodes_values_as_tensor"] = onnx.numpy_helper.from_array(np.asarray(attrs.pop("nodes_values"), dtype=np.float64))
+                attrs["op_version"] = 3  # the _as_tensor attributes are ai.onnx.ml 3's; skl2onnx asks for 1
             return add_node(op_type, *args, **attrs)
 
         container.add_node = add

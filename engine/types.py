@@ -93,6 +93,8 @@ def input_cast(source: pa.DataType, target: pa.DataType) -> Cast | None:
     source = normalize(source)
     if source == target:
         return Cast.NONE
+    if pa.types.is_boolean(source) and (pa.types.is_floating(target) or pa.types.is_integer(target)):
+        return Cast.EXACT  # False 0, True 1, as the libraries read a bool column
     if pa.types.is_floating(target):
         if pa.types.is_floating(source):
             return Cast.EXACT if source.bit_width < target.bit_width else Cast.ROUNDING

@@ -1,0 +1,145 @@
+"""scikit-learn exports against scikit-learn on rows the model never saw, in the library's own dtype, and the
+exports predictsql refuses (each with an ExportError that says what to do)."""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+import predictsql
+from predictsql.engine.errors import ExportError
+
+from conftest import PROBA_TOLERANCE, not_none
+
+REGRESSION_RTOL = 2e-6  # float32 outputs of float64 sums (as in test_libraries)
+
+
+def _split(loader: Any) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    """Training rows, held-out rows and the training target of a bundled dataset, with SQL-friendly names."""
+    bunch = loader(as_frame=True)
+    features = bunch.data.rename(columns=lambda c: c.replace(" ", "_").replace("/", "_").replace("(", "").replace(")", ""))
+    train, test, target, _ = train_test_split(features, bunch.target, random_state=0, test_size=0.4)
+    return train, test, target
+
+
+def _probabilities(model: bytes, rows: pd.DataFrame) -> np.ndarray:
+    scored = predictsql.predict(model, rows)
+    return np.column_stack([scored[name].to_numpy() for name in scored.column_names if name.startswith("probabilities_")])
+
+
+def test_hist_gradient_boosting_regressor_equals_scikit_learn_on_held_out_rows() -> None:
+    """HGB splits float64 values on float64 thresholds: the export takes DOUBLE inputs (FLOAT ones were 8.2 off here)."""
+    train, test, target = _split(load_diabetes)
+    model = HistGradientBoostingRegressor(max_iter=30, random_state=0).fit(train, target)
+    expected = model.predict(test)
+    assert np.abs(model.predict(test.astype(np.float32).astype(np.float64)) - expected).max() > 1  # what FLOAT inputs give
+    scored = predictsql.predict(predictsql.export(model, train), test)["variable"].to_numpy().ravel()
+    np.testing.assert_allclose(scored, expected, rtol=REGRESSION_RTOL, atol=REGRESSION_RTOL * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("loader", [load_breast_cancer, load_wine], ids=["binary", "multiclass"])
+def test_hist_gradient_boosting_classifier_equals_scikit_learn_on_held_out_rows(loader: Any) -> None:
+    train, test, target = _split(loader)
+    model = HistGradientBoostingClassifier(max_iter=30, random_state=0).fit(train, target)
+    np.testing.assert_allclose(_probabilities(predictsql.export(model, train), test), model.predict_proba(test), atol=PROBA_TOLERANCE, rtol=0)
+
+
+@pytest.mark.parametrize("loader", [load_breast_cancer, load_wine], ids=["binary", "multiclass"])
+def test_linear_discriminant_analysis_equals_scikit_learn(loader: Any) -> None:
+    """skl2onnx writes a binary LDA's probability as sigmoid(2·decision); scikit-learn's is sigmoid(decision)."""
+    train, test, target = _split(loader)
+    model = LinearDiscriminantAnalysis().fit(train, target)
+    np.testing.assert_allclose(_probabilities(predictsql.export(model, train), test), model.predict_proba(test), atol=PROBA_TOLERANCE, rtol=0)
+
+
+@pytest.mark.parametrize("library", ["xgboost", "lightgbm"])
+def test_an_imputer_in_front_of_a_booster_fills_nan_as_scikit_learn_does(library: str) -> None:
+    """The boosters' DOUBLE inputs reach the imputer in double, which onnxruntime's Imputer cannot take; predict() on a
+    pandas frame keeps NaN as NaN, as the pipeline reads it."""
+    booster = importlib.import_module(library)
+    train, test, target = _split(load_breast_cancer)
+    rng = np.random.default_rng(0)
+    train, test = train.mask(rng.random(train.shape) < 0.1), test.mask(rng.random(test.shape) < 0.1)
+    final = booster.XGBClassifier(n_estimators=20) if library == "xgboost" else booster.LGBMClassifier(n_estimators=20, verbose=-1)
+    model = make_pipeline(SimpleImputer(strategy="median"), final).fit(train, target)
+    assert test.isna().to_numpy().sum() > 100
+    np.testing.assert_allclose(_probabilities(predictsql.export(model, train), test), model.predict_proba(test), atol=PROBA_TOLERANCE, rtol=0)
+
+
+def test_a_boolean_column_one_hot_encoded_binds_a_boolean_data_column(tmp_path) -> None:
+    """A bool column's categories are False and True: the export takes it as 0/1, which a BOOLEAN DATA column casts to
+    (as strings they were 'False'/'True', which no SQL cast of a BOOLEAN writes)."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"flag": rng.random(200) < 0.4, "x": rng.normal(size=200)})
+    target = (frame.flag ^ (frame.x > 1)).astype(int)
+    model = make_pipeline(ColumnTransformer([("c", OneHotEncoder(handle_unknown="ignore"), ["flag"]), ("n", "passthrough", ["x"])]), LogisticRegression()).fit(frame, target)
+    onnx_bytes = predictsql.export(model, frame)
+    expected = model.predict_proba(frame)
+    np.testing.assert_allclose(_probabilities(onnx_bytes, frame), expected, atol=PROBA_TOLERANCE, rtol=0)
+    path = tmp_path / "flags.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE flags AS SELECT row_number() OVER () - 1 AS id, flag, x FROM frame")
+    with predictsql.connect(str(path)) as con:
+        rows = not_none(con.sql("SELECT d.id, d.flag, p.probabilities_1 FROM PREDICT(MODEL = @m, DATA = flags AS d) AS p ORDER BY d.id", params={"m": onnx_bytes})).df()
+    assert str(rows.flag.dtype) == "bool"
+    np.testing.assert_allclose(rows.probabilities_1.to_numpy(), expected[:, 1], atol=PROBA_TOLERANCE, rtol=0)
+
+
+def test_a_nested_pipeline_and_a_passthrough_last_step_export() -> None:
+    """A ColumnTransformer first inside a nested Pipeline reads DATA columns by name; a pipeline ending in
+    'passthrough' is the pipeline before it."""
+    frame = pd.DataFrame({"a": np.arange(40.0), "k": ["x", "y", "z", "x"] * 10})
+    target = ((frame.a > 19) ^ (frame.k == "y")).astype(int)
+    encode = ColumnTransformer([("o", OneHotEncoder(), ["k"]), ("n", StandardScaler(), ["a"])])
+    nested = Pipeline([("pre", Pipeline([("ct", encode)])), ("m", LogisticRegression())]).fit(frame, target)
+    np.testing.assert_allclose(_probabilities(predictsql.export(nested, frame), frame), nested.predict_proba(frame), atol=PROBA_TOLERANCE, rtol=0)
+    scaler = make_pipeline(StandardScaler(), "passthrough").fit(frame[["a"]])
+    scored = predictsql.predict(predictsql.export(scaler, frame[["a"]]), frame[["a"]])["variable"].to_numpy()
+    np.testing.assert_allclose(np.stack(scored).ravel(), scaler.transform(frame[["a"]]).ravel(), rtol=1e-6, atol=1e-6)
+
+
+def _unfitted() -> dict[str, Any]:
+    import catboost
+    import xgboost
+
+    return {
+        "LogisticRegression": LogisticRegression(),
+        "Pipeline": make_pipeline(StandardScaler(), LogisticRegression()),
+        "XGBClassifier": xgboost.XGBClassifier(),
+        "CatBoostClassifier": catboost.CatBoostClassifier(),
+    }
+
+
+@pytest.mark.parametrize("name", ["LogisticRegression", "Pipeline", "XGBClassifier", "CatBoostClassifier"])
+def test_an_unfitted_model_is_refused_before_its_converter_runs(name: str) -> None:
+    with pytest.raises(ExportError, match=f"{name} is not fitted: call fit"):
+        predictsql.export(_unfitted()[name], pd.DataFrame({"a": [1.0, 2.0]}))
+
+
+def test_columns_must_name_every_feature_a_model_was_fitted_on() -> None:
+    """A model fitted on numpy knows how many columns it reads, not their names: naming fewer would bind wrong columns."""
+    import catboost
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(60, 3)), np.arange(60) % 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        models = [LogisticRegression().fit(x, y), catboost.CatBoostClassifier(iterations=3, verbose=0, allow_writing_files=False).fit(x, y)]
+    for model in models:
+        with pytest.raises(ExportError, match=rf"{type(model).__name__} was fitted on 3 columns but 2 are named \(\['a', 'b'\]\)"):
+            predictsql.export(model, columns=["a", "b"])
