@@ -30,6 +30,7 @@ from predictsql.engine.validate import self_contained
 
 ONNX_FLAVOR = "onnx"
 ARTIFACT_PATH = "model"
+EXPERIMENT = "predictsql"
 LIST_SCHEMA = pa.schema([("name", pa.string()), ("version", pa.int32()), ("aliases", pa.list_(pa.string())), ("source", pa.string()), ("created", pa.timestamp("ms", "UTC"))])
 SPARK_FLAVOR = "spark"
 HOW_TO_LOG = "log it with predictsql.log_model(estimator, name, sample=X) or mlflow.onnx.log_model(onnx_model, ...)"
@@ -156,13 +157,15 @@ class MlflowRegistry:
         """Log ONNX bytes as an MLflow model with the onnx flavour, register a version, set the alias; returns its URI."""
         import onnx
 
+        if "@" in name or "/" in name or not name.strip():
+            raise ModelSourceError(f"model name '{name}' cannot be read back as models:/{name} (an '@' starts an alias, a '/' a version): choose a name without them")
         ml = _mlflow()
         client = self.client(create=True)
         with _translate(f"logging model '{name}' to MLflow registry {self.where}"):
             with tempfile.TemporaryDirectory() as folder:
                 local = Path(folder) / ARTIFACT_PATH
                 ml.onnx.save_model(onnx.ModelProto.FromString(onnx_bytes), str(local), signature=_mlflow_signature(signature), save_as_external_data=False)
-                run = client.create_run(os.environ.get("MLFLOW_EXPERIMENT_ID", "0"), tags={"predictsql.model": name})
+                run = client.create_run(self._experiment(client), tags={"predictsql.model": name})
                 client.log_artifacts(run.info.run_id, str(local), ARTIFACT_PATH)
                 client.set_terminated(run.info.run_id)
             if not client.search_registered_models(f"name = {_quoted(name)}"):
@@ -171,6 +174,21 @@ class MlflowRegistry:
             if alias:
                 client.set_registered_model_alias(name, alias, version)
         return f"models:/{name}/{version}"
+
+
+    def _experiment(self, client: Any) -> str:
+        """MLFLOW_EXPERIMENT_ID, else for a sqlite registry its own 'predictsql' experiment with artefacts in
+        mlartifacts/ beside the database (MLflow's default experiment there writes to ./mlruns of whatever the
+        current directory was when the database was made), else the default experiment."""
+        if "MLFLOW_EXPERIMENT_ID" in os.environ:
+            return os.environ["MLFLOW_EXPERIMENT_ID"]
+        store = _local_store(self.tracking_uri)
+        if store is None or not str(self.tracking_uri).startswith("sqlite:"):
+            return "0"
+        found = client.get_experiment_by_name(EXPERIMENT)
+        if found is not None:
+            return str(found.experiment_id)
+        return str(client.create_experiment(EXPERIMENT, artifact_location=(store.resolve().parent / "mlartifacts").as_uri()))
 
 
 @functools.lru_cache(maxsize=8)

@@ -26,8 +26,10 @@ DEFAULT_BATCH_SIZE = 65536
 class Scorer:
     """Scores batches for one ScoringPlan; stateless per batch, so threads may share it."""
 
-    def __init__(self, plan: ScoringPlan) -> None:
+    def __init__(self, plan: ScoringPlan, propagate: str | None = "add NULLS = PROPAGATE") -> None:
+        """`propagate` says how this door asks for a NULL input's outputs to be NULL (None: it cannot)."""
         self.plan = plan
+        self._propagate = propagate
         self.schema = plan.schema
         self._session = plan.model.runner
         self._output_names = [o.name for o in plan.model.signature.outputs]
@@ -104,10 +106,11 @@ class Scorer:
             column = batch.column(nullable[0])
             name = batch.schema.field(nullable[0]).name
             first = offset + pc.index(column.is_null(), True).as_py()
+            where, fill = f"filter them (WHERE {name} IS NOT NULL)", f"fill them (COALESCE({name}, ...)) in the DATA query"
+            fix = f"{where}, {fill}, or {self._propagate} to score them as NULL" if self._propagate else f"{where} or {fill}"
             raise NullInputError(
                 f"PREDICT input '{name}' ({self.plan.model.display}) is NULL in {column.null_count} rows of the batch "
-                f"starting at row {offset}, first at row {first}: filter them (WHERE {name} IS NOT NULL), fill them "
-                f"(COALESCE({name}, ...)) in the DATA query, or add NULLS = PROPAGATE to score them as NULL"
+                f"starting at row {offset}, first at row {first}: {fix}"
             )
         valid = pc.is_valid(batch.column(nullable[0]))
         for i in nullable[1:]:

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 
 from predictsql.engine import export as exporting
@@ -25,18 +26,23 @@ def predict(
     outputs: Sequence[str] | Mapping[str, str] | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     registry_uri: str | None = None,
+    nulls: str = "error",
 ) -> pa.Table:
     """Score a pyarrow Table / RecordBatch / pandas DataFrame; returns the data plus output columns.
 
-    `outputs` picks outputs like a WITH clause: names, or {name: SQL type}; default all.
+    `outputs` picks outputs like a WITH clause: names, or {name: SQL type}; default all. A NULL (pandas: None,
+    pd.NA, NaT; a float NaN stays NaN, as the model's library reads it) is an error, or with nulls='propagate'
+    makes that row's outputs NULL, as PREDICT's NULLS option.
     """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise PredictSQLError(f"predict(batch_size={batch_size!r}) must be a positive whole number of rows")
     table = _as_table(data)
     loaded = sessions.load(Resolver(MlflowRegistry(registry_uri).lookups)(model, _label(model)))
     requested = None
     if outputs is not None:
         types = outputs if isinstance(outputs, Mapping) else dict.fromkeys(outputs)
         requested = [OutputRequest(name, type_name) for name, type_name in types.items()]
-    scorer = Scorer(bind(table.schema, loaded, requested))
+    scorer = Scorer(bind(table.schema, loaded, requested, str(nulls).upper()), propagate="pass nulls='propagate'")
     return pa.Table.from_batches(list(score_stream(table.to_batches(max_chunksize=batch_size), scorer)), scorer.schema)
 
 
@@ -91,6 +97,8 @@ def register(con: Any, name: str, model: Any, outputs: Sequence[str] | None = No
         return
     if isinstance(con, Connection):
         lookups, options, target = con.settings.lookups, con.settings.session_options, con.duckdb
+    elif not isinstance(con, duckdb.DuckDBPyConnection):
+        raise PredictSQLError(f"register() takes a predictsql connection, a duckdb connection or a SparkSession, not {type(con).__name__}")
     else:
         lookups, options, target = MlflowRegistry(registry_uri).lookups, sessions.SessionOptions(), con
     duckdb_engine.register(target, name, Resolver(lookups)(model, f"'{name}'"), outputs, options)
@@ -111,5 +119,19 @@ def _as_table(data: Any) -> pa.Table:
     if isinstance(data, pa.RecordBatch):
         return pa.Table.from_batches([data])
     if hasattr(data, "columns") and hasattr(data, "dtypes"):
-        return pa.Table.from_pandas(data, preserve_index=False)
+        return _from_pandas(data)
     raise PredictSQLError(f"predict() takes a pyarrow Table or RecordBatch or a pandas DataFrame, not {type(data).__name__}")
+
+
+def _from_pandas(frame: Any) -> pa.Table:
+    """A pandas DataFrame as Arrow, with NaN kept as NaN: pyarrow's pandas conversion makes it NULL, which the
+    model's library never sees (an imputer in the model replaces NaN)."""
+    columns = {}
+    for name in frame.columns:
+        try:
+            columns[str(name)] = pa.array(frame[name], from_pandas=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+            raise PredictSQLError(f"predict() cannot read column '{name}' ({frame[name].dtype}) as one Arrow type: {e}; give it a single type, e.g. frame['{name}'].astype(float)") from e
+    if len(columns) != len(frame.columns):
+        raise PredictSQLError(f"predict() needs distinct column names; the frame has {list(frame.columns)}")
+    return pa.table(columns)

@@ -68,6 +68,28 @@ def test_predict_matches_raw_onnxruntime_on_the_same_array(logreg, breast_cancer
     np.testing.assert_array_equal(scored["Score"].to_numpy(), raw)
 
 
+def test_predict_on_pandas_reads_none_as_null_and_nan_as_nan(logreg, breast_cancer) -> None:
+    """A NULL fails (or, with nulls='propagate', is NULL) and says how to ask for that; NaN is a value, as scikit-learn
+    reads it (here it propagates through the linear model); a bad argument is a PredictSQLError."""
+    from predictsql.engine.errors import NullInputError, PredictSQLError
+
+    features = numeric(breast_cancer.features).iloc[:6].copy()
+    features["mean_texture"] = pd.array([None, 1.0, 2.0, 3.0, 4.0, 5.0], dtype="Float64")
+    with pytest.raises(NullInputError, match=r"'mean_texture'.*or pass nulls='propagate' to score them as NULL$"):
+        predictsql.predict(logreg.onnx, features)
+    scored = predictsql.predict(logreg.onnx, features, outputs=["Score"], nulls="propagate")["Score"].to_pylist()
+    assert scored[0] is None
+    np.testing.assert_allclose(scored[1:], logreg.estimator.predict_proba(features.iloc[1:].astype(float))[:, 1], atol=PROBA_TOLERANCE)
+    features["mean_texture"] = [np.nan, 1.0, 2.0, 3.0, 4.0, 5.0]
+    assert np.isnan(predictsql.predict(logreg.onnx, features, outputs=["Score"])["Score"].to_numpy()[0])
+    with pytest.raises(PredictSQLError, match=r"predict\(batch_size=0\) must be a positive whole number"):
+        predictsql.predict(logreg.onnx, features, batch_size=0)
+    with pytest.raises(PredictSQLError, match="cannot read column 'mean_texture' \\(object\\) as one Arrow type"):
+        predictsql.predict(logreg.onnx, features.assign(mean_texture=[1.0, "x"] * 3))
+    with pytest.raises(PredictSQLError, match="register\\(\\) takes a predictsql connection, a duckdb connection or a SparkSession, not object"):
+        predictsql.register(object(), "f", logreg.onnx)
+
+
 def test_regressor_score_output() -> None:
     data = load_diabetes(as_frame=True)
     estimator = Ridge().fit(data.data, data.target)

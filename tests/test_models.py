@@ -290,3 +290,20 @@ def test_an_mlflow_failure_is_a_model_source_error_naming_the_registry(tmp_path:
         predictsql.log_model(logreg.onnx, "churn", registry_uri=uri)
     with predictsql.connect(registry_uri=uri) as con, pytest.raises(ModelSourceError, match=f"MLflow registry {uri}"):
         con.sql("SELECT * FROM PREDICT(MODEL = 'models:/churn/1', DATA = (SELECT 1 AS x)) AS p")
+
+
+def test_log_model_keeps_artefacts_beside_a_sqlite_registry(tmp_path: Path, logreg: Fitted, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow's default experiment would write them to ./mlruns of the current folder; a name with '@' is refused,
+    since models:/a@b reads as model a, alias b."""
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    (tmp_path / "store").mkdir()
+    logged = [predictsql.log_model(logreg.onnx, name, registry_uri=uri) for name in ("churn", "churn")]
+    assert logged == ["models:/churn/1", "models:/churn/2"] and list((tmp_path / "work").iterdir()) == []
+    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["mlartifacts", "mlflow.db"]
+    scored = predictsql.predict(logged[1], logreg.features, outputs=["Score"], registry_uri=uri)["Score"].to_numpy()
+    np.testing.assert_allclose(scored, expected_scores(logreg), atol=PROBA_TOLERANCE)
+    with pytest.raises(ModelSourceError, match="model name 'a@b' cannot be read back as models:/a@b"):
+        predictsql.log_model(logreg.onnx, "a@b", registry_uri=uri)

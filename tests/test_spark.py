@@ -126,6 +126,14 @@ def test_register_refuses_unknown_outputs_on_the_driver(spark, logreg) -> None:
         ps.register(spark, "nope", logreg.onnx, outputs=["Scor"])
 
 
+def test_a_registered_function_called_with_the_wrong_number_of_arguments_says_how_many(spark, logreg, breast_cancer) -> None:
+    """Spark cannot check an Arrow UDF's argument count; the worker's first batch does, with a BindError."""
+    ps.register(spark, "argc", logreg.onnx, outputs=["Score"])
+    spark.createDataFrame(breast_cancer.table).createOrReplaceTempView("argc_rows")
+    with pytest.raises(BindError, match=r"'argc' takes 30 arguments \(mean_radius, .*\) but was called with 2"), ps.errors():
+        spark.sql("SELECT argc(mean_radius, mean_texture) FROM argc_rows").collect()
+
+
 def test_bind_errors_are_raised_on_the_driver_before_any_job(spark, logreg, breast_cancer) -> None:
     spark.createDataFrame(breast_cancer.table.drop(columns="mean_radius")).createOrReplaceTempView("partial")
     with pytest.raises(predictsql.PredictSQLError, match="'mean_radius'.*no DATA column"):

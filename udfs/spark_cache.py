@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from predictsql.engine import sessions
 from predictsql.engine.binding import OutputRequest, bind
+from predictsql.engine.errors import BindError
 from predictsql.engine.scoring import Scorer
 from predictsql.engine.sessions import SessionOptions
 from predictsql.engine.sources import ModelSource
@@ -69,6 +70,8 @@ def score_batches(
     for index, batch in enumerate(batches):
         columns = list(batch) if isinstance(batch, tuple) else [batch]
         if current is None:  # once per partition
+            if len(columns) != len(names):
+                raise BindError(f"{label} takes {len(names)} arguments ({', '.join(names)}) but was called with {len(columns)}: argument_names(model) lists them")
             schema = pa.schema([pa.field(name, column.type) for name, column in zip(names, columns, strict=True)])
             current = scorer(model, sha256, label, schema, requested, nulls, options)
         outputs = current.score_columns(columns, index, offset)
