@@ -70,6 +70,10 @@ def _read_call(node: PredictTable, index: int) -> PredictCall:
     runtime = options.get("RUNTIME", "ONNX")
     if runtime not in RUNTIMES:
         raise BindError(f"PREDICT RUNTIME = {runtime} is not supported; use RUNTIME = ONNX (or SPARKML on Spark)")
+    alias = table.args.get("alias")
+    if isinstance(alias, exp.TableAlias) and alias.columns:
+        renamed = ", ".join(c.name for c in alias.columns)
+        raise BindError(f"PREDICT ... AS {alias.name}({renamed}): PREDICT's outputs keep their names; rename them in the select list ({alias.name}.Score AS {alias.columns[0].name})")
     data = node.args["data"]
     columns = node.args.get("columns")
     pushed = list(node.args.get("pushed") or [])
@@ -97,7 +101,7 @@ def _rereads(node: PredictTable) -> str:
     for child, ancestor in itertools.pairwise([node, *ancestors(node)]):
         if isinstance(ancestor, exp.CTE):
             return "it stands in a CTE, which the statement may read more than once"
-        if isinstance(ancestor, exp.Subquery) and not isinstance(ancestor.parent, (exp.From, exp.Join, exp.Subquery)) and ancestor.parent is not None:
+        if isinstance(ancestor, exp.Subquery) and not isinstance(ancestor.parent, (exp.From, exp.Join, exp.Subquery, exp.Copy)) and ancestor.parent is not None:
             return "it stands in a subquery expression, which the engine may run once per outer row"
         if isinstance(ancestor, exp.Lateral) or (isinstance(ancestor, exp.Join) and child is not ancestor.this):
             return "it stands in a join condition or a LATERAL, which the engine may run more than once"

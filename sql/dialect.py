@@ -226,6 +226,15 @@ def _declare_sql(self: Generator, expression: exp.Declare) -> str:
     return f"DECLARE {', '.join(items)}"
 
 
+def _parse_pivot_statement(self: Parser, is_unpivot: bool | None = None) -> exp.Expr:
+    """DuckDB's PIVOT statement, with the ORDER BY and LIMIT DuckDB takes after it (sqlglot stops before them) read as
+    the same statement around it: SELECT * FROM (PIVOT ...) ORDER BY ... LIMIT ...."""
+    pivot = self._parse_simplified_pivot(is_unpivot)
+    if not self._match_set((TokenType.ORDER_BY, TokenType.LIMIT, TokenType.OFFSET), advance=False):
+        return pivot
+    return self._parse_query_modifiers(exp.select("*").from_(exp.Subquery(this=pivot)))
+
+
 def _quiet(self: Parser) -> None:
     """No warning on stderr for a statement sqlglot reads as a Command: predictsql runs it as written, or names the fix."""
 
@@ -247,7 +256,14 @@ class PredictDuckDB(DuckDB):
     class Parser(DuckDBParser):
         _warn_unsupported = _quiet
         FUNCTION_PARSERS = {**DuckDBParser.FUNCTION_PARSERS, "PREDICT": _parse_predict}
-        STATEMENT_PARSERS = {**DuckDBParser.STATEMENT_PARSERS, TokenType.DESCRIBE: _parse_describe, TokenType.DECLARE: _parse_declare, TokenType.COMMAND: _parse_explain}
+        STATEMENT_PARSERS = {
+            **DuckDBParser.STATEMENT_PARSERS,
+            TokenType.DESCRIBE: _parse_describe,
+            TokenType.DECLARE: _parse_declare,
+            TokenType.COMMAND: _parse_explain,
+            TokenType.PIVOT: _parse_pivot_statement,
+            TokenType.UNPIVOT: lambda self: _parse_pivot_statement(self, is_unpivot=True),
+        }
         NO_PAREN_FUNCTION_PARSERS = {**DuckDBParser.NO_PAREN_FUNCTION_PARSERS, "@": _parse_at}
 
     class Generator(DuckDBGenerator):

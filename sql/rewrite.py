@@ -69,7 +69,9 @@ def _default_schema_tables(tree: exp.Expr) -> Iterator[exp.Table]:
 
 
 def expand_views(tree: E, context: Context) -> E:
-    """Replace references to stored PREDICT views by their definitions, as aliased subqueries."""
+    """Replace references to stored PREDICT views by their definitions: as aliased subqueries where a query reads
+    them, as the query itself where COPY v TO, DESCRIBE v or SUMMARIZE v does; a statement that would change one as
+    a table (DROP TABLE v, INSERT INTO v, ALTER VIEW v, ...) is refused."""
     views = context.views
     for _ in range(MAX_VIEW_DEPTH):
         refs = [t for t in tree.find_all(exp.Table) if not t.db and isinstance(t.this, exp.Identifier) and t.name.lower() in views]
@@ -77,8 +79,37 @@ def expand_views(tree: E, context: Context) -> E:
         if not refs:
             return tree
         for table in refs:
-            _read_as_written(table, exp.Subquery(this=views[table.name.lower()].copy(), alias=exp.TableAlias(this=exp.to_identifier(table.alias_or_name))))
+            query = views[table.name.lower()].copy()
+            if _reads_whole(table):
+                table.replace(exp.Subquery(this=query) if isinstance(table.parent, exp.Copy) else query)
+            elif (statement := _changed_by(table)) is not None:
+                raise BindError(
+                    f"{table.name} is a PREDICT view, which predictsql stores, not a DuckDB table or view: {statement} cannot change it; "
+                    f"DROP VIEW {table.name} or CREATE OR REPLACE VIEW {table.name} AS ... do"
+                )
+            else:
+                _read_as_written(table, exp.Subquery(this=query, alias=exp.TableAlias(this=exp.to_identifier(table.alias_or_name))))
     raise BindError(f"PREDICT views nest more than {MAX_VIEW_DEPTH} deep; is a view defined in terms of itself?")
+
+
+def _reads_whole(table: exp.Table) -> bool:
+    """COPY v TO, DESCRIBE v, SUMMARIZE v: statements that read a relation by name and take a query in its place."""
+    parent = table.parent
+    if isinstance(parent, exp.Copy):
+        return table.arg_key == "this" and not parent.args.get("kind")  # kind: COPY v FROM a file, which writes v
+    return isinstance(parent, (exp.Describe, exp.Summarize)) and table.arg_key == "this"
+
+
+_CHANGES = (exp.Create, exp.Drop, exp.Alter, exp.Insert, exp.Update, exp.Delete, exp.TruncateTable, exp.Comment, exp.Copy)
+
+
+def _changed_by(table: exp.Table) -> str | None:
+    """The statement (as 'DROP TABLE', 'INSERT') that creates, drops, alters or writes the table, if one does."""
+    parent = table.parent.parent if isinstance(table.parent, exp.Schema) else table.parent
+    if not isinstance(parent, _CHANGES) or table.arg_key not in ("this", "tables", "expressions"):
+        return None
+    kind = parent.args.get("kind")
+    return f"{parent.key.upper()} {kind.upper()}" if isinstance(kind, str) else parent.key.upper()
 
 
 def _read_as_written(table: exp.Table, source: exp.Table | exp.Subquery) -> None:

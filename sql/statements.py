@@ -80,6 +80,7 @@ class View:
     replace: bool
     dropped: tuple[str, ...]
     placed: bool = False  # TEMP, or in a schema named: where a PREDICT view, stored in the file's default schema, cannot go
+    exists: bool = False  # IF NOT EXISTS
 
     @property
     def reads_variables(self) -> bool:
@@ -95,7 +96,7 @@ def view(statement: exp.Expr) -> View:
         alias = exp.TableAlias(this=exp.to_identifier(target.this.name), columns=[exp.to_identifier(c.name) for c in target.expressions])
         query, target = exp.select("*").from_(exp.Subquery(this=query, alias=alias)), target.this
     placed = statement.find(exp.TemporaryProperty) is not None or bool(isinstance(target, exp.Table) and target.db)
-    return View(target.name.lower(), query if isinstance(query, exp.Query) else None, bool(statement.args.get("replace")), (), placed)
+    return View(target.name.lower(), query if isinstance(query, exp.Query) else None, bool(statement.args.get("replace")), (), placed, bool(statement.args.get("exists")))
 
 
 def reads_predict(tree: exp.Expr) -> bool:

@@ -81,6 +81,30 @@ def test_a_predict_view_takes_its_column_list_and_refuses_what_would_hide_a_tabl
             con.sql(f"{placed} AS {view}")
 
 
+def test_statements_that_name_a_predict_view_read_it_or_say_how_to_change_it(con, logreg, breast_cancer, tmp_path: Path) -> None:
+    """COPY v TO, DESCRIBE v and SUMMARIZE v read the view's rows, as DuckDB's own views; what would change it as a
+    table is a BindError that says how; IF NOT EXISTS and a DROP VIEW list mixing both kinds act on each."""
+    view = "SELECT d.id, p.Score FROM PREDICT(MODEL = (SELECT model FROM models WHERE id = 1), DATA = patients AS d) WITH (Score FLOAT) AS p"
+    con.sql(f"CREATE VIEW scored AS {view}")
+    con.sql(f"COPY scored TO '{tmp_path / 'scored.csv'}' (HEADER)")
+    copied = not_none(con.sql(f"SELECT id, Score FROM read_csv('{tmp_path / 'scored.csv'}') ORDER BY id")).df()
+    assert_scores(logreg, breast_cancer, copied.id, copied.Score)
+    assert not_none(con.sql("DESCRIBE scored")).fetchall() == not_none(con.sql(f"DESCRIBE {view}")).fetchall()
+    summary = not_none(con.sql("SUMMARIZE scored")).df().set_index("column_name")
+    assert summary.loc["id", "count"] == len(breast_cancer.table)
+    for statement in ("DROP TABLE scored", "ALTER VIEW scored RENAME TO other", "INSERT INTO scored VALUES (1, 0.5)", "CREATE TABLE scored AS SELECT 1 AS x"):
+        named = statement.split(" scored")[0].replace(" INTO", "")
+        with pytest.raises(predictsql.PredictSQLError, match=f"scored is a PREDICT view.*: {named} cannot change it; DROP VIEW scored or CREATE OR REPLACE VIEW scored"):
+            con.sql(statement)
+    con.sql("CREATE VIEW IF NOT EXISTS scored AS SELECT 1 AS x")
+    assert not_none(con.sql("SELECT count(*) FROM scored")).fetchall() == [(len(breast_cancer.table),)]
+    con.duckdb.sql("CREATE VIEW plain AS SELECT 1 AS one")
+    con.sql("DROP VIEW IF EXISTS plain, scored")  # DuckDB drops one object per statement: predictsql takes its own out
+    for name in ("plain", "scored"):
+        with pytest.raises(Exception, match=name):
+            con.sql(f"SELECT * FROM {name}")
+
+
 def test_views_of_a_file_written_before_views_kept_their_dialect_read_as_tsql(db_path: Path, logreg, breast_cancer) -> None:
     """Such a file's predictsql.views has no dialect column: its definitions are T-SQL (TOP), read as T-SQL, also
     inside an open transaction, which the lookup leaves usable."""

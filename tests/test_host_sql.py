@@ -67,11 +67,12 @@ def test_duckdb_clauses_compose_with_predict(con, forest, breast_cancer, query: 
 
 
 def test_copy_and_pivot_over_predict(con, forest, breast_cancer, tmp_path: Path) -> None:
-    """COPY writes the scored rows; PIVOT (which reads its source twice) over a model that streams elsewhere."""
-    target = tmp_path / "scores.parquet"
-    con.sql(f"COPY (SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p) TO '{target}'", params={"m": forest.onnx})
-    rows = con.duckdb.sql(f"SELECT * FROM '{target}' ORDER BY id").df()
-    assert_scores(forest, breast_cancer, rows.id, rows.Score)
+    """COPY writes the scored rows, under STREAM too; PIVOT (which reads its source twice) over a model that streams elsewhere."""
+    for plan in ("AUTO", "STREAM"):  # COPY runs its query once: it may stream
+        target = tmp_path / f"scores_{plan}.parquet"
+        con.sql(f"COPY (SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d, PLAN = {plan}) WITH (Score FLOAT) AS p) TO '{target}'", params={"m": forest.onnx})
+        rows = con.duckdb.sql(f"SELECT * FROM '{target}' ORDER BY id").df()
+        assert_scores(forest, breast_cancer, rows.id, rows.Score)
     pivot = not_none(con.sql("PIVOT (SELECT p.label, d.id % 2 AS parity FROM PREDICT(MODEL = @m, DATA = patients AS d) AS p) ON parity USING count(*)", params={"m": forest.onnx}))
     labels = forest.estimator.predict(forest.features)
     parity = np.arange(len(labels)) % 2
@@ -266,6 +267,17 @@ def test_pivot_and_sample_after_a_stored_view_or_predict_apply_to_its_rows(con, 
     for plan in ("INLINE", "UDF", "STREAM"):
         predict = f"PREDICT(MODEL = @m, DATA = patients AS d, PLAN = {plan}) WITH (Score FLOAT) AS p"
         assert not_none(con.sql(sample.format(t=predict), params={"m": logreg.onnx})).fetchall() == [(0,)], plan
+
+
+def test_the_pivot_statement_over_predict_takes_order_by_and_limit(con, logreg) -> None:
+    """DuckDB's PIVOT statement ends in ORDER BY / LIMIT as a query does; sqlglot stopped before them (a syntax error)."""
+    scored = "SELECT d.id % 3 AS g, CAST(p.Score > 0.5 AS INTEGER) AS high FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p"
+    con.sql(f"CREATE TABLE pivot_rows AS {scored}", params={"m": logreg.onnx})
+    for tail in ("ORDER BY g DESC", "ORDER BY g LIMIT 2", "ORDER BY g LIMIT 1 OFFSET 1"):
+        statement = "PIVOT ({t}) ON high USING count(*) GROUP BY g " + tail
+        expected = con.duckdb.sql(statement.format(t="SELECT * FROM pivot_rows")).fetchall()
+        assert not_none(con.sql(statement.format(t=scored), params={"m": logreg.onnx})).fetchall() == expected, tail
+        assert len(expected) == (3 if tail == "ORDER BY g DESC" else 2 if "LIMIT 2" in tail else 1)
 
 
 @pytest.mark.parametrize("plan", ["INLINE", "UDF", "STREAM"])

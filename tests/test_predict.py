@@ -11,6 +11,7 @@ import pytest
 
 import predictsql
 from predictsql.engine.errors import (
+    BindError,
     MissingColumnError,
     ModelError,
     ModelSourceError,
@@ -245,6 +246,9 @@ def test_register_on_a_plain_duckdb_connection(backend, db_path, logreg, forest,
         predictsql.register(con, "score", model.onnx, outputs=["Score"])
         rows = not_none(con.sql(f"SELECT id, score({args}) AS s FROM patients WHERE id % 2 = 0 ORDER BY id")).df()
         assert_scores(model, breast_cancer, rows.id, rows.s)
+    with pytest.raises(duckdb.Error, match=r"NullInputError: PREDICT input 'mean_radius'.*: filter them \(WHERE mean_radius IS NOT NULL\) or fill them") as raised:
+        con.sql(f"SELECT score({args.replace('mean_radius', 'NULL::DOUBLE', 1)}) FROM patients").fetchall()
+    assert "PROPAGATE" not in str(raised.value)  # a function of plain SQL has no NULLS option
     con.close()
 
 
@@ -260,6 +264,11 @@ def test_missing_column_suggests_the_close_name(backend, logreg) -> None:
 def test_unknown_output(backend, logreg) -> None:
     with pytest.raises(UnknownOutputError, match="Did you mean Score\\?"):
         backend.sql("SELECT p.Scor FROM PREDICT(MODEL = @m, DATA = patients) WITH (Scor FLOAT) AS p", params={"m": logreg.onnx})
+
+
+def test_a_column_list_on_predicts_alias_says_to_rename_in_the_select_list(backend, logreg) -> None:
+    with pytest.raises(BindError, match=r"PREDICT \.\.\. AS p\(k\): PREDICT's outputs keep their names; rename them in the select list \(p.Score AS k\)"):
+        backend.sql("SELECT p.k FROM PREDICT(MODEL = @m, DATA = patients) WITH (Score FLOAT) AS p(k)", params={"m": logreg.onnx})
 
 
 def test_unrelated_type_names_the_cast(backend, logreg) -> None:

@@ -218,11 +218,11 @@ class Connection:
         is raised again as the error that caused it. CREATE VIEW over PREDICT and DROP VIEW of one keep the view in the file."""
         if kind(tree) == CREATE_VIEW:
             return self._create_view(tree, planner)
-        dropped = view(tree).dropped if kind(tree) == DROP_VIEW else ()
-        if dropped and all(name in self._views for name in dropped):
-            self.duckdb.execute(f"DELETE FROM {own_schema(self.duckdb)}.views WHERE list_contains(?, name)", [list(dropped)]).fetchall()
-            self._refresh_views()
-            return None
+        if kind(tree) == DROP_VIEW:
+            rest = self._drop_views(tree)
+            if rest is None:
+                return None
+            tree = rest
         engine = _engine(planner)
         with interrupts() as interrupted:
             try:
@@ -241,6 +241,18 @@ class Connection:
             finally:
                 engine.close()
 
+    def _drop_views(self, statement: exp.Expr) -> exp.Expr | None:
+        """A DROP VIEW's PREDICT views removed from the file; the statement for DuckDB's own views left, if any."""
+        dropped = [name for name in view(statement).dropped if name in self._views]
+        if not dropped:
+            return statement
+        self.duckdb.execute(f"DELETE FROM {own_schema(self.duckdb)}.views WHERE list_contains(?, name)", [dropped]).fetchall()
+        self._refresh_views()
+        rest = statement.copy()
+        for table in [t for t in rest.args.get("tables") or [] if t.name.lower() in dropped]:
+            table.pop()
+        return rest if rest.args.get("tables") else None
+
     def _schema_exists(self, name: str) -> bool:
         return bool(self.duckdb.execute("SELECT 1 FROM duckdb_schemas() WHERE lower(schema_name) = lower(?) AND database_name = current_database()", [name]).fetchall())
 
@@ -249,6 +261,8 @@ class Connection:
         does at CREATE VIEW, and its definition stored in the file; any other view is DuckDB's own."""
         created = view(statement)
         name, query = created.name, created.query
+        if name in self._views and created.exists:
+            return None
         if name in self._views and not created.replace:
             raise BindError(f"view {name} already exists; use CREATE OR REPLACE VIEW")
         if query is None or not reads_predict(expanded := self._expand(query)):
