@@ -154,6 +154,29 @@ def test_a_spark_mllib_pipeline_exports_and_scores_as_mllib_does(backend, mllib,
     np.testing.assert_allclose(np.stack(rows["probability"].to_numpy()), np.stack(expected["p"].to_numpy()), atol=PROBA_TOLERANCE, rtol=0)
 
 
+def test_a_spark_mllib_pipeline_with_a_string_column_scores_every_row(backend, spark, iris) -> None:
+    """A StringIndexer's string column is an [N,1] input like the numbers (the converter's types made it [1,1],
+    which failed on any batch of more than one row)."""
+    from pyspark.ml import Pipeline
+    from pyspark.ml.classification import LogisticRegression
+    from pyspark.ml.feature import OneHotEncoder, StringIndexer, VectorAssembler
+    from pyspark.ml.functions import vector_to_array
+
+    flowers = iris.assign(size=np.where(iris[FEATURES[2]] > 4, "large", "small"), label=load_iris().target.astype(float))
+    frame = spark.createDataFrame(flowers)
+    stages: list[Any] = [
+        StringIndexer(inputCol="size", outputCol="size_index", handleInvalid="keep"),
+        OneHotEncoder(inputCols=["size_index"], outputCols=["size_vector"], handleInvalid="keep"),  # the converter refuses the defaults
+        VectorAssembler(inputCols=[FEATURES[0], "size_vector"], outputCol="features"),
+        LogisticRegression(),
+    ]
+    pipeline = Pipeline(stages=stages).fit(frame)
+    expected = pipeline.transform(frame).orderBy("id").select(vector_to_array("probability").alias("p")).toPandas()
+    backend.load("sized", flowers.drop(columns="label"))
+    rows = not_none(backend.sql("SELECT p.probability FROM PREDICT(MODEL = @m, DATA = sized AS d) WITH (probability FLOAT[]) AS p ORDER BY d.id", params={"m": predictsql.export(pipeline, frame)}))
+    np.testing.assert_allclose(np.stack(rows["probability"].to_numpy()), np.stack(expected["p"].to_numpy()), atol=PROBA_TOLERANCE, rtol=0)
+
+
 def test_a_saved_mllib_directory_on_duckdb_says_how_to_export_it(mllib, tmp_path) -> None:
     pipeline, _ = mllib
     pipeline.write().overwrite().save(str(tmp_path / "pipeline"))

@@ -38,7 +38,8 @@ def export(pipeline: Any, sample: Any, outputs: Mapping[str, str] | Sequence[str
         raise ExportError(f"the pipeline reads columns {missing}, which the sample does not have; its columns are {sample.columns}")
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # the converter prints each linear model's attributes
-            model = convert_sparkml(pipeline, "predictsql", buildInitialTypesSimple(sample.select(*columns)), spark_session=sample.sparkSession)
+            initial = [(name, type(kind)([None, *kind.shape[1:]])) for name, kind in buildInitialTypesSimple(sample.select(*columns))]  # strings come as [1,1]
+            model = convert_sparkml(pipeline, "predictsql", initial, spark_session=sample.sparkSession)
     except (RuntimeError, ValueError, TypeError, KeyError) as e:  # onnxmltools signals an unsupported stage or setting so
         raise ExportError(f"onnxmltools cannot convert this pipeline ({type(e).__name__}: {e})") from e
     _softmax_for_multinomial(model)
