@@ -254,3 +254,18 @@ def test_a_failing_statement_leaves_no_names_behind(spark, logreg, breast_cancer
     with pytest.raises(BindError, match="d.nowhere"):  # the PREDICT binds, then the rewrite refuses the column DATA lacks
         ps.sql(spark, "SELECT d.nowhere, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d, PLAN = UDF) WITH (Score FLOAT) AS p", params={"m": logreg.onnx})
     assert _names_left(spark) == []
+
+
+@pytest.mark.parametrize("plan", ["UDF", "INLINE"])
+def test_cache_table_over_predict_is_a_cached_view_of_its_rows(spark, logreg, breast_cancer, plan: str) -> None:
+    """Spark's CACHE TABLE keeps the query's text, whose per-statement scoring function is gone once the statement
+    ran (every read failed); predictsql caches the statement's DataFrame as a temp view, eagerly unless LAZY."""
+    spark.createDataFrame(breast_cancer.table).createOrReplaceTempView("patients")
+    query = f"SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d, PLAN = {plan}) WITH (Score FLOAT) AS p"
+    for statement, name in ((f"CACHE TABLE cached_{plan} AS {query}", f"cached_{plan}"), (f"CACHE LAZY TABLE lazy_{plan} OPTIONS ('storageLevel' 'DISK_ONLY') AS {query}", f"lazy_{plan}")):
+        assert ps.sql(spark, statement, params={"m": logreg.onnx}) is None
+        assert spark.catalog.isCached(name)
+        with ps.errors():
+            rows = spark.sql(f"SELECT id, Score FROM {name} ORDER BY id").toPandas()
+        assert_scores(logreg, breast_cancer, rows.id, rows.Score)
+        spark.catalog.uncacheTable(name)

@@ -32,6 +32,7 @@ from functools import partial
 from typing import Any
 
 import pyarrow as pa
+from pyspark import StorageLevel
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.functions import arrow_udf
@@ -125,14 +126,35 @@ class SparkRunner:
         try:
             created = view(tree) if kind(tree) == CREATE_VIEW else None
             over_predict = created is not None and created.query is not None and reads_predict(created.query)
+            cached = isinstance(tree, exp.Cache) and isinstance(tree.expression, exp.Query) and reads_predict(tree.expression)
             tree = spark_mllib.replace_pipelines(self.spark, tree, planner, self.registry, self.temporary.views)  # MLlib models: Spark's own transform
             created = view(tree) if over_predict else None
             if created is not None and created.query is not None:
                 self.spark.sql(planner.plan(created.query).sql).createOrReplaceTempView(created.name)
                 return None
+            if cached:
+                return self._cache(tree, planner)
             return self.execute(planner.plan(tree).sql)
         finally:
             self.temporary.drop()
+
+
+    def _cache(self, statement: exp.Cache, planner: Planner) -> None:
+        """CACHE [LAZY] TABLE t [OPTIONS ('storageLevel' ...)] AS <query over PREDICT>: a temp view of the query's
+        DataFrame, cached. Spark's own CACHE TABLE keeps the query's text, whose per-statement function predictsql drops."""
+        name = statement.this.name
+        self.spark.sql(planner.plan(statement.expression).sql).createOrReplaceTempView(name)
+        options = statement.args.get("options") or []
+        settings = {options[i].name.lower(): options[i + 1].name for i in range(0, len(options) - 1, 2)}
+        level = settings.get("storagelevel")
+        with errors():
+            if level is None:
+                self.spark.catalog.cacheTable(name)
+            else:
+                self.spark.catalog.cacheTable(name, getattr(StorageLevel, level.upper()))
+            if not statement.args.get("lazy"):
+                self.spark.table(name).count()  # CACHE TABLE fills the cache now, as Spark's does
+        return None
 
 
 class Temporary:
