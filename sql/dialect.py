@@ -283,7 +283,11 @@ class PredictSpark(Spark):
 
 
 class PredictTSQL(TSQL):
-    """T-SQL plus PREDICT and DESCRIBE MODEL (DECLARE and @variables are T-SQL's own)."""
+    """T-SQL plus PREDICT and DESCRIBE MODEL (DECLARE and @variables are T-SQL's own); FLOAT is T-SQL's 8-byte float
+    (sqlglot reads it as REAL, 4 bytes: a DOUBLE model fed CAST(x AS FLOAT) was 16 off)."""
+
+    class Tokenizer(TSQL.Tokenizer):
+        KEYWORDS = {**TSQL.Tokenizer.KEYWORDS, "FLOAT": TokenType.DOUBLE}
 
     class Parser(TSQLParser):
         _warn_unsupported = _quiet
@@ -309,10 +313,27 @@ def _type(type_name: str) -> exp.DataType:
     return exp.DataType.build(type_name)
 
 
+_SIZED = {exp.DataType.Type.DOUBLE, *exp.DataType.TEXT_TYPES, exp.DataType.Type.VARBINARY, exp.DataType.Type.BINARY}
+
+
+def _tsql_types(tree: exp.Expr) -> exp.Expr:
+    """T-SQL's type sizes as the engines read types: FLOAT(1-24) is REAL, FLOAT(25-53) DOUBLE; a string or binary
+    length, MAX included (VARBINARY(MAX), NVARCHAR(MAX)), is dropped, as neither engine's BLOB or TEXT takes one."""
+    for kind in tree.find_all(exp.DataType):
+        if kind.this not in _SIZED or not kind.expressions:
+            continue
+        size = kind.expressions[0].this
+        if kind.this == exp.DataType.Type.DOUBLE and isinstance(size, exp.Literal) and size.is_int and int(size.this) <= 24:
+            kind.set("this", exp.DataType.Type.FLOAT)
+        kind.set("expressions", [])
+    return tree
+
+
 def parse(text: str, dialect: str = "duckdb", line_offset: int = 0) -> list[exp.Expr]:
     """Parse statements in one dialect into trees; errors carry line (plus `line_offset`), column and fragment."""
     try:
-        return [s for s in sqlglot.parse(text, dialect=DIALECTS[dialect]) if s is not None]
+        trees = [s for s in sqlglot.parse(text, dialect=DIALECTS[dialect]) if s is not None]
+        return [_tsql_types(t) for t in trees] if dialect == "tsql" else trees
     except ParseError as e:
         first = e.errors[0] if e.errors else {}
         line, col = first.get("line"), first.get("col")

@@ -145,6 +145,26 @@ def test_dialect_option_reads_every_statement_as_told(db_path, logreg) -> None:
         predictsql.connect(str(db_path), dialect="mysql").sql("SELECT 1")
 
 
+def test_tsql_types_keep_their_sql_server_sizes(db_path, breast_cancer) -> None:
+    """T-SQL FLOAT is 8 bytes (FLOAT(n <= 24) and REAL 4); VARBINARY(MAX) and NVARCHAR(MAX) are BLOB and VARCHAR
+    (sqlglot made FLOAT REAL, which rounds what a DOUBLE model reads, and BLOB(MAX), which DuckDB refuses)."""
+    import onnx
+
+    from conftest import onnx_model
+
+    doubled = onnx_model(
+        [onnx.helper.make_node("Identity", ["x"], ["y"])],
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.DOUBLE, [None, 1])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.DOUBLE, [None, 1])],
+    )
+    with predictsql.connect(str(db_path), dialect="tsql") as con:
+        types = not_none(con.sql("SELECT typeof(CAST(1.1 AS FLOAT)), typeof(CAST(1.1 AS FLOAT(53))), typeof(CAST(1.1 AS FLOAT(24))), typeof(CAST(1.1 AS REAL)), typeof(CAST('a' AS NVARCHAR(MAX)))"))
+        assert types.fetchall() == [("DOUBLE", "DOUBLE", "FLOAT", "FLOAT", "VARCHAR")]
+        con.duckdb.execute("CREATE TABLE doubles AS SELECT 0.1::DECIMAL(18, 17) AS x, ? AS model", [doubled])
+        rows = not_none(con.sql("SELECT p.y FROM PREDICT(MODEL = (SELECT CAST(model AS VARBINARY(MAX)) FROM doubles), DATA = (SELECT CAST(x AS FLOAT) AS x FROM doubles) AS d) WITH (y FLOAT) AS p"))
+        assert rows.fetchall() == [(0.1,)]  # through REAL it was 0.10000000149011612
+
+
 # --- scoring sees what the statement sees, under every plan ---
 
 
