@@ -181,9 +181,13 @@ def _parse_predict(self: Parser) -> PredictTable:
 def _parse_predict_column(self: Parser) -> exp.ColumnDef:
     """`<name> <type>` or `<name> <type>[]` (a list column) inside WITH (...)."""
     name = self._parse_field(any_token=True)
+    written = self._curr.text.upper() if self._curr else ""
     kind = self._parse_types()
-    if kind is None:
+    if not isinstance(kind, exp.DataType):
         self.raise_error("Expected a type after the WITH column name")
+        kind = exp.DataType(this=exp.DataType.Type.UNKNOWN)  # raise_error returns only when errors are collected
+    if written == "FLOAT" and kind.this == exp.DataType.Type.DOUBLE and not kind.expressions:  # predictsql's FLOAT, 4 bytes, in every dialect (T-SQL reads 8)
+        kind = exp.DataType(this=exp.DataType.Type.FLOAT)
     if self._curr and self._curr.token_type == TokenType.IDENTIFIER and not self._curr.text:
         self._advance()  # T-SQL tokenizes `[]` as an empty [bracket-quoted] identifier
         kind = exp.DataType(this=exp.DataType.Type.ARRAY, expressions=[kind], nested=True)

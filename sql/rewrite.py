@@ -12,6 +12,7 @@ import datetime
 import decimal
 import difflib
 import math
+import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import TypeVar
 
 from sqlglot import exp
 
-from predictsql.engine.errors import BindError, UnknownOutputError
+from predictsql.engine.errors import AmbiguousColumnError, BindError, UnknownOutputError
 from predictsql.sql.bind import ancestors, data_alias, outermost, source_of
 from predictsql.sql.plan import Relation
 
@@ -146,6 +147,8 @@ def _rewrite_columns(select: exp.Select, alias: str, relation: Relation, data_al
     """Qualify d.x and p.x with the relation's alias, map renamed outputs, then expand d.* and p.*."""
     names = {a for a in (data_alias, predict_alias) if a}
     renamed = {o.name.lower(): o for o in relation.outputs if o.field != o.name}
+    if predict_alias:  # without one, the DATA alias names the relation: d.x reads either
+        _refuse_ambiguous(select, relation, predict_alias, data_alias)
     for column in list(select.find_all(exp.Column)):
         qualifier = column.table.lower()
         if qualifier not in names or isinstance(column.this, exp.Star) or not _resolves_here(column, select, qualifier):
@@ -160,10 +163,32 @@ def _rewrite_columns(select: exp.Select, alias: str, relation: Relation, data_al
     projections = []
     for item in select.expressions:
         if isinstance(item, exp.Column) and isinstance(item.this, exp.Star) and item.table.lower() in names:
-            projections += _star(item.table.lower() == data_alias, alias, relation)
+            projections += _star(item, item.table.lower() == data_alias, alias, relation)
         else:
             projections.append(item)
     select.set("expressions", projections)
+    for star in select.find_all(exp.Star):
+        inside = star.parent
+        if isinstance(inside, exp.Column) and inside.table.lower() in names and _resolves_here(inside, select, inside.table.lower()):
+            around = inside.parent.sql("duckdb") if inside.parent is not None else "the query"
+            raise BindError(f"{inside.sql('duckdb')} inside {around}: PREDICT's {inside.table}.* is expanded only as a select item; list its columns instead")
+
+
+def _refuse_ambiguous(select: exp.Select, relation: Relation, predict_alias: str, data_alias: str | None) -> None:
+    """An unqualified name that is both a DATA column and an output is ambiguous, as in T-SQL and in DuckDB's join
+    of the two (it read DATA's column); a select-list alias of that name, read by ORDER BY, is not."""
+    both = {o.name.lower() for o in relation.outputs} & {c.lower() for c in relation.data_columns}
+    if not both:
+        return
+    aliases = {e.alias.lower() for e in select.expressions if isinstance(e, exp.Alias)}
+    for column in select.find_all(exp.Column):
+        name = column.name.lower()
+        if column.table or name not in both or column.find_ancestor(exp.Select) is not select:
+            continue
+        if name in aliases and column.find_ancestor(exp.Order) is not None:
+            continue
+        data = f"{data_alias}.{column.name}" if data_alias else f"the DATA query's {column.name}"
+        raise AmbiguousColumnError(f"column {column.name} is both a DATA column and an output of PREDICT {predict_alias} ({relation.model}): write {data} or {predict_alias}.{column.name}")
 
 
 def _check_column(column: exp.Column, relation: Relation, is_data: bool) -> None:
@@ -183,10 +208,32 @@ def _check_column(column: exp.Column, relation: Relation, is_data: bool) -> None
     )
 
 
-def _star(is_data: bool, alias: str, relation: Relation) -> list[exp.Expr]:
+def _star(item: exp.Column, is_data: bool, alias: str, relation: Relation) -> list[exp.Expr]:
+    """d.* (DATA's columns) or p.* (the outputs), with DuckDB's EXCLUDE, REPLACE, RENAME and ILIKE applied as DuckDB applies them."""
     if is_data:
-        return [_column(alias, name) for name in relation.data_columns]
-    return [_column(alias, o.field) if o.field == o.name else exp.alias_(_column(alias, o.field), o.name, quoted=True) for o in relation.outputs]
+        columns: dict[str, exp.Expr] = {name: _column(alias, name) for name in relation.data_columns}
+    else:
+        columns = {o.name: _column(alias, o.field) if o.field == o.name else exp.alias_(_column(alias, o.field), o.name, quoted=True) for o in relation.outputs}
+    star, by_key = item.this, {name.lower(): name for name in columns}
+
+    def named(name: str, clause: str) -> str:
+        if name.lower() not in by_key:
+            raise BindError(f"{item.sql('duckdb')}: {clause} names {name}, which {item.table}.* does not have; it has {', '.join(columns)}")
+        return by_key[name.lower()]
+
+    pattern = star.args.get("ilike")
+    if pattern is not None:
+        regex = re.compile("".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern.name), re.IGNORECASE | re.DOTALL)
+        columns = {name: value for name, value in columns.items() if regex.fullmatch(name)}
+    for excluded in star.args.get("except_") or []:
+        columns.pop(named(excluded.name, "EXCLUDE"))
+    for replaced in star.args.get("replace") or []:
+        columns[named(replaced.alias, "REPLACE")] = replaced
+    for renamed in star.args.get("rename") or []:
+        name = named(renamed.this.name, "RENAME")
+        value = columns[name]
+        columns[name] = exp.alias_(value.this if isinstance(value, exp.Alias) else value, renamed.alias, quoted=True)
+    return list(columns.values())
 
 
 def _column(table: str | None, name: str) -> exp.Column:

@@ -147,7 +147,8 @@ def test_dialect_option_reads_every_statement_as_told(db_path, logreg) -> None:
 
 def test_tsql_types_keep_their_sql_server_sizes(db_path, breast_cancer) -> None:
     """T-SQL FLOAT is 8 bytes (FLOAT(n <= 24) and REAL 4); VARBINARY(MAX) and NVARCHAR(MAX) are BLOB and VARCHAR
-    (sqlglot made FLOAT REAL, which rounds what a DOUBLE model reads, and BLOB(MAX), which DuckDB refuses)."""
+    (sqlglot made FLOAT REAL, which rounds what a DOUBLE model reads, and BLOB(MAX), which DuckDB refuses). A WITH
+    column keeps predictsql's names, FLOAT 4 bytes in every dialect; FLOAT(53) there is 8."""
     import onnx
 
     from conftest import onnx_model
@@ -161,8 +162,32 @@ def test_tsql_types_keep_their_sql_server_sizes(db_path, breast_cancer) -> None:
         types = not_none(con.sql("SELECT typeof(CAST(1.1 AS FLOAT)), typeof(CAST(1.1 AS FLOAT(53))), typeof(CAST(1.1 AS FLOAT(24))), typeof(CAST(1.1 AS REAL)), typeof(CAST('a' AS NVARCHAR(MAX)))"))
         assert types.fetchall() == [("DOUBLE", "DOUBLE", "FLOAT", "FLOAT", "VARCHAR")]
         con.duckdb.execute("CREATE TABLE doubles AS SELECT 0.1::DECIMAL(18, 17) AS x, ? AS model", [doubled])
-        rows = not_none(con.sql("SELECT p.y FROM PREDICT(MODEL = (SELECT CAST(model AS VARBINARY(MAX)) FROM doubles), DATA = (SELECT CAST(x AS FLOAT) AS x FROM doubles) AS d) WITH (y FLOAT) AS p"))
+        model, data = "(SELECT CAST(model AS VARBINARY(MAX)) FROM doubles)", "(SELECT CAST(x AS FLOAT) AS x FROM doubles)"
+        rows = not_none(con.sql(f"SELECT p.y FROM PREDICT(MODEL = {model}, DATA = {data} AS d) WITH (y FLOAT(53)) AS p"))
         assert rows.fetchall() == [(0.1,)]  # through REAL it was 0.10000000149011612
+
+
+@pytest.mark.parametrize("plan", ["INLINE", "UDF", "STREAM"])
+def test_star_modifiers_on_predicts_aliases_mean_what_duckdb_means(con, logreg, plan: str) -> None:
+    """d.* and p.* take EXCLUDE, REPLACE, RENAME and ILIKE as DuckDB's stars do (they were dropped: EXCLUDE kept the
+    column, REPLACE the old value); the reference is DuckDB's own result over the scores stored in a table."""
+    predict = f"PREDICT(MODEL = @m, DATA = (SELECT * FROM patients WHERE id < 20) AS d, PLAN = {plan}) WITH (Score FLOAT, label BIGINT) AS p"
+    con.sql(f"CREATE OR REPLACE TABLE p AS SELECT p.Score, p.label FROM {predict} ORDER BY d.id", params={"m": logreg.onnx})
+    stored = "(SELECT * FROM patients WHERE id < 20 ORDER BY id) AS d POSITIONAL JOIN p"
+    for select in (
+        "d.* EXCLUDE (target, band), p.Score",
+        "d.* REPLACE (d.id + 100 AS id), p.Score",
+        "d.id, p.* EXCLUDE (label)",
+        "d.id, p.* RENAME (Score AS s)",
+        "d.* ILIKE 'mean_r%', p.label",
+    ):
+        ours = not_none(con.sql(f"SELECT {select} FROM {predict} ORDER BY d.id", params={"m": logreg.onnx}))
+        theirs = con.duckdb.sql(f"SELECT {select} FROM {stored} ORDER BY d.id")
+        assert (ours.columns, ours.fetchall()) == (theirs.columns, theirs.fetchall()), select
+    with pytest.raises(BindError, match=r"p\.\* EXCLUDE \(nope\): EXCLUDE names nope, which p\.\* does not have; it has Score, label"):
+        con.sql(f"SELECT p.* EXCLUDE (nope) FROM {predict}", params={"m": logreg.onnx})
+    with pytest.raises(BindError, match=r"p\.\* inside COLUMNS\(p\.\*\): PREDICT's p\.\* is expanded only as a select item"):
+        con.sql(f"SELECT max(COLUMNS(p.*)) FROM {predict}", params={"m": logreg.onnx})
 
 
 # --- scoring sees what the statement sees, under every plan ---

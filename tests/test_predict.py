@@ -11,6 +11,7 @@ import pytest
 
 import predictsql
 from predictsql.engine.errors import (
+    AmbiguousColumnError,
     BindError,
     MissingColumnError,
     ModelError,
@@ -264,6 +265,16 @@ def test_missing_column_suggests_the_close_name(backend, logreg) -> None:
 def test_unknown_output(backend, logreg) -> None:
     with pytest.raises(UnknownOutputError, match="Did you mean Score\\?"):
         backend.sql("SELECT p.Scor FROM PREDICT(MODEL = @m, DATA = patients) WITH (Scor FLOAT) AS p", params={"m": logreg.onnx})
+
+
+def test_a_name_that_is_both_a_data_column_and_an_output_must_be_qualified(backend, logreg) -> None:
+    """Unqualified, it is ambiguous (T-SQL's error; DuckDB's for the join of the two): it read DATA's column."""
+    data = "(SELECT target AS label, * EXCLUDE (target) FROM patients)" if backend.name == "duckdb" else "(SELECT target AS label, * FROM patients)"
+    query = f"SELECT {{select}} FROM PREDICT(MODEL = @m, DATA = {data} AS d) WITH (label BIGINT) AS p ORDER BY d.id"
+    with pytest.raises(AmbiguousColumnError, match=r"column label is both a DATA column and an output of PREDICT p \(model @m, sha \w+\): write d.label or p.label"):
+        backend.sql(query.format(select="d.id, label"), params={"m": logreg.onnx})
+    rows = backend.sql(query.format(select="d.label AS truth, p.label AS label"), params={"m": logreg.onnx})
+    np.testing.assert_array_equal(rows["label"].to_numpy(), logreg.estimator.predict(logreg.features))
 
 
 def test_a_column_list_on_predicts_alias_says_to_rename_in_the_select_list(backend, logreg) -> None:
