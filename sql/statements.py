@@ -58,7 +58,7 @@ def _assigned(item: exp.Expr) -> tuple[str, exp.Expr] | None:
 
 
 def _declared(name: str, value: object, statement: str) -> Declared:
-    if not isinstance(value, exp.Expr):  # no value: None, or False from T-SQL's parser
+    if not isinstance(value, exp.Expr) or isinstance(value, exp.Null):  # no value (None, or False from T-SQL's parser), or NULL
         return Declared(name)
     if isinstance(value, exp.Subquery) and isinstance(value.this, exp.Query):
         return Declared(name, query=value.this)
@@ -66,8 +66,15 @@ def _declared(name: str, value: object, statement: str) -> Declared:
         return Declared(name, variable=value.name.lower())
     if isinstance(value, exp.HexString):
         return Declared(name, value=bytes.fromhex(value.this))
-    if isinstance(value, exp.Literal):
-        return Declared(name, value=value.this if value.is_string else float(value.this) if "." in value.this else int(value.this))
+    if isinstance(value, exp.National):
+        return Declared(name, value=value.this)
+    negated = isinstance(value, exp.Neg) and isinstance(value.this, exp.Literal) and not value.this.is_string
+    if negated or isinstance(value, exp.Literal):
+        literal = value.this if negated else value
+        if literal.is_string:
+            return Declared(name, value=literal.this)
+        number = int(literal.this) if literal.this.isdigit() else float(literal.this)  # 2, 2.5, 1e3
+        return Declared(name, value=-number if negated else number)
     raise BindError(f"{statement} @{name} = {to_sql(value)}: use a literal, a 0x… literal, @variable or a scalar subquery (SELECT ...)")
 
 

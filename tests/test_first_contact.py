@@ -209,6 +209,16 @@ def test_set_assigns_a_declared_variable(con) -> None:
     assert not_none(con.sql("SET threads = 1; SELECT current_setting('threads') AS t")).fetchall() == [(1,)]  # DuckDB's own SET
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("1e3", 1000.0), ("2.5E-3", 0.0025), ("-0.5", -0.5), ("-7", -7), ("N'ab'", "ab"), ("NULL", None), ("'x'", "x")],
+)
+def test_declare_and_set_take_every_kind_of_literal(con, value: str, expected: object) -> None:
+    """Exponents raised a ValueError; a minus sign, N'…' and NULL were refused as not literals."""
+    assert not_none(con.sql(f"DECLARE @v NVARCHAR(10) = {value}; SELECT @v AS v")).fetchall() == [(expected,)]
+    assert not_none(con.sql(f"SET @v = {value}; SELECT @v AS v")).fetchall() == [(expected,)]
+
+
 def test_a_catalog_name_with_a_trailing_newline_is_refused(con, logreg) -> None:
     with pytest.raises(PredictSQLError, match="is not usable in a catalog:/ URI"):
         con.models.register("churn\n", logreg.onnx)
