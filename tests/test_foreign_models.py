@@ -161,6 +161,7 @@ def test_a_spark_mllib_pipeline_with_a_string_column_scores_every_row(backend, s
     from pyspark.ml.classification import LogisticRegression
     from pyspark.ml.feature import OneHotEncoder, StringIndexer, VectorAssembler
     from pyspark.ml.functions import vector_to_array
+    from pyspark.sql.functions import col
 
     flowers = iris.assign(size=np.where(iris[FEATURES[2]] > 4, "large", "small"), label=load_iris().target.astype(float))
     frame = spark.createDataFrame(flowers)
@@ -171,10 +172,10 @@ def test_a_spark_mllib_pipeline_with_a_string_column_scores_every_row(backend, s
         LogisticRegression(),
     ]
     pipeline = Pipeline(stages=stages).fit(frame)
-    expected = pipeline.transform(frame).orderBy("id").select(vector_to_array("probability").alias("p")).toPandas()
+    expected = pipeline.transform(frame).orderBy("id").select(vector_to_array(col("probability")).alias("p")).toPandas()
     backend.load("sized", flowers.drop(columns="label"))
     rows = not_none(backend.sql("SELECT p.probability FROM PREDICT(MODEL = @m, DATA = sized AS d) WITH (probability FLOAT[]) AS p ORDER BY d.id", params={"m": predictsql.export(pipeline, frame)}))
-    np.testing.assert_allclose(np.stack(rows["probability"].to_numpy()), np.stack(expected["p"].to_numpy()), atol=PROBA_TOLERANCE, rtol=0)
+    np.testing.assert_allclose(np.stack(rows["probability"].to_numpy()), np.stack(list(expected["p"])), atol=PROBA_TOLERANCE, rtol=0)
 
 
 def test_a_saved_mllib_directory_on_duckdb_says_how_to_export_it(mllib, tmp_path) -> None:
@@ -250,3 +251,12 @@ def test_mllib_errors_name_the_model_and_the_column(spark, mllib, tmp_path) -> N
         ps.sql(spark, f"SELECT * FROM PREDICT(MODEL = '{path}', DATA = (SELECT 1.0 AS sepal_length)) AS p")
     with pytest.raises(UnknownOutputError, match="names no column that Spark MLlib model .* adds; it adds"):
         ps.sql(spark, f"SELECT * FROM PREDICT(MODEL = '{path}', DATA = (SELECT 1.0 AS sepal_length, 2.0 AS sepal_width, 3.0 AS petal_length, 4.0 AS petal_width)) WITH (score DOUBLE) AS p")
+    data = "(SELECT 1.0 AS sepal_length, 2.0 AS sepal_width, 3.0 AS petal_length, 4.0 AS petal_width)"
+    for columns, message in (
+        ("probability_3 DOUBLE", r"probability of Spark MLlib model .* holds 3 values \(probability_0 … probability_2\); did you mean probability_2\?"),
+        ("prediction_1 DOUBLE", r"prediction of Spark MLlib model .* is a double, not a vector to pick value 1 of; read it as prediction"),
+    ):
+        with pytest.raises(UnknownOutputError, match=message):
+            ps.sql(spark, f"SELECT * FROM PREDICT(MODEL = '{path}', DATA = {data}) WITH ({columns}) AS p")
+    with pytest.raises(predictsql.PredictSQLError, match="PLAN = STREAM .* does not apply to a Spark MLlib model"):
+        ps.sql(spark, f"SELECT * FROM PREDICT(MODEL = '{path}', DATA = {data}, PLAN = STREAM) AS p")

@@ -132,8 +132,9 @@ class SparkRunner:
             if created is not None and created.query is not None:
                 self.spark.sql(planner.plan(created.query).sql).createOrReplaceTempView(created.name)
                 return None
-            if cached:
-                return self._cache(tree, planner)
+            if cached and isinstance(tree, exp.Cache):
+                self._cache(tree, planner)
+                return None
             return self.execute(planner.plan(tree).sql)
         finally:
             self.temporary.drop()
@@ -154,7 +155,6 @@ class SparkRunner:
                 self.spark.catalog.cacheTable(name, getattr(StorageLevel, level.upper()))
             if not statement.args.get("lazy"):
                 self.spark.table(name).count()  # CACHE TABLE fills the cache now, as Spark's does
-        return None
 
 
 class Temporary:

@@ -63,6 +63,8 @@ def replace_pipelines(spark: SparkSession, tree: exp.Expr, planner: Planner, reg
 
 
 def _score(spark: SparkSession, call: PredictCall, value: object, planner: Planner, registry: MlflowRegistry, views: list[str]) -> Relation:
+    if call.options.get("PLAN", "AUTO") != "AUTO":
+        raise BindError(f"PREDICT PLAN = {call.options['PLAN']} ({call.label}) does not apply to a Spark MLlib model, which Spark's own transform scores: leave PLAN out")
     with _pipeline(value, call.label, registry) as (pipeline, label):
         data = spark.sql(planner.plan(call.data).sql)
         missing = [c for c in raw_inputs(pipeline) if c not in data.columns]
@@ -106,9 +108,16 @@ def _output(scored: DataFrame, added: Sequence[str], name: str, type_name: str |
     if source is None:
         raise UnknownOutputError(f"WITH column '{name}' names no column that Spark MLlib model {label} adds; it adds {', '.join(added)} (a vector's values as <name>_0, <name>_1, …)")
     column = F.col(f"`{source}`")
-    if isinstance(scored.schema[source].dataType, VectorUDT):
+    field = scored.schema[source]
+    if index is not None and not isinstance(field.dataType, VectorUDT):
+        raise UnknownOutputError(f"WITH column '{name}': {source} of Spark MLlib model {label} is a {field.dataType.simpleString()}, not a vector to pick value {index} of; read it as {source}")
+    if isinstance(field.dataType, VectorUDT):
         column = vector_to_array(column)
         if index is not None:
+            size = field.metadata.get("ml_attr", {}).get("num_attrs")
+            if size is not None and index >= size:
+                close = f"{source}_{size - 1}" if size else source
+                raise UnknownOutputError(f"WITH column '{name}': {source} of Spark MLlib model {label} holds {size} values ({source}_0 … {close}); did you mean {close}?")
             column = F.element_at(column, index + 1)
     if type_name is not None:
         column = column.cast(_spark_type(type_name, name))
