@@ -269,3 +269,16 @@ def test_cache_table_over_predict_is_a_cached_view_of_its_rows(spark, logreg, br
             rows = spark.sql(f"SELECT id, Score FROM {name} ORDER BY id").toPandas()
         assert_scores(logreg, breast_cancer, rows.id, rows.Score)
         spark.catalog.uncacheTable(name)
+
+
+def test_a_global_temp_view_over_predict_lives_in_global_temp_and_a_catalog_view_is_refused(spark, logreg, breast_cancer) -> None:
+    """Both used to become a session temp view under the bare name, with no word said."""
+    spark.createDataFrame(breast_cancer.table).createOrReplaceTempView("patients")
+    query = "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p"
+    ps.sql(spark, f"CREATE OR REPLACE GLOBAL TEMP VIEW scored_everywhere AS {query}", params={"m": logreg.onnx})
+    with ps.errors():
+        rows = spark.sql("SELECT id, Score FROM global_temp.scored_everywhere ORDER BY id").toPandas()
+    assert_scores(logreg, breast_cancer, rows.id, rows.Score)
+    assert not spark.catalog.tableExists("scored_everywhere")
+    with pytest.raises(BindError, match=r"view default.scored_kept reads PREDICT, so it is a temporary view of this session: CREATE TEMP VIEW scored_kept"):
+        ps.sql(spark, f"CREATE VIEW default.scored_kept AS {query}", params={"m": logreg.onnx})

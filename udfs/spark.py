@@ -42,7 +42,7 @@ from sqlglot import exp
 
 from predictsql.engine import sessions
 from predictsql.engine.binding import OutputRequest, ScoringPlan, argument_schema, bind
-from predictsql.engine.errors import PredictSQLError, from_text
+from predictsql.engine.errors import BindError, PredictSQLError, from_text
 from predictsql.engine.mlflow_registry import MlflowRegistry
 from predictsql.engine.sources import ModelSource, resolve
 from predictsql.engine.validate import DEFAULT_MAX_MODEL_BYTES
@@ -130,7 +130,7 @@ class SparkRunner:
             tree = spark_mllib.replace_pipelines(self.spark, tree, planner, self.registry, self.temporary.views)  # MLlib models: Spark's own transform
             created = view(tree) if over_predict else None
             if created is not None and created.query is not None:
-                self.spark.sql(planner.plan(created.query).sql).createOrReplaceTempView(created.name)
+                self._create_view(tree, created.name, planner.plan(created.query).sql)
                 return None
             if cached and isinstance(tree, exp.Cache):
                 self._cache(tree, planner)
@@ -139,6 +139,19 @@ class SparkRunner:
         finally:
             self.temporary.drop()
 
+
+    def _create_view(self, statement: exp.Expr, name: str, sql: str) -> None:
+        """A view over PREDICT as a temp view of the statement's DataFrame (a GLOBAL one in global_temp): a view in the
+        catalog would keep the query's text, whose per-statement scoring function is dropped."""
+        target = statement.this.this if isinstance(statement.this, exp.Schema) else statement.this
+        glob = statement.find(exp.GlobalProperty) is not None
+        if isinstance(target, exp.Table) and target.db and not (glob and target.db.lower() == "global_temp"):
+            raise BindError(f"view {target.sql('spark')} reads PREDICT, so it is a temporary view of this session: CREATE TEMP VIEW {name} (or GLOBAL TEMP VIEW) instead")
+        frame = self.spark.sql(sql)
+        if glob:
+            frame.createOrReplaceGlobalTempView(name)
+        else:
+            frame.createOrReplaceTempView(name)
 
     def _cache(self, statement: exp.Cache, planner: Planner) -> None:
         """CACHE [LAZY] TABLE t [OPTIONS ('storageLevel' ...)] AS <query over PREDICT>: a temp view of the query's
