@@ -291,7 +291,8 @@ class PredictTSQL(TSQL):
     (sqlglot reads it as REAL, 4 bytes: a DOUBLE model fed CAST(x AS FLOAT) was 16 off)."""
 
     class Tokenizer(TSQL.Tokenizer):
-        KEYWORDS = {**TSQL.Tokenizer.KEYWORDS, "FLOAT": TokenType.DOUBLE}
+        # GO is a name: a GO alone on its line separates statements (sql/reading.py); as a command it swallowed the script after it
+        KEYWORDS = {**{k: v for k, v in TSQL.Tokenizer.KEYWORDS.items() if k != "GO"}, "FLOAT": TokenType.DOUBLE}
 
     class Parser(TSQLParser):
         _warn_unsupported = _quiet

@@ -74,6 +74,8 @@ def _read(script: str, host: str, dialect: str | None, views: frozenset[str]) ->
     names = set(views)
     statements: list[Statement] = []
     for chunk in _split(tokens):
+        if _nocount(chunk):
+            continue
         text = script[chunk[0].start : chunk[-1].end + 1]
         offset = script.count("\n", 0, chunk[0].start)
         if dialect == TSQL or (splitter == TSQL and dialect is None) or (dialect is None and _tsql_only(chunk)):
@@ -122,14 +124,28 @@ def _tokens(script: str, dialect: str) -> list[Token]:
 
 
 def _split(tokens: list[Token]) -> list[list[Token]]:
-    """Statements are the runs of tokens between semicolons."""
+    """Statements are the runs of tokens between semicolons, or T-SQL batches' GO lines."""
     chunks: list[list[Token]] = [[]]
-    for token in tokens:
-        if token.token_type == TokenType.SEMICOLON:
+    for i, token in enumerate(tokens):
+        if token.token_type == TokenType.SEMICOLON or _go(tokens, i):
             chunks.append([])
         else:
             chunks[-1].append(token)
     return [c for c in chunks if c]
+
+
+def _go(tokens: list[Token], i: int) -> bool:
+    """Whether token i is the batch separator of SSMS and sqlcmd: GO alone on its line (a column named go alone on a
+    line must then be quoted). Batches do not scope variables here: a script is one batch."""
+    token = tokens[i]
+    if token.token_type not in (TokenType.VAR, TokenType.COMMAND) or token.text.upper() != "GO":
+        return False
+    return (i == 0 or tokens[i - 1].line < token.line) and (i + 1 == len(tokens) or tokens[i + 1].line > token.line)
+
+
+def _nocount(chunk: list[Token]) -> bool:
+    """T-SQL's SET NOCOUNT ON|OFF, which only silences SQL Server's row-count messages: nothing to run here."""
+    return [t.text.upper() for t in chunk] in (["SET", "NOCOUNT", "ON"], ["SET", "NOCOUNT", "OFF"])
 
 
 def _needs_predictsql(tokens: list[Token], views: set[str]) -> bool:

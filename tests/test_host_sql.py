@@ -145,6 +145,20 @@ def test_dialect_option_reads_every_statement_as_told(db_path, logreg) -> None:
         predictsql.connect(str(db_path), dialect="mysql").sql("SELECT 1")
 
 
+def test_a_tsql_script_from_ssms_runs_with_nocount_and_go(con, logreg, breast_cancer) -> None:
+    """SET NOCOUNT ON does nothing here and GO alone on a line ends a statement, as sqlcmd reads them (sqlglot's GO
+    swallowed the rest of the script, and DuckDB refused SET NOCOUNT)."""
+    rows = not_none(con.sql("""SET NOCOUNT ON;
+GO
+DECLARE @model VARBINARY(MAX) = (SELECT model FROM dbo.models WHERE id = 1)
+GO
+SELECT TOP 5 d.id, p.Score FROM PREDICT(MODEL = @model, DATA = dbo.patients AS d, RUNTIME = ONNX) WITH (Score FLOAT) AS p ORDER BY d.id
+go
+""")).df()
+    assert list(rows.id) == [0, 1, 2, 3, 4]
+    assert_scores(logreg, breast_cancer, rows.id, rows.Score)
+
+
 def test_tsql_types_keep_their_sql_server_sizes(db_path, breast_cancer) -> None:
     """T-SQL FLOAT is 8 bytes (FLOAT(n <= 24) and REAL 4); VARBINARY(MAX) and NVARCHAR(MAX) are BLOB and VARCHAR
     (sqlglot made FLOAT REAL, which rounds what a DOUBLE model reads, and BLOB(MAX), which DuckDB refuses). A WITH
