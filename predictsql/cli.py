@@ -34,10 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # its INFO lines are not our output
     try:
+        _check_output(args)
         return args.run(args)
     except (PredictSQLError, OSError) as e:
         print(f"predictsql: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("predictsql: interrupted", file=sys.stderr)
+        return 130
     except Exception as e:  # duckdb's own errors: one line, no traceback
         print(f"predictsql: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
@@ -117,9 +121,16 @@ def _connect(args: argparse.Namespace, create: bool = False):
     return predictsql.connect(args.db or ":memory:", registry_uri=getattr(args, "registry", None), dialect=getattr(args, "dialect", None))
 
 
-def _query(args: argparse.Namespace) -> int:
-    if args.format == "parquet" and args.out is None:
+def _check_output(args: argparse.Namespace) -> None:
+    """--format and --out that cannot go together, refused before anything runs (a script may write)."""
+    fmt, out = getattr(args, "format", None), getattr(args, "out", None)
+    if fmt == "parquet" and out is None:
         raise PredictSQLError("--format parquet writes a file: add --out FILE")
+    if fmt == "table" and out is not None:
+        raise PredictSQLError("--format table prints to the terminal; use --format csv, json or parquet with --out")
+
+
+def _query(args: argparse.Namespace) -> int:
     text = args.file.read_text() if args.file else args.sql
     with _connect(args, create=True) as con, _progress(con.duckdb, args.progress_after):
         result = con.sql(text)
@@ -202,13 +213,12 @@ def _demo(args: argparse.Namespace) -> int:
 def _write(table: pa.Table, fmt: str, out: Path | None) -> None:
     """Print or save rows: an aligned table (DuckDB's box renderer), CSV, a JSON array, or Parquet."""
     import duckdb
+    import pyarrow as pa
 
     from predictsql.sql.statements import string_literal
 
     relation = duckdb.connect().from_arrow(table)
     if fmt == "table":
-        if out is not None:
-            raise PredictSQLError("--format table prints to the terminal; use --format csv, json or parquet with --out")
         relation.show(max_rows=max(table.num_rows, 1), max_width=100_000, max_col_width=100_000)
         return
     if out is None:  # DuckDB writes files; stdout gets a copy of one
@@ -221,8 +231,12 @@ def _write(table: pa.Table, fmt: str, out: Path | None) -> None:
         relation.write_csv(str(out), header=True)
     elif fmt == "parquet":
         relation.write_parquet(str(out))
-    else:
-        relation.query("rows", f"COPY rows TO {string_literal(str(out))} (FORMAT json, ARRAY true)")
+    else:  # JSON has no NaN or Infinity: a non-finite number is null there
+        import pyarrow.compute as pc
+
+        columns = [pc.if_else(pc.is_finite(c), c, None) if pa.types.is_floating(c.type) else c for c in table.columns]
+        finite = duckdb.connect().from_arrow(pa.Table.from_arrays(columns, names=table.column_names))
+        finite.query("rows", f"COPY rows TO {string_literal(str(out))} (FORMAT json, ARRAY true)")
 
 
 def _progress(con: duckdb.DuckDBPyConnection, after_s: float) -> AbstractContextManager[None]:

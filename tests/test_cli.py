@@ -176,6 +176,16 @@ def test_errors_are_one_line_and_non_zero(db_path: Path, tmp_path: Path) -> None
     assert no_out.returncode == 1 and no_out.stderr == "predictsql: --format parquet writes a file: add --out FILE\n"
     for usage in (cli("query"), cli("models", "list"), cli("models", "register", "churn")):
         assert usage.returncode == 2 and "usage:" in usage.stderr
+    table_out = cli("query", "--db", str(tmp_path / "written.duckdb"), "CREATE TABLE audit AS SELECT 1 AS x", "--format", "table", "--out", str(tmp_path / "t.txt"))
+    assert table_out.returncode == 1 and table_out.stderr.startswith("predictsql: --format table prints to the terminal")
+    assert not (tmp_path / "written.duckdb").exists()  # refused before the script ran
+
+
+def test_json_writes_a_non_finite_number_as_null(tmp_path: Path) -> None:
+    """JSON has no NaN or Infinity (DuckDB wrote them bare, which no JSON reader takes)."""
+    done = cli("query", "SELECT 1 AS id, 'nan'::DOUBLE AS a, 'inf'::FLOAT AS b, 2.5::DOUBLE AS c", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [{"id": 1, "a": None, "b": None, "c": 2.5}]
 
 
 def test_query_creates_the_database_it_is_pointed_at(tmp_path: Path) -> None:
