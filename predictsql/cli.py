@@ -149,10 +149,19 @@ def _register(args: argparse.Namespace) -> int:
     import predictsql
 
     columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
+    if columns is not None and not all(columns):
+        raise PredictSQLError(f"--columns {args.columns!r} has an empty name: give the DATA column names, comma-separated")
     if args.db:
-        with _connect(args, create=True) as con:
-            model = predictsql.export(args.model, columns=columns) if columns else args.model
-            uri = f"catalog:/{args.name}/{con.models.register(args.name, model, alias=args.alias)}"
+        created = not Path(args.db).exists()
+        try:
+            with _connect(args, create=True) as con:
+                model = predictsql.export(args.model, columns=columns) if columns else args.model
+                uri = f"catalog:/{args.name}/{con.models.register(args.name, model, alias=args.alias)}"
+        except BaseException:
+            if created:  # a failed register leaves no empty database behind
+                Path(args.db).unlink(missing_ok=True)
+                Path(f"{args.db}.wal").unlink(missing_ok=True)
+            raise
     else:
         uri = predictsql.log_model(args.model, args.name, alias=args.alias, registry_uri=args.registry, columns=columns)
     print(f"registered {uri}" + (f" (alias {args.alias})" if args.alias else ""))

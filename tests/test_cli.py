@@ -148,6 +148,12 @@ def test_models_in_the_catalog(db_path: Path, tmp_path: Path, logreg: Fitted) ->
     scored = cli("query", "--db", str(db_path), SCORES.replace("(SELECT model FROM models WHERE id = 1)", "'catalog:/churn@prod'"), "--format", "csv")
     np.testing.assert_allclose([float(r["Score"]) for r in csv.DictReader(io.StringIO(scored.stdout))], expected_scores(logreg), atol=1.5e-5)
     assert cli("models", "remove", "churn", "--db", str(db_path)).stdout == f"removed churn versions 1, 2 from the catalog of {db_path}\n"
+    not_onnx, fresh = tmp_path / "notes.txt", tmp_path / "fresh.duckdb"
+    not_onnx.write_text("not a model")
+    failed = cli("models", "register", "churn", str(not_onnx), "--db", str(fresh))
+    assert failed.returncode == 1 and not fresh.exists()  # no empty database left behind
+    empty = cli("models", "register", "churn", str(model), "--db", str(fresh), "--columns", "a,,b")
+    assert empty.returncode == 1 and "has an empty name" in empty.stderr and not fresh.exists()
 
 
 def test_models_in_mlflow(mlflow_uri: str, tmp_path: Path, logreg: Fitted) -> None:
