@@ -155,11 +155,11 @@ def _data_query(data: exp.Expr, table: exp.Expr, pushed: list[exp.Expr]) -> tupl
 
 
 def _visible_ctes(node: exp.Expr) -> list[exp.CTE]:
-    """CTEs `node` may read: those of enclosing queries; inside CTE i, only the ones before it."""
+    """CTEs `node` may read: those of enclosing queries and statements; inside CTE i, only the ones before it."""
     ctes: list[exp.CTE] = []
     child = node
     for ancestor in ancestors(node):
-        with_ = ancestor.args.get("with_") if isinstance(ancestor, exp.Query) else None
+        with_ = ancestor.args.get("with_") if not isinstance(ancestor, exp.With) else None  # a query's, or INSERT's (WITH c AS (…) INSERT …)
         if with_ is not None and child is not with_:
             ctes = list(with_.expressions) + ctes
         elif isinstance(ancestor, exp.With):

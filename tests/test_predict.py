@@ -214,7 +214,9 @@ def test_insert_select_create_table_as_and_select_into(backend, logreg, breast_c
     assert backend.sql(f"INSERT INTO scores SELECT d.id, p.Score FROM {predict}") is None
     backend.sql(f"CREATE TABLE scores2 AS SELECT d.id, p.Score FROM {predict}")
     backend.sql(f"SELECT d.id, p.Score INTO scores3 FROM {predict}")
-    for table, column in (("scores", "score"), ("scores2", "Score"), ("scores3", "Score")):
+    backend.execute("CREATE TABLE scores4 (id BIGINT, score FLOAT)")  # a CTE the statement defines before INSERT, read by DATA
+    backend.sql(f"WITH c AS (SELECT * FROM patients) INSERT INTO scores4 SELECT d.id, p.Score FROM {predict.replace('DATA = patients', 'DATA = c')}")
+    for table, column in (("scores", "score"), ("scores2", "Score"), ("scores3", "Score"), ("scores4", "score")):
         rows = backend.sql(f"SELECT id, {column} AS s FROM {table} ORDER BY id")
         assert_scores(logreg, breast_cancer, rows.id, rows.s)
 
