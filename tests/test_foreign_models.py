@@ -220,6 +220,26 @@ def test_a_saved_pipeline_directory_is_scored_by_its_own_transform_on_spark(spar
     np.testing.assert_array_equal(picked["prediction"], kept["prediction"].astype(int))
 
 
+def test_a_null_input_to_a_saved_pipeline_fails_as_null_input_or_propagates(spark, mllib, iris, tmp_path) -> None:
+    """As with ONNX models: a NullInputError (Spark's VectorAssembler raised a raw Py4JJavaError), or under
+    NULLS = PROPAGATE that row's outputs are NULL and the rest are the pipeline's."""
+    from predictsql.engine.errors import NullInputError
+    from predictsql.udfs import spark as ps
+
+    pipeline, frame = mllib
+    path = tmp_path / "pipeline"
+    pipeline.write().overwrite().save(str(path))
+    spark.createDataFrame(iris).createOrReplaceTempView("flowers")
+    data = "(SELECT id, sepal_length, CASE WHEN id % 10 = 0 THEN NULL ELSE sepal_width END AS sepal_width, petal_length, petal_width FROM flowers) AS d"
+    query = f"SELECT d.id, p.prediction FROM PREDICT(MODEL = '{path}', DATA = {data}, RUNTIME = SPARKML{{nulls}}) WITH (prediction DOUBLE) AS p ORDER BY d.id"
+    with pytest.raises(NullInputError, match="a NULL input reached a Spark MLlib model's VectorAssembler"), ps.errors():
+        not_none(ps.sql(spark, query.format(nulls=""))).collect()
+    rows = not_none(ps.sql(spark, query.format(nulls=", NULLS = PROPAGATE"))).toPandas()
+    unscored = rows.id % 10 == 0
+    assert len(rows) == len(iris) and rows.prediction[unscored].isna().all()
+    np.testing.assert_array_equal(rows.prediction[~unscored], _mllib_expected(pipeline, frame).prediction[~unscored.to_numpy()])
+
+
 def test_mllib_models_of_mlflows_spark_flavour_score_on_spark(spark, mllib, iris, mlflow_uri, monkeypatch) -> None:
     import mlflow
 

@@ -42,7 +42,7 @@ from sqlglot import exp
 
 from predictsql.engine import sessions
 from predictsql.engine.binding import OutputRequest, ScoringPlan, argument_schema, bind
-from predictsql.engine.errors import BindError, PredictSQLError, from_text
+from predictsql.engine.errors import BindError, NullInputError, PredictSQLError, from_text
 from predictsql.engine.mlflow_registry import MlflowRegistry
 from predictsql.engine.sources import ModelSource, resolve
 from predictsql.engine.validate import DEFAULT_MAX_MODEL_BYTES
@@ -58,6 +58,7 @@ DIALECT = "spark"
 _variables: weakref.WeakKeyDictionary[SparkSession, dict[str, object]] = weakref.WeakKeyDictionary()
 _plans: weakref.WeakKeyDictionary[SparkSession, PlanCache] = weakref.WeakKeyDictionary()  # kept plans (udfs/plan_cache.py)
 ARROW_BATCH_ROWS = "spark.sql.execution.arrow.maxRecordsPerBatch"
+MLLIB_NULL = "Encountered null while assembling a row"  # VectorAssembler's message for a NULL with handleInvalid = "error"
 
 
 def session(master: str = "local[2]", app_name: str = "predictsql", **config: str) -> SparkSession:
@@ -233,6 +234,11 @@ def errors() -> Iterator[None]:
         raise
     except Exception as e:
         error = from_text(str(e))
+        if error is None and MLLIB_NULL in str(e):
+            error = NullInputError(
+                "a NULL input reached a Spark MLlib model's VectorAssembler (RUNTIME = SPARKML), which refuses it: filter or fill "
+                "the NULLs in the DATA query, or add NULLS = PROPAGATE to score those rows as NULL"
+            )
         if error is None:
             raise
         raise error from None

@@ -15,6 +15,7 @@ PREDICT inside another PREDICT's DATA is not looked for.
 from __future__ import annotations
 
 import contextlib
+import functools
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -28,6 +29,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_type
 from sqlglot import exp
 
+from predictsql.engine.binding import NULLS_ERROR, NULLS_PROPAGATE
 from predictsql.engine.errors import BindError, MissingColumnError, UnknownOutputError
 from predictsql.engine.mlflow_registry import MlflowRegistry
 from predictsql.engine.sources import is_spark_pipeline, uri_scheme
@@ -67,18 +69,28 @@ def _score(spark: SparkSession, call: PredictCall, value: object, planner: Plann
         raise BindError(f"PREDICT PLAN = {call.options['PLAN']} ({call.label}) does not apply to a Spark MLlib model, which Spark's own transform scores: leave PLAN out")
     with _pipeline(value, call.label, registry) as (pipeline, label):
         data = spark.sql(planner.plan(call.data).sql)
-        missing = [c for c in raw_inputs(pipeline) if c not in data.columns]
+        inputs = raw_inputs(pipeline)
+        missing = [c for c in inputs if c not in data.columns]
         if missing:
             raise MissingColumnError(f"PREDICT input '{missing[0]}' (Spark MLlib model {label}) has no DATA column of that name. DATA columns: {', '.join(data.columns)}")
+        nulls = call.options.get("NULLS", NULLS_ERROR)
+        if nulls not in (NULLS_ERROR, NULLS_PROPAGATE):
+            raise BindError(f"NULLS = {nulls} is not an option for Spark MLlib model {label}; use NULLS = ERROR or NULLS = PROPAGATE")
+        complete = functools.reduce(lambda a, b: a & b, [F.col(f"`{c}`").isNotNull() for c in inputs], F.lit(True))
         try:
-            scored = pipeline.transform(data)
+            scored = pipeline.transform(data.where(complete) if nulls == NULLS_PROPAGATE else data)
         except Exception as e:  # AnalysisException, or IllegalArgumentException and others raised through py4j
             raise BindError(f"Spark MLlib model {label} cannot transform DATA: {str(e).splitlines()[0]}") from e
     added = [c for c in scored.columns if c not in data.columns]
     requested = list(call.columns) if call.columns else [(name, None) for name in _last_outputs(pipeline, added)]
     outputs = [_output(scored, added, name, type_name, label) for name, type_name in requested]
     name = f"__predictsql_ml_{uuid.uuid4().hex[:12]}"
-    scored.select(*[F.col(f"`{c}`") for c in data.columns], *outputs).createOrReplaceTempView(name)
+    kept = [F.col(f"`{c}`") for c in data.columns]
+    result = scored.select(*kept, *outputs)
+    if nulls == NULLS_PROPAGATE:  # a row with a NULL input is not transformed: its outputs are NULL, as with ONNX models
+        unscored = data.where(~complete).select(*kept, *[F.lit(None).cast(result.schema[n].dataType).alias(n) for n, _ in requested])
+        result = result.unionByName(unscored)
+    result.createOrReplaceTempView(name)
     views.append(name)
     return Relation(name, tuple(data.columns), tuple(Output(n, n) for n, _ in requested), model=f"Spark MLlib model {label}")
 
