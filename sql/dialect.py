@@ -63,9 +63,12 @@ class DescribeModel(exp.Expression):
 
 
 def _parse_describe(self: Parser) -> exp.Expr:
+    """DESCRIBE MODEL <model>, predictsql's; Spark's DESCRIBE QUERY <query> as DESCRIBE <query>, which it means; else the dialect's DESCRIBE."""
     if self._curr and self._curr.text.upper() == "MODEL":
         self._advance()
         return self.expression(DescribeModel(this=self._parse_bitwise()))
+    if self._curr and self._next and self._curr.text.upper() == "QUERY" and self._next.token_type in (TokenType.SELECT, TokenType.WITH, TokenType.FROM, TokenType.L_PAREN):
+        self._advance()
     return self._parse_describe()
 
 

@@ -282,3 +282,11 @@ def test_a_global_temp_view_over_predict_lives_in_global_temp_and_a_catalog_view
     assert not spark.catalog.tableExists("scored_everywhere")
     with pytest.raises(BindError, match=r"view default.scored_kept reads PREDICT, so it is a temporary view of this session: CREATE TEMP VIEW scored_kept"):
         ps.sql(spark, f"CREATE VIEW default.scored_kept AS {query}", params={"m": logreg.onnx})
+
+
+def test_describe_query_over_predict_gives_the_statements_columns(spark, logreg, breast_cancer) -> None:
+    """Spark's DESCRIBE QUERY <query> (sqlglot could not read it) is DESCRIBE <query>; it scores nothing."""
+    spark.createDataFrame(breast_cancer.table).createOrReplaceTempView("patients")
+    query = "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p"
+    described = not_none(ps.sql(spark, f"DESCRIBE QUERY {query}", params={"m": logreg.onnx})).toPandas()
+    assert list(zip(described.col_name, described.data_type, strict=True)) == [("id", "bigint"), ("Score", "float")]
