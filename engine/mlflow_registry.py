@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import functools
+import logging
 import os
 import tempfile
 import warnings
@@ -46,6 +47,7 @@ def _mlflow() -> Any:
             import mlflow.pyfunc  # noqa: F401  (imported here so its import-time warnings stay silent)
     except ImportError as e:
         raise ModelSourceError(f"MLflow is not installed: pip install 'predictsql[mlflow]' ({e})") from e
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating initial MLflow database tables...": not the caller's news
     return mlflow
 
 

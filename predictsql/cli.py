@@ -70,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     register.add_argument("--columns", help="comma-separated DATA column names of the model's one [N,k] input, recorded in the model (for ONNX made elsewhere)")
     _store_arguments(register)
     register.set_defaults(run=_register)
-    listing = actions.add_parser("list", help="every version of every model")
+    listing = actions.add_parser("list", help="every version of every model that has not been removed")
     _store_arguments(listing)
     _output_arguments(listing)
     listing.set_defaults(run=_list)

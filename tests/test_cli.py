@@ -162,6 +162,8 @@ def test_models_in_mlflow(mlflow_uri: str, tmp_path: Path, logreg: Fitted) -> No
     name = f"cli_{tmp_path.name[-12:]}".replace("-", "_")
     done = cli("models", "register", name, str(model), "--registry", mlflow_uri, "--alias", "prod")
     assert done.stdout == f"registered models:/{name}/1 (alias prod)\n", done.stderr
+    fresh = cli("models", "register", name, str(model), "--registry", f"sqlite:///{tmp_path / 'fresh.db'}")
+    assert (fresh.stdout, fresh.stderr) == (f"registered models:/{name}/1\n", "")  # MLflow's "Creating initial MLflow database tables..." stays quiet
     listed = [r for r in csv.DictReader(io.StringIO(cli("models", "list", "--registry", mlflow_uri, "--format", "csv").stdout)) if r["name"] == name]
     assert [(r["version"], r["aliases"]) for r in listed] == [("1", "[prod]")]
     described = list(csv.reader(io.StringIO(cli("models", "describe", f"models:/{name}@prod", "--registry", mlflow_uri, "--format", "csv").stdout)))

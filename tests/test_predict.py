@@ -279,6 +279,11 @@ def test_a_name_that_is_both_a_data_column_and_an_output_must_be_qualified(backe
     np.testing.assert_array_equal(rows["label"].to_numpy(), logreg.estimator.predict(logreg.features))
 
 
+def test_an_output_named_twice_in_with_is_refused(backend, logreg) -> None:
+    with pytest.raises(BindError, match="PREDICT WITH names Score twice: name each output once"):
+        backend.sql("SELECT p.Score FROM PREDICT(MODEL = @m, DATA = patients) WITH (Score FLOAT, score DOUBLE) AS p", params={"m": logreg.onnx})
+
+
 def test_a_column_list_on_predicts_alias_says_to_rename_in_the_select_list(backend, logreg) -> None:
     with pytest.raises(BindError, match=r"PREDICT \.\.\. AS p\(k\): PREDICT's outputs keep their names; rename them in the select list \(p.Score AS k\)"):
         backend.sql("SELECT p.k FROM PREDICT(MODEL = @m, DATA = patients) WITH (Score FLOAT) AS p(k)", params={"m": logreg.onnx})
