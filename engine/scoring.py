@@ -26,10 +26,12 @@ DEFAULT_BATCH_SIZE = 65536
 class Scorer:
     """Scores batches for one ScoringPlan; stateless per batch, so threads may share it."""
 
-    def __init__(self, plan: ScoringPlan, propagate: str | None = "add NULLS = PROPAGATE") -> None:
-        """`propagate` says how this door asks for a NULL input's outputs to be NULL (None: it cannot)."""
+    def __init__(self, plan: ScoringPlan, propagate: str | None = "add NULLS = PROPAGATE", positions: bool = True) -> None:
+        """`propagate` says how this door asks for a NULL input's outputs to be NULL (None: it cannot); without
+        `positions` (a function of plain SQL, whose calls no statement of predictsql's counts) errors name no row numbers."""
         self.plan = plan
         self._propagate = propagate
+        self._positions = positions
         self.schema = plan.schema
         self._session = plan.model.runner
         self._output_names = [o.name for o in plan.model.signature.outputs]
@@ -108,10 +110,8 @@ class Scorer:
             first = offset + pc.index(column.is_null(), True).as_py()
             where, fill = f"filter them (WHERE {name} IS NOT NULL)", f"fill them (COALESCE({name}, ...)) in the DATA query"
             fix = f"{where}, {fill}, or {self._propagate} to score them as NULL" if self._propagate else f"{where} or {fill}"
-            raise NullInputError(
-                f"PREDICT input '{name}' ({self.plan.model.display}) is NULL in {column.null_count} rows of the batch "
-                f"starting at row {offset}, first at row {first}: {fix}"
-            )
+            where_in = f"rows of the batch starting at row {offset}, first at row {first}" if self._positions else f"of the {batch.num_rows} rows of one call"
+            raise NullInputError(f"PREDICT input '{name}' ({self.plan.model.display}) is NULL in {column.null_count} {where_in}: {fix}")
         valid = pc.is_valid(batch.column(nullable[0]))
         for i in nullable[1:]:
             valid = pc.and_(valid, pc.is_valid(batch.column(i)))

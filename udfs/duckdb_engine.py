@@ -267,7 +267,7 @@ def register(con: duckdb.DuckDBPyConnection, name: str, source: ModelSource, out
     # FLOAT inputs take DOUBLE arguments: DuckDB widens any number to DOUBLE implicitly, never to FLOAT
     arguments = pa.schema([pa.field(f.name, pa.float64() if f.type == pa.float32() else f.type) for f in argument_schema(model)])
     plan = bind(arguments, model, [OutputRequest(o) for o in outputs] if outputs else None)
-    body = FunctionBody(Scorer(plan, propagate=None), [], len(plan.data_schema))  # errors surface as DuckDB's own: no statement of ours to raise them
+    body = FunctionBody(Scorer(plan, propagate=None, positions=False), [], len(plan.data_schema))  # errors surface as DuckDB's own: no statement of ours to raise them
     one = len(plan.outputs) == 1
     with contextlib.suppress(duckdb.InvalidInputException):  # not registered yet
         con.remove_function(name)
