@@ -249,7 +249,8 @@ def test_register_on_a_plain_duckdb_connection(backend, db_path, logreg, forest,
         predictsql.register(con, "score", model.onnx, outputs=["Score"])
         rows = not_none(con.sql(f"SELECT id, score({args}) AS s FROM patients WHERE id % 2 = 0 ORDER BY id")).df()
         assert_scores(model, breast_cancer, rows.id, rows.s)
-    with pytest.raises(duckdb.Error, match=r"NullInputError: PREDICT input 'mean_radius'.* is NULL in \d+ of the \d+ rows of one call: filter them \(WHERE mean_radius IS NOT NULL\) or fill them") as raised:
+    message = r"NullInputError: PREDICT input 'mean_radius'.* is NULL in \d+ of the \d+ rows of one call: filter them \(WHERE mean_radius IS NOT NULL\) or fill them"
+    with pytest.raises(duckdb.Error, match=message) as raised:
         con.sql(f"SELECT score({args.replace('mean_radius', 'NULL::DOUBLE', 1)}) FROM patients").fetchall()
     assert "PROPAGATE" not in str(raised.value)  # a function of plain SQL has no NULLS option, and no statement of ours counts its rows
     con.close()
