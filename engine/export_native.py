@@ -35,7 +35,10 @@ def _catboost(model: Any, sample: Any, columns: Columns) -> Converted:
     names = column_names(fitted, sample, listed(columns), type(model).__name__, len(names))
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.onnx"
-        model.save_model(str(path), format="onnx")
+        try:
+            model.save_model(str(path), format="onnx")
+        except Exception as e:  # CatBoostError: categorical features, text features, …
+            raise ExportError(f"CatBoost cannot export {type(model).__name__} as ONNX: {str(e).strip()}") from e
         proto = onnx.load(str(path))
     return Converted(proto, {proto.graph.input[0].name: names}, getattr(model, "classes_", None) if hasattr(model, "predict_proba") else None)
 

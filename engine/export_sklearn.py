@@ -4,8 +4,9 @@ pipeline's last step) through onnxmltools' converters, registered into skl2onnx.
 - `zipmap=False`: class probabilities come out as one [N,C] float tensor.
 - A ColumnTransformer pipeline gets one [N,1] input per DATA column (strings stay strings); any other model one
   [N,k] input named X.
-- Inputs are FLOAT, but DOUBLE for a model ending in XGBoost, LightGBM or HistGradientBoosting: the last two
-  split on double thresholds (in FLOAT, HGB regressors were 8.2 off on unseen rows), and preprocessing in front of
+- Inputs are FLOAT, but DOUBLE for a model ending in XGBoost, LightGBM, HistGradientBoosting, MultinomialNB or
+  ComplementNB: LightGBM and HGB split on double thresholds (in FLOAT, HGB regressors were 8.2 off on unseen rows),
+  the two naive Bayes sum large counts' log probabilities (1.4e-4 off in FLOAT), and preprocessing in front of
   XGBoost must run in double before XGBoost's own float32 cast, as it does in Python; in float32 a scaler's
   rounding moves values across XGBoost's split points (measured: 0.27 off in probability).
 - A BOOLEAN sample column is an INT64 input (False 0, True 1): a one-hot encoder's categories then are the
@@ -29,7 +30,7 @@ from predictsql.engine.export import Columns, Converted, column_names, listed
 MATRIX_INPUT = "X"
 _OPSET = {"": 18, "ai.onnx.ml": 3}  # skl2onnx writes ai.onnx.ml 3 at most; onnxmltools would write 5
 _BOOSTERS = ("xgboost", "lightgbm")
-_DOUBLE_MODELS = ("HistGradientBoostingClassifier", "HistGradientBoostingRegressor")
+_DOUBLE_MODELS = ("HistGradientBoostingClassifier", "HistGradientBoostingRegressor", "MultinomialNB", "ComplementNB")
 
 
 def convert(estimator: Any, sample: Any, columns: Columns, _library: str) -> Converted:
@@ -53,11 +54,18 @@ def convert(estimator: Any, sample: Any, columns: Columns, _library: str) -> Con
     options = {id(final): {"zipmap": False}} if hasattr(final, "predict_proba") else None
     if type(final).__module__.split(".")[0] in _BOOSTERS:
         _register_boosters()
-    if type(final).__name__ in _DOUBLE_MODELS:
+    if type(final).__name__.startswith("HistGradientBoosting"):
         _register_hist_gradient_boosting()
     _register_double_imputer()
     with _hist_gradient_boosting_fixup(), _booster_names_cleared(final), _binary_lda_halved(final):
-        model = to_onnx(estimator, initial_types=initial, options=options, target_opset=_OPSET)
+        try:
+            model = to_onnx(estimator, initial_types=initial, options=options, target_opset=_OPSET)
+        except (ImportError, ExportError):
+            raise
+        except Exception as e:  # skl2onnx and onnxmltools say "unsupported" with many exception types of their own
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            fix = "export the parts it supports, or convert it yourself and pass the ONNX to export"
+            raise ExportError(f"skl2onnx cannot convert {type(estimator).__name__} ({type(e).__name__}: {reason}); {fix}") from e
     return Converted(model, _input_columns(model, initial, names), getattr(final, "classes_", None))
 
 

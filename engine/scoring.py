@@ -39,6 +39,7 @@ class Scorer:
         self._dtypes = {feed.name: numpy_dtype(feed.arrow_type) for feed in plan.inputs}
         self._widths = {spec.name: spec.width for spec in plan.model.signature.inputs}
         self._used_outputs = sorted({o.source for o in plan.outputs})
+        self._declared_widths = [spec.width for spec in plan.model.signature.outputs]
         self._fields = [pa.field(o.field, o.arrow_type) for o in plan.outputs]
         batches = {spec.shape[0] for spec in plan.model.signature.inputs if spec.shape}
         self._fixed_batch = next(iter(batches)) if len(batches) == 1 and None not in batches else None  # [1,k] inputs: fed in chunks
@@ -85,6 +86,13 @@ class Scorer:
             name, value = self._output_names[index], results[index]
             if len(value) != rows:
                 raise ScoringError(f"{self.plan.model.display} returned {len(value)} rows of output '{name}' for {rows} rows fed: PREDICT needs one output row per input row")
+            declared = self._declared_widths[index]
+            width = value.shape[1] if isinstance(value, np.ndarray) and value.ndim == 2 else 1
+            if declared is not None and width != declared:
+                raise ScoringError(
+                    f"{self.plan.model.display} returned {width} values per row of output '{name}', which its graph declares to have {declared}: "
+                    "the model does not run as it was exported"
+                )
         return results
 
     def _run_chunked(self, feeds: dict[str, np.ndarray], rows: int, size: int) -> list:

@@ -143,3 +143,43 @@ def test_columns_must_name_every_feature_a_model_was_fitted_on() -> None:
     for model in models:
         with pytest.raises(ExportError, match=rf"{type(model).__name__} was fitted on 3 columns but 2 are named \(\['a', 'b'\]\)"):
             predictsql.export(model, columns=["a", "b"])
+
+
+@pytest.mark.parametrize("name", ["MultinomialNB", "ComplementNB"])
+def test_count_naive_bayes_equals_scikit_learn_in_double(name: str) -> None:
+    """On unscaled counts-like features their log-probability sums lose 1.4e-4 in FLOAT: the export takes DOUBLE."""
+    from sklearn import naive_bayes
+
+    train, test, target = _split(load_breast_cancer)
+    model = getattr(naive_bayes, name)().fit(train, target)
+    np.testing.assert_allclose(_probabilities(predictsql.export(model, train), test), model.predict_proba(test), atol=PROBA_TOLERANCE, rtol=0)
+
+
+def test_what_the_converters_cannot_convert_is_an_export_error() -> None:
+    """skl2onnx's and CatBoost's own refusals (NotImplementedError, RuntimeError, CatBoostError, …) as ExportErrors."""
+    import catboost
+    from sklearn.ensemble import VotingClassifier
+    from sklearn.preprocessing import FunctionTransformer
+
+    train, _, target = _split(load_breast_cancer)
+    voting = VotingClassifier([("a", LogisticRegression(max_iter=3000)), ("b", LogisticRegression(C=0.1, max_iter=3000))], voting="soft").fit(train, target)
+    with pytest.raises(ExportError, match=r"skl2onnx cannot convert VotingClassifier \(NotImplementedError"):
+        predictsql.export(voting, train)
+    with pytest.raises(ExportError, match=r"skl2onnx cannot convert Pipeline \(RuntimeError: FunctionTransformer is not supported"):
+        predictsql.export(make_pipeline(FunctionTransformer(np.log1p), LogisticRegression(max_iter=3000)).fit(train, target), train)
+    frame = pd.DataFrame({"k": ["a", "b", "c", "a"] * 10, "x": np.arange(40.0)})
+    cat = catboost.CatBoostClassifier(iterations=3, verbose=0, allow_writing_files=False, cat_features=["k"]).fit(frame, np.arange(40) % 2)
+    with pytest.raises(ExportError, match="CatBoost cannot export CatBoostClassifier as ONNX: .*categorical features"):
+        predictsql.export(cat, frame)
+
+
+def test_a_model_whose_outputs_do_not_match_its_graph_is_a_scoring_error() -> None:
+    """skl2onnx declares a binary RidgeClassifier's scores [N,2] and writes [N,1] (an IndexError reached the user)."""
+    from sklearn.linear_model import RidgeClassifier
+
+    from predictsql.engine.errors import ScoringError
+
+    train, test, target = _split(load_breast_cancer)
+    onnx_bytes = predictsql.export(RidgeClassifier().fit(train, target), train)
+    with pytest.raises(ScoringError, match="returned 1 values per row of output 'probabilities', which its graph declares to have 2"):
+        predictsql.predict(onnx_bytes, test)
