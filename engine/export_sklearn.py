@@ -41,6 +41,9 @@ def convert(estimator: Any, sample: Any, columns: Columns, _library: str) -> Con
     estimator = _without_passthrough(estimator)
     _check_fitted(estimator)
     final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    if type(final).__name__.startswith("KNeighbors") and getattr(final, "weights", "uniform") != "uniform":
+        # measured on held-out rows: a classifier's probability 0.088 off, a regressor 12% off
+        raise ExportError(f"skl2onnx's {type(final).__name__} with weights={final.weights!r} does not compute what scikit-learn does: use weights='uniform'")
     double = type(final).__module__.split(".")[0] in _BOOSTERS or type(final).__name__ in _DOUBLE_MODELS
     number = DoubleTensorType if double else FloatTensorType
     names = None
