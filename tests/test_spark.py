@@ -280,6 +280,11 @@ def test_a_global_temp_view_over_predict_lives_in_global_temp_and_a_catalog_view
         rows = spark.sql("SELECT id, Score FROM global_temp.scored_everywhere ORDER BY id").toPandas()
     assert_scores(logreg, breast_cancer, rows.id, rows.Score)
     assert not spark.catalog.tableExists("scored_everywhere")
+    with pytest.raises(BindError, match="view scored_everywhere already exists; use CREATE OR REPLACE VIEW"):
+        ps.sql(spark, f"CREATE GLOBAL TEMP VIEW scored_everywhere AS {query}", params={"m": logreg.onnx})
+    ps.sql(spark, f"CREATE TEMP VIEW scored_here AS {query}", params={"m": logreg.onnx})
+    ps.sql(spark, f"CREATE TEMP VIEW IF NOT EXISTS scored_here AS {query.replace('d.id, p.Score', 'd.id')}", params={"m": logreg.onnx})  # left be
+    assert spark.table("scored_here").columns == ["id", "Score"]
     with pytest.raises(BindError, match=r"view default.scored_kept reads PREDICT, so it is a temporary view of this session: CREATE TEMP VIEW scored_kept"):
         ps.sql(spark, f"CREATE VIEW default.scored_kept AS {query}", params={"m": logreg.onnx})
 

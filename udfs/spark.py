@@ -48,7 +48,7 @@ from predictsql.engine.sources import ModelSource, resolve
 from predictsql.engine.validate import DEFAULT_MAX_MODEL_BYTES
 from predictsql.sql.reading import read
 from predictsql.sql.rewrite import Context, apply, map_default_schema
-from predictsql.sql.statements import CREATE_VIEW, kind, reads_predict, view
+from predictsql.sql.statements import CREATE_VIEW, View, kind, reads_predict, view
 from predictsql.udfs import script, spark_cache, spark_mllib
 from predictsql.udfs.plan_cache import PlanCache
 from predictsql.udfs.planner import Bound, Planner, Settings, input_schema
@@ -131,7 +131,7 @@ class SparkRunner:
             tree = spark_mllib.replace_pipelines(self.spark, tree, planner, self.registry, self.temporary.views)  # MLlib models: Spark's own transform
             created = view(tree) if over_predict else None
             if created is not None and created.query is not None:
-                self._create_view(tree, created.name, planner.plan(created.query).sql)
+                self._create_view(tree, created, planner.plan(created.query).sql)
                 return None
             if cached and isinstance(tree, exp.Cache):
                 self._cache(tree, planner)
@@ -141,13 +141,19 @@ class SparkRunner:
             self.temporary.drop()
 
 
-    def _create_view(self, statement: exp.Expr, name: str, sql: str) -> None:
+    def _create_view(self, statement: exp.Expr, created: View, sql: str) -> None:
         """A view over PREDICT as a temp view of the statement's DataFrame (a GLOBAL one in global_temp): a view in the
-        catalog would keep the query's text, whose per-statement scoring function is dropped."""
+        catalog would keep the query's text, whose per-statement scoring function is dropped. An existing view is
+        replaced only under OR REPLACE, as Spark's CREATE VIEW does."""
+        name = created.name
         target = statement.this.this if isinstance(statement.this, exp.Schema) else statement.this
         glob = statement.find(exp.GlobalProperty) is not None
         if isinstance(target, exp.Table) and target.db and not (glob and target.db.lower() == "global_temp"):
             raise BindError(f"view {target.sql('spark')} reads PREDICT, so it is a temporary view of this session: CREATE TEMP VIEW {name} (or GLOBAL TEMP VIEW) instead")
+        if not created.replace and self.spark.catalog.tableExists(f"global_temp.{name}" if glob else name):
+            if created.exists:
+                return
+            raise BindError(f"view {name} already exists; use CREATE OR REPLACE VIEW")
         frame = self.spark.sql(sql)
         if glob:
             frame.createOrReplaceGlobalTempView(name)
