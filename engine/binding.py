@@ -88,10 +88,15 @@ class ScoringPlan:
         return lines
 
 
+def check_nulls(nulls: str, display: str) -> None:
+    """A NULLS option is ERROR or PROPAGATE, for every runtime."""
+    if nulls not in (NULLS_ERROR, NULLS_PROPAGATE):
+        raise BindError(f"NULLS = {nulls} is not an option for {display}; use NULLS = ERROR or NULLS = PROPAGATE")
+
+
 def bind(schema: pa.Schema, model: Model, requested: Sequence[OutputRequest] | None = None, nulls: str = NULLS_ERROR) -> ScoringPlan:
     """Match model inputs to DATA columns and WITH columns to model outputs, or raise a BindError."""
-    if nulls not in (NULLS_ERROR, NULLS_PROPAGATE):
-        raise BindError(f"NULLS = {nulls} is not an option for {model.display}; use NULLS = ERROR or NULLS = PROPAGATE")
+    check_nulls(nulls, model.display)
     inputs = tuple(_bind_input(schema, model, spec) for spec in model.signature.inputs)
     outputs = _bind_outputs(model, requested) if requested else default_outputs(model)
     return ScoringPlan(model, schema, inputs, _unclash(outputs, schema.names), nulls)

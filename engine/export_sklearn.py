@@ -44,7 +44,8 @@ def convert(estimator: Any, sample: Any, columns: Columns, _library: str) -> Con
     if type(final).__name__.startswith("KNeighbors") and getattr(final, "weights", "uniform") != "uniform":
         # measured on held-out rows: a classifier's probability 0.088 off, a regressor 12% off
         raise ExportError(f"skl2onnx's {type(final).__name__} with weights={final.weights!r} does not compute what scikit-learn does: use weights='uniform'")
-    double = type(final).__module__.split(".")[0] in _BOOSTERS or type(final).__name__ in _DOUBLE_MODELS
+    booster = type(final).__module__.split(".")[0] in _BOOSTERS
+    double = booster or type(final).__name__ in _DOUBLE_MODELS
     number = DoubleTensorType if double else FloatTensorType
     names = None
     if _has_column_transformer(estimator):
@@ -55,7 +56,7 @@ def convert(estimator: Any, sample: Any, columns: Columns, _library: str) -> Con
         names = column_names(_fitted_names(estimator), sample, listed(columns), type(estimator).__name__, getattr(estimator, "n_features_in_", None))
         initial = [(MATRIX_INPUT, number([None, len(names)]))]
     options = {id(final): {"zipmap": False}} if hasattr(final, "predict_proba") else None
-    if type(final).__module__.split(".")[0] in _BOOSTERS:
+    if booster:
         _register_boosters()
     if type(final).__name__.startswith("HistGradientBoosting"):
         _register_hist_gradient_boosting()

@@ -269,6 +269,8 @@ def test_cache_table_over_predict_is_a_cached_view_of_its_rows(spark, logreg, br
             rows = spark.sql(f"SELECT id, Score FROM {name} ORDER BY id").toPandas()
         assert_scores(logreg, breast_cancer, rows.id, rows.Score)
         spark.catalog.uncacheTable(name)
+    with pytest.raises(BindError, match="Spark has no such storage level"):
+        ps.sql(spark, f"CACHE TABLE bad_{plan} OPTIONS ('storageLevel' 'SOMEWHERE') AS {query}", params={"m": logreg.onnx})
 
 
 def test_a_global_temp_view_over_predict_lives_in_global_temp_and_a_catalog_view_is_refused(spark, logreg, breast_cancer) -> None:

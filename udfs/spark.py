@@ -140,7 +140,6 @@ class SparkRunner:
         finally:
             self.temporary.drop()
 
-
     def _create_view(self, statement: exp.Expr, created: View, sql: str) -> None:
         """A view over PREDICT as a temp view of the statement's DataFrame (a GLOBAL one in global_temp): a view in the
         catalog would keep the query's text, whose per-statement scoring function is dropped. An existing view is
@@ -168,6 +167,8 @@ class SparkRunner:
         options = statement.args.get("options") or []
         settings = {options[i].name.lower(): options[i + 1].name for i in range(0, len(options) - 1, 2)}
         level = settings.get("storagelevel")
+        if level is not None and not isinstance(getattr(StorageLevel, level.upper(), None), StorageLevel):
+            raise BindError(f"CACHE TABLE {name} OPTIONS ('storageLevel' '{level}'): Spark has no such storage level; e.g. MEMORY_AND_DISK or DISK_ONLY")
         with errors():
             if level is None:
                 self.spark.catalog.cacheTable(name)

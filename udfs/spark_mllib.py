@@ -29,7 +29,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_type
 from sqlglot import exp
 
-from predictsql.engine.binding import NULLS_ERROR, NULLS_PROPAGATE
+from predictsql.engine.binding import NULLS_ERROR, NULLS_PROPAGATE, check_nulls
 from predictsql.engine.errors import BindError, MissingColumnError, UnknownOutputError
 from predictsql.engine.mlflow_registry import MlflowRegistry
 from predictsql.engine.sources import is_spark_pipeline, uri_scheme
@@ -74,8 +74,7 @@ def _score(spark: SparkSession, call: PredictCall, value: object, planner: Plann
         if missing:
             raise MissingColumnError(f"PREDICT input '{missing[0]}' (Spark MLlib model {label}) has no DATA column of that name. DATA columns: {', '.join(data.columns)}")
         nulls = call.options.get("NULLS", NULLS_ERROR)
-        if nulls not in (NULLS_ERROR, NULLS_PROPAGATE):
-            raise BindError(f"NULLS = {nulls} is not an option for Spark MLlib model {label}; use NULLS = ERROR or NULLS = PROPAGATE")
+        check_nulls(nulls, f"Spark MLlib model {label}")
         complete = functools.reduce(lambda a, b: a & b, [F.col(f"`{c}`").isNotNull() for c in inputs], F.lit(True))
         try:
             scored = pipeline.transform(data.where(complete) if nulls == NULLS_PROPAGATE else data)
