@@ -74,7 +74,8 @@ def relation(data: exp.Query, plan: ScoringPlan, program: Program, dialect: str,
     once (each DATA input cast and checked once), one per dependency depth of the values read more than once, then the
     outputs. What is read once is written where it is read, so a linear model is one expression over its inputs."""
     raw = [program.outputs[plan.model.signature.outputs[o.source].name] for o in plan.outputs]
-    needed = _needed(program, [v for values in raw for v in values])
+    chosen = [{o.pick: values[o.pick]} if isinstance(o.pick, int) else dict(enumerate(values)) for values, o in zip(raw, plan.outputs, strict=True)]
+    needed = _needed(program, [v for values in chosen for v in values.values()])
     pick = plan.outputs[0].pick if raw else None
     checked = raw[0][pick or 0] if plan.nulls == NULLS_ERROR and raw and not isinstance(pick, str) else None
     bounded = bounds(program)
@@ -84,8 +85,8 @@ def relation(data: exp.Query, plan: ScoringPlan, program: Program, dialect: str,
         and Cast.CHECKED not in {c for feed in plan.inputs for c in feed.casts}
         and _strict_features(program, checked, bounded) == {Feature(f.name, j) for f in plan.inputs for j in range(len(f.columns))}
     )
-    anchor = _anchor(program, raw[0]) if plan.nulls == NULLS_ERROR and raw and not fused else None
-    read = [program.values[i] for i in needed] + [v for values in raw for v in values]
+    anchor = _anchor(program, list(chosen[0].values())) if plan.nulls == NULLS_ERROR and raw and not fused else None
+    read = [program.values[i] for i in needed] + [v for values in chosen for v in values.values()]
     uses = Counter(leaf for node in read for leaf in _leaves(node)) + Counter(ref for node in read for ref in _rounded_refs(node))
     render = _Renderer(plan, dialect, fail, program, {i for i in needed if uses[Ref(i)] == 1}, fused)
     features = [(feed, j) for feed in plan.inputs for j in range(len(feed.columns))]
@@ -99,11 +100,11 @@ def relation(data: exp.Query, plan: ScoringPlan, program: Program, dialect: str,
         depths[i] = depth = 1 + max((depths[ref.index] for ref in render.named_refs(program.values[i])), default=0)
         layers += [[] for _ in range(depth + 1 - len(layers))]
         layers[depth].append(_alias(render(program.values[i]), f"{VALUE}{i}"))
-    layers.append([_alias(render(v), f"{OUTPUT}{k}_{i}") for k, values in enumerate(raw) for i, v in enumerate(values)])
+    layers.append([_alias(render(v), f"{OUTPUT}{k}_{i}") for k, values in enumerate(chosen) for i, v in values.items()])
     source: exp.Query = data
     for n, columns in enumerate(c for c in layers if c):
         source = _select([exp.Star(), *columns], source, n)
-    in_range = [all(FLOAT_RANGE[0] <= b <= FLOAT_RANGE[1] for v in values for b in bounded(v)) for values in raw]
+    in_range = [all(FLOAT_RANGE[0] <= b <= FLOAT_RANGE[1] for v in values.values() for b in bounded(v)) for values in chosen]
     outputs = [render.output(k, len(values), o, fits) for k, (values, o, fits) in enumerate(zip(raw, plan.outputs, in_range, strict=True))]
     if plan.nulls != NULLS_ERROR:  # a row with a NULL input is not scored, as under STREAM, whichever inputs its outputs read
         outputs = [_unless_unscored(plan, o) for o in outputs]
