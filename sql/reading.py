@@ -24,6 +24,7 @@ from sqlglot.tokens import Token, TokenType
 from predictsql.engine.errors import BindError, SQLSyntaxError
 from predictsql.sql.dialect import DIALECTS, NAME_TOKENS, PredictTable, parse
 from predictsql.sql.rewrite import names_default_schema
+from predictsql.sql.tsql import top
 
 TSQL = "tsql"
 HOSTS = ("duckdb", "spark")
@@ -79,7 +80,7 @@ def _read(script: str, host: str, dialect: str | None, views: frozenset[str]) ->
         text = script[chunk[0].start : chunk[-1].end + 1]
         offset = script.count("\n", 0, chunk[0].start)
         if dialect == TSQL or (splitter == TSQL and dialect is None) or (dialect is None and _tsql_only(chunk)):
-            read_as = [Statement(text, tree, TSQL) for tree in parse(text, TSQL, offset)]
+            read_as = [Statement(text, tree, TSQL) for tree in _parse_tsql(text, host, offset)]
         elif not _needs_predictsql(_explained_tokens(chunk, splitter), names):
             read_as = [Statement(text, None, "host")]
         else:
@@ -108,12 +109,17 @@ def _parse_host(text: str, host: str, dialect: str | None, offset: int) -> list[
         if dialect is not None:
             raise
         try:
-            trees = parse(text, TSQL, offset)
+            trees = _parse_tsql(text, host, offset)
         except SQLSyntaxError:
             raise host_error from None
         if any(isinstance(tree, exp.Command) for tree in trees):  # T-SQL cannot read it either: the host's error says why
             raise host_error from None
         return [(tree, TSQL) for tree in trees]
+
+
+def _parse_tsql(text: str, host: str, offset: int) -> list[exp.Expr]:
+    """T-SQL statements as `host` reads them (TOP … PERCENT and WITH TIES included: sql/tsql.py)."""
+    return [top(tree, host) for tree in parse(text, TSQL, offset)]
 
 
 def _tokens(script: str, dialect: str) -> list[Token]:

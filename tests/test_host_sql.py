@@ -5,6 +5,7 @@ References are the engine's own result for the same SQL (without PREDICT) and sc
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,33 @@ def test_tsql_brackets_top_and_real(con, logreg, breast_cancer) -> None:
     )).df()
     assert rows.Score.tolist() == sorted(rows.Score, reverse=True) and len(rows) == 5
     np.testing.assert_allclose(rows.Score, np.sort(expected_scores(logreg))[::-1][:5], atol=PROBA_TOLERANCE)
+
+
+def test_tsql_top_percent_rounds_up_and_with_ties_keeps_the_ties(con, forest, breast_cancer) -> None:
+    """SQL Server's TOP n PERCENT is ceil(n% of the rows) (DuckDB's LIMIT n PERCENT rounds down: 5 of 569 for 1%), and
+    WITH TIES adds the rows tied with the last; the reference is scikit-learn's scores, ranked here."""
+    scores = np.sort(expected_scores(forest).astype(np.float32))[::-1]
+    query = "DECLARE @n INT = {n}; SELECT TOP (@n) PERCENT{ties} d.id, p.Score FROM PREDICT(MODEL = @model, DATA = dbo.patients AS d) WITH (Score FLOAT) AS p ORDER BY 2 DESC"
+    top = not_none(con.sql(query.format(n=1, ties=""), params={"model": forest.onnx})).df()
+    assert len(top) == math.ceil(len(scores) / 100) == 6
+    assert_scores(forest, breast_cancer, top.id, top.Score)
+    tied = not_none(con.sql(query.format(n=10, ties=" WITH TIES"), params={"model": forest.onnx})).df()
+    last = scores[math.ceil(len(scores) / 10) - 1]
+    assert len(tied) == (scores >= last).sum() > math.ceil(len(scores) / 10) and abs(tied.Score.min() - last) <= PROBA_TOLERANCE
+    assert tied.Score.tolist() == sorted(tied.Score, reverse=True)
+
+
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        ("SELECT TOP 3 WITH TIES id FROM dbo.patients", "needs an ORDER BY"),
+        ("SELECT DISTINCT TOP 10 PERCENT target FROM dbo.patients ORDER BY target", "take the TOP of a subquery"),
+        ("SELECT TOP 3 WITH TIES * FROM dbo.patients ORDER BY 2", "name the column"),
+    ],
+)
+def test_tsql_top_forms_duckdb_cannot_mean_are_refused(con, sql: str, message: str) -> None:
+    with pytest.raises(BindError, match=message):
+        con.sql(sql)
 
 
 def test_tsql_temp_tables_select_into_and_dbo_in_declare(con, forest, breast_cancer) -> None:
@@ -448,6 +476,14 @@ def test_spark_statements_without_predict_are_sparks_own(spark, breast_cancer, s
 
     spark.createDataFrame(breast_cancer.table).createOrReplaceTempView("patients")
     assert not_none(ps.sql(spark, sql)).collect() == spark.sql(sql).collect()
+
+
+def test_tsql_top_percent_and_ties_on_spark_say_what_to_write(spark) -> None:
+    """Spark SQL has no QUALIFY and no such LIMIT: T-SQL's TOP … PERCENT / WITH TIES is refused before Spark reads it."""
+    from predictsql.udfs import spark as ps
+
+    with pytest.raises(BindError, match=r"spark SQL has no such limit; number the rows with RANK\(\) OVER"):
+        ps.sql(spark, "SELECT TOP 10 PERCENT WITH TIES id FROM [patients] ORDER BY id")
 
 
 def test_spark_syntax_keeps_its_meaning_around_predict(spark, forest, breast_cancer) -> None:

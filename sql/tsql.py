@@ -1,0 +1,62 @@
+"""T-SQL's TOP as the host engine reads it: `TOP n PERCENT` rounds up, `WITH TIES` keeps the rows tied with the last.
+
+sqlglot prints both as LIMIT clauses DuckDB reads otherwise (`LIMIT 10 PERCENT` rounds down: 9 of 95 rows where SQL
+Server returns 10) or not at all (`LIMIT 5 WITH TIES`). On DuckDB they become a QUALIFY in the query's own order:
+
+    SELECT TOP 10 PERCENT WITH TIES a FROM t ORDER BY a
+    SELECT a FROM t QUALIFY RANK() OVER (ORDER BY a) <= CEIL(COUNT(*) OVER () * 10 / 100.0) ORDER BY a
+
+(ROW_NUMBER() without WITH TIES). Spark SQL has no QUALIFY, and sqlglot's rewrite of one loses the ORDER BY, so there
+they are a BindError that names the window function to write.
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from predictsql.engine.errors import BindError
+from predictsql.sql.dialect import to_sql
+
+
+def top(tree: exp.Expr, host: str) -> exp.Expr:
+    """Rewrite each SELECT TOP … PERCENT | WITH TIES of a T-SQL tree for `host` (see the module docstring); in place."""
+    for select, (percent, ties) in [(s, o) for s in tree.find_all(exp.Select) if (o := _options(s)) is not None]:
+        order = select.args.get("order")
+        written = f"SELECT TOP … {'PERCENT' if percent else ''}{' ' if percent and ties else ''}{'WITH TIES' if ties else ''}"
+        if host != "duckdb":
+            raise BindError(f"{written}: {host} SQL has no such limit; number the rows with {'RANK' if ties else 'ROW_NUMBER'}() OVER (ORDER BY …) in a subquery and filter on it")
+        if ties and order is None:
+            raise BindError(f"{written} needs an ORDER BY: the ties are of the last row in that order")
+        if select.args.get("distinct"):
+            raise BindError(f"{written} over SELECT DISTINCT: take the TOP of a subquery that is the DISTINCT query")
+        count = select.args["limit"].expression
+        ranked = exp.Window(this=exp.Anonymous(this="RANK" if ties else "ROW_NUMBER"), order=_window_order(select, order, written))
+        bound = exp.Ceil(this=exp.Div(this=exp.Mul(this=exp.Window(this=exp.Count(this=exp.Star())), expression=count.copy()), expression=exp.Literal.number("100.0"))) if percent else count.copy()
+        select.set("limit", None)
+        select.set("qualify", exp.Qualify(this=exp.LTE(this=ranked, expression=bound)))
+    return tree
+
+
+def _options(select: exp.Select) -> tuple[bool, bool] | None:
+    """(PERCENT, WITH TIES) of a SELECT TOP that has either, else None."""
+    limit = select.args.get("limit")
+    options = limit.args.get("limit_options") if isinstance(limit, exp.Limit) else None
+    if options is None or not (options.args.get("percent") or options.args.get("with_ties")):
+        return None
+    return bool(options.args.get("percent")), bool(options.args.get("with_ties"))
+
+
+def _window_order(select: exp.Select, order: exp.Order | None, written: str) -> exp.Order | None:
+    """The query's ORDER BY for the window, a position (ORDER BY 2) replaced by the SELECT item it names: in a window a
+    number is a constant."""
+    if order is None:
+        return None
+    window = order.copy()
+    for item in window.expressions:
+        if isinstance(item.this, exp.Literal) and item.this.is_int:
+            position = int(item.this.this)
+            items = select.expressions
+            if not 1 <= position <= len(items) or isinstance(items[position - 1], exp.Star):
+                raise BindError(f"{written} ORDER BY {position}: name the column ({to_sql(order)} has no SELECT item {position} to rank by)")
+            item.set("this", items[position - 1].unalias().copy())
+    return window
