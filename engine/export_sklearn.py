@@ -8,7 +8,9 @@ pipeline's last step) through onnxmltools' converters, registered into skl2onnx.
   ComplementNB: LightGBM and HGB split on double thresholds (in FLOAT, HGB regressors were 8.2 off on unseen rows),
   the two naive Bayes sum large counts' log probabilities (1.4e-4 off in FLOAT), and preprocessing in front of
   XGBoost must run in double before XGBoost's own float32 cast, as it does in Python; in float32 a scaler's
-  rounding moves values across XGBoost's split points (measured: 0.27 off in probability).
+  rounding moves values across XGBoost's split points (measured: 0.27 off in probability). scikit-learn's own trees
+  after preprocessing likewise (a FLOAT scaler + RandomForest was 0.05 off), falling back to FLOAT where skl2onnx
+  cannot write the transformers in DOUBLE.
 - A BOOLEAN sample column is an INT64 input (False 0, True 1): a one-hot encoder's categories then are the
   0 and 1 that a BOOLEAN DATA column casts to, where as strings they were 'False'/'True', which no SQL cast writes.
 """
@@ -31,12 +33,13 @@ MATRIX_INPUT = "X"
 _OPSET = {"": 18, "ai.onnx.ml": 3}  # skl2onnx writes ai.onnx.ml 3 at most; onnxmltools would write 5
 _BOOSTERS = ("xgboost", "lightgbm")
 _DOUBLE_MODELS = ("HistGradientBoostingClassifier", "HistGradientBoostingRegressor", "MultinomialNB", "ComplementNB")
+# scikit-learn's trees split float32 values: fed DOUBLE, their converters first Cast to FLOAT (_float_input)
+_FLOAT32_TREES = tuple(f"{kind}{task}" for kind in ("DecisionTree", "ExtraTree", "ExtraTrees", "RandomForest", "GradientBoosting") for task in ("Classifier", "Regressor"))
 
 
 def convert(estimator: Any, sample: Any, columns: Columns, _library: str) -> Converted:
     """`estimator` converted with its DATA columns and class labels (see export.export)."""
-    from skl2onnx import to_onnx
-    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, Int64TensorType, StringTensorType
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
 
     estimator = _without_passthrough(estimator)
     _check_fitted(estimator)
@@ -45,32 +48,54 @@ def convert(estimator: Any, sample: Any, columns: Columns, _library: str) -> Con
         # measured on held-out rows: a classifier's probability 0.088 off, a regressor 12% off
         raise ExportError(f"skl2onnx's {type(final).__name__} with weights={final.weights!r} does not compute what scikit-learn does: use weights='uniform'")
     booster = type(final).__module__.split(".")[0] in _BOOSTERS
-    double = booster or type(final).__name__ in _DOUBLE_MODELS
-    number = DoubleTensorType if double else FloatTensorType
-    names = None
-    if _has_column_transformer(estimator):
-        if sample is None:
-            raise ExportError(f"{type(estimator).__name__} starts with a ColumnTransformer, which reads columns by name and type: pass sample=<a DataFrame of them>")
-        initial = [(str(n), _column_type(t, number, Int64TensorType, StringTensorType)) for n, t in sample.dtypes.items()]
-    else:
-        names = column_names(_fitted_names(estimator), sample, listed(columns), type(estimator).__name__, getattr(estimator, "n_features_in_", None))
-        initial = [(MATRIX_INPUT, number([None, len(names)]))]
+    tree_pipeline = type(final).__name__ in _FLOAT32_TREES and final is not estimator
+    double = booster or type(final).__name__ in _DOUBLE_MODELS or tree_pipeline
     options = {id(final): {"zipmap": False}} if hasattr(final, "predict_proba") else None
     if booster:
         _register_boosters()
     if type(final).__name__.startswith("HistGradientBoosting"):
         _register_hist_gradient_boosting()
     _register_double_imputer()
+    if tree_pipeline:
+        _register_float32_trees()
+    for number in (DoubleTensorType, FloatTensorType) if tree_pipeline else (DoubleTensorType if double else FloatTensorType,):
+        initial, names = _initial_types(estimator, sample, columns, number)
+        try:
+            model = _to_onnx(estimator, final, initial, options)
+            if tree_pipeline and number is DoubleTensorType:
+                onnx.checker.check_model(model, full_check=True)  # skl2onnx mixes FLOAT and DOUBLE in some transformers
+            break
+        except (ExportError, onnx.checker.ValidationError, onnx.shape_inference.InferenceError):
+            if number is FloatTensorType or not tree_pipeline:
+                raise  # a tree pipeline's transformers skl2onnx cannot write in DOUBLE: FLOAT, as before (rounding may move a split)
+    return Converted(model, _input_columns(model, initial, names), getattr(final, "classes_", None))
+
+
+def _initial_types(estimator: Any, sample: Any, columns: Columns, number: type) -> tuple[list[tuple[str, Any]], list[str] | None]:
+    """skl2onnx's initial types (numbers as `number`), and the [N,k] input's DATA columns (None: one input per column)."""
+    from skl2onnx.common.data_types import Int64TensorType, StringTensorType
+
+    if _has_column_transformer(estimator):
+        if sample is None:
+            raise ExportError(f"{type(estimator).__name__} starts with a ColumnTransformer, which reads columns by name and type: pass sample=<a DataFrame of them>")
+        return [(str(n), _column_type(t, number, Int64TensorType, StringTensorType)) for n, t in sample.dtypes.items()], None
+    names = column_names(_fitted_names(estimator), sample, listed(columns), type(estimator).__name__, getattr(estimator, "n_features_in_", None))
+    return [(MATRIX_INPUT, number([None, len(names)]))], names
+
+
+def _to_onnx(estimator: Any, final: Any, initial: list[tuple[str, Any]], options: dict | None) -> onnx.ModelProto:
+    """skl2onnx's conversion, its failures as ExportErrors."""
+    from skl2onnx import to_onnx
+
     with _hist_gradient_boosting_fixup(), _booster_names_cleared(final), _binary_lda_halved(final):
         try:
-            model = to_onnx(estimator, initial_types=initial, options=options, target_opset=_OPSET)
+            return to_onnx(estimator, initial_types=initial, options=options, target_opset=_OPSET)
         except (ImportError, ExportError):
             raise
         except Exception as e:  # skl2onnx and onnxmltools say "unsupported" with many exception types of their own
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             fix = "export the parts it supports, or convert it yourself and pass the ONNX to export"
             raise ExportError(f"skl2onnx cannot convert {type(estimator).__name__} ({type(e).__name__}: {reason}); {fix}") from e
-    return Converted(model, _input_columns(model, initial, names), getattr(final, "classes_", None))
 
 
 def _without_passthrough(estimator: Any) -> Any:
@@ -166,6 +191,23 @@ def _register_boosters() -> None:
         for cls, shapes in ((lightgbm.LGBMClassifier, calculate_linear_classifier_output_shapes), (lightgbm.LGBMRegressor, calculate_linear_regressor_output_shapes)):
             options = classify if shapes is calculate_linear_classifier_output_shapes else {"split": None}
             update_registered_converter(cls, f"predictsql{cls.__name__}", _float_outputs(shapes), _double_thresholds(convert_lightgbm), options=options)
+
+
+@functools.cache
+def _register_float32_trees() -> None:
+    """skl2onnx's tree converters, fed a Cast to FLOAT of a DOUBLE input, as scikit-learn casts what its pipeline's
+    preprocessing computed in float64: preprocessing in float32 lands on a neighbouring float32 of a value the tree split
+    between (a scaler + RandomForest was 0.05 off in probability on 1 row in 228 held out)."""
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common._registration import get_converter, get_shape_calculator
+    from sklearn import ensemble, tree
+
+    for name in _FLOAT32_TREES:
+        cls = getattr(tree, name, None) or getattr(ensemble, name)
+        alias = f"Sklearn{name}"
+        converter = get_converter(alias)
+        options = converter.get_allowed_options() if hasattr(converter, "get_allowed_options") else None
+        update_registered_converter(cls, alias, _float_outputs(get_shape_calculator(alias)), _float_input(converter), options=options)
 
 
 @functools.cache

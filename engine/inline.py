@@ -380,6 +380,26 @@ def _imputer(args: list, attrs: dict, builder: _Builder, constants: dict) -> lis
     return [tuple(Case(((missing(v), _const(fill)),), v) for v, fill in zip(x, imputed, strict=True))]
 
 
+def _arithmetic(fn: str) -> Rule:
+    """Add, Sub, Mul or Div of a computed tensor and a constant, per column (a scalar or one value per column), how
+    skl2onnx writes a scaler on DOUBLE inputs. On FLOAT the result is rounded to FLOAT: the DOUBLE operation on two
+    FLOAT values, rounded once, is the correctly rounded FLOAT one onnxruntime computes."""
+
+    def rule(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
+        x, operand = args
+        constant = constants.get(operand) if isinstance(operand, str) else None
+        if constant is None or constant.data_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE) or len(constant.dims) > 2 or (len(constant.dims) == 2 and constant.dims[0] != 1):
+            raise NotInlinable(f"{fn} other than of a computed tensor and a FLOAT or DOUBLE constant per column has no SQL form")
+        values = numpy_helper.to_array(constant)
+        per_column = _broadcast([float(v) for v in values.ravel()], len(x), f"{fn} constant")
+        if fn == "div" and 0.0 in per_column:
+            raise NotInlinable("Div by a constant 0 has no SQL form (the engines give NULL where onnxruntime gives ±inf or NaN)")
+        rounded = constant.data_type == onnx.TensorProto.FLOAT
+        return [tuple(Op("round32", (Op(fn, (v, _const(c))),)) if rounded else Op(fn, (v, _const(c))) for v, c in zip(x, per_column, strict=True))]
+
+    return rule
+
+
 def _cast_node(args: list, attrs: dict, builder: _Builder, constants: dict) -> list[tuple[Expr, ...]]:
     """Cast to FLOAT rounds each value (the arithmetic runs in DOUBLE); to DOUBLE it changes nothing, nor to INT64 (of
     integers, or of numbers only a one-hot encoder reads: compile_graph refuses the rest)."""
@@ -477,6 +497,10 @@ _RULES: dict[tuple[str, str], Rule] = {
     (ML_DOMAIN, "Imputer"): _imputer,
     (ML_DOMAIN, "Binarizer"): _binarizer,
     ("", "Cast"): _cast_node,
+    ("", "Add"): _arithmetic("add"),
+    ("", "Sub"): _arithmetic("sub"),
+    ("", "Mul"): _arithmetic("mul"),
+    ("", "Div"): _arithmetic("div"),
     ("", "Gather"): _gather,
     ("", "Identity"): _identity,
     ("", "Concat"): _concat,

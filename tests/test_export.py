@@ -9,6 +9,7 @@ from typing import Any
 
 import duckdb
 import numpy as np
+import onnx
 import pandas as pd
 import pytest
 from sklearn.compose import ColumnTransformer
@@ -65,6 +66,36 @@ def test_linear_discriminant_analysis_equals_scikit_learn(loader: Any) -> None:
     train, test, target = _split(loader)
     model = LinearDiscriminantAnalysis().fit(train, target)
     np.testing.assert_allclose(_probabilities(predictsql.export(model, train), test), model.predict_proba(test), atol=PROBA_TOLERANCE, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["RandomForestClassifier", "GradientBoostingRegressor", "DecisionTreeRegressor"])
+def test_a_tree_after_a_scaler_equals_scikit_learn_on_held_out_rows(name: str) -> None:
+    """scikit-learn scales in float64 and its trees split the float32 rounding of that: the export takes DOUBLE and
+    casts to FLOAT before the trees, where a FLOAT scaler's rounding moved a breast-cancer row across a split (0.05 off)."""
+    from sklearn import ensemble, tree
+
+    cls = getattr(ensemble, name, None) or getattr(tree, name)
+    train, test, target = _split(load_diabetes if name.endswith("Regressor") else load_breast_cancer)
+    model = make_pipeline(StandardScaler(), cls(random_state=0, **({"n_estimators": 20} if name != "DecisionTreeRegressor" else {}))).fit(train, target)
+    scored = predictsql.predict(predictsql.export(model, train), test)
+    if name.endswith("Classifier"):
+        np.testing.assert_allclose(_probabilities(predictsql.export(model, train), test), model.predict_proba(test), atol=PROBA_TOLERANCE, rtol=0)
+        return
+    expected = model.predict(test)
+    np.testing.assert_allclose(scored["variable"].to_numpy().ravel(), expected, rtol=REGRESSION_RTOL, atol=REGRESSION_RTOL * np.abs(expected).max())
+
+
+def test_a_tree_pipeline_skl2onnx_cannot_write_in_double_exports_in_float() -> None:
+    """PolynomialFeatures in DOUBLE mixes FLOAT into a DOUBLE Concat (a model onnxruntime cannot load): such a pipeline
+    is exported in FLOAT, as before, and still scores as scikit-learn does on these rows."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.preprocessing import PolynomialFeatures
+
+    train, test, target = _split(load_breast_cancer)
+    model = make_pipeline(PolynomialFeatures(2), RandomForestClassifier(n_estimators=10, random_state=0)).fit(train, target)
+    exported = predictsql.export(model, train)
+    assert onnx.load_from_string(exported).graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    np.testing.assert_allclose(_probabilities(exported, test), model.predict_proba(test), atol=PROBA_TOLERANCE, rtol=0)
 
 
 @pytest.mark.parametrize("library", ["xgboost", "lightgbm"])

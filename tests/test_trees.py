@@ -208,6 +208,8 @@ def _inline_cases() -> dict[str, tuple[object, str]]:
     import lightgbm
     import xgboost
     from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor, RandomForestClassifier, RandomForestRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
     from sklearn.tree import DecisionTreeRegressor
 
     return {
@@ -220,6 +222,7 @@ def _inline_cases() -> dict[str, tuple[object, str]]:
         "random forest, 3 classes": (RandomForestClassifier(n_estimators=4, max_depth=4, random_state=0), "classes"),
         "lightgbm regressor (missing values track true)": (lightgbm.LGBMRegressor(n_estimators=8, num_leaves=8, max_depth=4, random_state=0, verbose=-1), "regression"),
         "xgboost, 2 classes (DOUBLE input cast to FLOAT, x < t)": (xgboost.XGBClassifier(n_estimators=6, max_depth=3, random_state=0), "binary"),
+        "scaler + gradient boosting (DOUBLE Sub and Div, Cast to FLOAT)": (make_pipeline(StandardScaler(), GradientBoostingClassifier(n_estimators=5, max_depth=3, random_state=0)), "binary"),
     }
 
 
