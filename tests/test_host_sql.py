@@ -9,12 +9,14 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+from sklearn.tree import DecisionTreeClassifier
 
 import predictsql
 from predictsql.engine.errors import BindError, ModelSourceError, NullInputError, PredictSQLError, SQLSyntaxError, TypeMismatchError, UnknownOutputError
 
-from conftest import PROBA_TOLERANCE, assert_scores, duckdb_only, expected_scores, fit, not_none
+from conftest import PROBA_TOLERANCE, assert_scores, duckdb_only, expected_scores, fit, no_stream_on_spark, not_none
 
 DUCKDB_STATEMENTS = [
     "SELECT TIMESTAMP '2020-01-01' AS ts, 'predict' AS w, 'declare @x' AS v",
@@ -153,6 +155,19 @@ def test_decimal_literals_feed_a_float_input(backend, logreg, breast_cancer) -> 
     )
     changed = breast_cancer.table.assign(mean_radius=12.5)
     np.testing.assert_allclose(rows.Score, expected_scores(logreg, changed), atol=PROBA_TOLERANCE)
+
+
+@pytest.mark.parametrize("plan", ["AUTO", "INLINE", "UDF", "STREAM"])
+def test_a_decimal_rounds_to_the_float_nearest_it_under_every_plan(backend, plan: str, request: pytest.FixtureRequest) -> None:
+    """A tree split between float32(3.1) and the next float32 up: DECIMAL 3.1 takes scikit-learn's side (pyarrow's
+    own cast gave the float32 above, the other class)."""
+    no_stream_on_spark(backend, plan, request)
+    below = np.float32(3.1)
+    x = pd.DataFrame({"x": [below, np.nextafter(below, np.float32(np.inf))] * 10})
+    tree = DecisionTreeClassifier(random_state=0).fit(x, [0, 1] * 10)
+    query = f"SELECT p.label FROM PREDICT(MODEL = @m, DATA = (SELECT CAST(3.1 AS DECIMAL(5, 1)) AS x) AS d, PLAN = {plan}) WITH (label BIGINT) AS p"
+    rows = not_none(backend.sql(query, params={"m": predictsql.export(tree, x)}))
+    assert rows.label.tolist() == tree.predict(pd.DataFrame({"x": [3.1]})).tolist() == [0]
 
 
 def test_explain_says_how_each_statement_was_read(con, logreg) -> None:
