@@ -501,6 +501,18 @@ def test_tsql_top_percent_and_ties_on_spark_say_what_to_write(spark) -> None:
         ps.sql(spark, "SELECT TOP 10 PERCENT WITH TIES id FROM [patients] ORDER BY id")
 
 
+def test_spark_data_with_timestamps_the_model_does_not_read_is_scored(spark, forest, breast_cancer) -> None:
+    """A TIMESTAMP column (alone or in a struct) beside the features: its Arrow type needs the session's time zone,
+    without which binding DATA failed with an empty message."""
+    from predictsql.udfs import spark as ps
+
+    spark.createDataFrame(breast_cancer.table).createOrReplaceTempView("patients")
+    data = "(SELECT *, TIMESTAMP'2024-01-01 10:00:00' AS created, named_struct('at', TIMESTAMP'2024-01-02 00:00:00') AS nested FROM patients)"
+    rows = not_none(ps.sql(spark, f"SELECT d.id, d.created, p.Score FROM PREDICT(MODEL = @m, DATA = {data} AS d) WITH (Score FLOAT) AS p", params={"m": forest.onnx})).toPandas()
+    assert len(rows) == len(breast_cancer.table) and rows.created.notna().all()
+    assert_scores(forest, breast_cancer, rows.id, rows.Score)
+
+
 def test_spark_syntax_keeps_its_meaning_around_predict(spark, forest, breast_cancer) -> None:
     from predictsql.udfs import spark as ps
 

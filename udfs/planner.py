@@ -231,7 +231,7 @@ class Planner:
         except PredictSQLError:
             raise
         except Exception as e:  # the engine's own error type
-            raise BindError(f"PREDICT DATA {to_sql(call.data, self.engine.dialect)} ({call.label}) fails: {_first_lines(str(e))}") from e
+            raise BindError(f"PREDICT DATA {to_sql(call.data, self.engine.dialect)} ({call.label}) fails: {_first_lines(str(e)) or type(e).__name__}") from e
         plan = script.scoring_plan(call, schema, model)
         keep = self._carried(plan)
         if keep is not None:

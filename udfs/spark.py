@@ -262,7 +262,8 @@ class SparkEngine:
         self.temporary = temporary
 
     def schema(self, sql: str) -> pa.Schema:
-        return to_arrow_schema(self.spark.sql(sql).schema)
+        """The Arrow schema of a query's rows, TIMESTAMPs in the session's time zone (as Arrow batches carry them)."""
+        return to_arrow_schema(self.spark.sql(sql).schema, timezone=self.spark.conf.get("spark.sql.session.timeZone"))
 
     def rows(self, sql: str) -> list[tuple]:
         return [tuple(bytes(v) if isinstance(v, bytearray) else v for v in row) for row in self.spark.sql(sql).take(2)]
