@@ -10,16 +10,19 @@ from sqlglot import exp
 from predictsql.engine.errors import BindError
 from predictsql.sql.dialect import DescribeModel, PredictTable, to_sql
 
-DECLARE, SET_VARIABLES, DESCRIBE_MODEL, CREATE_VIEW, DROP_VIEW, OTHER = "declare", "set", "describe model", "create view", "drop view", "other"
-VARIABLES = (DECLARE, SET_VARIABLES)  # the statements that give variables values
+DECLARE, SET_VARIABLES, SELECT_VARIABLES = "declare", "set", "select variables"
+DESCRIBE_MODEL, CREATE_VIEW, DROP_VIEW, OTHER = "describe model", "create view", "drop view", "other"
+VARIABLES = (DECLARE, SET_VARIABLES, SELECT_VARIABLES)  # the statements that give variables values
 
 
 def kind(tree: exp.Expr) -> str:
-    """DECLARE, SET @variables, DESCRIBE MODEL, CREATE VIEW, DROP VIEW, or any OTHER statement."""
+    """DECLARE, SET @variables, SELECT @variables, DESCRIBE MODEL, CREATE VIEW, DROP VIEW, or any OTHER statement."""
     if isinstance(tree, exp.Declare):
         return DECLARE
     if isinstance(tree, exp.Set) and tree.expressions and all(_assigned(item) is not None for item in tree.expressions):
         return SET_VARIABLES
+    if isinstance(tree, exp.Select) and tree.expressions and all(isinstance(e, exp.EQ) and isinstance(e.this, exp.Parameter) for e in tree.expressions):
+        return SELECT_VARIABLES
     if isinstance(tree, DescribeModel):
         return DESCRIBE_MODEL
     if isinstance(tree, (exp.Create, exp.Drop)) and str(tree.args.get("kind", "")).upper() == "VIEW":
@@ -47,6 +50,13 @@ def declared(statement: exp.Expr) -> list[Declared]:
         target = item.this[0] if isinstance(item.this, list) else item.this  # sqlglot keeps the parameter in a list
         items.append(_declared(target.name.lower(), item.args.get("default"), "DECLARE"))
     return items
+
+
+def selected(statement: exp.Select) -> tuple[list[str], exp.Select]:
+    """T-SQL's SELECT @a = x, @b = y FROM …: the variables, and the query of their values (in their order)."""
+    query = statement.copy()
+    query.set("expressions", [item.expression for item in query.expressions])
+    return [item.this.name.lower() for item in statement.expressions], query
 
 
 def _assigned(item: exp.Expr) -> tuple[str, exp.Expr] | None:

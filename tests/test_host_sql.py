@@ -316,6 +316,27 @@ def test_a_declared_variable_without_a_value_is_a_null_model(con) -> None:
         con.sql("SELECT * FROM PREDICT(MODEL = @e, DATA = patients) AS p")
 
 
+def test_select_assigns_variables_and_a_declare_may_read_predict(backend, logreg, breast_cancer) -> None:
+    """T-SQL's SELECT @v = … FROM … takes the last row's values (no row leaves the variable be), as the Synapse idiom
+    SELECT @model = model FROM models WHERE … does; a DECLARE's subquery may read PREDICT. Before, @n = COUNT(*) was a
+    comparison and the DECLARE a ModelSourceError."""
+    count = backend.sql("DECLARE @n INT = 0; SELECT @n = COUNT(*) FROM patients; SELECT @n AS n")
+    assert not_none(count).n.tolist() == [len(breast_cancer.table)]
+    rows = not_none(backend.sql(
+        "DECLARE @m VARBINARY(MAX); SELECT @m = model FROM models WHERE id = 1; "
+        "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p"
+    ))
+    assert_scores(logreg, breast_cancer, rows.id, rows.Score)
+    mean = not_none(backend.sql(
+        "DECLARE @m VARBINARY(MAX) = (SELECT model FROM models WHERE id = 1), @k INT = 5; "
+        "DECLARE @mean FLOAT = (SELECT AVG(p.Score) FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p); "
+        "SELECT @k = id FROM patients WHERE id < 0; SELECT @mean AS mean, @k AS k"
+    ))
+    assert abs(mean["mean"][0] - expected_scores(logreg).mean()) < PROBA_TOLERANCE and mean.k.tolist() == [5]
+    with pytest.raises(BindError, match="variable @never is not declared"):
+        backend.sql("SELECT @never = 1")
+
+
 @pytest.mark.parametrize(
     ("sql", "error", "message"),
     [

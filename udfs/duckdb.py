@@ -40,7 +40,7 @@ from predictsql.udfs.duckdb_relations import Relations
 from predictsql.udfs.plan_cache import PlanCache
 from predictsql.udfs.planner import Bound, Planner, Settings
 from predictsql.udfs.result import Result
-from predictsql.udfs.statements import run_script
+from predictsql.udfs.statements import run_script, values_query
 
 VIEWS_TABLE = "predictsql.views"
 DEFAULT_WORKERS = os.cpu_count() or 1
@@ -157,7 +157,7 @@ class Connection:
             planner = Planner(engine, variables, self.settings)
             tree = self.prepare(statement.tree) if statement.names_default_schema else statement.tree
             if kind(tree) in VARIABLES:
-                script.declare(tree, variables, planner.run_query)
+                script.declare(tree, variables, values_query(self, variables))
                 continue
             if kind(tree) == DESCRIBE_MODEL:  # predictsql's own statement: no DuckDB SQL, no PREDICT to plan
                 statements.append((statement.reading, to_sql(tree, DIALECT), ()))
@@ -240,6 +240,10 @@ class Connection:
                 raise
             finally:
                 engine.close()
+
+    def query(self, query: exp.Query, planner: Planner) -> list[tuple]:
+        result = self.run(query, planner)
+        return result.fetchall() if result is not None else []
 
     def _drop_views(self, statement: exp.Expr) -> exp.Expr | None:
         """A DROP VIEW's PREDICT views removed from the file; the statement for DuckDB's own views left, if any."""

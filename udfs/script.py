@@ -14,12 +14,12 @@ from sqlglot import exp
 
 from predictsql.engine import sessions
 from predictsql.engine.binding import NULLS_ERROR, OutputRequest, ScoringPlan, bind
-from predictsql.engine.errors import BindError, ModelSourceError
+from predictsql.engine.errors import BindError, ModelSourceError, PredictSQLError
 from predictsql.engine.sessions import Model, SessionOptions
 from predictsql.engine.sources import Resolve
 from predictsql.sql.bind import described_model
 from predictsql.sql.plan import LITERAL, QUERY, VARIABLE, ModelRef, Output, PredictCall, Relation
-from predictsql.sql.statements import SET_VARIABLES, declared, kind
+from predictsql.sql.statements import SELECT_VARIABLES, SET_VARIABLES, declared, kind, selected
 from predictsql.udfs.describe import describe
 
 RunQuery = Callable[[exp.Query], list[tuple]]
@@ -35,8 +35,10 @@ def params(values: Mapping[str, object] | None) -> dict[str, object]:
 
 
 def declare(statement: exp.Expr, variables: dict[str, object], run: RunQuery) -> list[str]:
-    """Evaluate DECLARE @name TYPE [= value | = (SELECT ...)], or SET @name = … (declared already, as in T-SQL),
-    into `variables`, item by item (a later item may read an earlier one); the names it gave values."""
+    """Evaluate DECLARE @name TYPE [= value | = (SELECT ...)], or SET @name = … or SELECT @name = … FROM … (declared
+    already, as in T-SQL), into `variables`, item by item (a later item may read an earlier one); the names it gave values."""
+    if kind(statement) == SELECT_VARIABLES and isinstance(statement, exp.Select):
+        return _select_variables(statement, variables, run)
     assign, names = kind(statement) == SET_VARIABLES, []
     for item in declared(statement):
         if assign and item.name not in variables:
@@ -53,11 +55,30 @@ def declare(statement: exp.Expr, variables: dict[str, object], run: RunQuery) ->
     return names
 
 
+def _select_variables(statement: exp.Select, variables: dict[str, object], run: RunQuery) -> list[str]:
+    """SELECT @a = x, … FROM …, as T-SQL runs it: each variable takes its value in the last row; no row leaves them be."""
+    names, query = selected(statement)
+    undeclared = [name for name in names if name not in variables]
+    if undeclared:
+        raise BindError(f"SELECT @{undeclared[0]} = …: variable @{undeclared[0]} is not declared; DECLARE @{undeclared[0]} ... first")
+    try:
+        rows = run(query)
+    except PredictSQLError:
+        raise
+    except Exception as e:  # the engine's own error type
+        raise BindError(f"SELECT {', '.join('@' + n for n in names)} = … fails: {e}") from e
+    if rows:
+        variables.update(zip(names, rows[-1], strict=True))
+    return names
+
+
 def scalar(query: exp.Query, run: RunQuery, what: str, variable: bool = False) -> object:
     """The one value of a scalar subquery, or a ModelSourceError (several rows or columns; no row, except for a
     variable's DECLARE … = (SELECT …), which T-SQL sets to NULL then)."""
     try:
         rows = run(query)
+    except PredictSQLError:
+        raise
     except Exception as e:  # the engine's own error type
         raise ModelSourceError(f"{what} fails: {e}") from e
     holds = "a variable holds one value" if variable else "it must return exactly one model"

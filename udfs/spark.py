@@ -140,6 +140,11 @@ class SparkRunner:
         finally:
             self.temporary.drop()
 
+    def query(self, query: exp.Query, planner: Planner) -> list[tuple]:
+        frame = self.run(query, planner)
+        with errors():
+            return [tuple(bytes(v) if isinstance(v, bytearray) else v for v in row) for row in frame.collect()] if frame is not None else []
+
     def _create_view(self, statement: exp.Expr, created: View, sql: str) -> None:
         """A view over PREDICT as a temp view of the statement's DataFrame (a GLOBAL one in global_temp): a view in the
         catalog would keep the query's text, whose per-statement scoring function is dropped. An existing view is

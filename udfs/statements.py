@@ -43,6 +43,9 @@ class Runner(Protocol[R_co]):
     def run(self, tree: exp.Expr, planner: Planner) -> R_co | None:
         """Plan and run a statement (or keep a view of it); its rows when it yields rows."""
 
+    def query(self, query: exp.Query, planner: Planner) -> list[tuple]:
+        """Plan and run a query (a variable's value); its rows as tuples."""
+
 
 def run_script(runner: Runner[R], statements: Iterable[Statement], variables: dict[str, object], persisted: dict[str, object]) -> R | None:
     """Run statements in order; the rows of the last one that yields rows. DECLAREs go into `variables` and `persisted`."""
@@ -59,8 +62,14 @@ def run_statement(runner: Runner[R], statement: Statement, variables: dict[str, 
     planner = Planner(runner.engine(), variables, runner.settings)  # one per statement: a URI names one version throughout
     tree = runner.prepare(statement.tree) if statement.names_default_schema else statement.tree
     if kind(tree) in VARIABLES:
-        persisted.update({name: variables[name] for name in script.declare(tree, variables, planner.run_query)})
+        persisted.update({name: variables[name] for name in script.declare(tree, variables, values_query(runner, variables))})
         return None
     if kind(tree) == DESCRIBE_MODEL:
         return runner.rows(script.describe_model(tree, variables, planner.run_query, planner.resolve, runner.settings.session_options))
     return runner.run(tree, planner)
+
+
+def values_query(runner: Runner[R], variables: dict[str, object]) -> script.RunQuery:
+    """How a DECLARE, SET or SELECT @v = … reads its values: each query planned and run as a statement is, so it may read
+    PREDICT and stored views of it."""
+    return lambda query: runner.query(query, Planner(runner.engine(), variables, runner.settings))
