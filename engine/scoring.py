@@ -184,7 +184,13 @@ class Scorer:
             array = pa.array(np.ascontiguousarray(value[:, out.pick]))
         else:
             array = pa.array(value.reshape(-1))
-        return array if array.type == out.arrow_type else pc.cast(array, out.arrow_type)
+        if array.type == out.arrow_type:
+            return array
+        try:
+            return pc.cast(array, out.arrow_type)
+        except pa.ArrowInvalid as e:  # a narrower integer than the model's values (WITH (label TINYINT) of label 300)
+            natural = sql_name(array.type.value_type if out.as_list else array.type)
+            raise ScoringError(f"PREDICT output {out.name} ({self.plan.model.display}) has a value {sql_name(out.arrow_type)} cannot hold ({e}): declare it {natural} in WITH") from e
 
 
 def _decimal_floats(column: pa.Array) -> np.ndarray:

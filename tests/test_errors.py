@@ -151,6 +151,25 @@ def test_a_regressor_value_beyond_float_range_is_infinity_as_onnxruntime_gives(b
     np.testing.assert_allclose(rows.y.to_numpy(np.float64), expected.astype(np.float64), rtol=1e-6)
 
 
+@pytest.mark.parametrize("plan", ["STREAM", "UDF"])
+def test_a_label_wider_than_its_with_type_is_a_scoring_error(backend, plan: str, request: pytest.FixtureRequest) -> None:
+    """Labels 0, 300 and 70000 into WITH (label TINYINT): a ScoringError naming the output and the type to declare (it
+    was pyarrow's raw ArrowInvalid, inside DuckDB's error); the labels fit BIGINT, as scikit-learn predicts them."""
+    from sklearn.linear_model import LogisticRegression
+
+    no_stream_on_spark(backend, plan, request)
+    sample = pd.DataFrame({"x": np.arange(30, dtype=np.float32)})
+    labels = np.repeat([0, 300, 70000], 10)
+    classifier = LogisticRegression(max_iter=1000).fit(sample, labels)
+    model = predictsql.export(classifier, sample)
+    backend.load("ranked", sample.assign(id=range(30)))
+    query = f"SELECT d.id, p.label FROM PREDICT(MODEL = @m, DATA = ranked AS d, PLAN = {plan}) WITH (label {{type}}) AS p ORDER BY d.id"
+    with pytest.raises(ScoringError, match=r"output label .* has a value TINYINT cannot hold .*: declare it BIGINT in WITH"):
+        backend.sql(query.format(type="TINYINT"), params={"m": model})
+    rows = not_none(backend.sql(query.format(type="BIGINT"), params={"m": model}))
+    assert rows.label.tolist() == classifier.predict(sample).tolist() and set(rows.label) == {0, 300, 70000}
+
+
 @pytest.mark.parametrize(("kind", "column"), [("regressor", "age"), ("regressor", "s6"), ("classifier", "s6")])
 def test_a_null_reaching_an_inline_linear_model_names_its_column(backend, kind: str, column: str) -> None:
     """A scaled linear regressor (its value) or logistic regression (its probability, 1 / (1 + exp(-s))) tests NULL once,
