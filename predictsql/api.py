@@ -96,12 +96,11 @@ def register(con: Any, name: str, model: Any, outputs: Sequence[str] | None = No
         spark.register(con, name, model, outputs, registry_uri)
         return
     if isinstance(con, Connection):
-        lookups, options, target = con.settings.lookups, con.settings.session_options, con.duckdb
+        con.register(name, con.resolve(model, f"'{name}'"), outputs)
     elif not isinstance(con, duckdb.DuckDBPyConnection):
         raise PredictSQLError(f"register() takes a predictsql connection, a duckdb connection or a SparkSession, not {type(con).__name__}")
     else:
-        lookups, options, target = MlflowRegistry(registry_uri).lookups, sessions.SessionOptions(), con
-    duckdb_engine.register(target, name, Resolver(lookups)(model, f"'{name}'"), outputs, options)
+        duckdb_engine.register(con, name, Resolver(MlflowRegistry(registry_uri).lookups)(model, f"'{name}'"), outputs, sessions.SessionOptions())
 
 
 def argument_names(model: Any, registry_uri: str | None = None) -> list[str]:

@@ -240,6 +240,18 @@ def test_models_as_functions_in_plain_sql(backend, logreg, breast_cancer) -> Non
     np.testing.assert_allclose([b["Score"] for b in rows.both], expected_scores(logreg), atol=PROBA_TOLERANCE)
 
 
+@duckdb_only("Spark has no predictsql connection: its registered functions run in Spark's own SQL")
+def test_a_registered_functions_null_is_a_null_input_error_on_a_predictsql_connection(backend, logreg) -> None:
+    """On a predictsql connection a registered function's failure is predictsql's error, as PREDICT's is (it was DuckDB's
+    InvalidInputException carrying the message as text), and the connection goes on."""
+    predictsql.register(backend.target, "malignancy", logreg.onnx, outputs=["Score"])
+    args = ", ".join(predictsql.argument_names(logreg.onnx))
+    with pytest.raises(NullInputError, match=r"PREDICT input 'mean_radius'.* is NULL in 1 of the \d+ rows of one call"):
+        backend.target.sql(f"SELECT malignancy({args.replace('mean_radius', 'CASE WHEN id = 3 THEN NULL ELSE mean_radius END', 1)}) FROM patients")
+    rows = not_none(backend.target.sql(f"SELECT id, malignancy({args}) AS s FROM patients ORDER BY id")).df()
+    np.testing.assert_allclose(rows.s, expected_scores(logreg), atol=PROBA_TOLERANCE)
+
+
 @duckdb_only("a plain duckdb connection is DuckDB's own")
 def test_register_on_a_plain_duckdb_connection(backend, db_path, logreg, forest, breast_cancer) -> None:
     """A duckdb connection that never saw predictsql scores a model by name, replaced when registered again."""

@@ -15,7 +15,7 @@ import copy
 import functools
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -33,7 +33,7 @@ from predictsql.sql.dialect import parse, pretty, scores, to_sql
 from predictsql.sql.reading import read
 from predictsql.sql.rewrite import Context, apply, expand_views, map_default_schema
 from predictsql.sql.statements import CREATE_VIEW, DESCRIBE_MODEL, DROP_VIEW, VARIABLES, identifier, kind, reads_predict, view
-from predictsql.udfs import script
+from predictsql.udfs import duckdb_engine, script
 from predictsql.udfs.duckdb_catalog import ModelCatalog
 from predictsql.udfs.duckdb_engine import DIALECT, DuckDBEngine, FunctionBody, abort_transaction, interrupts, own_schema
 from predictsql.udfs.duckdb_relations import Relations
@@ -112,6 +112,7 @@ class Connection:
         self._plans = PlanCache()  # its own: one per thread
         self.settings = replace(settings, lookups={**self.registry.lookups, "catalog": self.models.lookup}, plans=self._plans)
         self._held: dict[str, FunctionBody] = {}  # scoring functions kept registered for kept plans (DuckDBEngine.keep)
+        self._registered: dict[str, list[BaseException]] = {}  # register()'s functions: the errors each call raised
         self._relations = Relations(con)  # kept plans' statements, bound once
         self._views: dict[str, exp.Expr] = {}
         self._lock = threading.RLock()
@@ -193,8 +194,21 @@ class Connection:
 
     def execute(self, sql: str) -> Result | None:
         """Run one statement; its rows, fully computed, when it yields rows (queries, PIVOT, DESCRIBE, SHOW, EXPLAIN,
-        CALL, RETURNING, ...), None when it only acts (DuckDB's one-row Count or Success)."""
-        return self._rows(self.duckdb.sql(sql), sql)
+        CALL, RETURNING, ...), None when it only acts (DuckDB's one-row Count or Success). A registered function's
+        failure is raised again as its predictsql error (DuckDB reports it as its own, in text)."""
+        for errors in self._registered.values():
+            errors.clear()
+        try:
+            return self._rows(self.duckdb.sql(sql), sql)
+        except duckdb.Error as e:
+            kept = next((error for errors in self._registered.values() for error in errors if isinstance(error, PredictSQLError)), None)
+            if kept is None:
+                raise
+            raise kept from e
+
+    def register(self, name: str, source: ModelSource, outputs: Sequence[str] | None) -> None:
+        """`name(col, ...)` as a function of this connection's SQL (duckdb_engine.register), its errors predictsql's here."""
+        self._registered[name.lower()] = duckdb_engine.register(self.duckdb, name, source, outputs, self.settings.session_options)
 
     def _rows(self, relation: duckdb.DuckDBPyRelation, sql: str) -> Result | None:
         """A statement's relation read: its rows, or None when the statement only acts."""

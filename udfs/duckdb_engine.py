@@ -260,19 +260,21 @@ def abort_transaction(con: duckdb.DuckDBPyConnection, error: BaseException) -> N
             con.execute(f"SELECT error({string_literal(f'predictsql: {type(error).__name__}: {error}')})").fetchall()
 
 
-def register(con: duckdb.DuckDBPyConnection, name: str, source: ModelSource, outputs: Sequence[str] | None, options: SessionOptions) -> None:
+def register(con: duckdb.DuckDBPyConnection, name: str, source: ModelSource, outputs: Sequence[str] | None, options: SessionOptions) -> list[BaseException]:
     """Make `name(arg, ...)` callable from any DuckDB SQL on `con`: arguments bind by position to the model's inputs
-    (argument_schema), one output returns a scalar, several a STRUCT; registering a name again replaces it."""
+    (argument_schema), one output returns a scalar, several a STRUCT; registering a name again replaces it. Returns the
+    list its calls' errors go to."""
     model = sessions.load(source, options)
     # FLOAT inputs take DOUBLE arguments: DuckDB widens any number to DOUBLE implicitly, never to FLOAT
     arguments = pa.schema([pa.field(f.name, pa.float64() if f.type == pa.float32() else f.type) for f in argument_schema(model)])
     plan = bind(arguments, model, [OutputRequest(o) for o in outputs] if outputs else None)
-    body = FunctionBody(Scorer(plan, propagate=None, positions=False), [], len(plan.data_schema))  # errors surface as DuckDB's own: no statement of ours to raise them
+    body = FunctionBody(Scorer(plan, propagate=None, positions=False), [], len(plan.data_schema))  # on a plain connection, errors surface as DuckDB's own
     one = len(plan.outputs) == 1
     with contextlib.suppress(duckdb.InvalidInputException):  # not registered yet
         con.remove_function(name)
     parameters: list[Any] = [sql_name(f.type) for f in plan.data_schema]
     _create(con, name, _first_field(body) if one else body, parameters, sql_name(plan.outputs[0].arrow_type) if one else _struct(plan))
+    return body.errors
 
 
 def _struct(plan: ScoringPlan) -> str:
