@@ -30,7 +30,7 @@ def referenced_columns(tree: exp.Expr) -> set[str] | None:
         if isinstance(node, exp.Column):
             if not node.table and node.name.lower() in aliases:
                 return None  # a whole row read by its alias (DuckDB: SELECT p FROM ... AS p)
-            names.add(node.name.lower())
+            names.update(part.lower() for part in (node.name, node.table, node.db) if part)  # st.a and d.st.a read struct column st
     return names
 
 

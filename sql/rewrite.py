@@ -149,6 +149,9 @@ def _rewrite_columns(select: exp.Select, alias: str, relation: Relation, data_al
     renamed = {o.name.lower(): o for o in relation.outputs if o.field != o.name}
     if predict_alias:  # without one, the DATA alias names the relation: d.x reads either
         _refuse_ambiguous(select, relation, predict_alias, data_alias)
+    for column in list(select.find_all(exp.Column)):  # d.st.a, a field of struct column st, which sqlglot reads as table st of schema d
+        if column.db.lower() in names and not column.catalog and _resolves_here(column, select, column.db.lower()):
+            column.replace(exp.Dot(this=exp.column(column.args["table"], table=column.args["db"]), expression=column.this))
     for column in list(select.find_all(exp.Column)):
         qualifier = column.table.lower()
         if qualifier not in names or isinstance(column.this, exp.Star) or not _resolves_here(column, select, qualifier):

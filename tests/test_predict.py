@@ -221,6 +221,22 @@ def test_insert_select_create_table_as_and_select_into(backend, logreg, breast_c
         assert_scores(logreg, breast_cancer, rows.id, rows.s)
 
 
+def test_a_struct_field_of_data_reads_through_the_alias_and_unqualified(backend, logreg, breast_cancer) -> None:
+    """d.st.a (which sqlglot reads as table st of schema d) and st.a read field a of DATA's struct column st, in the
+    select list and WHERE, as the engine reads them without PREDICT: both failed, and st was dropped from DATA."""
+    struct = "named_struct('a', mean_radius)" if backend.name == "spark" else "{'a': mean_radius}"
+    data = f"(SELECT *, {struct} AS st FROM patients)"
+    rows = not_none(backend.sql(
+        f"SELECT d.id, d.st.a AS a, st.a AS b, p.Score FROM PREDICT(MODEL = @m, DATA = {data} AS d) WITH (Score FLOAT) AS p WHERE d.st.a > 15 ORDER BY d.id",
+        params={"m": logreg.onnx},
+    ))
+    expected = breast_cancer.table[breast_cancer.table.mean_radius > 15]
+    assert rows.id.tolist() == expected.id.tolist() and len(rows) > 50
+    np.testing.assert_array_equal(rows.a, expected.mean_radius)
+    np.testing.assert_array_equal(rows.b, expected.mean_radius)
+    assert_scores(logreg, breast_cancer, rows.id, rows.Score)
+
+
 def test_declared_variables_persist_across_calls(backend, logreg, breast_cancer) -> None:
     backend.sql("DECLARE @kept VARBINARY(MAX) = (SELECT model FROM models WHERE id = 1)")
     rows = backend.sql("SELECT d.id, p.Score FROM PREDICT(MODEL = @kept, DATA = patients AS d) WITH (Score FLOAT) AS p")
