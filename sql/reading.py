@@ -24,7 +24,7 @@ from sqlglot.tokens import Token, TokenType
 from predictsql.engine.errors import BindError, SQLSyntaxError
 from predictsql.sql.dialect import DIALECTS, NAME_TOKENS, PredictTable, parse
 from predictsql.sql.rewrite import names_default_schema
-from predictsql.sql.tsql import top
+from predictsql.sql.tsql import adapt
 
 TSQL = "tsql"
 HOSTS = ("duckdb", "spark")
@@ -118,8 +118,8 @@ def _parse_host(text: str, host: str, dialect: str | None, offset: int) -> list[
 
 
 def _parse_tsql(text: str, host: str, offset: int) -> list[exp.Expr]:
-    """T-SQL statements as `host` reads them (TOP … PERCENT and WITH TIES included: sql/tsql.py)."""
-    return [top(tree, host) for tree in parse(text, TSQL, offset)]
+    """T-SQL statements as `host` should run them (TOP … PERCENT, WITH TIES, FOR JSON: sql/tsql.py)."""
+    return [adapt(tree, host) for tree in parse(text, TSQL, offset)]
 
 
 def _tokens(script: str, dialect: str) -> list[Token]:

@@ -1,4 +1,6 @@
-"""T-SQL's TOP as the host engine reads it: `TOP n PERCENT` rounds up, `WITH TIES` keeps the rows tied with the last.
+"""T-SQL forms the host engine would read otherwise: `TOP n PERCENT` rounds up, `WITH TIES` keeps the rows tied with
+the last, `FOR JSON` / `FOR XML`, which sqlglot drops with a warning, are refused, and `OPTION (…)` query hints are
+dropped (quietly: they change no result).
 
 sqlglot prints both as LIMIT clauses DuckDB reads otherwise (`LIMIT 10 PERCENT` rounds down: 9 of 95 rows where SQL
 Server returns 10) or not at all (`LIMIT 5 WITH TIES`). On DuckDB they become a QUALIFY in the query's own order:
@@ -17,9 +19,22 @@ from sqlglot import exp
 from predictsql.engine.errors import BindError
 from predictsql.sql.dialect import to_sql
 
+_TO_JSON = {"duckdb": "DuckDB's to_json(…) or COPY … TO 'f.json'", "spark": "Spark's to_json(struct(…))"}
 
-def top(tree: exp.Expr, host: str) -> exp.Expr:
-    """Rewrite each SELECT TOP … PERCENT | WITH TIES of a T-SQL tree for `host` (see the module docstring); in place."""
+
+def adapt(tree: exp.Expr, host: str) -> exp.Expr:
+    """A T-SQL tree as `host` should run it (see the module docstring); in place."""
+    clause = next((s.args["for_"] for s in tree.find_all(exp.Select) if s.args.get("for_")), None)
+    if clause is not None:
+        written = " ".join(to_sql(c, "tsql") for c in (clause if isinstance(clause, list) else [clause]))
+        raise BindError(f"{written}: T-SQL's rows as one JSON or XML text have no {host} form; select the rows and convert them ({_TO_JSON.get(host, 'to_json')})")
+    for select in tree.find_all(exp.Select):
+        select.set("options", None)  # OPTION (MAXDOP 1, LABEL = …): SQL Server's query hints, which no host takes
+    return _top(tree, host)
+
+
+def _top(tree: exp.Expr, host: str) -> exp.Expr:
+    """Rewrite each SELECT TOP … PERCENT | WITH TIES for `host`."""
     for select, (percent, ties) in [(s, o) for s in tree.find_all(exp.Select) if (o := _options(s)) is not None]:
         order = select.args.get("order")
         written = f"SELECT TOP … {'PERCENT' if percent else ''}{' ' if percent and ties else ''}{'WITH TIES' if ties else ''}"

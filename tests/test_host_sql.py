@@ -115,11 +115,18 @@ def test_tsql_top_percent_rounds_up_and_with_ties_keeps_the_ties(con, forest, br
         ("SELECT TOP 3 WITH TIES id FROM dbo.patients", "needs an ORDER BY"),
         ("SELECT DISTINCT TOP 10 PERCENT target FROM dbo.patients ORDER BY target", "take the TOP of a subquery"),
         ("SELECT TOP 3 WITH TIES * FROM dbo.patients ORDER BY 2", "name the column"),
+        ("SELECT TOP 3 id FROM dbo.patients FOR JSON PATH", r"FOR JSON PATH: T-SQL's rows as one JSON or XML text have no duckdb form"),
     ],
 )
-def test_tsql_top_forms_duckdb_cannot_mean_are_refused(con, sql: str, message: str) -> None:
+def test_tsql_forms_duckdb_cannot_mean_are_refused(con, sql: str, message: str) -> None:
+    """Each would have run with another meaning: FOR JSON was dropped (plain rows, and a warning)."""
     with pytest.raises(BindError, match=message):
         con.sql(sql)
+
+
+def test_tsql_query_hints_change_nothing(con) -> None:
+    query = "SELECT TOP 3 id FROM dbo.patients ORDER BY id DESC"
+    assert not_none(con.sql(query + " OPTION (MAXDOP 1, LABEL = 'nightly')")).fetchall() == not_none(con.sql(query)).fetchall()
 
 
 def test_tsql_temp_tables_select_into_and_dbo_in_declare(con, forest, breast_cancer) -> None:
