@@ -180,8 +180,10 @@ def _explained_tokens(tokens: list[Token], dialect: str) -> list[Token]:
 
 
 def _tsql_only(tokens: list[Token]) -> bool:
-    """T-SQL forms no host reads: `#temp` names, `SELECT TOP n`, `[bracketed]` table names."""
+    """T-SQL forms no host reads: `#temp` names, `SELECT TOP n`, `[bracketed]` table names, CROSS / OUTER APPLY."""
     for before, token, after in _neighbours(tokens):
+        if token.token_type == TokenType.APPLY and before is not None and before.token_type in (TokenType.CROSS, TokenType.OUTER):
+            return True
         if token.token_type == TokenType.HASH and after is not None and after.token_type in NAME_TOKENS and after.start == token.end + 1:
             return True
         if token.text.upper() == "TOP" and before is not None and before.token_type in (TokenType.SELECT, TokenType.DISTINCT):

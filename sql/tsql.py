@@ -1,6 +1,6 @@
 """T-SQL forms the host engine would read otherwise: `TOP n PERCENT` rounds up, `WITH TIES` keeps the rows tied with
-the last, `FOR JSON` / `FOR XML`, which sqlglot drops with a warning, are refused, and `OPTION (…)` query hints are
-dropped (quietly: they change no result).
+the last, `FOR JSON` / `FOR XML`, which sqlglot drops with a warning, are refused, `OPTION (…)` query hints are
+dropped (quietly: they change no result), and CROSS / OUTER APPLY are CROSS / LEFT JOIN LATERAL … ON TRUE.
 
 sqlglot prints both as LIMIT clauses DuckDB reads otherwise (`LIMIT 10 PERCENT` rounds down: 9 of 95 rows where SQL
 Server returns 10) or not at all (`LIMIT 5 WITH TIES`). On DuckDB they become a QUALIFY in the query's own order:
@@ -30,6 +30,15 @@ def adapt(tree: exp.Expr, host: str) -> exp.Expr:
         raise BindError(f"{written}: T-SQL's rows as one JSON or XML text have no {host} form; select the rows and convert them ({_TO_JSON.get(host, 'to_json')})")
     for select in tree.find_all(exp.Select):
         select.set("options", None)  # OPTION (MAXDOP 1, LABEL = …): SQL Server's query hints, which no host takes
+    for join in tree.find_all(exp.Join):  # CROSS / OUTER APPLY: sqlglot prints [LEFT] JOIN LATERAL without ON, which DuckDB refuses
+        lateral = join.this
+        if isinstance(lateral, exp.Lateral) and lateral.args.get("cross_apply") is not None:
+            if lateral.args["cross_apply"]:
+                join.set("kind", "CROSS")
+            else:
+                join.set("side", "LEFT")
+                join.set("on", exp.true())
+            lateral.set("cross_apply", None)
     return _top(tree, host)
 
 

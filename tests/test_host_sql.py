@@ -124,6 +124,21 @@ def test_tsql_forms_duckdb_cannot_mean_are_refused(con, sql: str, message: str) 
         con.sql(sql)
 
 
+def test_tsql_cross_and_outer_apply_join_each_row_to_its_subquery(con, logreg, breast_cancer) -> None:
+    """CROSS APPLY over PREDICT and OUTER APPLY (NULLs where the subquery has no row), counted here in pandas: sqlglot
+    wrote both as a JOIN LATERAL without ON, which DuckDB refuses."""
+    table = breast_cancer.table.set_index("id")
+    rows = not_none(con.sql(
+        "SELECT TOP 5 d.id, p.Score, q.n FROM PREDICT(MODEL = @m, DATA = dbo.patients AS d) WITH (Score FLOAT) AS p "
+        "CROSS APPLY (SELECT COUNT(*) AS n FROM dbo.patients e WHERE e.mean_radius > d.mean_radius) AS q ORDER BY d.id",
+        params={"m": logreg.onnx},
+    )).df()
+    assert rows.n.tolist() == [int((table.mean_radius > table.mean_radius[i]).sum()) for i in rows.id]
+    assert_scores(logreg, breast_cancer, rows.id, rows.Score)
+    outer = not_none(con.sql("SELECT d.id, q.x FROM dbo.patients AS d OUTER APPLY (SELECT e.id AS x FROM dbo.patients e WHERE e.id = d.id + 560) AS q ORDER BY d.id")).df()
+    assert len(outer) == len(table) and outer.x.isna().sum() == len(table) - 9 and (outer.x[:9] == outer.id[:9] + 560).all()
+
+
 def test_tsql_query_hints_change_nothing(con) -> None:
     query = "SELECT TOP 3 id FROM dbo.patients ORDER BY id DESC"
     assert not_none(con.sql(query + " OPTION (MAXDOP 1, LABEL = 'nightly')")).fetchall() == not_none(con.sql(query)).fetchall()
