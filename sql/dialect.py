@@ -132,8 +132,9 @@ def engine_sql(tree: exp.Expr, dialect: str) -> str:
 
 
 def _parse_declare(self: Parser) -> exp.Expr:
-    """DECLARE @a TYPE [= value], ...: the type is skipped (a variable takes its value's type); any
-    other DECLARE (Spark's `DECLARE VARIABLE x`) is the dialect's own."""
+    """DECLARE @a TYPE [= value], ...: T-SQL's statement, so TYPE is read as T-SQL's type in every dialect (FLOAT is 8
+    bytes, BIT a BOOLEAN; TABLE (…) a Schema, which DECLARE refuses); any other DECLARE (Spark's `DECLARE VARIABLE x`)
+    is the dialect's own."""
     if not (self._curr and self._curr.token_type == TokenType.PARAMETER):
         return self._parse_declare()
     items = []
@@ -141,15 +142,32 @@ def _parse_declare(self: Parser) -> exp.Expr:
         name = self._parse_var(any_token=True)
         if name is None:
             self.raise_error("Expected a variable name after @")
-        while self._curr and self._curr.token_type not in (TokenType.EQ, TokenType.COMMA, TokenType.SEMICOLON):
-            self._advance()  # the type: VARBINARY(MAX), BLOB, ...
+        first = last = self._curr
+        depth = 0  # DECIMAL(5, 2): a comma inside the type's parentheses is the type's
+        while self._curr and (depth or self._curr.token_type not in (TokenType.EQ, TokenType.COMMA, TokenType.SEMICOLON)):
+            depth += {TokenType.L_PAREN: 1, TokenType.R_PAREN: -1}.get(self._curr.token_type, 0)
+            last = self._curr
+            self._advance()
+        kind = _declared_type(self.sql[first.start : last.end + 1]) if first is not None and first is not self._curr else None
         default = self._parse_bitwise() if self._match(TokenType.EQ) else None
-        items.append(exp.DeclareItem(this=[exp.Parameter(this=name)], default=default))
+        items.append(exp.DeclareItem(this=[exp.Parameter(this=name)], kind=kind, default=default))
         if not self._match(TokenType.COMMA):
             break
     if self._curr:
         self.raise_error("Expected ',' or the end of the DECLARE statement")
     return self.expression(exp.Declare(expressions=items))
+
+
+def _declared_type(text: str) -> exp.DataType | exp.Schema | None:
+    """A DECLARE's type as T-SQL reads it; None for one it cannot read (the value keeps its own type)."""
+    if text.split("(")[0].strip().upper() == "TABLE":
+        return exp.Schema()
+    try:
+        kind = exp.DataType.build(text, dialect=PredictTSQL)
+        _tsql_types(kind)
+        return kind
+    except (ParseError, TokenError, ValueError):
+        return None
 
 
 def _parse_predict(self: Parser) -> PredictTable:
@@ -325,9 +343,11 @@ _SIZED = {exp.DataType.Type.DOUBLE, *exp.DataType.TEXT_TYPES, exp.DataType.Type.
 
 
 def _tsql_types(tree: exp.Expr) -> exp.Expr:
-    """T-SQL's type sizes as the engines read types: FLOAT(1-24) is REAL, FLOAT(25-53) DOUBLE; a string or binary
+    """T-SQL's types as the engines read them: BIT is BOOLEAN, FLOAT(1-24) REAL, FLOAT(25-53) DOUBLE; a string or binary
     length, MAX included (VARBINARY(MAX), NVARCHAR(MAX)), is dropped, as neither engine's BLOB or TEXT takes one."""
     for kind in tree.find_all(exp.DataType):
+        if kind.this == exp.DataType.Type.BIT:
+            kind.set("this", exp.DataType.Type.BOOLEAN)  # T-SQL's 0/1 BIT, where DuckDB's BIT is a bit string
         if kind.this not in _SIZED or not kind.expressions:
             continue
         size = kind.expressions[0].this

@@ -32,7 +32,7 @@ def kind(tree: exp.Expr) -> str:
 
 @dataclass(frozen=True)
 class Declared:
-    """One `@name [= value]` of a DECLARE: a scalar subquery to run, another variable, or a constant."""
+    """One `@name [= value]` of a DECLARE: a query of its value to run, another variable, or a constant."""
 
     name: str
     query: exp.Query | None = None
@@ -41,14 +41,20 @@ class Declared:
 
 
 def declared(statement: exp.Expr) -> list[Declared]:
-    """The items of a DECLARE or a SET @a = …, in order; a value that is not a literal, a 0x… literal, @variable or
-    (SELECT …) is a BindError."""
+    """The items of a DECLARE or a SET @a = …, in order: a literal, a 0x… literal, @variable, (SELECT …), or any other
+    expression as the query of its value; a table variable is a BindError."""
     if isinstance(statement, exp.Set):
         return [_declared(*pair, "SET") for pair in map(_assigned, statement.expressions) if pair is not None]
     items = []
     for item in statement.expressions:
         target = item.this[0] if isinstance(item.this, list) else item.this  # sqlglot keeps the parameter in a list
-        items.append(_declared(target.name.lower(), item.args.get("default"), "DECLARE"))
+        if isinstance(item.args.get("kind"), exp.Schema):
+            raise BindError(f"DECLARE @{target.name} TABLE (…): table variables are not supported; use a temp table (CREATE TABLE #{target.name} (…) or SELECT … INTO #{target.name})")
+        kind, value = item.args.get("kind"), item.args.get("default")
+        _refuse_bare_aggregate(target.name.lower(), value, "DECLARE")
+        if isinstance(kind, exp.DataType) and not kind.is_type(*_BINARY) and isinstance(value, exp.Expr) and not isinstance(value, exp.Null):
+            value = exp.Subquery(this=exp.select(exp.Cast(this=value, to=kind)))  # the declared type, as the engine casts to it
+        items.append(_declared(target.name.lower(), value, "DECLARE"))
     return items
 
 
@@ -57,6 +63,11 @@ def selected(statement: exp.Select) -> tuple[list[str], exp.Select]:
     query = statement.copy()
     query.set("expressions", [item.expression for item in query.expressions])
     return [item.this.name.lower() for item in statement.expressions], query
+
+
+_BINARY = (  # DECLARE's types a value is not cast to: a model stays its bytes
+    exp.DataType.Type.VARBINARY, exp.DataType.Type.BINARY, exp.DataType.Type.BLOB, exp.DataType.Type.LONGBLOB, exp.DataType.Type.MEDIUMBLOB, exp.DataType.Type.TINYBLOB,
+)
 
 
 def _assigned(item: exp.Expr) -> tuple[str, exp.Expr] | None:
@@ -85,7 +96,14 @@ def _declared(name: str, value: object, statement: str) -> Declared:
             return Declared(name, value=literal.this)
         number = int(literal.this) if literal.this.isdigit() else float(literal.this)  # 2, 2.5, 1e3
         return Declared(name, value=-number if negated else number)
-    raise BindError(f"{statement} @{name} = {to_sql(value)}: use a literal, a 0x… literal, @variable or a scalar subquery (SELECT ...)")
+    _refuse_bare_aggregate(name, value, statement)
+    return Declared(name, query=exp.select(value))  # @c + 1, GETDATE(), CAST(…): the engine computes it
+
+
+def _refuse_bare_aggregate(name: str, value: object, statement: str) -> None:
+    """COUNT(*) as a value has no rows to count (computed alone it would count one): a BindError."""
+    if isinstance(value, exp.Expr) and any(isinstance(n, exp.AggFunc | exp.Star) and n.find_ancestor(exp.Query) is None for n in value.walk()):
+        raise BindError(f"{statement} @{name} = {to_sql(value)}: an aggregate needs its rows; write a scalar subquery (SELECT ... FROM ...)")
 
 
 @dataclass(frozen=True)

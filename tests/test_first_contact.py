@@ -204,19 +204,37 @@ def test_params_of_every_python_kind_become_sql_values(con) -> None:
 def test_set_assigns_a_declared_variable(con) -> None:
     con.sql("DECLARE @n INT = 5")
     assert not_none(con.sql("SET @n = 10; SELECT @n AS n")).fetchall() == [(10,)] and con.variables["n"] == 10
+    assert not_none(con.sql("SET @n = @n * 2 + 1; SELECT @n AS n")).fetchall() == [(21,)]  # an expression: the engine computes it
     with pytest.raises(PredictSQLError, match="SET @nope: variable @nope is not declared; DECLARE @nope"):
         con.sql("SET @nope = 1")
     assert not_none(con.sql("SET threads = 1; SELECT current_setting('threads') AS t")).fetchall() == [(1,)]  # DuckDB's own SET
 
 
 @pytest.mark.parametrize(
-    ("value", "expected"),
-    [("1e3", 1000.0), ("2.5E-3", 0.0025), ("-0.5", -0.5), ("-7", -7), ("N'ab'", "ab"), ("NULL", None), ("'x'", "x")],
+    ("value", "kind", "expected"),
+    [("1e3", "FLOAT", 1000.0), ("2.5E-3", "FLOAT", 0.0025), ("-0.5", "FLOAT", -0.5), ("-7", "INT", -7), ("N'ab'", "NVARCHAR(10)", "ab"), ("NULL", "INT", None), ("'x'", "VARCHAR(1)", "x")],
 )
-def test_declare_and_set_take_every_kind_of_literal(con, value: str, expected: object) -> None:
+def test_declare_and_set_take_every_kind_of_literal(con, value: str, kind: str, expected: object) -> None:
     """Exponents raised a ValueError; a minus sign, N'…' and NULL were refused as not literals."""
-    assert not_none(con.sql(f"DECLARE @v NVARCHAR(10) = {value}; SELECT @v AS v")).fetchall() == [(expected,)]
+    assert not_none(con.sql(f"DECLARE @v {kind} = {value}; SELECT @v AS v")).fetchall() == [(expected,)]
     assert not_none(con.sql(f"SET @v = {value}; SELECT @v AS v")).fetchall() == [(expected,)]
+
+
+@pytest.mark.parametrize("dialect", [None, "tsql"])
+def test_declare_gives_its_value_the_declared_type_as_tsql_reads_it(db_path, dialect: str | None) -> None:
+    """FLOAT is T-SQL's 8 bytes and BIT a boolean in either dialect; DECIMAL rounds the literal as written (1.005 is
+    1.01, where a float 1.005 rounds down); an expression and a subquery are cast too. Before, the type was ignored:
+    @d was DECIMAL 5.0, @f a DOUBLE of 0.1's FLOAT rounding had it been read as DuckDB's FLOAT."""
+    with predictsql.connect(str(db_path), dialect=dialect) as con:
+        rows = con.sql(
+            "DECLARE @c INT = 7, @f FLOAT = 0.1, @b BIT = 1, @dec DECIMAL(5, 2) = 1.005, @day DATE = '2024-01-02'; "
+            "DECLARE @d FLOAT = @c * 2.5, @n BIGINT = (SELECT 40 + 2), @none INT = (SELECT 1 WHERE 1 = 0); "
+            "SELECT @c, @f, @b, @dec, @day, @d, @n, @none"
+        )
+        assert not_none(rows).fetchall() == [(7, 0.1, True, decimal.Decimal("1.01"), datetime.date(2024, 1, 2), 17.5, 42, None)]
+        assert isinstance(con.variables["d"], float)
+        with pytest.raises(PredictSQLError, match="table variables are not supported; use a temp table"):
+            con.sql("DECLARE @t TABLE (a INT, b INT)")
 
 
 def test_a_catalog_name_with_a_trailing_newline_is_refused(con, logreg) -> None:
