@@ -81,6 +81,8 @@ def _read(script: str, host: str, dialect: str | None, views: frozenset[str]) ->
         offset = script.count("\n", 0, chunk[0].start)
         if dialect == TSQL or (splitter == TSQL and dialect is None) or (dialect is None and _tsql_only(chunk)):
             read_as = [Statement(text, tree, TSQL) for tree in _parse_tsql(text, host, offset)]
+            if any(isinstance(s.tree, exp.Command) for s in read_as):
+                _refuse_unseparated(chunk)
         elif not _needs_predictsql(_explained_tokens(chunk, splitter), names):
             read_as = [Statement(text, None, "host")]
         else:
@@ -147,6 +149,20 @@ def _go(tokens: list[Token], i: int) -> bool:
     if token.token_type not in (TokenType.VAR, TokenType.COMMAND) or token.text.upper() != "GO":
         return False
     return (i == 0 or tokens[i - 1].line < token.line) and (i + 1 == len(tokens) or tokens[i + 1].line > token.line)
+
+
+_STARTS = frozenset({"SELECT", "DECLARE", "SET", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "TRUNCATE", "MERGE", "EXEC", "EXECUTE", "WITH"})
+
+
+def _refuse_unseparated(chunk: list[Token]) -> None:
+    """T-SQL lets statements follow each other without ';', which sqlglot reads as one unknown command: where a line of
+    the chunk starts another statement, an SQLSyntaxError that says to separate them (else the host's own error)."""
+    depth = 0
+    for before, token, _ in _neighbours(chunk):
+        depth += {TokenType.L_PAREN: 1, TokenType.R_PAREN: -1}.get(token.token_type, 0)
+        if before is not None and before.line < token.line and depth == 0 and token.text.upper() in _STARTS:
+            message = f"SQL syntax error at line {token.line} (read as tsql): it starts another statement; end each statement with ';' (or a GO line)"
+            raise SQLSyntaxError(message, token.line, token.col)
 
 
 def _nocount(chunk: list[Token]) -> bool:

@@ -139,6 +139,15 @@ def test_tsql_cross_and_outer_apply_join_each_row_to_its_subquery(con, logreg, b
     assert len(outer) == len(table) and outer.x.isna().sum() == len(table) - 9 and (outer.x[:9] == outer.id[:9] + 560).all()
 
 
+def test_tsql_statements_without_semicolons_are_told_to_end_with_one(db_path) -> None:
+    """SSMS lets statements follow each other without ';', which sqlglot reads as one unknown command that DuckDB then
+    failed to parse (a raw ParserException): an SQLSyntaxError naming the line, and the connection goes on."""
+    with predictsql.connect(str(db_path), dialect="tsql") as con:
+        with pytest.raises(SQLSyntaxError, match=r"line 3 \(read as tsql\): it starts another statement; end each statement with ';'"):
+            con.sql("SELECT 1 AS one;\nCREATE TABLE t (x INT)\nINSERT INTO t VALUES (1)")
+        assert not_none(con.sql("CREATE TABLE t (x INT);\nINSERT INTO t VALUES (1);\nSELECT x FROM t")).fetchall() == [(1,)]
+
+
 def test_tsql_query_hints_change_nothing(con) -> None:
     query = "SELECT TOP 3 id FROM dbo.patients ORDER BY id DESC"
     assert not_none(con.sql(query + " OPTION (MAXDOP 1, LABEL = 'nightly')")).fetchall() == not_none(con.sql(query)).fetchall()
