@@ -180,6 +180,8 @@ def test_errors_are_one_line_and_non_zero(db_path: Path, tmp_path: Path) -> None
     assert bad.returncode == 1 and "returned no row" in bad.stderr and "Traceback" not in bad.stderr
     unknown = cli("models", "describe", "churn@prod", "--db", str(db_path))
     assert (unknown.returncode, unknown.stderr.count("\n")) == (1, 1) and "has no alias 'prod'" in unknown.stderr
+    no_file = cli("models", "describe", str(tmp_path / "missing.onnx"))
+    assert no_file.returncode == 1 and f"model file '{tmp_path / 'missing.onnx'}' not found" in no_file.stderr  # not "a catalog model: add --db"
     no_out = cli("query", "SELECT 1", "--format", "parquet")
     assert no_out.returncode == 1 and no_out.stderr == "predictsql: --format parquet writes a file: add --out FILE\n"
     for usage in (cli("query"), cli("models", "list"), cli("models", "register", "churn")):
