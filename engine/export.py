@@ -78,6 +78,7 @@ def finish(converted: Converted, outputs: Outputs, made_by: str | None) -> bytes
     """The edits every exported model gets, then onnx.checker: only a valid model leaves export."""
     model = converted.model
     onnx_edit.drop_zipmap(model)
+    onnx_edit.flat_labels(model)
     onnx_edit.one_default_domain(model)
     onnx_edit.record(model, converted.columns, converted.classes, made_by)
     if outputs:

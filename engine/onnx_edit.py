@@ -84,6 +84,23 @@ def _add_score(model: onnx.ModelProto, name: str) -> None:
     graph.output.append(onnx.helper.make_tensor_value_info(name, elem, [None]))
 
 
+def flat_labels(model: onnx.ModelProto) -> None:
+    """A label output taken from a 1-D constant of classes by ArrayFeatureExtractor is [1,N] (skl2onnx's
+    QuadraticDiscriminantAnalysis, which then failed to score: 1 label row for N rows): reshaped to [N]."""
+    graph = model.graph
+    classes = {i.name for i in graph.initializer if len(i.dims) == 1}
+    outputs = {o.name: o for o in graph.output}
+    for node in list(graph.node):
+        if node.op_type != "ArrayFeatureExtractor" or node.input[0] not in classes or node.output[0] not in outputs:
+            continue
+        label = node.output[0]
+        node.output[0] = f"{label}_predictsql_row"
+        shape = _constant(graph, f"{label}_predictsql_shape", np.array([-1], dtype=np.int64))
+        graph.node.append(onnx.helper.make_node("Reshape", [node.output[0], shape], [label], name=f"{label}_predictsql_flat"))
+        del outputs[label].type.tensor_type.shape.dim[:]
+        outputs[label].type.tensor_type.shape.dim.add()
+
+
 def _import_default_domain(model: onnx.ModelProto) -> None:
     """Graphs of ai.onnx.ml nodes only (CatBoost's, IR version 3) import no standard operators: import opset 13 for
     Gather/Reshape, at an IR version (7) whose initializers need not be graph inputs."""

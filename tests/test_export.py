@@ -98,6 +98,20 @@ def test_a_tree_pipeline_skl2onnx_cannot_write_in_double_exports_in_float() -> N
     np.testing.assert_allclose(_probabilities(exported, test), model.predict_proba(test), atol=PROBA_TOLERANCE, rtol=0)
 
 
+@pytest.mark.parametrize("labels", ["integers", "strings"])
+def test_quadratic_discriminant_analysis_equals_scikit_learn(labels: str) -> None:
+    """skl2onnx takes QDA's label from its classes as a [1,N] tensor, which failed to score (1 label row for N rows): the
+    export reshapes it to [N]."""
+    from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis
+
+    train, test, target = _split(load_wine)
+    target = target if labels == "integers" else target.map({0: "barolo", 1: "grignolino", 2: "barbera"})
+    model = QuadraticDiscriminantAnalysis(reg_param=0.01).fit(train, target)
+    exported = predictsql.export(model, train)
+    np.testing.assert_allclose(_probabilities(exported, test), model.predict_proba(test), atol=PROBA_TOLERANCE, rtol=0)
+    assert predictsql.predict(exported, test)["label"].to_pylist() == model.predict(test).tolist()
+
+
 @pytest.mark.parametrize("library", ["xgboost", "lightgbm"])
 def test_an_imputer_in_front_of_a_booster_fills_nan_as_scikit_learn_does(library: str) -> None:
     """The boosters' DOUBLE inputs reach the imputer in double, which onnxruntime's Imputer cannot take; predict() on a
