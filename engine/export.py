@@ -79,6 +79,7 @@ def finish(converted: Converted, outputs: Outputs, made_by: str | None) -> bytes
     model = converted.model
     onnx_edit.drop_zipmap(model)
     onnx_edit.flat_labels(model)
+    onnx_edit.tree_targets(model)
     onnx_edit.one_default_domain(model)
     onnx_edit.record(model, converted.columns, converted.classes, made_by)
     if outputs:

@@ -101,6 +101,19 @@ def flat_labels(model: onnx.ModelProto) -> None:
         outputs[label].type.tensor_type.shape.dim.add()
 
 
+def tree_targets(model: onnx.ModelProto) -> None:
+    """A tree ensemble regressor's output declared with as many values per row as it has targets: skl2onnx declares
+    [N,1] for a multi-output forest, which then failed to score (2 values per row where 1 was declared)."""
+    outputs = {o.name: o for o in model.graph.output}
+    for node in model.graph.node:
+        if node.op_type == "TreeEnsembleRegressor" and node.output[0] in outputs:
+            targets = next((a.i for a in node.attribute if a.name == "n_targets"), 1)
+            dims = outputs[node.output[0]].type.tensor_type.shape.dim
+            if len(dims) == 2 and dims[1].dim_value != targets:
+                dims[1].Clear()
+                dims[1].dim_value = targets
+
+
 def _import_default_domain(model: onnx.ModelProto) -> None:
     """Graphs of ai.onnx.ml nodes only (CatBoost's, IR version 3) import no standard operators: import opset 13 for
     Gather/Reshape, at an IR version (7) whose initializers need not be graph inputs."""

@@ -98,6 +98,27 @@ def test_a_tree_pipeline_skl2onnx_cannot_write_in_double_exports_in_float() -> N
     np.testing.assert_allclose(_probabilities(exported, test), model.predict_proba(test), atol=PROBA_TOLERANCE, rtol=0)
 
 
+@pytest.mark.parametrize("name", ["DecisionTreeRegressor", "RandomForestRegressor"])
+def test_a_multi_output_tree_regressor_scores_every_target_under_every_plan(name: str) -> None:
+    """skl2onnx declares a multi-output forest's values [N,1]: it failed to score (2 values per row where 1 was
+    declared). The export declares [N,2]; every plan returns scikit-learn's two targets (within FLOAT sums)."""
+    from sklearn import ensemble, tree
+
+    train, test, target = _split(load_diabetes)
+    targets = np.column_stack([target, np.log1p(target)])
+    kind = getattr(tree, name, None) or getattr(ensemble, name)
+    model = kind(random_state=0, max_depth=4, **({"n_estimators": 5} if name.startswith("Random") else {})).fit(train, targets)
+    exported = predictsql.export(model, train)
+    expected = model.predict(test)
+    with predictsql.connect(small_data_rows=0) as con:
+        con.duckdb.register("frame", test.assign(id=range(len(test))))
+        con.duckdb.sql("CREATE TABLE held_out AS SELECT * FROM frame")
+        for plan in ("AUTO", "UDF", "STREAM"):
+            query = f"SELECT p.variable FROM PREDICT(MODEL = @m, DATA = held_out AS d, PLAN = {plan}) WITH (variable FLOAT[]) AS p ORDER BY d.id"
+            rows = not_none(con.sql(query, params={"m": exported})).df()
+            np.testing.assert_allclose(np.stack(rows.variable.to_numpy()), expected, rtol=REGRESSION_RTOL, atol=REGRESSION_RTOL * np.abs(expected).max(), err_msg=plan)
+
+
 @pytest.mark.parametrize("labels", ["integers", "strings"])
 def test_quadratic_discriminant_analysis_equals_scikit_learn(labels: str) -> None:
     """skl2onnx takes QDA's label from its classes as a [1,N] tensor, which failed to score (1 label row for N rows): the
