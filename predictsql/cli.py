@@ -190,7 +190,7 @@ def _describe(args: argparse.Namespace) -> int:
     from predictsql.engine.sources import uri_scheme
     from predictsql.sql.statements import string_literal
 
-    path_like = "/" in args.ref or "\\" in args.ref or args.ref.endswith(".onnx")  # a catalog name has neither
+    path_like = args.ref.endswith(".onnx") or args.ref.startswith(".") or Path(args.ref).is_absolute()  # not name or name/version
     if path_like and not uri_scheme(args.ref) and not Path(args.ref).is_file():
         raise PredictSQLError(f"model file '{args.ref}' not found: give the path of an .onnx file, a models:/ URI or a catalog name")
     ref = args.ref if uri_scheme(args.ref) or Path(args.ref).is_file() else f"catalog:/{args.ref}"
