@@ -61,12 +61,7 @@ def _select_variables(statement: exp.Select, variables: dict[str, object], run: 
     undeclared = [name for name in names if name not in variables]
     if undeclared:
         raise BindError(f"SELECT @{undeclared[0]} = …: variable @{undeclared[0]} is not declared; DECLARE @{undeclared[0]} ... first")
-    try:
-        rows = run(query)
-    except PredictSQLError:
-        raise
-    except Exception as e:  # the engine's own error type
-        raise BindError(f"SELECT {', '.join('@' + n for n in names)} = … fails: {e}") from e
+    rows = _rows(query, run, f"SELECT {', '.join('@' + n for n in names)} = …", BindError)
     if rows:
         variables.update(zip(names, rows[-1], strict=True))
     return names
@@ -75,12 +70,7 @@ def _select_variables(statement: exp.Select, variables: dict[str, object], run: 
 def scalar(query: exp.Query, run: RunQuery, what: str, variable: bool = False) -> object:
     """The one value of a scalar subquery, or a ModelSourceError (several rows or columns; no row, except for a
     variable's DECLARE … = (SELECT …), which T-SQL sets to NULL then)."""
-    try:
-        rows = run(query)
-    except PredictSQLError:
-        raise
-    except Exception as e:  # the engine's own error type
-        raise ModelSourceError(f"{what} fails: {e}") from e
+    rows = _rows(query, run, what, ModelSourceError)
     holds = "a variable holds one value" if variable else "it must return exactly one model"
     if not rows and variable:
         return None
@@ -89,6 +79,16 @@ def scalar(query: exp.Query, run: RunQuery, what: str, variable: bool = False) -
     if len(rows[0]) != 1:
         raise ModelSourceError(f"{what} returned {len(rows[0])} columns; {holds}" + ("" if variable else ": one BLOB column"))
     return rows[0][0]
+
+
+def _rows(query: exp.Query, run: RunQuery, what: str, error: type[PredictSQLError]) -> list[tuple]:
+    """A query's rows; the engine's own failure as `error`, naming `what` (a PREDICT's error stays its own)."""
+    try:
+        return run(query)
+    except PredictSQLError:
+        raise
+    except Exception as e:  # the engine's own error type
+        raise error(f"{what} fails: {e}") from e
 
 
 def model_value(ref: ModelRef, variables: Mapping[str, object], run: RunQuery) -> object:
