@@ -71,16 +71,23 @@ def _options(select: exp.Select) -> tuple[bool, bool] | None:
 
 
 def _window_order(select: exp.Select, order: exp.Order | None, written: str) -> exp.Order | None:
-    """The query's ORDER BY for the window, a position (ORDER BY 2) replaced by the SELECT item it names: in a window a
-    number is a constant."""
+    """The query's ORDER BY for the window, with T-SQL's meaning: a position (ORDER BY 2) or a SELECT alias replaced by
+    the item it names (in a window a number is a constant, and a name DuckDB's source column); an item that is itself a
+    window function cannot rank inside another."""
     if order is None:
         return None
     window = order.copy()
-    for item in window.expressions:
-        if isinstance(item.this, exp.Literal) and item.this.is_int:
-            position = int(item.this.this)
-            items = select.expressions
+    items = select.expressions
+    aliases = {item.alias.lower(): item for item in items if isinstance(item, exp.Alias)}
+    for ordered in window.expressions:
+        key = ordered.this
+        if isinstance(key, exp.Literal) and key.is_int:
+            position = int(key.this)
             if not 1 <= position <= len(items) or isinstance(items[position - 1], exp.Star):
                 raise BindError(f"{written} ORDER BY {position}: name the column ({to_sql(order)} has no SELECT item {position} to rank by)")
-            item.set("this", items[position - 1].unalias().copy())
+            ordered.set("this", items[position - 1].unalias().copy())
+        elif isinstance(key, exp.Column) and not key.table and key.name.lower() in aliases:
+            ordered.set("this", aliases[key.name.lower()].unalias().copy())
+        if ordered.this.find(exp.Window) is not None:
+            raise BindError(f"{written} ORDER BY {to_sql(key)}, a window function: number the rows in a subquery and take the TOP of it")
     return window

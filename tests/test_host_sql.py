@@ -109,6 +109,16 @@ def test_tsql_top_percent_rounds_up_and_with_ties_keeps_the_ties(con, forest, br
     assert tied.Score.tolist() == sorted(tied.Score, reverse=True)
 
 
+def test_tsql_top_ranks_by_the_select_alias_as_tsql_orders(con, breast_cancer) -> None:
+    """ORDER BY a SELECT alias that is also a column orders by the alias in T-SQL: the window ranks by it too (it ranked
+    by DuckDB's source column, returning the other end of the table)."""
+    rows = len(breast_cancer.table)
+    top = not_none(con.sql("SELECT TOP 10 PERCENT -id AS id FROM dbo.patients ORDER BY id")).fetchall()
+    assert [r[0] for r in top] == list(range(-(rows - 1), -(rows - 1) + math.ceil(rows / 10)))
+    tied = not_none(con.sql("SELECT TOP 2 WITH TIES id % 3 AS id FROM dbo.patients ORDER BY id")).fetchall()
+    assert len(tied) == math.ceil(rows / 3) and {r[0] for r in tied} == {0}
+
+
 @pytest.mark.parametrize(
     ("sql", "message"),
     [
@@ -116,6 +126,7 @@ def test_tsql_top_percent_rounds_up_and_with_ties_keeps_the_ties(con, forest, br
         ("SELECT DISTINCT TOP 10 PERCENT target FROM dbo.patients ORDER BY target", "take the TOP of a subquery"),
         ("SELECT TOP 3 WITH TIES * FROM dbo.patients ORDER BY 2", "name the column"),
         ("SELECT TOP 3 id FROM dbo.patients FOR JSON PATH", r"FOR JSON PATH: T-SQL's rows as one JSON or XML text have no duckdb form"),
+        ("SELECT TOP 1 PERCENT id, ROW_NUMBER() OVER (ORDER BY id) AS rn FROM dbo.patients ORDER BY rn", "a window function: number the rows in a subquery"),
     ],
 )
 def test_tsql_forms_duckdb_cannot_mean_are_refused(con, sql: str, message: str) -> None:
