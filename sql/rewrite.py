@@ -150,7 +150,7 @@ def _rewrite_columns(select: exp.Select, alias: str, relation: Relation, data_al
     if predict_alias:  # without one, the DATA alias names the relation: d.x reads either
         _refuse_ambiguous(select, relation, predict_alias, data_alias)
     for column in list(select.find_all(exp.Column)):  # d.st.a, a field of struct column st, which sqlglot reads as table st of schema d
-        if column.db.lower() in names and not column.catalog and _resolves_here(column, select, column.db.lower()):
+        if column.db.lower() in names and not column.catalog and _resolves_here(column, select, column.db.lower()) and not _reads_table(column, select):
             column.replace(exp.Dot(this=exp.column(column.args["table"], table=column.args["db"]), expression=column.this))
     for column in list(select.find_all(exp.Column)):
         qualifier = column.table.lower()
@@ -251,6 +251,17 @@ def _resolves_here(column: exp.Column, select: exp.Select, name: str) -> bool:
             return False
         inner = inner.find_ancestor(exp.Select)
     return inner is select
+
+
+def _reads_table(column: exp.Column, select: exp.Select) -> bool:
+    """Whether `column`'s schema.table qualifier names a table that `select`, or a query inside it around the column,
+    reads (then d.st.a is that table's column a, as the engines resolve it, not a field of DATA's struct)."""
+    scope = column.find_ancestor(exp.Select)
+    while scope is not None:
+        if any(isinstance(t, exp.Table) and t.db.lower() == column.db.lower() and t.name.lower() == column.table.lower() for t in _sources(scope)):
+            return True
+        scope = None if scope is select else scope.find_ancestor(exp.Select)
+    return False
 
 
 def _sources(select: exp.Select) -> list[exp.Expr]:

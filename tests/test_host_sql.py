@@ -109,6 +109,23 @@ def test_tsql_top_percent_rounds_up_and_with_ties_keeps_the_ties(con, forest, br
     assert tied.Score.tolist() == sorted(tied.Score, reverse=True)
 
 
+def test_a_schema_table_named_like_data_alias_dot_column_is_the_table(con, logreg, breast_cancer) -> None:
+    """d.st.a is a field of DATA's struct st only where no query around it reads a table st of a schema d: in a
+    subquery over d.st, or a JOIN of it, it is that table's column, as DuckDB reads it."""
+    con.sql("CREATE SCHEMA d; CREATE TABLE d.st AS SELECT 42 AS a")
+    rows = not_none(con.sql(
+        "SELECT d.id, (SELECT d.st.a FROM d.st) AS z, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p ORDER BY d.id",
+        params={"m": logreg.onnx},
+    )).df()
+    assert (rows.z == 42).all()
+    assert_scores(logreg, breast_cancer, rows.id, rows.Score)
+    joined = not_none(con.sql(
+        "SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = (SELECT * FROM patients) AS d) WITH (Score FLOAT) AS p JOIN d.st ON d.st.a = 42 ORDER BY d.id",
+        params={"m": logreg.onnx},
+    )).df()
+    assert len(joined) == len(breast_cancer.table)
+
+
 def test_tsql_top_ranks_by_the_select_alias_as_tsql_orders(con, breast_cancer) -> None:
     """ORDER BY a SELECT alias that is also a column orders by the alias in T-SQL: the window ranks by it too (it ranked
     by DuckDB's source column, returning the other end of the table)."""
