@@ -39,6 +39,9 @@ def test_another_model_or_variable_value_plans_afresh(con, logreg, breast_cancer
     threshold = "SELECT count(*) FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p WHERE d.id < @n"
     counts = [not_none(con.sql(threshold, params={"m": logreg.onnx, "n": n})).fetchall() for n in (10, 20, 10)]
     assert counts == [[(10,)], [(20,)], [(10,)]]
+    typed = "SELECT @v AS v, count(*) AS n FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p"
+    values = [not_none(con.sql(typed, params={"m": logreg.onnx, "v": v})).fetchall()[0][0] for v in (1, 1.0, True)]
+    assert [(type(v), v) for v in values] == [(int, 1), (float, 1.0), (bool, True)]  # equal in Python, not as literals: a plan each
 
 
 def test_a_changed_table_binds_afresh(con, logreg, breast_cancer) -> None:

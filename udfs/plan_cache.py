@@ -116,11 +116,12 @@ def _release(kept: Kept) -> None:
 
 
 def _frozen(value: object) -> object:
+    """A value as part of a key, with its type: True, 1, 1.0 and Decimal('1') are equal in Python but not as SQL literals."""
     if isinstance(value, list | tuple):
         return tuple(_frozen(v) for v in value)
     if isinstance(value, bytearray | memoryview):
-        return bytes(value)
-    return value
+        return bytes, bytes(value)
+    return type(value), value
 
 
 def _unchanged(kept: Kept, columns: Callable[[str], Columns]) -> bool:
