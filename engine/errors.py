@@ -80,5 +80,10 @@ def from_text(text: str) -> PredictSQLError | None:
     if not found:
         return None
     kind, message = found[-1]
+    return named(kind, message) or PredictSQLError(message)
+
+
+def named(kind: str, message: str) -> PredictSQLError | None:
+    """The predictsql error of class name `kind` with `message`; None if no such class."""
     cls = globals().get(kind)
-    return (cls if isinstance(cls, type) and issubclass(cls, PredictSQLError) else PredictSQLError)(message)
+    return cls(message) if isinstance(cls, type) and issubclass(cls, PredictSQLError) else None

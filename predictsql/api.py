@@ -96,7 +96,7 @@ def register(con: Any, name: str, model: Any, outputs: Sequence[str] | None = No
         spark.register(con, name, model, outputs, registry_uri)
         return
     if isinstance(con, Connection):
-        con.register(name, con.resolve(model, f"'{name}'"), outputs)
+        duckdb_engine.register(con.duckdb, name, con.resolve(model, f"'{name}'"), outputs, con.settings.session_options)
     elif not isinstance(con, duckdb.DuckDBPyConnection):
         raise PredictSQLError(f"register() takes a predictsql connection, a duckdb connection or a SparkSession, not {type(con).__name__}")
     else:

@@ -262,8 +262,10 @@ def test_a_registered_functions_null_is_a_null_input_error_on_a_predictsql_conne
     InvalidInputException carrying the message as text), and the connection goes on."""
     predictsql.register(backend.target, "malignancy", logreg.onnx, outputs=["Score"])
     args = ", ".join(predictsql.argument_names(logreg.onnx))
-    with pytest.raises(NullInputError, match=r"PREDICT input 'mean_radius'.* is NULL in 1 of the \d+ rows of one call"):
-        backend.target.sql(f"SELECT malignancy({args.replace('mean_radius', 'CASE WHEN id = 3 THEN NULL ELSE mean_radius END', 1)}) FROM patients")
+    failing = f"SELECT malignancy({args.replace('mean_radius', 'CASE WHEN id = 3 THEN NULL ELSE mean_radius END', 1)}) FROM patients"
+    for connection in (backend.target, backend.target.cursor()):  # a cursor too, whose calls run on the same function
+        with pytest.raises(NullInputError, match=r"PREDICT input 'mean_radius'.* is NULL in 1 of the \d+ rows of one call"):
+            connection.sql(failing)
     rows = not_none(backend.target.sql(f"SELECT id, malignancy({args}) AS s FROM patients ORDER BY id")).df()
     np.testing.assert_allclose(rows.s, expected_scores(logreg), atol=PROBA_TOLERANCE)
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -24,7 +25,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from predictsql.engine import sessions
-from predictsql.engine.errors import BindError, PredictSQLError
+from predictsql.engine.errors import BindError, PredictSQLError, named
 from predictsql.engine.mlflow_registry import MlflowRegistry
 from predictsql.engine.scoring import DEFAULT_BATCH_SIZE
 from predictsql.engine.sources import ModelSource, Resolver
@@ -33,7 +34,7 @@ from predictsql.sql.dialect import parse, pretty, scores, to_sql
 from predictsql.sql.reading import read
 from predictsql.sql.rewrite import Context, apply, expand_views, map_default_schema
 from predictsql.sql.statements import CREATE_VIEW, DESCRIBE_MODEL, DROP_VIEW, VARIABLES, identifier, kind, reads_predict, view
-from predictsql.udfs import duckdb_engine, script
+from predictsql.udfs import script
 from predictsql.udfs.duckdb_catalog import ModelCatalog
 from predictsql.udfs.duckdb_engine import DIALECT, DuckDBEngine, FunctionBody, abort_transaction, interrupts, own_schema
 from predictsql.udfs.duckdb_relations import Relations
@@ -47,6 +48,7 @@ DEFAULT_WORKERS = os.cpu_count() or 1
 SMALL_DATA_ROWS = 16_384  # AUTO scores DATA of at most this many rows with a kept scoring function (benchmarks/README.md, run O)
 AS_WRITTEN = "duckdb, as written"
 S = TypeVar("S", bound=exp.Expr)
+_UDF_ERROR = re.compile(r"Python exception occurred while executing the UDF: (\w+): (.+)", re.DOTALL)  # a registered function's
 _ACTIONS = {  # statements that only act: DuckDB answers them with one Count or Success row
     getattr(duckdb.StatementType, name)
     for name in ("INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "TRANSACTION", "COPY", "SET", "VARIABLE_SET", "LOAD", "ATTACH", "DETACH")
@@ -112,7 +114,6 @@ class Connection:
         self._plans = PlanCache()  # its own: one per thread
         self.settings = replace(settings, lookups={**self.registry.lookups, "catalog": self.models.lookup}, plans=self._plans)
         self._held: dict[str, FunctionBody] = {}  # scoring functions kept registered for kept plans (DuckDBEngine.keep)
-        self._registered: dict[str, list[BaseException]] = {}  # register()'s functions: the errors each call raised
         self._relations = Relations(con)  # kept plans' statements, bound once
         self._views: dict[str, exp.Expr] = {}
         self._lock = threading.RLock()
@@ -193,22 +194,21 @@ class Connection:
         return DuckDBEngine(self.duckdb, self.settings, self._held)
 
     def execute(self, sql: str) -> Result | None:
-        """Run one statement; its rows, fully computed, when it yields rows (queries, PIVOT, DESCRIBE, SHOW, EXPLAIN,
-        CALL, RETURNING, ...), None when it only acts (DuckDB's one-row Count or Success). A registered function's
-        failure is raised again as its predictsql error (DuckDB reports it as its own, in text)."""
-        for errors in self._registered.values():
-            errors.clear()
+        """Run the host's own SQL; a registered function's failure, which DuckDB reports as its own error with the
+        predictsql error's class and message in its text, is raised as that error."""
         try:
-            return self._rows(self.duckdb.sql(sql), sql)
+            return self._execute(sql)
         except duckdb.Error as e:
-            kept = next((error for errors in self._registered.values() for error in errors if isinstance(error, PredictSQLError)), None)
-            if kept is None:
+            found = _UDF_ERROR.search(str(e))
+            error = named(found[1], found[2]) if found else None
+            if error is None:
                 raise
-            raise kept from e
+            raise error from e
 
-    def register(self, name: str, source: ModelSource, outputs: Sequence[str] | None) -> None:
-        """`name(col, ...)` as a function of this connection's SQL (duckdb_engine.register), its errors predictsql's here."""
-        self._registered[name.lower()] = duckdb_engine.register(self.duckdb, name, source, outputs, self.settings.session_options)
+    def _execute(self, sql: str) -> Result | None:
+        """Run one statement; its rows, fully computed, when it yields rows (queries, PIVOT, DESCRIBE, SHOW, EXPLAIN,
+        CALL, RETURNING, ...), None when it only acts (DuckDB's one-row Count or Success)."""
+        return self._rows(self.duckdb.sql(sql), sql)
 
     def _rows(self, relation: duckdb.DuckDBPyRelation, sql: str) -> Result | None:
         """A statement's relation read: its rows, or None when the statement only acts."""
@@ -242,7 +242,7 @@ class Connection:
             try:
                 planned = planner.plan(self._expand(tree))
                 engine.start(planned, scores=scores(tree))
-                result = self._rows(self._relations.get(planned.sql), planned.sql) if planner.kept else self.execute(planned.sql)
+                result = self._rows(self._relations.get(planned.sql), planned.sql) if planner.kept else self._execute(planned.sql)
                 planner.scored(engine.scored_rows())
                 return result
             except Exception as e:  # DuckDB reports a Ctrl-C as RuntimeError or, inside a function, as its own error

@@ -18,7 +18,8 @@ import inspect
 import itertools
 import signal
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, MutableSequence, Sequence
 from types import FrameType
 from typing import Any
 
@@ -175,14 +176,14 @@ class DuckDBEngine:
 class FunctionBody:
     """A scoring function's body: STRUCT of outputs for one vector of input columns, errors kept for the adapter."""
 
-    def __init__(self, scorer: Scorer, errors: list[BaseException], arity: int) -> None:
+    def __init__(self, scorer: Scorer, errors: MutableSequence[BaseException], arity: int) -> None:
         self.scorer = scorer
         # DuckDB counts a function's parameters from its signature; *columns would count as one
         self.__signature__ = inspect.Signature([inspect.Parameter(f"c{i}", inspect.Parameter.POSITIONAL_ONLY) for i in range(arity)])
         self._lock = threading.Lock()
         self.begin(errors)
 
-    def begin(self, errors: list[BaseException]) -> None:
+    def begin(self, errors: MutableSequence[BaseException]) -> None:
         """Start a statement: batches and rows count from 0, errors go to its list (a kept function serves many)."""
         self.errors = errors
         self._batches = itertools.count()
@@ -260,21 +261,20 @@ def abort_transaction(con: duckdb.DuckDBPyConnection, error: BaseException) -> N
             con.execute(f"SELECT error({string_literal(f'predictsql: {type(error).__name__}: {error}')})").fetchall()
 
 
-def register(con: duckdb.DuckDBPyConnection, name: str, source: ModelSource, outputs: Sequence[str] | None, options: SessionOptions) -> list[BaseException]:
+def register(con: duckdb.DuckDBPyConnection, name: str, source: ModelSource, outputs: Sequence[str] | None, options: SessionOptions) -> None:
     """Make `name(arg, ...)` callable from any DuckDB SQL on `con`: arguments bind by position to the model's inputs
-    (argument_schema), one output returns a scalar, several a STRUCT; registering a name again replaces it. Returns the
-    list its calls' errors go to."""
+    (argument_schema), one output returns a scalar, several a STRUCT; registering a name again replaces it."""
     model = sessions.load(source, options)
     # FLOAT inputs take DOUBLE arguments: DuckDB widens any number to DOUBLE implicitly, never to FLOAT
     arguments = pa.schema([pa.field(f.name, pa.float64() if f.type == pa.float32() else f.type) for f in argument_schema(model)])
     plan = bind(arguments, model, [OutputRequest(o) for o in outputs] if outputs else None)
-    body = FunctionBody(Scorer(plan, propagate=None, positions=False), [], len(plan.data_schema))  # on a plain connection, errors surface as DuckDB's own
+    errors: deque[BaseException] = deque(maxlen=1)  # no statement of ours reads them: DuckDB reports the error, with its text
+    body = FunctionBody(Scorer(plan, propagate=None, positions=False), errors, len(plan.data_schema))
     one = len(plan.outputs) == 1
     with contextlib.suppress(duckdb.InvalidInputException):  # not registered yet
         con.remove_function(name)
     parameters: list[Any] = [sql_name(f.type) for f in plan.data_schema]
     _create(con, name, _first_field(body) if one else body, parameters, sql_name(plan.outputs[0].arrow_type) if one else _struct(plan))
-    return body.errors
 
 
 def _struct(plan: ScoringPlan) -> str:
