@@ -162,12 +162,14 @@ def _declared_type(text: str) -> exp.DataType | exp.Schema | None:
     """A DECLARE's type as T-SQL reads it; None for one it cannot read (the value keeps its own type)."""
     if text.split("(")[0].strip().upper() == "TABLE":
         return exp.Schema()
-    try:
-        kind = exp.DataType.build(text, dialect=PredictTSQL)
-        _tsql_types(kind)
-        return kind
+    try:  # as a CAST's type, so that all of the text must be the type (DataType.build reads INTEGER[] as INT)
+        cast = sqlglot.parse_one(f"CAST(NULL AS {text})", dialect=PredictTSQL)
     except (ParseError, TokenError, ValueError):
         return None
+    kind = cast.args.get("to") if isinstance(cast, exp.Cast) else None
+    if isinstance(kind, exp.DataType):
+        _tsql_types(kind)
+    return kind
 
 
 def _parse_predict(self: Parser) -> PredictTable:

@@ -52,8 +52,8 @@ def declared(statement: exp.Expr) -> list[Declared]:
             raise BindError(f"DECLARE @{target.name} TABLE (…): table variables are not supported; use a temp table (CREATE TABLE #{target.name} (…) or SELECT … INTO #{target.name})")
         kind, value = item.args.get("kind"), item.args.get("default")
         _refuse_bare_aggregate(target.name.lower(), value, "DECLARE")
-        if isinstance(kind, exp.DataType) and not kind.is_type(*_BINARY) and isinstance(value, exp.Expr) and not isinstance(value, exp.Null):
-            value = exp.Subquery(this=exp.select(exp.Cast(this=value, to=kind)))  # the declared type, as the engine casts to it
+        if isinstance(kind, exp.DataType) and kind.this in _CAST and isinstance(value, exp.Expr) and not isinstance(value, exp.Null):
+            value = exp.Subquery(this=exp.select(exp.Cast(this=value, to=_sized(kind))))  # the declared type, as the engine casts to it
         items.append(_declared(target.name.lower(), value, "DECLARE"))
     return items
 
@@ -65,9 +65,19 @@ def selected(statement: exp.Select) -> tuple[list[str], exp.Select]:
     return [item.this.name.lower() for item in statement.expressions], query
 
 
-_BINARY = (  # DECLARE's types a value is not cast to: a model stays its bytes
-    exp.DataType.Type.VARBINARY, exp.DataType.Type.BINARY, exp.DataType.Type.BLOB, exp.DataType.Type.LONGBLOB, exp.DataType.Type.MEDIUMBLOB, exp.DataType.Type.TINYBLOB,
-)
+_T = exp.DataType.Type
+_CAST = {  # DECLARE's types both engines cast to, read as T-SQL's (a binary one is not cast: a model stays its bytes; MONEY, XML, … keep the value's type)
+    *(_T.UTINYINT, _T.TINYINT, _T.SMALLINT, _T.INT, _T.BIGINT, _T.FLOAT, _T.DOUBLE, _T.DECIMAL, _T.BOOLEAN),
+    *(_T.DATE, _T.DATETIME, _T.DATETIME2, _T.SMALLDATETIME, _T.TIMESTAMP, _T.TIME),
+    *(_T.CHAR, _T.NCHAR, _T.VARCHAR, _T.NVARCHAR, _T.TEXT),
+}
+
+
+def _sized(kind: exp.DataType) -> exp.DataType:
+    """T-SQL's DECIMAL without a size is DECIMAL(18, 0) (DuckDB's is (18, 3))."""
+    if kind.this == _T.DECIMAL and not kind.expressions:
+        return exp.DataType.build("DECIMAL(18, 0)")
+    return kind
 
 
 def _assigned(item: exp.Expr) -> tuple[str, exp.Expr] | None:

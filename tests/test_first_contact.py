@@ -233,6 +233,8 @@ def test_declare_gives_its_value_the_declared_type_as_tsql_reads_it(db_path, dia
         )
         assert not_none(rows).fetchall() == [(7, 0.1, True, decimal.Decimal("1.01"), datetime.date(2024, 1, 2), 17.5, 42, None)]
         assert isinstance(con.variables["d"], float)
+        sized = not_none(con.sql("DECLARE @whole DECIMAL = 1.5, @cash MONEY = 2.25, @list INT = 7; SELECT @whole, @cash, @list")).fetchall()
+        assert sized == [(decimal.Decimal("2"), 2.25, 7)]  # T-SQL's DECIMAL is (18, 0); MONEY, which DuckDB lacks, keeps the value
         with pytest.raises(PredictSQLError, match="table variables are not supported; use a temp table"):
             con.sql("DECLARE @t TABLE (a INT, b INT)")
 
