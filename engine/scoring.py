@@ -197,13 +197,17 @@ def _decimal_floats(column: pa.Array) -> np.ndarray:
     """A DECIMAL column's values as the doubles nearest them (as DuckDB, pandas and float(Decimal) give): pyarrow's cast
     scales by an inexact power of ten, and its FLOAT 3.1 was one float32 step above 3.1's, across a tree's split (0.2
     off in probability). The quotient of the unscaled integer and 10^scale is correctly rounded while that integer is
-    below 2^53 (any value of 15 digits), within a double's last bit up to 18 digits; wider types go through Decimal."""
+    below 2^53 (any value of 15 digits), within a double's last bit up to 2^63; wider values go through Decimal."""
     kind = column.type
-    if kind.bit_width != 128 or kind.precision > 18:
+    if kind.bit_width != 128 or kind.scale > 22:  # 10^scale is a double exactly up to 10^22
         return np.array([float(v) for v in column.to_pylist()], dtype=np.float64)
-    words = np.frombuffer(column.buffers()[1], dtype=np.int64)  # little-endian 128-bit: the low word holds any 18 digits
-    unscaled = words[2 * column.offset : 2 * (column.offset + len(column)) : 2]
-    return unscaled.astype(np.float64) / 10.0**kind.scale
+    words = np.frombuffer(column.buffers()[1], dtype=np.int64)[2 * column.offset : 2 * (column.offset + len(column))]
+    low, high = words[0::2], words[1::2]  # little-endian 128-bit two's complement
+    values = low.astype(np.float64) / 10.0**kind.scale
+    wide = np.flatnonzero(high != low >> 63)  # the high word more than the low word's sign: beyond 64 bits
+    if len(wide):
+        values[wide] = [float(column[int(i)].as_py()) for i in wide]
+    return values
 
 
 def _array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
