@@ -216,15 +216,16 @@ def test_decimal_literals_feed_a_float_input(backend, logreg, breast_cancer) -> 
     np.testing.assert_allclose(rows.Score, expected_scores(logreg, changed), atol=PROBA_TOLERANCE)
 
 
+@pytest.mark.parametrize("decimal", ["DECIMAL(5, 1)", "DECIMAL(38, 10)"])
 @pytest.mark.parametrize("plan", ["AUTO", "INLINE", "UDF", "STREAM"])
-def test_a_decimal_rounds_to_the_float_nearest_it_under_every_plan(backend, plan: str, request: pytest.FixtureRequest) -> None:
+def test_a_decimal_rounds_to_the_float_nearest_it_under_every_plan(backend, plan: str, decimal: str, request: pytest.FixtureRequest) -> None:
     """A tree split between float32(3.1) and the next float32 up: DECIMAL 3.1 takes scikit-learn's side (pyarrow's
     own cast gave the float32 above, the other class)."""
     no_stream_on_spark(backend, plan, request)
     below = np.float32(3.1)
     x = pd.DataFrame({"x": [below, np.nextafter(below, np.float32(np.inf))] * 10})
     tree = DecisionTreeClassifier(random_state=0).fit(x, [0, 1] * 10)
-    query = f"SELECT p.label FROM PREDICT(MODEL = @m, DATA = (SELECT CAST(3.1 AS DECIMAL(5, 1)) AS x) AS d, PLAN = {plan}) WITH (label BIGINT) AS p"
+    query = f"SELECT p.label FROM PREDICT(MODEL = @m, DATA = (SELECT CAST(3.1 AS {decimal}) AS x) AS d, PLAN = {plan}) WITH (label BIGINT) AS p"
     rows = not_none(backend.sql(query, params={"m": predictsql.export(tree, x)}))
     assert rows.label.tolist() == tree.predict(pd.DataFrame({"x": [3.1]})).tolist() == [0]
 
