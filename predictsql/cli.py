@@ -191,7 +191,7 @@ def _describe(args: argparse.Namespace) -> int:
     from predictsql.sql.statements import string_literal
 
     path_like = args.ref.endswith(".onnx") or args.ref.startswith(".") or Path(args.ref).is_absolute()  # not name or name/version
-    if path_like and not uri_scheme(args.ref) and not Path(args.ref).is_file():
+    if path_like and not uri_scheme(args.ref) and not Path(args.ref).exists():  # a directory: a saved Spark pipeline, which resolve() explains
         raise PredictSQLError(f"model file '{args.ref}' not found: give the path of an .onnx file, a models:/ URI or a catalog name")
     ref = args.ref if uri_scheme(args.ref) or Path(args.ref).is_file() else f"catalog:/{args.ref}"
     if uri_scheme(ref) == "catalog" and args.db is None:

@@ -138,8 +138,9 @@ class Connection:
                 raise
 
     def explain(self, text: str, params: Mapping[str, object] | None = None) -> Explanation:
-        """How each statement is read, the DuckDB SQL it runs and the plan of each PREDICT; scores no row (it may count
-        DATA's rows, up to small_data_rows + 1, to pick the plan)."""
+        """How each statement is read, the DuckDB SQL it runs and the plan of each PREDICT; scores no row of those (it may
+        count DATA's rows, up to small_data_rows + 1, to pick the plan), but DECLARE, SET and SELECT @v run, as their values
+        are what the statements after them read."""
         with self._lock:
             try:
                 return self._explain(text, params)
@@ -155,8 +156,6 @@ class Connection:
             if statement.tree is None:
                 statements.append((AS_WRITTEN, statement.text, ()))
                 continue
-            engine = self.engine()
-            planner = Planner(engine, variables, self.settings)
             tree = self.prepare(statement.tree) if statement.names_default_schema else statement.tree
             if kind(tree) in VARIABLES:
                 script.declare(tree, variables, values_query(self, variables))
@@ -164,6 +163,8 @@ class Connection:
             if kind(tree) == DESCRIBE_MODEL:  # predictsql's own statement: no DuckDB SQL, no PREDICT to plan
                 statements.append((statement.reading, to_sql(tree, DIALECT), ()))
                 continue
+            engine = self.engine()
+            planner = Planner(engine, variables, self.settings)
             try:
                 planned = planner.plan(self._expand(tree))
             finally:

@@ -59,11 +59,11 @@ def run_script(runner: Runner[R], statements: Iterable[Statement], variables: di
 def run_statement(runner: Runner[R], statement: Statement, variables: dict[str, object], persisted: dict[str, object]) -> R | None:
     if statement.tree is None:
         return runner.execute(statement.text)
-    planner = Planner(runner.engine(), variables, runner.settings)  # one per statement: a URI names one version throughout
     tree = runner.prepare(statement.tree) if statement.names_default_schema else statement.tree
     if kind(tree) in VARIABLES:
         persisted.update({name: variables[name] for name in script.declare(tree, variables, values_query(runner, variables))})
         return None
+    planner = Planner(runner.engine(), variables, runner.settings)  # one per statement: a URI names one version throughout
     if kind(tree) == DESCRIBE_MODEL:
         return runner.rows(script.describe_model(tree, variables, planner.run_query, planner.resolve, runner.settings.session_options))
     return runner.run(tree, planner)
