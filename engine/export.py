@@ -6,7 +6,8 @@ module decides the DATA column names once for all of them:
 - the names the model was fitted on where its library keeps them (sklearn's feature_names_in_, the boosters'
   feature names), which a contradicting `sample` or `columns` cannot override;
 - else `columns`, else the sample's column names.
-Then every model gets the same finish (onnx_edit): one [N,C] probability tensor, the `outputs` names, metadata.
+Then every model gets the same finish (onnx_edit): one [N,C] probability tensor, the `outputs` names, metadata; and
+a library's model is scored on the sample and compared with its own predictions (export_check).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 import onnx
 import pyarrow as pa
 
-from predictsql.engine import onnx_edit
+from predictsql.engine import export_check, onnx_edit
 from predictsql.engine.errors import ExportError
 from predictsql.engine.signature import INPUTS_KEY
 from predictsql.engine.sources import resolve
@@ -41,6 +42,9 @@ _CONVERTERS = {
     "torch": ("export_native", "torch"),
     "keras": ("export_native", "keras"),
 }
+
+
+_CHECKED = ("sklearn", "xgboost", "lightgbm", "catboost")  # libraries whose predict() on the sample is the reference (export_check)
 
 
 @dataclass(frozen=True)
@@ -62,16 +66,19 @@ def export(model: Any, sample: Any = None, outputs: Outputs = None, columns: Col
     """
     foreign = isinstance(model, (bytes, bytearray, str, os.PathLike, onnx.ModelProto))
     if foreign:
-        converted = _foreign(model, columns)
-    else:
-        library = library_of(model)
-        module, extra = _CONVERTERS[library]
-        converter = importlib.import_module(f"predictsql.engine.{module}")
-        try:
-            converted = converter.convert(model, _as_frame(sample), columns, library)
-        except ImportError as e:
-            raise ExportError(f"exporting a {library} model needs {(e.name or 'its converter').split('.')[0]}: pip install 'predictsql[{extra}]'") from e
-    return finish(converted, outputs, None if foreign else type(model).__name__)
+        return finish(_foreign(model, columns), outputs, None)
+    library = library_of(model)
+    module, extra = _CONVERTERS[library]
+    converter = importlib.import_module(f"predictsql.engine.{module}")
+    frame = _as_frame(sample)
+    try:
+        converted = converter.convert(model, frame, columns, library)
+    except ImportError as e:
+        raise ExportError(f"exporting a {library} model needs {(e.name or 'its converter').split('.')[0]}: pip install 'predictsql[{extra}]'") from e
+    exported = finish(converted, outputs, type(model).__name__)
+    if library in _CHECKED:
+        export_check.check(model, frame, exported, type(model).__name__)
+    return exported
 
 
 def finish(converted: Converted, outputs: Outputs, made_by: str | None) -> bytes:

@@ -48,7 +48,7 @@ def convert(estimator: Any, sample: Any, columns: Columns, _library: str) -> Con
         # measured on held-out rows: a classifier's probability 0.088 off, a regressor 12% off
         raise ExportError(f"skl2onnx's {type(final).__name__} with weights={final.weights!r} does not compute what scikit-learn does: use weights='uniform'")
     booster = type(final).__module__.split(".")[0] in _BOOSTERS
-    tree_pipeline = type(final).__name__ in _FLOAT32_TREES and final is not estimator
+    tree_pipeline = final is not estimator and _holds_float32_trees(final)
     double = booster or type(final).__name__ in _DOUBLE_MODELS or tree_pipeline
     options = {id(final): {"zipmap": False}} if hasattr(final, "predict_proba") else None
     if booster:
@@ -191,6 +191,13 @@ def _register_boosters() -> None:
         for cls, shapes in ((lightgbm.LGBMClassifier, calculate_linear_classifier_output_shapes), (lightgbm.LGBMRegressor, calculate_linear_regressor_output_shapes)):
             options = classify if shapes is calculate_linear_classifier_output_shapes else {"split": None}
             update_registered_converter(cls, f"predictsql{cls.__name__}", _float_outputs(shapes), _double_thresholds(convert_lightgbm), options=options)
+
+
+def _holds_float32_trees(estimator: Any) -> bool:
+    """Whether scikit-learn trees split the estimator's input: it is one, or holds one (calibration, voting, stacking,
+    bagging of trees)."""
+    parts = estimator.get_params(deep=True).values() if hasattr(estimator, "get_params") else ()
+    return any(type(p).__name__ in _FLOAT32_TREES for p in (estimator, *parts))
 
 
 @functools.cache

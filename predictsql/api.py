@@ -10,7 +10,7 @@ import duckdb
 import pyarrow as pa
 
 from predictsql.engine import export as exporting
-from predictsql.engine import sessions
+from predictsql.engine import frames, sessions
 from predictsql.engine.binding import OutputRequest, argument_schema, bind
 from predictsql.engine.errors import PredictSQLError
 from predictsql.engine.mlflow_registry import MlflowRegistry
@@ -118,19 +118,5 @@ def _as_table(data: Any) -> pa.Table:
     if isinstance(data, pa.RecordBatch):
         return pa.Table.from_batches([data])
     if hasattr(data, "columns") and hasattr(data, "dtypes"):
-        return _from_pandas(data)
+        return frames.from_pandas(data, "predict()")
     raise PredictSQLError(f"predict() takes a pyarrow Table or RecordBatch or a pandas DataFrame, not {type(data).__name__}")
-
-
-def _from_pandas(frame: Any) -> pa.Table:
-    """A pandas DataFrame as Arrow, with NaN kept as NaN: pyarrow's pandas conversion makes it NULL, which the
-    model's library never sees (an imputer in the model replaces NaN)."""
-    columns = {}
-    for name in frame.columns:
-        try:
-            columns[str(name)] = pa.array(frame[name], from_pandas=False)
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-            raise PredictSQLError(f"predict() cannot read column '{name}' ({frame[name].dtype}) as one Arrow type: {e}; give it a single type, e.g. frame['{name}'].astype(float)") from e
-    if len(columns) != len(frame.columns):
-        raise PredictSQLError(f"predict() needs distinct column names; the frame has {list(frame.columns)}")
-    return pa.table(columns)

@@ -1,0 +1,23 @@
+"""pandas frames as Arrow tables the way a model's library reads them: a float NaN stays NaN (pyarrow's pandas
+conversion makes it NULL, which the library never sees: an imputer in the model replaces NaN)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+from predictsql.engine.errors import PredictSQLError
+
+
+def from_pandas(frame: Any, door: str) -> pa.Table:
+    """A pandas DataFrame as Arrow, NaN kept; `door` (predict(), export()) names the caller in errors."""
+    columns = {}
+    for name in frame.columns:
+        try:
+            columns[str(name)] = pa.array(frame[name], from_pandas=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+            raise PredictSQLError(f"{door} cannot read column '{name}' ({frame[name].dtype}) as one Arrow type: {e}; give it a single type, e.g. frame['{name}'].astype(float)") from e
+    if len(columns) != len(frame.columns):
+        raise PredictSQLError(f"{door} needs distinct column names; the frame has {list(frame.columns)}")
+    return pa.table(columns)
