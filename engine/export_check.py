@@ -130,6 +130,10 @@ def _matrix(column: pa.Array) -> np.ndarray:
 
 def _is_regressor(model: Any) -> bool:
     """scikit-learn's regressors and pipelines ending in one, the boosters' regressors and CatBoost's."""
-    from sklearn.base import is_regressor
-
-    return bool(is_regressor(model)) or type(model).__name__.endswith("Regressor")
+    if type(model).__name__.endswith("Regressor"):
+        return True
+    try:
+        from sklearn.base import is_regressor
+    except ImportError:  # a CatBoost model needs no scikit-learn
+        return False
+    return bool(is_regressor(model))

@@ -51,8 +51,8 @@ def convert(estimator: Any, sample: Any, columns: Columns, _library: str) -> Con
     tree_pipeline = final is not estimator and _holds_float32_trees(final)
     double = booster or type(final).__name__ in _DOUBLE_MODELS or tree_pipeline
     options = {id(final): {"zipmap": False}} if hasattr(final, "predict_proba") else None
-    if booster:
-        _register_boosters()
+    if any(type(part).__module__.split(".")[0] in _BOOSTERS for part in _parts(final)):
+        _register_boosters()  # a booster inside a voting or stacking ensemble too (it failed until one had ended a model)
     if type(final).__name__.startswith("HistGradientBoosting"):
         _register_hist_gradient_boosting()
     _register_double_imputer()
@@ -196,8 +196,12 @@ def _register_boosters() -> None:
 def _holds_float32_trees(estimator: Any) -> bool:
     """Whether scikit-learn trees split the estimator's input: it is one, or holds one (calibration, voting, stacking,
     bagging of trees)."""
-    parts = estimator.get_params(deep=True).values() if hasattr(estimator, "get_params") else ()
-    return any(type(p).__name__ in _FLOAT32_TREES for p in (estimator, *parts))
+    return any(type(p).__name__ in _FLOAT32_TREES for p in _parts(estimator))
+
+
+def _parts(estimator: Any) -> list[Any]:
+    """The estimator and every estimator its parameters hold, however deep."""
+    return [estimator, *(estimator.get_params(deep=True).values() if hasattr(estimator, "get_params") else ())]
 
 
 @functools.cache

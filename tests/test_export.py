@@ -4,6 +4,8 @@ exports predictsql refuses (each with an ExportError that says what to do)."""
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 import warnings
 from typing import Any
 
@@ -287,6 +289,25 @@ def test_an_export_its_converter_gets_wrong_is_refused(make: Any) -> None:
     estimator.fit(train, target)
     with pytest.raises(ExportError, match=r"gives (probability|value) \S+ for sample row \d+ where the library gives \S+: .*convert the model yourself"):
         predictsql.export(estimator, train)
+
+
+def test_a_booster_inside_a_voting_ensemble_exports_in_a_fresh_process() -> None:
+    """onnxmltools' converters were registered only once a model ending in a booster had been exported: in a fresh
+    process a voting ensemble holding LightGBM failed (KeyError), after one the same call passed."""
+    script = """
+import numpy as np, pandas as pd, lightgbm, predictsql
+from sklearn.datasets import load_breast_cancer
+from sklearn.ensemble import RandomForestClassifier, VotingClassifier
+data = load_breast_cancer(as_frame=True)
+frame = data.data.rename(columns=lambda c: c.replace(" ", "_"))
+members = [("rf", RandomForestClassifier(n_estimators=10, random_state=0)), ("lgbm", lightgbm.LGBMClassifier(n_estimators=10, verbose=-1))]
+model = VotingClassifier(members, voting="soft", flatten_transform=False).fit(frame, data.target)
+scored = predictsql.predict(predictsql.export(model, frame), frame)
+print(np.abs(np.column_stack([scored["probabilities_0"], scored["probabilities_1"]]) - model.predict_proba(frame)).max())
+"""
+    ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert float(ran.stdout.split()[-1]) < PROBA_TOLERANCE
 
 
 def test_an_export_that_cannot_read_its_own_sample_is_refused() -> None:
