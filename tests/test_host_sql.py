@@ -14,7 +14,7 @@ import pytest
 from sklearn.tree import DecisionTreeClassifier
 
 import predictsql
-from predictsql.engine.errors import BindError, ModelSourceError, NullInputError, PredictSQLError, SQLSyntaxError, TypeMismatchError, UnknownOutputError
+from predictsql.engine.errors import AmbiguousColumnError, BindError, ModelSourceError, NullInputError, PredictSQLError, SQLSyntaxError, TypeMismatchError, UnknownOutputError
 
 from conftest import PROBA_TOLERANCE, assert_scores, duckdb_only, expected_scores, fit, no_stream_on_spark, not_none
 
@@ -580,6 +580,16 @@ def test_tsql_top_percent_and_ties_on_spark_say_what_to_write(spark) -> None:
 
     with pytest.raises(BindError, match=r"spark SQL has no such limit; number the rows with RANK\(\) OVER"):
         ps.sql(spark, "SELECT TOP 10 PERCENT WITH TIES id FROM [patients] ORDER BY id")
+
+
+def test_spark_data_columns_differing_only_in_case_are_ambiguous(spark, logreg, breast_cancer) -> None:
+    """Spark reads mean_radius and MEAN_RADIUS as one name: an AmbiguousColumnError, not Spark's AMBIGUOUS_REFERENCE on
+    an alias of predictsql's."""
+    from predictsql.udfs import spark as ps
+
+    spark.createDataFrame(breast_cancer.table).createOrReplaceTempView("patients")
+    with pytest.raises(AmbiguousColumnError, match="DATA columns mean_radius and MEAN_RADIUS differ only in case"):
+        ps.sql(spark, "SELECT p.Score FROM PREDICT(MODEL = @m, DATA = (SELECT *, mean_texture AS MEAN_RADIUS FROM patients) AS d) WITH (Score FLOAT) AS p", params={"m": logreg.onnx})
 
 
 def test_spark_data_with_timestamps_the_model_does_not_read_is_scored(spark, forest, breast_cancer) -> None:

@@ -42,7 +42,7 @@ from sqlglot import exp
 
 from predictsql.engine import sessions
 from predictsql.engine.binding import OutputRequest, ScoringPlan, argument_schema, bind
-from predictsql.engine.errors import BindError, NullInputError, PredictSQLError, from_text
+from predictsql.engine.errors import AmbiguousColumnError, BindError, NullInputError, PredictSQLError, from_text
 from predictsql.engine.mlflow_registry import MlflowRegistry
 from predictsql.engine.sources import ModelSource, resolve
 from predictsql.engine.validate import DEFAULT_MAX_MODEL_BYTES
@@ -267,8 +267,16 @@ class SparkEngine:
         self.temporary = temporary
 
     def schema(self, sql: str) -> pa.Schema:
-        """The Arrow schema of a query's rows, TIMESTAMPs in the session's time zone (as Arrow batches carry them)."""
-        return to_arrow_schema(self.spark.sql(sql).schema, timezone=self.spark.conf.get("spark.sql.session.timeZone"))
+        """The Arrow schema of a query's rows, TIMESTAMPs in the session's time zone (as Arrow batches carry them); names
+        that differ only in case are an AmbiguousColumnError, as Spark (case-insensitive by default) reads them as one."""
+        schema = to_arrow_schema(self.spark.sql(sql).schema, timezone=self.spark.conf.get("spark.sql.session.timeZone"))
+        if str(self.spark.conf.get("spark.sql.caseSensitive", "false")).lower() != "true":
+            seen: dict[str, str] = {}
+            for name in schema.names:
+                if name.lower() in seen and seen[name.lower()] != name:
+                    raise AmbiguousColumnError(f"DATA columns {seen[name.lower()]} and {name} differ only in case, which Spark SQL reads as one name: rename one in the DATA query")
+                seen.setdefault(name.lower(), name)
+        return schema
 
     def rows(self, sql: str) -> list[tuple]:
         return [tuple(bytes(v) if isinstance(v, bytearray) else v for v in row) for row in self.spark.sql(sql).take(2)]
