@@ -58,16 +58,18 @@ def convert(estimator: Any, sample: Any, columns: Columns, _library: str) -> Con
     _register_double_imputer()
     if tree_pipeline:
         _register_float32_trees()
-    for number in (DoubleTensorType, FloatTensorType) if tree_pipeline else (DoubleTensorType if double else FloatTensorType,):
+    # a tree pipeline whose transformers skl2onnx cannot write in DOUBLE falls back to FLOAT, as before (rounding may move a split)
+    attempts = (DoubleTensorType, FloatTensorType) if tree_pipeline else (DoubleTensorType if double else FloatTensorType,)
+    for number in attempts:
         initial, names = _initial_types(estimator, sample, columns, number)
         try:
             model = _to_onnx(estimator, final, initial, options)
-            if tree_pipeline and number is DoubleTensorType:
+            if number is not attempts[-1]:
                 onnx.checker.check_model(model, full_check=True)  # skl2onnx mixes FLOAT and DOUBLE in some transformers
             break
         except (ExportError, onnx.checker.ValidationError, onnx.shape_inference.InferenceError):
-            if number is FloatTensorType or not tree_pipeline:
-                raise  # a tree pipeline's transformers skl2onnx cannot write in DOUBLE: FLOAT, as before (rounding may move a split)
+            if number is attempts[-1]:
+                raise
     return Converted(model, _input_columns(model, initial, names), getattr(final, "classes_", None))
 
 

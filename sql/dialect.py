@@ -36,6 +36,7 @@ from sqlglot.tokens import TokenType
 from predictsql.engine.errors import SQLSyntaxError
 
 NAME_TOKENS = (TokenType.VAR, TokenType.IDENTIFIER)
+PAREN_DEPTH = {TokenType.L_PAREN: 1, TokenType.R_PAREN: -1}  # how a token changes the parenthesis depth
 
 
 class PredictTable(exp.Expression):
@@ -145,7 +146,7 @@ def _parse_declare(self: Parser) -> exp.Expr:
         first = last = self._curr
         depth = 0  # DECIMAL(5, 2): a comma inside the type's parentheses is the type's
         while self._curr and (depth or self._curr.token_type not in (TokenType.EQ, TokenType.COMMA, TokenType.SEMICOLON)):
-            depth += {TokenType.L_PAREN: 1, TokenType.R_PAREN: -1}.get(self._curr.token_type, 0)
+            depth += PAREN_DEPTH.get(self._curr.token_type, 0)
             last = self._curr
             self._advance()
         kind = _declared_type(self.sql[first.start : last.end + 1]) if first is not None and first is not self._curr else None

@@ -22,7 +22,7 @@ from sqlglot.errors import TokenError
 from sqlglot.tokens import Token, TokenType
 
 from predictsql.engine.errors import BindError, SQLSyntaxError
-from predictsql.sql.dialect import DIALECTS, NAME_TOKENS, PredictTable, parse
+from predictsql.sql.dialect import DIALECTS, NAME_TOKENS, PAREN_DEPTH, PredictTable, parse
 from predictsql.sql.rewrite import names_default_schema
 from predictsql.sql.tsql import adapt
 
@@ -159,7 +159,7 @@ def _refuse_unseparated(chunk: list[Token]) -> None:
     the chunk starts another statement, an SQLSyntaxError that says to separate them (else the host's own error)."""
     depth = 0
     for before, token, _ in _neighbours(chunk):
-        depth += {TokenType.L_PAREN: 1, TokenType.R_PAREN: -1}.get(token.token_type, 0)
+        depth += PAREN_DEPTH.get(token.token_type, 0)
         if before is not None and before.line < token.line and depth == 0 and token.text.upper() in _STARTS:
             message = f"SQL syntax error at line {token.line} (read as tsql): it starts another statement; end each statement with ';' (or a GO line)"
             raise SQLSyntaxError(message, token.line, token.col)

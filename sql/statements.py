@@ -44,7 +44,10 @@ def declared(statement: exp.Expr) -> list[Declared]:
     """The items of a DECLARE or a SET @a = …, in order: a literal, a 0x… literal, @variable, (SELECT …), or any other
     expression as the query of its value; a table variable is a BindError."""
     if isinstance(statement, exp.Set):
-        return [_declared(*pair, "SET") for pair in map(_assigned, statement.expressions) if pair is not None]
+        pairs = [pair for pair in map(_assigned, statement.expressions) if pair is not None]
+        for name, value in pairs:
+            _refuse_bare_aggregate(name, value, "SET")
+        return [_declared(name, value) for name, value in pairs]
     items = []
     for item in statement.expressions:
         target = item.this[0] if isinstance(item.this, list) else item.this  # sqlglot keeps the parameter in a list
@@ -54,7 +57,7 @@ def declared(statement: exp.Expr) -> list[Declared]:
         _refuse_bare_aggregate(target.name.lower(), value, "DECLARE")
         if isinstance(kind, exp.DataType) and kind.this in _CAST and isinstance(value, exp.Expr) and not isinstance(value, exp.Null):
             value = exp.Subquery(this=exp.select(exp.Cast(this=value, to=_sized(kind))))  # the declared type, as the engine casts to it
-        items.append(_declared(target.name.lower(), value, "DECLARE"))
+        items.append(_declared(target.name.lower(), value))
     return items
 
 
@@ -88,7 +91,8 @@ def _assigned(item: exp.Expr) -> tuple[str, exp.Expr] | None:
     return None
 
 
-def _declared(name: str, value: object, statement: str) -> Declared:
+def _declared(name: str, value: object) -> Declared:
+    """One item's value: nothing (NULL), a query to run, another variable, a constant, or any expression as a query."""
     if not isinstance(value, exp.Expr) or isinstance(value, exp.Null):  # no value (None, or False from T-SQL's parser), or NULL
         return Declared(name)
     if isinstance(value, exp.Subquery) and isinstance(value.this, exp.Query):
@@ -106,7 +110,6 @@ def _declared(name: str, value: object, statement: str) -> Declared:
             return Declared(name, value=literal.this)
         number = int(literal.this) if literal.this.isdigit() else float(literal.this)  # 2, 2.5, 1e3
         return Declared(name, value=-number if negated else number)
-    _refuse_bare_aggregate(name, value, statement)
     return Declared(name, query=exp.select(value))  # @c + 1, GETDATE(), CAST(…): the engine computes it
 
 

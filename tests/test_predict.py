@@ -266,6 +266,9 @@ def test_a_registered_functions_null_is_a_null_input_error_on_a_predictsql_conne
     for connection in (backend.target, backend.target.cursor()):  # a cursor too, whose calls run on the same function
         with pytest.raises(NullInputError, match=r"PREDICT input 'mean_radius'.* is NULL in 1 of the \d+ rows of one call"):
             connection.sql(failing)
+    beside_predict = failing.replace(" FROM patients", ", p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p")
+    with pytest.raises(NullInputError, match=r"PREDICT input 'mean_radius'.* is NULL in 1 of the \d+ rows of one call"):
+        backend.target.sql(beside_predict, params={"m": logreg.onnx})  # in a statement of predictsql's too
     rows = not_none(backend.target.sql(f"SELECT id, malignancy({args}) AS s FROM patients ORDER BY id")).df()
     np.testing.assert_allclose(rows.s, expected_scores(logreg), atol=PROBA_TOLERANCE)
 

@@ -200,8 +200,7 @@ class Connection:
         try:
             return self._execute(sql)
         except duckdb.Error as e:
-            found = _UDF_ERROR.search(str(e))
-            error = named(found[1], found[2]) if found else None
+            error = _registered_error(e)
             if error is None:
                 raise
             raise error from e
@@ -249,7 +248,7 @@ class Connection:
             except Exception as e:  # DuckDB reports a Ctrl-C as RuntimeError or, inside a function, as its own error
                 if interrupted():
                     raise KeyboardInterrupt from e
-                error = engine.error() or planner.error(str(e)) if isinstance(e, duckdb.Error) else None
+                error = engine.error() or planner.error(str(e)) or _registered_error(e) if isinstance(e, duckdb.Error) else None
                 if error is not None:
                     raise error from e
                 raise
@@ -339,6 +338,12 @@ class Connection:
             return self.duckdb.sql(f"SELECT name, definition, coalesce(dialect, 'tsql') FROM {table}").fetchall()
         except duckdb.BinderException:  # a file written before views kept their dialect
             return self.duckdb.sql(f"SELECT name, definition, 'tsql' FROM {table}").fetchall()
+
+
+def _registered_error(error: duckdb.Error) -> PredictSQLError | None:
+    """The predictsql error a registered function raised, which DuckDB reports as its own with the class and message."""
+    found = _UDF_ERROR.search(str(error))
+    return named(found[1], found[2]) if found else None
 
 
 @functools.lru_cache(maxsize=256)

@@ -143,7 +143,7 @@ class SparkRunner:
     def query(self, query: exp.Query, planner: Planner) -> list[tuple]:
         frame = self.run(query, planner)
         with errors():
-            return [tuple(bytes(v) if isinstance(v, bytearray) else v for v in row) for row in frame.collect()] if frame is not None else []
+            return [_values(row) for row in frame.collect()] if frame is not None else []
 
     def _create_view(self, statement: exp.Expr, created: View, sql: str) -> None:
         """A view over PREDICT as a temp view of the statement's DataFrame (a GLOBAL one in global_temp): a view in the
@@ -279,7 +279,7 @@ class SparkEngine:
         return schema
 
     def rows(self, sql: str) -> list[tuple]:
-        return [tuple(bytes(v) if isinstance(v, bytearray) else v for v in row) for row in self.spark.sql(sql).take(2)]
+        return [_values(row) for row in self.spark.sql(sql).take(2)]
 
     def columns(self, sql: str) -> tuple[tuple[str, str], ...]:
         return tuple((f.name, f.dataType.simpleString()) for f in self.spark.sql(sql).schema.fields)
@@ -306,3 +306,7 @@ def _scoring_udf(spark: SparkSession, source: ModelSource, plan: ScoringPlan, re
 
     return arrow_udf(score, StructType(fields) if struct else fields[0].dataType)  # type: ignore[call-overload]  # the stub wants functionType; at run time the type hints choose the iterator form
 
+
+def _values(row: Any) -> tuple:
+    """A Spark Row's values, BINARY as bytes (Spark gives bytearray), as DuckDB's rows have them."""
+    return tuple(bytes(v) if isinstance(v, bytearray) else v for v in row)
