@@ -89,7 +89,7 @@ def _to_onnx(estimator: Any, final: Any, initial: list[tuple[str, Any]], options
     """skl2onnx's conversion, its failures as ExportErrors."""
     from skl2onnx import to_onnx
 
-    with _hist_gradient_boosting_fixup(), _booster_names_cleared(final), _binary_lda_halved(final):
+    with _tree_fixups(), _booster_names_cleared(final), _binary_lda_halved(final):
         try:
             return to_onnx(estimator, initial_types=initial, options=options, target_opset=_OPSET)
         except (ImportError, ExportError):
@@ -347,19 +347,31 @@ def _double_thresholds(convert: Callable[[Any, Any, Any], None]) -> Callable[[An
 
 
 @contextlib.contextmanager
-def _hist_gradient_boosting_fixup() -> Iterator[None]:
-    """skl2onnx 1.20 writes numpy bools into an ints attribute, which onnx 1.23 refuses; coerce them."""
-    from skl2onnx.operator_converters import random_forest
+def _tree_fixups() -> Iterator[None]:
+    """skl2onnx's tree attributes as scikit-learn scores them: a NaN takes each split's missing_go_to_left (the side
+    NaN took in fitting, else the child with more samples), which skl2onnx 1.20 drops, sending it down the false side;
+    and HistGradientBoosting's numpy bools, which onnx 1.23 refuses in an ints attribute, as ints."""
+    from skl2onnx.operator_converters import decision_tree, gradient_boosting, isolation_forest, random_forest
 
-    original = random_forest.add_tree_to_attribute_pairs_hist_gradient_boosting
+    key = "nodes_missing_value_tracks_true"
+    original = random_forest.add_tree_to_attribute_pairs
+    original_hist = random_forest.add_tree_to_attribute_pairs_hist_gradient_boosting
 
-    def fixed(attr_pairs: dict, *args: Any, **kwargs: Any) -> None:
-        original(attr_pairs, *args, **kwargs)
-        key = "nodes_missing_value_tracks_true"
+    def tree(attr_pairs: dict, is_classifier: bool, tree: Any, *args: Any, **kwargs: Any) -> None:
+        original(attr_pairs, is_classifier, tree, *args, **kwargs)
+        attr_pairs[key][len(attr_pairs[key]) - tree.node_count :] = [int(v) for v in tree.missing_go_to_left]
+
+    def hist(attr_pairs: dict, *args: Any, **kwargs: Any) -> None:
+        original_hist(attr_pairs, *args, **kwargs)
         attr_pairs[key] = [int(v) for v in attr_pairs[key]]
 
-    random_forest.add_tree_to_attribute_pairs_hist_gradient_boosting = fixed
+    modules = (decision_tree, gradient_boosting, isolation_forest, random_forest)
+    for module in modules:
+        module.add_tree_to_attribute_pairs = tree
+    random_forest.add_tree_to_attribute_pairs_hist_gradient_boosting = hist
     try:
         yield
     finally:
-        random_forest.add_tree_to_attribute_pairs_hist_gradient_boosting = original
+        for module in modules:
+            module.add_tree_to_attribute_pairs = original
+        random_forest.add_tree_to_attribute_pairs_hist_gradient_boosting = original_hist
