@@ -185,7 +185,7 @@ def _register_boosters() -> None:
 
         for cls, shapes in ((xgboost.XGBClassifier, calculate_linear_classifier_output_shapes), (xgboost.XGBRegressor, calculate_linear_regressor_output_shapes)):
             options = classify if shapes is calculate_linear_classifier_output_shapes else None
-            update_registered_converter(cls, f"predictsql{cls.__name__}", _float_outputs(shapes), _float_input(convert_xgboost), options=options)
+            update_registered_converter(cls, f"predictsql{cls.__name__}", _float_outputs(shapes), _float_input(_softmax_probabilities(convert_xgboost)), options=options)
     if importlib.util.find_spec("lightgbm"):
         import lightgbm
         from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
@@ -325,25 +325,50 @@ def _double_thresholds(convert: Callable[[Any, Any, Any], None]) -> Callable[[An
     values between a threshold and its float32 rounding down the wrong branch."""
     from skl2onnx.common.data_types import DoubleTensorType
 
+    def edit(op_type: str, attrs: dict[str, Any]) -> None:
+        if op_type.startswith("TreeEnsemble") and "nodes_values" in attrs:
+            attrs["nodes_values_as_tensor"] = onnx.numpy_helper.from_array(np.asarray(attrs.pop("nodes_values"), dtype=np.float64))
+            attrs["op_version"] = 3  # the _as_tensor attributes are ai.onnx.ml 3's; skl2onnx asks for 1
+
     def converter(scope: Any, operator: Any, container: Any) -> None:
-        if not isinstance(operator.inputs[0].type, DoubleTensorType):
+        with _added_nodes_edited(container, edit if isinstance(operator.inputs[0].type, DoubleTensorType) else None):
             convert(scope, operator, container)
-            return
-        add_node = container.add_node
-
-        def add(op_type: str, *args: Any, **attrs: Any) -> Any:
-            if op_type.startswith("TreeEnsemble") and "nodes_values" in attrs:
-                attrs["nodes_values_as_tensor"] = onnx.numpy_helper.from_array(np.asarray(attrs.pop("nodes_values"), dtype=np.float64))
-                attrs["op_version"] = 3  # the _as_tensor attributes are ai.onnx.ml 3's; skl2onnx asks for 1
-            return add_node(op_type, *args, **attrs)
-
-        container.add_node = add
-        try:
-            convert(scope, operator, container)
-        finally:
-            del container.add_node
 
     return converter
+
+
+def _softmax_probabilities(convert: Callable[[Any, Any, Any], None]) -> Callable[[Any, Any, Any], None]:
+    """XGBoost's multi:softmax with the softmax its predict_proba applies to the margins: onnxmltools writes the
+    margins themselves as the probabilities (1.88 where XGBoost gives 0.95); labels are the same either way."""
+
+    def edit(op_type: str, attrs: dict[str, Any]) -> None:
+        if op_type == "TreeEnsembleClassifier":
+            attrs["post_transform"] = "SOFTMAX"
+
+    def converter(scope: Any, operator: Any, container: Any) -> None:
+        with _added_nodes_edited(container, edit if getattr(operator.raw_operator, "objective", None) == "multi:softmax" else None):
+            convert(scope, operator, container)
+
+    return converter
+
+
+@contextlib.contextmanager
+def _added_nodes_edited(container: Any, edit: Callable[[str, dict[str, Any]], None] | None) -> Iterator[None]:
+    """The converter's container with edit(op_type, attributes) applied to each node it adds (none: as it is)."""
+    if edit is None:
+        yield
+        return
+    add_node = container.add_node
+
+    def add(op_type: str, *args: Any, **attrs: Any) -> Any:
+        edit(op_type, attrs)
+        return add_node(op_type, *args, **attrs)
+
+    container.add_node = add
+    try:
+        yield
+    finally:
+        del container.add_node
 
 
 @contextlib.contextmanager

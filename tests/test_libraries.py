@@ -185,6 +185,19 @@ def test_score_output_for_every_classifier_and_regressor(library: str) -> None:
         np.testing.assert_allclose(scored, expected, atol=PROBA_TOLERANCE if task.classes else REGRESSION_RTOL * np.abs(expected).max(), rtol=0)
 
 
+def test_xgboost_multi_softmax_gives_the_probabilities_xgboost_gives() -> None:
+    """multi:softmax predicts labels, and its predict_proba is the softmax of the margins: onnxmltools wrote the
+    margins as the probabilities (1.88 where XGBoost gives 0.95), so the export was refused; it now adds the softmax."""
+    import xgboost
+
+    task = _task(*TASKS["multiclass"])
+    model = xgboost.XGBClassifier(n_estimators=20, max_depth=3, objective="multi:softmax", random_state=0).fit(task.features, task.target)
+    scored = predictsql.predict(predictsql.export(model, task.features), task.features)
+    probabilities = np.column_stack([scored[f"probabilities_{k}"].to_numpy() for k in range(3)])
+    np.testing.assert_allclose(probabilities, model.predict_proba(task.features), atol=PROBA_TOLERANCE, rtol=0)
+    np.testing.assert_array_equal(scored["label"].to_numpy().ravel(), model.predict(task.features))
+
+
 def test_lightgbm_on_float64_data_is_exact_where_float_inputs_are_not() -> None:
     """LightGBM's thresholds are doubles: on values closer together than float32 can tell apart, a FLOAT export would
     send rows down the wrong branch; the export takes DOUBLE inputs and equals `predict`."""
