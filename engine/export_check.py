@@ -50,7 +50,7 @@ def check(model: Any, sample: Any, exported: bytes, made_by: str) -> None:
     except PredictSQLError as e:
         raise ExportError(f"the exported {made_by} does not score its sample: {e}") from e
     outputs = {spec.name: _matrix(scored.column(out.field)) for spec, out in zip(loaded.signature.outputs, plan.outputs, strict=True)}
-    if hasattr(model, "predict_proba") and getattr(model, "classes_", None) is not None:
+    if (hasattr(model, "predict_proba") or hasattr(model, "decision_function")) and getattr(model, "classes_", None) is not None:
         _check_classifier(model, rows, outputs, made_by)
     elif _is_regressor(model):
         _check_regressor(model, rows, outputs, made_by)
@@ -71,14 +71,23 @@ def _library(method: Any, rows: Any, model: Any) -> np.ndarray | None:
 
 
 def _check_classifier(model: Any, rows: Any, outputs: dict[str, np.ndarray], made_by: str) -> None:
-    probabilities = _library(model.predict_proba, rows, model)
-    if probabilities is None:
-        return
-    expected = probabilities.astype(np.float64)
+    """The class probabilities, or the decision scores of a classifier without them (binary: [-d, d]), then the labels."""
+    if hasattr(model, "predict_proba"):
+        probabilities = _library(model.predict_proba, rows, model)
+        if probabilities is None:
+            return
+        expected, bound, what = probabilities.astype(np.float64), PROBABILITY, "probability"
+    else:
+        decision = _library(model.decision_function, rows, model)
+        if decision is None:
+            return
+        decision = decision.astype(np.float64)
+        expected = np.column_stack([-decision, decision]) if decision.ndim == 1 else decision
+        bound, what = VALUE * max(float(np.nanmax(np.abs(decision), initial=0.0)), 1e-12), "decision score"
     matrix = next((v for v in outputs.values() if v.dtype.kind == "f" and v.shape == expected.shape), None)
     if matrix is None:
-        return  # no output of the classes' probabilities (a hinge model's scores): nothing to compare
-    _compare(matrix, expected, PROBABILITY, "probability", made_by)
+        return  # no output of one value per class: nothing to compare
+    _compare(matrix, expected, bound, what, made_by)
     top = np.sort(expected, axis=1)[:, -2:] if expected.shape[1] > 1 else None
     labels = next((v.ravel() for v in outputs.values() if v.dtype.kind in "iuUSOb" and v.size == len(expected)), None)
     if top is None or labels is None:
@@ -87,7 +96,7 @@ def _check_classifier(model: Any, rows: Any, outputs: dict[str, np.ndarray], mad
     if predicted is None:
         return
     predicted = predicted.ravel()
-    clear = top[:, 1] - top[:, 0] > PROBABILITY
+    clear = top[:, 1] - top[:, 0] > bound
     wrong = np.flatnonzero(clear & ~_same(labels, predicted))
     if len(wrong):
         i = int(wrong[0])

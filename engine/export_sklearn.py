@@ -20,18 +20,22 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import onnx
 
+from predictsql.engine import onnx_edit
 from predictsql.engine.errors import ExportError
 from predictsql.engine.export import Columns, Converted, column_names, listed
 
 MATRIX_INPUT = "X"
 _OPSET = {"": 18, "ai.onnx.ml": 3}  # skl2onnx writes ai.onnx.ml 3 at most; onnxmltools would write 5
 _BOOSTERS = ("xgboost", "lightgbm")
+_ONE_DECISION = ("LinearSVC", "RidgeClassifier", "RidgeClassifierCV")  # binary: skl2onnx writes decision_function as [N,1]
+_REVERSED_DECISION = ("SVC", "NuSVC")  # binary: skl2onnx writes [d, -d]
 _DOUBLE_MODELS = ("HistGradientBoostingClassifier", "HistGradientBoostingRegressor", "MultinomialNB", "ComplementNB")
 # scikit-learn's trees split float32 values: fed DOUBLE, their converters first Cast to FLOAT (_float_input)
 _FLOAT32_TREES = tuple(f"{kind}{task}" for kind in ("DecisionTree", "ExtraTree", "ExtraTrees", "RandomForest", "GradientBoosting") for task in ("Classifier", "Regressor"))
@@ -50,7 +54,7 @@ def convert(estimator: Any, sample: Any, columns: Columns, _library: str) -> Con
     booster = type(final).__module__.split(".")[0] in _BOOSTERS
     tree_pipeline = final is not estimator and _holds_float32_trees(final)
     double = booster or type(final).__name__ in _DOUBLE_MODELS or tree_pipeline
-    options = {id(final): {"zipmap": False}} if hasattr(final, "predict_proba") else None
+    options = _options(final)
     if any(type(part).__module__.split(".")[0] in _BOOSTERS for part in _parts(final)):
         _register_boosters()  # a booster inside a voting or stacking ensemble too (it failed until one had ended a model)
     if type(final).__name__.startswith("HistGradientBoosting"):
@@ -70,7 +74,48 @@ def convert(estimator: Any, sample: Any, columns: Columns, _library: str) -> Con
         except (ExportError, onnx.checker.ValidationError, onnx.shape_inference.InferenceError):
             if number is attempts[-1]:
                 raise
+    if hasattr(final, "decision_function") and not hasattr(final, "predict_proba") and hasattr(final, "classes_"):
+        _decision_scores(model, final)
     return Converted(model, _input_columns(model, initial, names), getattr(final, "classes_", None))
+
+
+def _options(final: Any) -> dict | None:
+    """skl2onnx's options for the final step: a classifier's outputs as tensors (zipmap=False) where its converter
+    takes the option; an empty entry else, which also keeps skl2onnx's pipeline parser from giving a LinearSVC the
+    zipmap option its converter refuses (a pipeline ending in one failed to convert)."""
+    if not hasattr(final, "classes_"):
+        return None
+    from skl2onnx._supported_operators import sklearn_operator_name_map
+    from skl2onnx.common._registration import get_converter
+
+    alias = sklearn_operator_name_map.get(type(final))
+    allowed = getattr(get_converter(alias), "get_allowed_options", lambda: None)() if alias else None
+    return {id(final): {"zipmap": False} if allowed is None or "zipmap" in allowed else {}}
+
+
+def _decision_scores(model: onnx.ModelProto, final: Any) -> None:
+    """A classifier without probabilities (SVC without probability=True, Perceptron, hinge SGD, LinearSVC, Ridge):
+    skl2onnx writes its decision_function as 'probabilities'. Named `scores`, a binary one as [-d, d], like a binary
+    classifier's two probabilities, so scores_1 is scikit-learn's decision_function: skl2onnx writes [d] alone for
+    LinearSVC and RidgeClassifier (declaring [N,2] for the latter, which then failed to score) and [-d, d] reversed
+    for SVC and NuSVC."""
+    graph = model.graph
+    output = next((o for o in graph.output if o.name == "probabilities"), None)
+    if output is None:
+        return
+    pair = len(final.classes_) == 2 and type(final).__name__ in _ONE_DECISION + _REVERSED_DECISION
+    made = "predictsql_decision" if pair else "scores"
+    onnx_edit.rename_outputs(model, {output.name: made})
+    if not pair:
+        return
+    if type(final).__name__ in _REVERSED_DECISION:
+        order = onnx.numpy_helper.from_array(np.array([1, 0], dtype=np.int64), "predictsql_decision_order")
+        graph.initializer.append(order)
+        graph.node.append(onnx.helper.make_node("Gather", [made, order.name], ["scores"], axis=1, name="predictsql_decision_order"))
+    else:
+        graph.node.append(onnx.helper.make_node("Neg", [made], ["predictsql_decision_negated"], name="predictsql_decision_negated"))
+        graph.node.append(onnx.helper.make_node("Concat", ["predictsql_decision_negated", made], ["scores"], axis=1, name="predictsql_decision_pair"))
+    output.CopyFrom(onnx.helper.make_tensor_value_info("scores", output.type.tensor_type.elem_type, [None, 2]))
 
 
 def _initial_types(estimator: Any, sample: Any, columns: Columns, number: type) -> tuple[list[tuple[str, Any]], list[str] | None]:
@@ -89,7 +134,9 @@ def _to_onnx(estimator: Any, final: Any, initial: list[tuple[str, Any]], options
     """skl2onnx's conversion, its failures as ExportErrors."""
     from skl2onnx import to_onnx
 
-    with _tree_fixups(), _booster_names_cleared(final), _binary_lda_halved(final):
+    with _tree_fixups(), _booster_names_cleared(final), _binary_lda_halved(final), warnings.catch_warnings():
+        # skl2onnx reads an SVC's probA_ / probB_ whether or not it has probabilities; scikit-learn 1.9 deprecates them
+        warnings.filterwarnings("ignore", r"Attribute `prob[AB]_` was deprecated", FutureWarning)
         try:
             return to_onnx(estimator, initial_types=initial, options=options, target_opset=_OPSET)
         except (ImportError, ExportError):

@@ -14,6 +14,7 @@ from predictsql.engine.signature import CLASSES_KEY, INPUTS_KEY
 
 SCORE = "score"
 PROBABILITIES = ("probabilities", "probability")  # skl2onnx, onnxmltools and CatBoost; onnxmltools' Spark converter
+DECISION_SCORES = "scores"  # a classifier's decision_function where it has no probabilities (export_sklearn)
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 _FLOATS = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE)
 
@@ -60,14 +61,16 @@ def rename_outputs(model: onnx.ModelProto, names: Mapping[str, str] | Sequence[s
 
 
 def _add_score(model: onnx.ModelProto, name: str) -> None:
-    """A [N] output: column 1 of a binary classifier's probabilities, or a single-valued regressor's prediction."""
+    """A [N] output: column 1 of a binary classifier's probabilities (or, without them, of its decision scores), or a
+    single-valued regressor's prediction."""
     graph = model.graph
     floats = [o for o in graph.output if o.type.tensor_type.elem_type in _FLOATS]
-    classifier = any(o.name in PROBABILITIES for o in floats)
+    per_class = [o for name in (*PROBABILITIES, DECISION_SCORES) for o in floats if o.name == name and _width(o) != 1]  # an isolation forest's [N,1] scores are its value
+    classifier = bool(per_class)
+    source: onnx.ValueInfoProto | None
     if classifier:
-        source = next((o for o in floats if o.name in PROBABILITIES), None)
-        dims = source.type.tensor_type.shape.dim if source is not None else []
-        binary = len(dims) == 2 and dims[1].dim_value == 2
+        source = per_class[0]
+        binary = _width(source) == 2
     else:
         source = floats[0] if len(floats) == 1 else None
         binary = source is not None and all(d.dim_value in (0, 1) for d in source.type.tensor_type.shape.dim[1:])
@@ -82,6 +85,12 @@ def _add_score(model: onnx.ModelProto, name: str) -> None:
         shape = _constant(graph, "predictsql_score_shape", np.array([-1], dtype=np.int64))
         graph.node.append(onnx.helper.make_node("Reshape", [source.name, shape], [name], name="predictsql_score"))
     graph.output.append(onnx.helper.make_tensor_value_info(name, elem, [None]))
+
+
+def _width(output: onnx.ValueInfoProto) -> int:
+    """Values per row of an output (0 where not declared)."""
+    dims = output.type.tensor_type.shape.dim
+    return dims[1].dim_value if len(dims) == 2 else 1
 
 
 def flat_labels(model: onnx.ModelProto) -> None:

@@ -175,6 +175,60 @@ def test_nan_in_a_duckdb_column_takes_scikit_learn_s_side_under_every_plan() -> 
             np.testing.assert_allclose(scored, expected, atol=PROBA_TOLERANCE, rtol=0, err_msg=plan)
 
 
+DECISION_ONLY = ["Perceptron", "SGDClassifier", "RidgeClassifier", "LinearSVC", "SVC", "NuSVC"]
+
+
+def _decision_only(name: str) -> Any:
+    from sklearn import linear_model, svm
+
+    return make_pipeline(StandardScaler(), (getattr(linear_model, name, None) or getattr(svm, name))())
+
+
+@pytest.mark.parametrize("loader", [load_breast_cancer, load_wine], ids=["binary", "multiclass"])
+@pytest.mark.parametrize("name", DECISION_ONLY)
+def test_a_classifier_without_probabilities_scores_its_decision_function(name: str, loader: Any) -> None:
+    """Without predict_proba, skl2onnx wrote the decision function as `output_probability` (binary SVC with the
+    sign reversed; LinearSVC in a pipeline did not convert; a binary RidgeClassifier did not score): the export
+    names it `scores`, a binary one [-d, d] as a binary classifier's probabilities are, so scores_1 is scikit-learn's
+    decision_function, and `score` is it; labels are scikit-learn's."""
+    train, test, target = _split(loader)
+    model = _decision_only(name).fit(train, target)
+    scored = predictsql.predict(predictsql.export(model, train), test)
+    decision = model.decision_function(test)
+    expected = np.column_stack([-decision, decision]) if decision.ndim == 1 else decision
+    scores = np.column_stack([scored[f"scores_{k}"].to_numpy() for k in range(expected.shape[1])])
+    np.testing.assert_allclose(scores, expected, rtol=0, atol=REGRESSION_RTOL * np.abs(expected).max())
+    np.testing.assert_array_equal(scored["label"].to_numpy().ravel(), model.predict(test))
+    if decision.ndim == 1:
+        score = predictsql.predict(predictsql.export(model, train, outputs={"score": "Score"}), test, outputs=["Score"])["Score"].to_numpy()
+        np.testing.assert_allclose(score, decision, rtol=0, atol=REGRESSION_RTOL * np.abs(decision).max())
+
+
+def test_an_svc_reads_as_synapse_users_write_it() -> None:
+    """PREDICT of a scikit-learn SVC (no probability=True) on a DuckDB table: the label and its decision score."""
+    train, test, target = _split(load_breast_cancer)
+    model = _decision_only("SVC").fit(train, target)
+    with predictsql.connect() as con:
+        con.duckdb.register("frame", test.assign(id=range(len(test))))
+        con.duckdb.sql("CREATE TABLE held_out AS SELECT * FROM frame")
+        query = "SELECT p.label, p.scores_1 FROM PREDICT(MODEL = @m, DATA = held_out AS d) WITH (label BIGINT, scores_1 FLOAT) AS p ORDER BY d.id"
+        rows = not_none(con.sql(query, params={"m": predictsql.export(model, train)})).fetchnumpy()
+    np.testing.assert_array_equal(rows["label"], model.predict(test))
+    np.testing.assert_allclose(rows["scores_1"], model.decision_function(test), rtol=0, atol=REGRESSION_RTOL * 10)
+
+
+def test_decision_scores_unlike_the_library_s_are_refused() -> None:
+    """The export check compares a classifier without probabilities by its decision function: another SVC's export
+    (another C) checked against this one is refused, naming the row."""
+    from predictsql.engine import export_check
+
+    train, _, target = _split(load_breast_cancer)
+    model = _decision_only("SVC").fit(train, target)
+    other = predictsql.export(make_pipeline(StandardScaler(), __import__("sklearn.svm", fromlist=["SVC"]).SVC(C=0.01)).fit(train, target), train)
+    with pytest.raises(ExportError, match=r"gives decision score \S+ for sample row \d+ where the library gives"):
+        export_check.check(model, train, other, "SVC")
+
+
 @pytest.mark.parametrize("labels", ["integers", "strings"])
 def test_quadratic_discriminant_analysis_equals_scikit_learn(labels: str) -> None:
     """skl2onnx takes QDA's label from its classes as a [1,N] tensor, which failed to score (1 label row for N rows): the
@@ -296,13 +350,19 @@ def test_what_the_converters_cannot_convert_is_an_export_error() -> None:
 
 
 def test_a_model_whose_outputs_do_not_match_its_graph_is_refused_at_export() -> None:
-    """skl2onnx declares a binary RidgeClassifier's scores [N,2] and writes [N,1] (an IndexError reached the user, then a
-    ScoringError at the first PREDICT): export scores its sample and refuses it."""
+    """skl2onnx's own binary RidgeClassifier declares its scores [N,2] and writes [N,1] (an IndexError reached the user,
+    then a ScoringError at the first PREDICT; predictsql's export now writes [-d, d]): the check scores the sample
+    and refuses such a graph."""
+    from skl2onnx import to_onnx
     from sklearn.linear_model import RidgeClassifier
 
+    from predictsql.engine import export_check
+
     train, _, target = _split(load_breast_cancer)
+    model = RidgeClassifier().fit(train, target)
+    converted = predictsql.export(to_onnx(model, train.to_numpy(np.float32)[:1], target_opset={"": 18, "ai.onnx.ml": 3}), columns=list(train.columns))
     with pytest.raises(ExportError, match="does not score its sample: .*returned 1 values per row of output 'probabilities', which its graph declares to have 2"):
-        predictsql.export(RidgeClassifier().fit(train, target), train)
+        export_check.check(model, train, converted, "RidgeClassifier")
 
 
 def _lightgbm_forest() -> tuple[Any, pd.DataFrame, Any]:
