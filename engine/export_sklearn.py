@@ -206,16 +206,40 @@ def _numeric(dtype: Any) -> bool:
 
 @contextlib.contextmanager
 def _booster_names_cleared(final: Any) -> Iterator[None]:
-    """onnxmltools' XGBoost converter wants features named f0, f1, …: hide the booster's real names while it runs."""
-    booster = final.get_booster() if type(final).__module__.startswith("xgboost") else None
-    names = booster.feature_names if booster is not None else None
-    if booster is not None:
+    """onnxmltools' XGBoost converter wants features named f0, f1, …: hide every fitted booster's real names while it
+    runs (one inside voting, stacking or calibration too, which failed to convert)."""
+    boosters = [part.get_booster() for part in _fitted_parts(final) if type(part).__module__.startswith("xgboost")]
+    names = [booster.feature_names for booster in boosters]
+    for booster in boosters:
         booster.feature_names = None
     try:
         yield
     finally:
-        if booster is not None:
-            booster.feature_names = names
+        for booster, kept in zip(boosters, names, strict=True):
+            booster.feature_names = kept
+
+
+def _fitted_parts(estimator: Any) -> list[Any]:
+    """The estimator and the fitted estimators it holds, however deep: a pipeline's steps, the fitted attributes
+    (estimators_, final_estimator_, calibrated_classifiers_, …) and a calibrated classifier's estimator; get_params
+    would name the unfitted originals instead."""
+    found: list[Any] = []
+    pending = [estimator]
+    while pending:
+        part = pending.pop()
+        if isinstance(part, (list, tuple)):
+            pending.extend(v for v in part if _holds_estimators(v))  # ("name", estimator) pairs
+            continue
+        found.append(part)
+        fitted_estimator = hasattr(part, "calibrators")  # elsewhere `estimator` is the unfitted parameter
+        held = [v for k, v in vars(part).items() if k == "steps" or (k == "estimator" and fitted_estimator) or (k.endswith("_") and not k.startswith("_"))]
+        pending.extend(v for v in held if _holds_estimators(v))
+    return found
+
+
+def _holds_estimators(value: Any) -> bool:
+    """An estimator, calibration's per-fold _CalibratedClassifier, or a list of them."""
+    return isinstance(value, (list, tuple)) or hasattr(value, "fit") or hasattr(value, "calibrators")
 
 
 @functools.cache

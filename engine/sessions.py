@@ -89,6 +89,7 @@ def _create(source: ModelSource, options: SessionOptions) -> Model:
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3  # errors: its warnings (an unused initializer removed) land on a SQL user's terminal, nothing to act on
     try:
         session = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own untyped Fail/InvalidGraph errors

@@ -198,6 +198,27 @@ def test_xgboost_multi_softmax_gives_the_probabilities_xgboost_gives() -> None:
     np.testing.assert_array_equal(scored["label"].to_numpy().ravel(), model.predict(task.features))
 
 
+@pytest.mark.parametrize("ensemble", ["voting", "stacking", "calibration"])
+def test_xgboost_inside_an_ensemble_exports_with_its_real_column_names(ensemble: str) -> None:
+    """onnxmltools wants an XGBoost model's features named f0, f1, …: the export hid the names of a final XGBoost
+    model only, so one inside voting, stacking or calibration failed to convert; each equals scikit-learn now."""
+    import xgboost
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.ensemble import RandomForestClassifier, StackingClassifier, VotingClassifier
+
+    task = _task(*TASKS["binary"])
+    booster = xgboost.XGBClassifier(n_estimators=10, max_depth=3, random_state=0)
+    forest = RandomForestClassifier(n_estimators=5, max_depth=4, random_state=0)
+    model = {
+        "voting": lambda: VotingClassifier([("xgb", booster), ("rf", forest)], voting="soft", flatten_transform=False),
+        "stacking": lambda: StackingClassifier([("xgb", booster), ("rf", forest)]),
+        "calibration": lambda: CalibratedClassifierCV(booster, method="sigmoid"),
+    }[ensemble]().fit(task.features, task.target)
+    scored = predictsql.predict(predictsql.export(model, task.features), task.features)
+    probabilities = np.column_stack([scored[f"probabilities_{k}"].to_numpy() for k in range(2)])
+    np.testing.assert_allclose(probabilities, model.predict_proba(task.features), atol=PROBA_TOLERANCE, rtol=0)
+
+
 def test_lightgbm_on_float64_data_is_exact_where_float_inputs_are_not() -> None:
     """LightGBM's thresholds are doubles: on values closer together than float32 can tell apart, a FLOAT export would
     send rows down the wrong branch; the export takes DOUBLE inputs and equals `predict`."""
