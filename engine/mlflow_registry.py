@@ -52,11 +52,13 @@ def _mlflow() -> Any:
 
 
 class MlflowRegistry:
-    """One MLflow tracking/registry configuration: MLFLOW_TRACKING_URI, or a registry URI given by the caller."""
+    """One MLflow tracking/registry configuration: a registry URI given by the caller (its runs too), else
+    MLFLOW_TRACKING_URI (and MLFLOW_REGISTRY_URI)."""
 
     def __init__(self, registry_uri: str | None = None) -> None:
         self.registry_uri = registry_uri or os.environ.get("MLFLOW_REGISTRY_URI") or os.environ.get("MLFLOW_TRACKING_URI")
-        self.tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or self.registry_uri
+        # the caller's URI holds the runs as well: MLFLOW_TRACKING_URI there put a logged model's run in another store
+        self.tracking_uri = registry_uri or os.environ.get("MLFLOW_TRACKING_URI") or self.registry_uri
 
     @property
     def lookups(self) -> dict[str, Lookup]:

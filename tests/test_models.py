@@ -151,6 +151,19 @@ def test_mlflow_tracking_uri_from_the_environment(db_path: Path, mlflow_uri: str
     np.testing.assert_allclose(table.column("Score").to_numpy(), expected_scores(logreg), atol=1.5e-5)
 
 
+def test_a_registry_uri_given_wins_over_the_environment_for_runs_too(mlflow_uri: str, logreg: Fitted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLFLOW_TRACKING_URI named another store: log_model(registry_uri=…) put the run there and the version here,
+    which then could not be read without that variable; reads failed on it. Both now use the URI given."""
+    elsewhere = tmp_path / "elsewhere"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{elsewhere}/mlflow.db")
+    name = unique("explicit")
+    predictsql.log_model(logreg.onnx, name, registry_uri=mlflow_uri)
+    assert not elsewhere.exists()
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    table = predictsql.predict(f"models:/{name}/1", logreg.features, outputs=["Score"], registry_uri=mlflow_uri)
+    np.testing.assert_allclose(table.column("Score").to_numpy(), expected_scores(logreg), atol=1.5e-5)
+
+
 # --- the in-database catalog ---
 
 
