@@ -111,9 +111,20 @@ def library_of(model: Any) -> str:
 def column_names(fitted: Sequence[str] | None, sample: Any, columns: Sequence[str] | None, model: str, width: int | None = None) -> list[str]:
     """The DATA columns of a model's one [N,k] input, in the order it was fitted (see the module docstring),
     exactly `width` of them where the model knows how many it was fitted on."""
-    names = _column_names(fitted, sample, columns, model)
+    names = _distinct(_column_names(fitted, sample, columns, model), model)
     if width is not None and len(names) != width:
         raise ExportError(f"{model} was fitted on {width} columns but {len(names)} are named ({names}): name all {width}, in the order it was fitted")
+    return names
+
+
+def _distinct(names: list[str], model: str) -> list[str]:
+    """`names` where no two are one DATA column (columns bind case-insensitively): else each repeat would read it."""
+    seen: dict[str, str] = {}
+    for name in names:
+        if name.lower() in seen:
+            spelt = "" if seen[name.lower()] == name else f" (and as {seen[name.lower()]!r}: DATA columns match case-insensitively)"
+            raise ExportError(f"{model}: columns name DATA column {name!r} twice{spelt}: name each input column once, in the order it was fitted")
+        seen[name.lower()] = name
     return names
 
 
@@ -182,6 +193,7 @@ def _foreign(model: Any, columns: Columns) -> Converted:
     else:
         raise ExportError(f"the model has {len(inputs)} inputs ({', '.join(inputs)}): give columns as {{input: [names]}}, one list per input")
     for name, names in mapping.items():
+        _distinct(names, f"the ONNX model's input '{name}'")
         if name not in inputs:
             raise ExportError(f"columns names input '{name}', which the model does not have; its inputs are {', '.join(inputs)}")
         if inputs[name] not in (None, len(names)):

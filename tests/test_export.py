@@ -321,6 +321,19 @@ def test_columns_must_name_every_feature_a_model_was_fitted_on() -> None:
             predictsql.export(model, columns=["a", "b"])
 
 
+def test_columns_must_name_each_data_column_once() -> None:
+    """A repeated name (in any case: DATA columns bind case-insensitively) would feed one column to two features."""
+    rng = np.random.default_rng(0)
+    model = LogisticRegression().fit(rng.normal(size=(60, 3)), np.arange(60) % 2)
+    with pytest.raises(ExportError, match=r"LogisticRegression: columns name DATA column 'a' twice: name each input column once"):
+        predictsql.export(model, columns=["a", "a", "b"])
+    with pytest.raises(ExportError, match=r"column 'A' twice \(and as 'a': DATA columns match case-insensitively\)"):
+        predictsql.export(model, columns=["a", "b", "A"])
+    onnx_model = predictsql.export(model, columns=["a", "b", "c"])
+    with pytest.raises(ExportError, match=r"the ONNX model's input 'input': columns name DATA column 'b' twice"):
+        predictsql.export(onnx_model, columns={"input": ["a", "b", "b"]})
+
+
 @pytest.mark.parametrize("name", ["MultinomialNB", "ComplementNB"])
 def test_count_naive_bayes_equals_scikit_learn_in_double(name: str) -> None:
     """On unscaled counts-like features their log-probability sums lose 1.4e-4 in FLOAT: the export takes DOUBLE."""
