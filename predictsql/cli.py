@@ -244,11 +244,31 @@ def _write(table: pa.Table, fmt: str, out: Path | None) -> None:
     elif fmt == "parquet":
         relation.write_parquet(str(out))
     else:  # JSON has no NaN or Infinity: a non-finite number is null there
-        import pyarrow.compute as pc
-
-        columns = [pc.if_else(pc.is_finite(c), c, None) if pa.types.is_floating(c.type) else c for c in table.columns]
+        columns = [pa.chunked_array([_finite(chunk) for chunk in c.chunks], c.type) for c in table.columns]
         finite = duckdb.connect().from_arrow(pa.Table.from_arrays(columns, names=table.column_names))
         finite.query("rows", f"COPY rows TO {string_literal(str(out))} (FORMAT json, ARRAY true)")
+
+
+def _finite(array: pa.Array) -> pa.Array:
+    """`array` with each NaN and ±Infinity, at any depth of lists and structs, made null (JSON's only spelling of them)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = array.type
+    if pa.types.is_floating(kind):
+        return pc.if_else(pc.is_finite(array), array, None)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_map(kind):
+        start, end = array.offsets[0].as_py(), array.offsets[-1].as_py()  # a slice's offsets start past its values' 0
+        offsets = pc.subtract(array.offsets, start)
+        if pa.types.is_map(kind):
+            return pa.MapArray.from_arrays(offsets, array.keys.slice(start, end - start), _finite(array.items.slice(start, end - start)), type=kind, mask=array.is_null())
+        return type(array).from_arrays(offsets, _finite(array.values.slice(start, end - start)), type=kind, mask=array.is_null())
+    if pa.types.is_fixed_size_list(kind):
+        values = array.values.slice(array.offset * kind.list_size, len(array) * kind.list_size)
+        return pa.FixedSizeListArray.from_arrays(_finite(values), type=kind, mask=array.is_null())
+    if pa.types.is_struct(kind):
+        return pa.StructArray.from_arrays([_finite(array.field(i)) for i in range(kind.num_fields)], fields=list(kind), mask=array.is_null())
+    return array
 
 
 def _progress(con: duckdb.DuckDBPyConnection, after_s: float) -> AbstractContextManager[None]:

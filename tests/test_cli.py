@@ -196,6 +196,11 @@ def test_json_writes_a_non_finite_number_as_null(tmp_path: Path) -> None:
     done = cli("query", "SELECT 1 AS id, 'nan'::DOUBLE AS a, 'inf'::FLOAT AS b, 2.5::DOUBLE AS c", "--format", "json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [{"id": 1, "a": None, "b": None, "c": 2.5}]
+    nested = "SELECT i, [1.5, 'nan'::DOUBLE] AS l, {'p': ['-inf'::FLOAT], 'q': 'nan'::DOUBLE} AS s, MAP {'k': 'inf'::DOUBLE} AS m, [2.5::DOUBLE, 'nan']::DOUBLE[2] AS a FROM range(3000) t(i)"
+    done = cli("query", nested + " WHERE i IN (0, 2999)", "--format", "json")  # rows of two of DuckDB's vectors
+    assert done.returncode == 0, done.stderr
+    row = {"l": [1.5, None], "s": {"p": [None], "q": None}, "m": {"k": None}, "a": [2.5, None]}
+    assert json.loads(done.stdout) == [{"i": 0, **row}, {"i": 2999, **row}]
 
 
 def test_query_creates_the_database_it_is_pointed_at(tmp_path: Path) -> None:
