@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
+import signal
 import sys
 import tempfile
 from contextlib import AbstractContextManager
@@ -36,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _check_output(args)
         return args.run(args)
+    except BrokenPipeError:  # the reader (head, less) closed: stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush of stdout fails no more
+        return 128 + signal.SIGPIPE
     except (PredictSQLError, OSError) as e:
         print(f"predictsql: {e}", file=sys.stderr)
         return 1

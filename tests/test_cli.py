@@ -191,6 +191,13 @@ def test_errors_are_one_line_and_non_zero(db_path: Path, tmp_path: Path) -> None
     assert not (tmp_path / "written.duckdb").exists()  # refused before the script ran
 
 
+def test_a_reader_that_closes_early_stops_the_query_quietly() -> None:
+    """`predictsql query … | head` ends as cat does there: SIGPIPE's status, nothing on stderr."""
+    pipeline = f"{' '.join(CLI)} query 'SELECT * FROM range(2000000)' --format csv | head -2; exit ${{PIPESTATUS[0]}}"
+    done = subprocess.run(pipeline, shell=True, executable="bash", capture_output=True, text=True, timeout=180)
+    assert (done.returncode, done.stdout, done.stderr) == (141, "range\n0\n", "")
+
+
 def test_json_writes_a_non_finite_number_as_null(tmp_path: Path) -> None:
     """JSON has no NaN or Infinity (DuckDB wrote them bare, which no JSON reader takes)."""
     done = cli("query", "SELECT 1 AS id, 'nan'::DOUBLE AS a, 'inf'::FLOAT AS b, 2.5::DOUBLE AS c", "--format", "json")
