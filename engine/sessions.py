@@ -16,7 +16,7 @@ import onnx
 import onnxruntime as ort
 
 from predictsql.engine import forest, trees
-from predictsql.engine.errors import ModelError
+from predictsql.engine.errors import ModelError, PredictSQLError
 from predictsql.engine.inline import NotInlinable, Program, compile_graph
 from predictsql.engine.signature import Signature, read_signature
 from predictsql.engine.sources import ModelSource
@@ -34,6 +34,18 @@ class SessionOptions:
     intra_op_threads: int = 1
     max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES
     compiled_trees: bool = True  # score a tree ensemble by compiled code (engine/forest.py) where it compiles
+
+    def __post_init__(self) -> None:
+        whole_number("intra_op_threads", self.intra_op_threads, 1)
+        whole_number("max_model_bytes", self.max_model_bytes, 1)
+        if not isinstance(self.compiled_trees, bool):
+            raise PredictSQLError(f"compiled_trees={self.compiled_trees!r} must be True or False")
+
+
+def whole_number(name: str, value: object, least: int) -> None:
+    """Refuse a connection setting that is not a whole number of at least `least`, before a statement trips on it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise PredictSQLError(f"{name}={value!r} must be a whole number of at least {least}")
 
 
 class Runner(Protocol):

@@ -3,6 +3,7 @@ explain, plain SQL pass-through, connect() options, and predictsql.predict()."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -163,3 +164,21 @@ def test_predict_function_on_arrow_and_pandas(logreg, breast_cancer) -> None:
 def test_connect_passes_duckdb_config(tmp_path: Path) -> None:
     with predictsql.connect(str(tmp_path / "c.duckdb"), threads=1) as con:
         assert not_none(con.sql("SELECT current_setting('threads')")).fetchone() == (1,)
+
+
+@pytest.mark.parametrize(
+    ("setting", "refusal"),
+    [
+        ({"batch_size": 0}, "batch_size=0 must be a whole number of at least 1"),
+        ({"workers": "2"}, "workers='2' must be a whole number of at least 1"),
+        ({"workers": True}, "workers=True must be a whole number of at least 1"),
+        ({"intra_op_threads": -1}, "intra_op_threads=-1 must be a whole number of at least 1"),
+        ({"small_data_rows": -5}, "small_data_rows=-5 must be a whole number of at least 0"),
+        ({"compiled_trees": "no"}, "compiled_trees='no' must be True or False"),
+    ],
+)
+def test_connect_refuses_a_setting_no_statement_could_run_with(tmp_path: Path, setting: dict, refusal: str) -> None:
+    """Checked when connecting: a STREAM plan tripped on them later, with ThreadPoolExecutor's TypeError or a batch of 0 rows."""
+    with pytest.raises(predictsql.PredictSQLError, match=re.escape(refusal)):
+        predictsql.connect(str(tmp_path / "c.duckdb"), **setting)
+    assert not (tmp_path / "c.duckdb").exists()  # refused before DuckDB made the file

@@ -57,6 +57,11 @@ class Settings:
     plans: PlanCache | None = None  # plans kept for statements run again (udfs/plan_cache.py); None: none kept
     small_data_rows: int = 0  # with plans kept, AUTO scores DATA of at most this many rows with a kept UDF (0: never)
 
+    def __post_init__(self) -> None:
+        sessions.whole_number("batch_size", self.batch_size, 1)
+        sessions.whole_number("workers", self.workers, 1)
+        sessions.whole_number("small_data_rows", self.small_data_rows, 0)
+
 
 @dataclass
 class Bound:

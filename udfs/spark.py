@@ -44,6 +44,7 @@ from predictsql.engine import sessions
 from predictsql.engine.binding import OutputRequest, ScoringPlan, argument_schema, bind
 from predictsql.engine.errors import AmbiguousColumnError, BindError, NullInputError, PredictSQLError, from_text
 from predictsql.engine.mlflow_registry import MlflowRegistry
+from predictsql.engine.scoring import DEFAULT_BATCH_SIZE
 from predictsql.engine.sources import ModelSource, resolve
 from predictsql.engine.validate import DEFAULT_MAX_MODEL_BYTES
 from predictsql.sql.reading import read
@@ -97,7 +98,8 @@ def sql(
     persisted = _variables.setdefault(spark, {})
     options = sessions.SessionOptions(intra_op_threads, max_model_bytes, compiled_trees)  # as connect() takes them; the workers' sessions too
     registry = MlflowRegistry(registry_uri)
-    runner = SparkRunner(spark, Settings(0, 1, options, registry.lookups, _plans.setdefault(spark, PlanCache())), registry)
+    settings = Settings(DEFAULT_BATCH_SIZE, 1, options, registry.lookups, _plans.setdefault(spark, PlanCache()))  # Spark's Arrow batches are the batches
+    runner = SparkRunner(spark, settings, registry)
     return run_script(runner, read(text, DIALECT, dialect), {**persisted, **script.params(params)}, persisted)
 
 
