@@ -12,12 +12,12 @@ from predictsql.engine.errors import PredictSQLError
 
 def from_pandas(frame: Any, door: str) -> pa.Table:
     """A pandas DataFrame as Arrow, NaN kept; `door` (predict(), export()) names the caller in errors."""
+    if len({str(name) for name in frame.columns}) != len(frame.columns):  # before frame[name] reads a repeat as a frame
+        raise PredictSQLError(f"{door} needs distinct column names; the frame has {list(frame.columns)}")
     columns = {}
     for name in frame.columns:
         try:
             columns[str(name)] = pa.array(frame[name], from_pandas=False)
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
             raise PredictSQLError(f"{door} cannot read column '{name}' ({frame[name].dtype}) as one Arrow type: {e}; give it a single type, e.g. frame['{name}'].astype(float)") from e
-    if len(columns) != len(frame.columns):
-        raise PredictSQLError(f"{door} needs distinct column names; the frame has {list(frame.columns)}")
     return pa.table(columns)
