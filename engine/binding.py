@@ -201,6 +201,10 @@ def default_outputs(model: Model) -> list[OutputColumn]:
 
 def _bind_outputs(model: Model, requested: Sequence[OutputRequest]) -> list[OutputColumn]:
     outputs = model.signature.outputs
+    names = [req.name.lower() for req in requested]
+    repeated = next((req.name for req in requested if names.count(req.name.lower()) > 1), None)
+    if repeated is not None:
+        raise BindError(f"PREDICT WITH names {repeated} twice: name each output once (rename in the select list: p.{repeated} AS other)")
     columns = []
     for req in requested:
         index = _find_output(outputs, req.name)
@@ -280,7 +284,7 @@ def _natural_type(model: Model, spec: TensorSpec) -> pa.DataType:
 
 def _with_type(name: str, type_name: str, model: Model) -> pa.DataType:
     base, is_list = (type_name[:-2], True) if type_name.endswith("[]") else (type_name, False)
-    arrow_type = SQL_TO_ARROW.get(base)
+    arrow_type = SQL_TO_ARROW.get(base.strip().upper())  # as SQL reads a type name: float is FLOAT
     if arrow_type is None:
         raise BindError(f"WITH column {name} ({model.display}) has type {type_name}; use FLOAT, DOUBLE, INT, BIGINT, VARCHAR, BOOLEAN or a list such as FLOAT[]")
     return pa.list_(arrow_type) if is_list else arrow_type

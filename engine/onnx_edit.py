@@ -43,6 +43,8 @@ def rename_outputs(model: onnx.ModelProto, names: Mapping[str, str] | Sequence[s
     """Rename outputs {old: new} (the pseudo-output `score` adds one), or name all of them in order from a list."""
     graph = model.graph
     existing = [o.name for o in graph.output]
+    if isinstance(names, str) or not isinstance(names, (Mapping, Sequence)):
+        raise ExportError(f"outputs is {names!r}: give {{old: new}} names, or a list of one name per output ({existing})")
     if not isinstance(names, Mapping):
         if len(names) != len(existing):
             raise ExportError(f"outputs lists {len(names)} names but the model has {len(existing)} outputs ({existing}); give one name per output, in order")
@@ -51,13 +53,21 @@ def rename_outputs(model: onnx.ModelProto, names: Mapping[str, str] | Sequence[s
     unknown = set(names) - set(existing) - {SCORE}
     if unknown:
         raise ExportError(f"outputs names {sorted(unknown)}, which the model does not have; its outputs are {existing} and '{SCORE}'")
+    not_names = [new for new in names.values() if not isinstance(new, str) or not new]
+    if not_names:
+        raise ExportError(f"outputs gives {not_names[0]!r} as an output's name: each name is a non-empty string")
     if SCORE in names:
         _add_score(model, names.pop(SCORE))
-    for old, new in names.items():
-        for node in graph.node:
-            node.output[:] = [new if n == old else n for n in node.output]
-            node.input[:] = [new if n == old else n for n in node.input]
-        next(o for o in graph.output if o.name == old).name = new
+    kept = {n for node in graph.node for n in node.output} - set(names)  # every other tensor keeps its name
+    final = [names.get(o.name, o.name) for o in graph.output]
+    clash = next((new for new in names.values() if new in kept or final.count(new) > 1), None)
+    if clash is not None:
+        raise ExportError(f"outputs names '{clash}' for two tensors of the model (its outputs are {existing}): give each output a name of its own")
+    for node in graph.node:  # all at once, so that two outputs may swap names
+        node.output[:] = [names.get(n, n) for n in node.output]
+        node.input[:] = [names.get(n, n) for n in node.input]
+    for output in graph.output:
+        output.name = names.get(output.name, output.name)
 
 
 def _add_score(model: onnx.ModelProto, name: str) -> None:

@@ -86,7 +86,8 @@ def resolve(value: object, label: str, lookups: Mapping[str, Lookup] | None = No
     if isinstance(value, Path):
         value = str(value)
     if not isinstance(value, str):
-        raise ModelSourceError(f"MODEL {label} is a {type(value).__name__}; expected ONNX bytes (a BLOB), a file path or a models:/ or catalog:/ URI")
+        proto = ": give its bytes, model.SerializeToString()" if hasattr(value, "SerializeToString") else ""  # an onnx.ModelProto
+        raise ModelSourceError(f"MODEL {label} is a {type(value).__name__}; expected ONNX bytes (a BLOB), a file path or a models:/ or catalog:/ URI{proto}")
     scheme = uri_scheme(value)
     if scheme is not None:
         lookup = (lookups or {}).get(scheme)

@@ -23,7 +23,7 @@ from predictsql.udfs.duckdb import Connection
 def predict(
     model: bytes | str,
     data: Any,
-    outputs: Sequence[str] | Mapping[str, str] | None = None,
+    outputs: str | Sequence[str] | Mapping[str, str] | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     registry_uri: str | None = None,
     nulls: str = "error",
@@ -39,9 +39,10 @@ def predict(
     table = _as_table(data)
     loaded = sessions.load(Resolver(MlflowRegistry(registry_uri).lookups)(model, _label(model)))
     requested = None
-    if outputs is not None:
-        types = outputs if isinstance(outputs, Mapping) else dict.fromkeys(outputs)
-        requested = [OutputRequest(name, type_name) for name, type_name in types.items()]
+    if isinstance(outputs, Mapping):
+        requested = [OutputRequest(name, type_name) for name, type_name in outputs.items()]
+    elif outputs is not None:  # a list of names as WITH lists them (a repeat is refused as there), or one name
+        requested = [OutputRequest(name) for name in ([outputs] if isinstance(outputs, str) else outputs)]
     scorer = Scorer(bind(table.schema, loaded, requested, str(nulls).upper()), propagate="pass nulls='propagate'")
     return pa.Table.from_batches(list(score_stream(table.to_batches(max_chunksize=batch_size), scorer)), scorer.schema)
 
@@ -109,7 +110,7 @@ def argument_names(model: Any, registry_uri: str | None = None) -> list[str]:
 
 
 def _label(model: Any) -> str:
-    return "argument" if isinstance(model, (bytes, bytearray)) else f"'{model}'"
+    return f"'{model}'" if isinstance(model, (str, os.PathLike)) else "argument"
 
 
 def _as_table(data: Any) -> pa.Table:

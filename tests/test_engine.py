@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pandas as pd
+import pyarrow as pa
 import pytest
 from skl2onnx import to_onnx
 from sklearn.datasets import load_diabetes
@@ -17,7 +18,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 
 import predictsql
 from predictsql.engine import sessions
-from predictsql.engine.errors import BindError, ExportError, ScoringError
+from predictsql.engine.errors import BindError, ExportError, PredictSQLError, ScoringError
 from predictsql.engine.inline import UNBOUNDED, NotInlinable, Op, bounds, compile_graph
 from predictsql.engine.signature import INPUTS_KEY
 from predictsql.engine.sources import resolve
@@ -71,7 +72,7 @@ def test_predict_matches_raw_onnxruntime_on_the_same_array(logreg, breast_cancer
 def test_predict_on_pandas_reads_none_as_null_and_nan_as_nan(logreg, breast_cancer) -> None:
     """A NULL fails (or, with nulls='propagate', is NULL) and says how to ask for that; NaN is a value, as scikit-learn
     reads it (here it propagates through the linear model); a bad argument is a PredictSQLError."""
-    from predictsql.engine.errors import NullInputError, PredictSQLError
+    from predictsql.engine.errors import NullInputError
 
     features = numeric(breast_cancer.features).iloc[:6].copy()
     features["mean_texture"] = pd.array([None, 1.0, 2.0, 3.0, 4.0, 5.0], dtype="Float64")
@@ -107,6 +108,32 @@ def test_export_errors_teach(logreg, breast_cancer) -> None:
         predictsql.export(logreg.estimator, features.values)
     with pytest.raises(ExportError, match="does not have; its outputs are \\['label', 'probabilities'\\]"):
         predictsql.export(logreg.estimator, features, outputs={"proba": "p"})
+    for outputs, refusal in [({"label": 3}, "outputs gives 3 as an output's name: each name is a non-empty string"), ("Score", "outputs is 'Score': give {old: new} names")]:
+        with pytest.raises(ExportError, match=re.escape(refusal)):
+            predictsql.export(logreg.estimator, features, outputs=outputs)  # type: ignore[arg-type]
+    with pytest.raises(ExportError, match=r"outputs names 'p' for two tensors of the model \(its outputs are \['label', 'probabilities'\]\)"):
+        predictsql.export(logreg.estimator, features, outputs={"label": "p", "probabilities": "p"})
+
+
+def test_export_outputs_may_swap_names(logreg, breast_cancer) -> None:
+    """Renamed all at once: one at a time, the first rename made two tensors 'probabilities' (not valid ONNX)."""
+    features = numeric(breast_cancer.features)
+    model = predictsql.export(logreg.estimator, features, outputs={"label": "probabilities", "probabilities": "label"})
+    swapped = predictsql.predict(model, features, outputs={"probabilities": "BIGINT", "label": "FLOAT[]"})
+    np.testing.assert_array_equal(swapped["probabilities"].to_numpy(), logreg.estimator.predict(features))
+    np.testing.assert_allclose(np.stack(swapped["label"].to_numpy(zero_copy_only=False)), logreg.estimator.predict_proba(features), atol=PROBA_TOLERANCE)
+
+
+def test_predict_outputs_read_as_with_reads_them(logreg, breast_cancer) -> None:
+    """One name is one output (not its letters), a type in any case is SQL's type, a repeat is refused as in WITH."""
+    features = numeric(breast_cancer.features)
+    expected = logreg.estimator.predict_proba(features)[:, 1]
+    np.testing.assert_allclose(predictsql.predict(logreg.onnx, features, outputs="Score")["Score"].to_numpy(), expected, atol=PROBA_TOLERANCE)
+    assert predictsql.predict(logreg.onnx, features, outputs={"Score": "double"}).schema.field("Score").type == pa.float64()
+    with pytest.raises(BindError, match="PREDICT WITH names Score twice: name each output once"):
+        predictsql.predict(logreg.onnx, features, outputs=["Score", "score"])
+    with pytest.raises(PredictSQLError, match=r"MODEL argument is a ModelProto; .*: give its bytes, model.SerializeToString\(\)$"):
+        predictsql.predict(onnx.load_from_string(logreg.onnx), features)  # type: ignore[arg-type]
 
 
 def _graph(nodes: list, outputs: list, initializers: tuple = ()) -> onnx.ModelProto:
