@@ -169,6 +169,7 @@ def _check_fitted(estimator: Any) -> None:
 
 def _column_type(dtype: Any, number: type, integer: type, string: type) -> Any:
     """The per-column input a ColumnTransformer's DATA column gets (see the module docstring on BOOLEAN)."""
+    dtype = getattr(dtype, "numpy_dtype", dtype)  # pandas' nullable and pyarrow-backed dtypes (Float64, boolean, double[pyarrow])
     if isinstance(dtype, np.dtype) and dtype == np.bool_:
         return integer([None, 1])
     return number([None, 1]) if _numeric(dtype) else string([None, 1])

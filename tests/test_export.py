@@ -276,6 +276,20 @@ def test_a_boolean_column_one_hot_encoded_binds_a_boolean_data_column(tmp_path) 
     np.testing.assert_allclose(rows.probabilities_1.to_numpy(), expected[:, 1], atol=PROBA_TOLERANCE, rtol=0)
 
 
+@pytest.mark.parametrize("dtypes", [{"x": "Float64", "flag": "boolean", "k": "string"}, {"x": "double[pyarrow]", "flag": "bool[pyarrow]", "k": "string[pyarrow]"}])
+def test_a_sample_of_pandas_nullable_or_pyarrow_dtypes_exports_as_its_numpy_twin(dtypes: dict[str, str]) -> None:
+    """pandas' Float64, boolean and pyarrow-backed columns are numbers and booleans (they were read as strings, which
+    skl2onnx's scaler refused), so a frame from read_csv(dtype_backend=...) exports as the numpy one does."""
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"x": rng.normal(size=200), "flag": rng.random(200) < 0.4, "k": rng.choice(["a", "b", "c"], 200)})
+    target = (frame.flag ^ (frame.x > 0.5) ^ (frame.k == "b")).astype(int)
+    encode = ColumnTransformer([("n", StandardScaler(), ["x"]), ("c", OneHotEncoder(), ["flag", "k"])])
+    model = make_pipeline(encode, LogisticRegression()).fit(frame, target)
+    onnx_bytes = predictsql.export(model, frame.astype(dtypes))
+    assert predictsql.argument_names(onnx_bytes) == ["x", "flag", "k"]
+    np.testing.assert_allclose(_probabilities(onnx_bytes, frame), model.predict_proba(frame), atol=PROBA_TOLERANCE, rtol=0)
+
+
 def test_a_nested_pipeline_and_a_passthrough_last_step_export() -> None:
     """A ColumnTransformer first inside a nested Pipeline reads DATA columns by name; a pipeline ending in
     'passthrough' is the pipeline before it."""
