@@ -27,6 +27,8 @@ from predictsql.sql.plan import Relation
 E = TypeVar("E", bound=exp.Expr)
 DEFAULT_SCHEMA_ALIASES = ("dbo",)
 MAX_VIEW_DEPTH = 16
+Scope = exp.Select | exp.Update | exp.Delete  # a statement whose columns may read a PREDICT's DATA alias
+SCOPES = (exp.Select, exp.Update, exp.Delete)
 
 
 def _no_schema(name: str) -> bool:
@@ -134,7 +136,7 @@ def replace_predicts(tree: E, context: Context) -> E:
         data = node.args["data"]
         read_as = data_alias(data)
         alias = table.alias or read_as or relation.name
-        select = table.find_ancestor(exp.Select)
+        select = _scope(table)
         source = exp.Table(this=exp.to_identifier(relation.name)) if relation.query is None else exp.Subquery(this=relation.query)
         source.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
         _read_as_written(table, source)
@@ -143,7 +145,7 @@ def replace_predicts(tree: E, context: Context) -> E:
     return tree
 
 
-def _rewrite_columns(select: exp.Select, alias: str, relation: Relation, data_alias: str | None, predict_alias: str | None) -> None:
+def _rewrite_columns(select: Scope, alias: str, relation: Relation, data_alias: str | None, predict_alias: str | None) -> None:
     """Qualify d.x and p.x with the relation's alias, map renamed outputs, then expand d.* and p.*."""
     names = {a for a in (data_alias, predict_alias) if a}
     renamed = {o.name.lower(): o for o in relation.outputs if o.field != o.name}
@@ -177,7 +179,7 @@ def _rewrite_columns(select: exp.Select, alias: str, relation: Relation, data_al
             raise BindError(f"{inside.sql('duckdb')} inside {around}: PREDICT's {inside.table}.* is expanded only as a select item; list its columns instead")
 
 
-def _refuse_ambiguous(select: exp.Select, relation: Relation, predict_alias: str, data_alias: str | None) -> None:
+def _refuse_ambiguous(select: Scope, relation: Relation, predict_alias: str, data_alias: str | None) -> None:
     """An unqualified name that is both a DATA column and an output is ambiguous, as in T-SQL and in DuckDB's join
     of the two (it read DATA's column); a select-list alias of that name, read by ORDER BY, is not."""
     both = {o.name.lower() for o in relation.outputs} & {c.lower() for c in relation.data_columns}
@@ -186,7 +188,7 @@ def _refuse_ambiguous(select: exp.Select, relation: Relation, predict_alias: str
     aliases = {e.alias.lower() for e in select.expressions if isinstance(e, exp.Alias)}
     for column in select.find_all(exp.Column):
         name = column.name.lower()
-        if column.table or name not in both or column.find_ancestor(exp.Select) is not select:
+        if column.table or name not in both or _scope(column) is not select:
             continue
         if name in aliases and column.find_ancestor(exp.Order) is not None:
             continue
@@ -243,30 +245,41 @@ def _column(table: str | None, name: str) -> exp.Column:
     return exp.column(exp.to_identifier(name, quoted=True), table=exp.to_identifier(table) if table else None)
 
 
-def _resolves_here(column: exp.Column, select: exp.Select, name: str) -> bool:
+def _resolves_here(column: exp.Column, select: Scope, name: str) -> bool:
     """Whether `column`'s table qualifier refers to `select`'s sources, not to a nested query's own alias."""
-    inner = column.find_ancestor(exp.Select)
+    inner = _scope(column)
     while inner is not None and inner is not select:
         if any(source.alias_or_name.lower() == name for source in _sources(inner)):
             return False
-        inner = inner.find_ancestor(exp.Select)
+        inner = _scope(inner)
     return inner is select
 
 
-def _reads_table(column: exp.Column, select: exp.Select) -> bool:
+def _reads_table(column: exp.Column, select: Scope) -> bool:
     """Whether `column`'s schema.table qualifier names a table that `select`, or a query inside it around the column,
     reads (then d.st.a is that table's column a, as the engines resolve it, not a field of DATA's struct)."""
-    scope = column.find_ancestor(exp.Select)
+    scope = _scope(column)
     while scope is not None:
         if any(isinstance(t, exp.Table) and t.db.lower() == column.db.lower() and t.name.lower() == column.table.lower() for t in _sources(scope)):
             return True
-        scope = None if scope is select else scope.find_ancestor(exp.Select)
+        scope = None if scope is select else _scope(scope)
     return False
 
 
-def _sources(select: exp.Select) -> list[exp.Expr]:
-    from_ = select.args.get("from_")
-    return ([from_.this] if from_ else []) + [j.this for j in select.args.get("joins") or []]
+def _scope(node: exp.Expr) -> Scope | None:
+    """The nearest SELECT, UPDATE or DELETE around `node`: the statement whose columns may read a PREDICT's aliases."""
+    scope = node.find_ancestor(*SCOPES)
+    return scope if isinstance(scope, SCOPES) else None
+
+
+def _sources(scope: Scope) -> list[exp.Expr]:
+    """The relations a scope reads: FROM and its joins; an UPDATE's or DELETE's target and a DELETE's USING too (sqlglot
+    keeps an UPDATE … FROM's joins on its first source)."""
+    from_ = scope.args.get("from_")
+    first = [from_.this] if from_ else []
+    joins = scope.args.get("joins") or (first[0].args.get("joins") if first else None) or []
+    target = [scope.this] if isinstance(scope, (exp.Update, exp.Delete)) and isinstance(scope.this, exp.Table) else []
+    return target + first + [j.this for j in joins] + list(scope.args.get("using") or [])
 
 
 def _is_cte_name(table: exp.Table) -> bool:

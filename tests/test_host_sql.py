@@ -367,6 +367,22 @@ def test_an_outer_filter_on_data_reaches_the_scoring_function(con, forest, breas
     assert_scores(forest, breast_cancer, rows.id, rows.Score)
 
 
+@pytest.mark.parametrize("dialect", ["duckdb", "tsql"])
+def test_update_from_and_delete_using_predict_read_its_data_alias(db_path, logreg, breast_cancer, dialect: str) -> None:
+    """UPDATE … FROM PREDICT(…, DATA = patients AS d) … WHERE scores.id = d.id (T-SQL's way to store scores) and DuckDB's
+    DELETE … USING: d.x was left unread there (DuckDB: 'Referenced table "d" not found')."""
+    with predictsql.connect(str(db_path), dialect=dialect) as con:
+        con.sql("CREATE TEMP TABLE scores AS SELECT id, CAST(NULL AS DOUBLE) AS score FROM patients;")
+        scoring = "PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p"
+        con.sql(f"UPDATE scores SET score = p.Score FROM {scoring} WHERE scores.id = d.id AND d.mean_radius > 0;", params={"m": logreg.onnx})
+        rows = not_none(con.sql("SELECT id, score FROM scores ORDER BY id;")).df()
+        assert_scores(logreg, breast_cancer, rows.id, rows.score)
+        if dialect == "duckdb":  # T-SQL's DELETE t FROM t JOIN … is sqlglot's to write in DuckDB's SQL, which it does not
+            con.sql(f"DELETE FROM scores USING {scoring} WHERE scores.id = d.id AND p.Score < 0.5", params={"m": logreg.onnx})
+            kept = not_none(con.sql("SELECT id FROM scores ORDER BY id")).df().id.to_numpy()
+            np.testing.assert_array_equal(kept, breast_cancer.table.id.to_numpy()[expected_scores(logreg, breast_cancer.table) >= 0.5])
+
+
 # --- errors are typed, never guessed ---
 
 
