@@ -196,7 +196,10 @@ def _explained_tokens(tokens: list[Token], dialect: str) -> list[Token]:
 
 
 def _tsql_only(tokens: list[Token]) -> bool:
-    """T-SQL forms no host reads: `#temp` names, `SELECT TOP n`, `[bracketed]` table names, CROSS / OUTER APPLY."""
+    """T-SQL forms no host reads: `#temp` names, `SELECT TOP n`, `[bracketed]` table names, CROSS / OUTER APPLY, and
+    `DELETE t FROM …` (the hosts' DELETE is followed by FROM)."""
+    if len(tokens) > 1 and tokens[0].token_type == TokenType.DELETE and tokens[1].token_type in NAME_TOKENS:
+        return True
     for before, token, after in _neighbours(tokens):
         if token.token_type == TokenType.APPLY and before is not None and before.token_type in (TokenType.CROSS, TokenType.OUTER):
             return True

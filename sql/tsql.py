@@ -1,6 +1,7 @@
 """T-SQL forms the host engine would read otherwise: `TOP n PERCENT` rounds up, `WITH TIES` keeps the rows tied with
 the last, `FOR JSON` / `FOR XML`, which sqlglot drops with a warning, are refused, `OPTION (…)` query hints are
-dropped (quietly: they change no result), and CROSS / OUTER APPLY are CROSS / LEFT JOIN LATERAL … ON TRUE.
+dropped (quietly: they change no result), CROSS / OUTER APPLY are CROSS / LEFT JOIN LATERAL … ON TRUE, and on DuckDB
+`DELETE t FROM t JOIN u ON …` is `DELETE FROM t USING u WHERE …`.
 
 sqlglot prints both as LIMIT clauses DuckDB reads otherwise (`LIMIT 10 PERCENT` rounds down: 9 of 95 rows where SQL
 Server returns 10) or not at all (`LIMIT 5 WITH TIES`). On DuckDB they become a QUALIFY in the query's own order:
@@ -39,7 +40,36 @@ def adapt(tree: exp.Expr, host: str) -> exp.Expr:
                 join.set("side", "LEFT")
                 join.set("on", exp.true())
             lateral.set("cross_apply", None)
+    if host == "duckdb":
+        for delete in tree.find_all(exp.Delete):
+            _delete_using(delete)
     return _top(tree, host)
+
+
+def _delete_using(delete: exp.Delete) -> None:
+    """T-SQL's DELETE t FROM t JOIN u ON c WHERE w as DuckDB's DELETE FROM t USING u WHERE c AND w (sqlglot prints it
+    unchanged, which DuckDB cannot parse); an outer join keeps rows USING would drop, so it is refused."""
+    targets, source = delete.args.get("tables") or [], delete.this
+    joins = source.args.get("joins") if isinstance(source, exp.Table) else None
+    if not targets or not joins:
+        return
+    written = f"DELETE {to_sql(targets[0], 'tsql')} FROM … JOIN"
+    if any(j.side or j.args.get("using") or j.kind not in ("", "INNER", "CROSS") for j in joins):
+        raise BindError(f"{written} with an outer join or JOIN … USING: write DELETE FROM <table> WHERE [NOT] EXISTS (SELECT … WHERE …)")
+    source.set("joins", None)
+    sources = [source, *(j.this for j in joins)]  # an inner join's sources are symmetric: any one may be the target
+    target = next((t for t in sources if isinstance(t, exp.Table) and t.alias_or_name.lower() == targets[0].name.lower()), None)
+    if len(targets) != 1 or target is None:
+        raise BindError(f"{written}: name one table of FROM to delete from, by its alias where it has one")
+    conditions = [j.args["on"] for j in joins if j.args.get("on")]
+    where = delete.args.get("where")
+    if where is not None:
+        conditions.append(where.this)
+    delete.set("tables", None)
+    delete.set("this", target.pop() if target is not source else target)
+    delete.set("using", [t for t in sources if t is not target])
+    if conditions:
+        delete.set("where", exp.Where(this=exp.and_(*(exp.paren(c, copy=False) for c in conditions), copy=False)))
 
 
 def _top(tree: exp.Expr, host: str) -> exp.Expr:

@@ -176,6 +176,27 @@ def test_tsql_statements_without_semicolons_are_told_to_end_with_one(db_path) ->
         assert not_none(con.sql("CREATE TABLE t (x INT);\nINSERT INTO t VALUES (1);\nSELECT x FROM t")).fetchall() == [(1,)]
 
 
+@pytest.mark.parametrize(
+    ("delete", "left"),
+    [
+        ("DELETE t FROM t JOIN u ON t.id = u.id WHERE u.id > 0", ([(2,), (3,)], [(0,), (1,)])),
+        ("DELETE v FROM t INNER JOIN u AS v ON t.id = v.id", ([(1,), (2,), (3,)], [(0,)])),
+        ("DELETE t FROM t CROSS JOIN u WHERE t.id = u.id OR t.id = 2", ([(3,)], [(0,), (1,)])),
+    ],
+)
+@pytest.mark.parametrize("dialect", [None, "tsql"])
+def test_tsql_delete_from_a_join_deletes_what_sql_server_deletes(db_path, delete: str, left: tuple, dialect: str | None) -> None:
+    """T-SQL's DELETE t FROM t JOIN u (a T-SQL-only form: DuckDB's DELETE is followed by FROM): sqlglot printed it as
+    written, which DuckDB cannot parse; it is DELETE … USING."""
+    with predictsql.connect(str(db_path), dialect=dialect) as con:
+        con.sql("CREATE TEMP TABLE t (id INT); CREATE TEMP TABLE u (id INT); INSERT INTO t VALUES (1), (2), (3); INSERT INTO u VALUES (1), (0);")
+        con.sql(delete + ";")
+        assert (not_none(con.sql("SELECT id FROM t ORDER BY id;")).fetchall(), not_none(con.sql("SELECT id FROM u ORDER BY id;")).fetchall()) == left
+        with pytest.raises(BindError, match=r"DELETE t FROM … JOIN with an outer join or JOIN … USING: write DELETE FROM <table> WHERE \[NOT\] EXISTS"):
+            con.sql("DELETE t FROM t LEFT JOIN u ON t.id = u.id WHERE u.id IS NULL;")
+        assert not_none(con.sql("SELECT count(*) FROM t;")).fetchall() == [(len(left[0]),)]  # nothing deleted
+
+
 def test_tsql_query_hints_change_nothing(con) -> None:
     query = "SELECT TOP 3 id FROM dbo.patients ORDER BY id DESC"
     assert not_none(con.sql(query + " OPTION (MAXDOP 1, LABEL = 'nightly')")).fetchall() == not_none(con.sql(query)).fetchall()
@@ -370,17 +391,17 @@ def test_an_outer_filter_on_data_reaches_the_scoring_function(con, forest, breas
 @pytest.mark.parametrize("dialect", ["duckdb", "tsql"])
 def test_update_from_and_delete_using_predict_read_its_data_alias(db_path, logreg, breast_cancer, dialect: str) -> None:
     """UPDATE … FROM PREDICT(…, DATA = patients AS d) … WHERE scores.id = d.id (T-SQL's way to store scores) and DuckDB's
-    DELETE … USING: d.x was left unread there (DuckDB: 'Referenced table "d" not found')."""
+    DELETE … USING (T-SQL's DELETE s FROM … JOIN PREDICT): d.x was left unread there (DuckDB: 'Referenced table "d" not found')."""
     with predictsql.connect(str(db_path), dialect=dialect) as con:
         con.sql("CREATE TEMP TABLE scores AS SELECT id, CAST(NULL AS DOUBLE) AS score FROM patients;")
         scoring = "PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p"
         con.sql(f"UPDATE scores SET score = p.Score FROM {scoring} WHERE scores.id = d.id AND d.mean_radius > 0;", params={"m": logreg.onnx})
         rows = not_none(con.sql("SELECT id, score FROM scores ORDER BY id;")).df()
         assert_scores(logreg, breast_cancer, rows.id, rows.score)
-        if dialect == "duckdb":  # T-SQL's DELETE t FROM t JOIN … is sqlglot's to write in DuckDB's SQL, which it does not
-            con.sql(f"DELETE FROM scores USING {scoring} WHERE scores.id = d.id AND p.Score < 0.5", params={"m": logreg.onnx})
-            kept = not_none(con.sql("SELECT id FROM scores ORDER BY id")).df().id.to_numpy()
-            np.testing.assert_array_equal(kept, breast_cancer.table.id.to_numpy()[expected_scores(logreg, breast_cancer.table) >= 0.5])
+        delete = f"DELETE FROM scores USING {scoring} WHERE" if dialect == "duckdb" else f"DELETE s FROM scores AS s JOIN {scoring} ON s.id = d.id WHERE"
+        con.sql(f"{delete} {'scores.id = d.id AND' if dialect == 'duckdb' else ''} p.Score < 0.5;", params={"m": logreg.onnx})
+        kept = not_none(con.sql("SELECT id FROM scores ORDER BY id;")).df().id.to_numpy()
+        np.testing.assert_array_equal(kept, breast_cancer.table.id.to_numpy()[expected_scores(logreg, breast_cancer.table) >= 0.5])
 
 
 # --- errors are typed, never guessed ---
