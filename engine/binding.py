@@ -7,7 +7,7 @@ ambiguous input columns, lossy or unrelated types, unknown outputs, list-vs-scal
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -199,12 +199,29 @@ def default_outputs(model: Model) -> list[OutputColumn]:
     return columns
 
 
+def output_requests(outputs: object, door: str) -> list[OutputRequest] | None:
+    """The `outputs` of a Python door (predict(), register()) as WITH columns: an output's name, a list of names or
+    {name: SQL type}, each once; None or empty: all outputs."""
+    if outputs is None:
+        return None
+    if isinstance(outputs, Mapping):
+        pairs = list(outputs.items())
+    elif isinstance(outputs, str) or (isinstance(outputs, Sequence) and not isinstance(outputs, (bytes, bytearray))):
+        pairs = [(name, None) for name in ([outputs] if isinstance(outputs, str) else outputs)]
+    else:
+        raise BindError(f"{door} outputs={outputs!r:.60}: give an output's name, a list of names or {{name: SQL type}}")
+    bad = next(((n, t) for n, t in pairs if not isinstance(n, str) or not n or not isinstance(t, (str, type(None)))), None)
+    if bad is not None:
+        raise BindError(f"{door} outputs has {bad[0]!r}" + (f": {bad[1]!r}" if bad[1] is not None else "") + ": names and SQL types are strings, e.g. {'Score': 'FLOAT'}")
+    lowered = [name.lower() for name, _ in pairs]
+    repeated = next((name for name, _ in pairs if lowered.count(name.lower()) > 1), None)
+    if repeated is not None:
+        raise BindError(f"{door} outputs names {repeated} twice: name each output once")
+    return [OutputRequest(name, type_name) for name, type_name in pairs] or None
+
+
 def _bind_outputs(model: Model, requested: Sequence[OutputRequest]) -> list[OutputColumn]:
     outputs = model.signature.outputs
-    names = [req.name.lower() for req in requested]
-    repeated = next((req.name for req in requested if names.count(req.name.lower()) > 1), None)
-    if repeated is not None:
-        raise BindError(f"PREDICT WITH names {repeated} twice: name each output once (rename in the select list: p.{repeated} AS other)")
     columns = []
     for req in requested:
         index = _find_output(outputs, req.name)

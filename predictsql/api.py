@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from predictsql.engine import export as exporting
 from predictsql.engine import frames, sessions
-from predictsql.engine.binding import OutputRequest, argument_schema, bind
+from predictsql.engine.binding import argument_schema, bind, output_requests
 from predictsql.engine.errors import PredictSQLError
 from predictsql.engine.mlflow_registry import MlflowRegistry
 from predictsql.engine.scoring import DEFAULT_BATCH_SIZE, Scorer, score_stream
@@ -38,11 +38,7 @@ def predict(
         raise PredictSQLError(f"predict(batch_size={batch_size!r}) must be a positive whole number of rows")
     table = _as_table(data)
     loaded = sessions.load(Resolver(MlflowRegistry(registry_uri).lookups)(model, _label(model)))
-    requested = None
-    if isinstance(outputs, Mapping):
-        requested = [OutputRequest(name, type_name) for name, type_name in outputs.items()]
-    elif outputs is not None:  # a list of names as WITH lists them (a repeat is refused as there), or one name
-        requested = [OutputRequest(name) for name in ([outputs] if isinstance(outputs, str) else outputs)]
+    requested = output_requests(outputs, "predict()")
     scorer = Scorer(bind(table.schema, loaded, requested, str(nulls).upper()), propagate="pass nulls='propagate'")
     return pa.Table.from_batches(list(score_stream(table.to_batches(max_chunksize=batch_size), scorer)), scorer.schema)
 
@@ -84,7 +80,7 @@ def log_model(
     return registry.log_model(data, loaded.signature, name, alias)
 
 
-def register(con: Any, name: str, model: Any, outputs: Sequence[str] | None = None, registry_uri: str | None = None) -> None:
+def register(con: Any, name: str, model: Any, outputs: str | Sequence[str] | None = None, registry_uri: str | None = None) -> None:
     """Make `name(col, ...)` a function of plain SQL on a predictsql or duckdb connection, or a SparkSession.
 
     Arguments bind by position, in the model's input order (`argument_names(model)`); one output

@@ -76,6 +76,10 @@ def _read_call(node: PredictTable, index: int) -> PredictCall:
         raise BindError(f"PREDICT ... AS {alias.name}({renamed}): PREDICT's outputs keep their names; rename them in the select list ({alias.name}.Score AS {alias.columns[0].name})")
     data = node.args["data"]
     columns = node.args.get("columns")
+    names = [c.name.lower() for c in columns or []]
+    repeated = next((c.name for c in columns or [] if names.count(c.name.lower()) > 1), None)
+    if repeated is not None:
+        raise BindError(f"PREDICT WITH names {repeated} twice: name each output once (rename in the select list: p.{repeated} AS other)")
     pushed = list(node.args.get("pushed") or [])
     query, inherited = _data_query(data, table, pushed)
     return PredictCall(

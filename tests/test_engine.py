@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any
 
+import duckdb
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -130,8 +131,16 @@ def test_predict_outputs_read_as_with_reads_them(logreg, breast_cancer) -> None:
     expected = logreg.estimator.predict_proba(features)[:, 1]
     np.testing.assert_allclose(predictsql.predict(logreg.onnx, features, outputs="Score")["Score"].to_numpy(), expected, atol=PROBA_TOLERANCE)
     assert predictsql.predict(logreg.onnx, features, outputs={"Score": "double"}).schema.field("Score").type == pa.float64()
-    with pytest.raises(BindError, match="PREDICT WITH names Score twice: name each output once"):
+    with pytest.raises(BindError, match=r"^predict\(\) outputs names Score twice: name each output once$"):
         predictsql.predict(logreg.onnx, features, outputs=["Score", "score"])
+    for outputs, refusal in [([3], "outputs has 3: names and SQL types are strings"), ({"Score": 3}, "outputs has 'Score': 3: names"), (3, "outputs=3: give an output's name")]:
+        with pytest.raises(BindError, match=re.escape(f"predict() {refusal}")):
+            predictsql.predict(logreg.onnx, features, outputs=outputs)  # type: ignore[arg-type]
+    con = duckdb.connect()
+    predictsql.register(con, "score", logreg.onnx, outputs="Score")  # one name: a scalar function
+    con.register("features", features)
+    scored = con.sql(f"SELECT score({', '.join(predictsql.argument_names(logreg.onnx))}) AS s FROM features").df().s.to_numpy()
+    np.testing.assert_allclose(scored, expected, atol=PROBA_TOLERANCE)
     with pytest.raises(PredictSQLError, match=r"MODEL argument is a ModelProto; .*: give its bytes, model.SerializeToString\(\)$"):
         predictsql.predict(onnx.load_from_string(logreg.onnx), features)  # type: ignore[arg-type]
 

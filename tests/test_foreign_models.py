@@ -238,6 +238,8 @@ def test_a_null_input_to_a_saved_pipeline_fails_as_null_input_or_propagates(spar
     unscored = rows.id % 10 == 0
     assert len(rows) == len(iris) and rows.prediction[unscored].isna().all()
     np.testing.assert_array_equal(rows.prediction[~unscored], _mllib_expected(pipeline, frame).prediction[~unscored.to_numpy()])
+    with pytest.raises(BindError, match="PREDICT WITH names prediction twice: name each output once"):  # not Spark's AMBIGUOUS_REFERENCE
+        ps.sql(spark, query.format(nulls="").replace("WITH (prediction DOUBLE)", "WITH (prediction DOUBLE, Prediction DOUBLE)"))
 
 
 def test_mllib_models_of_mlflows_spark_flavour_score_on_spark(spark, mllib, iris, mlflow_uri, monkeypatch) -> None:

@@ -29,7 +29,7 @@ from duckdb import func
 from sqlglot import exp
 
 from predictsql.engine import sessions
-from predictsql.engine.binding import OutputRequest, ScoringPlan, argument_schema, bind
+from predictsql.engine.binding import ScoringPlan, argument_schema, bind, output_requests
 from predictsql.engine.errors import PredictSQLError
 from predictsql.engine.scoring import ScoredStream, Scorer
 from predictsql.engine.sessions import SessionOptions
@@ -267,7 +267,7 @@ def register(con: duckdb.DuckDBPyConnection, name: str, source: ModelSource, out
     model = sessions.load(source, options)
     # FLOAT inputs take DOUBLE arguments: DuckDB widens any number to DOUBLE implicitly, never to FLOAT
     arguments = pa.schema([pa.field(f.name, pa.float64() if f.type == pa.float32() else f.type) for f in argument_schema(model)])
-    plan = bind(arguments, model, [OutputRequest(o) for o in outputs] if outputs else None)
+    plan = bind(arguments, model, output_requests(outputs, "register()"))
     errors: deque[BaseException] = deque(maxlen=1)  # no statement of ours reads them: DuckDB reports the error, with its text
     body = FunctionBody(Scorer(plan, propagate=None, positions=False), errors, len(plan.data_schema))
     one = len(plan.outputs) == 1

@@ -41,7 +41,7 @@ from pyspark.sql.types import StructType
 from sqlglot import exp
 
 from predictsql.engine import sessions
-from predictsql.engine.binding import OutputRequest, ScoringPlan, argument_schema, bind
+from predictsql.engine.binding import OutputRequest, ScoringPlan, argument_schema, bind, output_requests
 from predictsql.engine.errors import AmbiguousColumnError, BindError, NullInputError, PredictSQLError, from_text
 from predictsql.engine.mlflow_registry import MlflowRegistry
 from predictsql.engine.scoring import DEFAULT_BATCH_SIZE
@@ -230,7 +230,7 @@ def register(
     source = resolve(model, f"'{name}'", MlflowRegistry(registry_uri).lookups)
     options = sessions.SessionOptions(intra_op_threads, max_model_bytes, compiled_trees)
     loaded = sessions.load(source, options)
-    requested = [OutputRequest(o) for o in outputs] if outputs else None
+    requested = output_requests(outputs, "register()")
     plan = bind(argument_schema(loaded), loaded, requested)
     function = _scoring_udf(spark, source, plan, requested, options, struct=len(plan.outputs) > 1)
     spark.udf.register(name, function)
