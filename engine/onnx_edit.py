@@ -50,19 +50,23 @@ def rename_outputs(model: onnx.ModelProto, names: Mapping[str, str] | Sequence[s
             raise ExportError(f"outputs lists {len(names)} names but the model has {len(existing)} outputs ({existing}); give one name per output, in order")
         names = dict(zip(existing, names, strict=True))
     names = dict(names)
-    unknown = set(names) - set(existing) - {SCORE}
+    unknown = [old for old in names if old not in existing and old != SCORE]
     if unknown:
-        raise ExportError(f"outputs names {sorted(unknown)}, which the model does not have; its outputs are {existing} and '{SCORE}'")
+        raise ExportError(f"outputs names {unknown}, which the model does not have; its outputs are {existing} and '{SCORE}'")
     not_names = [new for new in names.values() if not isinstance(new, str) or not new]
     if not_names:
         raise ExportError(f"outputs gives {not_names[0]!r} as an output's name: each name is a non-empty string")
+    inputs = {i.name for i in graph.input} | {t.name for t in graph.initializer}
+    passed = next((old for old in names if old in inputs), None)
+    if passed is not None:
+        raise ExportError(f"output '{passed}' is the model's input of that name, passed through: it keeps its name")
+    kept = ({n for node in graph.node for n in node.output} | inputs) - set(names)  # every other tensor keeps its name
+    final = [names.get(name, name).lower() for name in existing] + ([names[SCORE].lower()] if SCORE in names else [])  # WITH reads them case-insensitively
+    clash = next((new for new in names.values() if new in kept or final.count(new.lower()) > 1), None)
+    if clash is not None:
+        raise ExportError(f"outputs names '{clash}' for two tensors of the model (its outputs are {existing}; output names match case-insensitively): give each output a name of its own")
     if SCORE in names:
         _add_score(model, names.pop(SCORE))
-    kept = {n for node in graph.node for n in node.output} - set(names)  # every other tensor keeps its name
-    final = [names.get(o.name, o.name) for o in graph.output]
-    clash = next((new for new in names.values() if new in kept or final.count(new) > 1), None)
-    if clash is not None:
-        raise ExportError(f"outputs names '{clash}' for two tensors of the model (its outputs are {existing}): give each output a name of its own")
     for node in graph.node:  # all at once, so that two outputs may swap names
         node.output[:] = [names.get(n, n) for n in node.output]
         node.input[:] = [names.get(n, n) for n in node.input]

@@ -112,8 +112,21 @@ def test_export_errors_teach(logreg, breast_cancer) -> None:
     for outputs, refusal in [({"label": 3}, "outputs gives 3 as an output's name: each name is a non-empty string"), ("Score", "outputs is 'Score': give {old: new} names")]:
         with pytest.raises(ExportError, match=re.escape(refusal)):
             predictsql.export(logreg.estimator, features, outputs=outputs)  # type: ignore[arg-type]
-    with pytest.raises(ExportError, match=r"outputs names 'p' for two tensors of the model \(its outputs are \['label', 'probabilities'\]\)"):
-        predictsql.export(logreg.estimator, features, outputs={"label": "p", "probabilities": "p"})
+    for outputs, clash in [({"label": "p", "probabilities": "p"}, "p"), ({"label": "Probabilities"}, "Probabilities"), ({"score": "label"}, "label"), ({"label": "X"}, "X")]:
+        with pytest.raises(ExportError, match=rf"outputs names '{clash}' for two tensors of the model \(its outputs are \['label', 'probabilities'\]; output names match"):
+            predictsql.export(logreg.estimator, features, outputs=outputs)
+    with pytest.raises(ExportError, match=r"outputs names \[3\], which the model does not have"):
+        predictsql.export(logreg.estimator, features, outputs={3: "x"})  # type: ignore[dict-item]
+
+
+def test_an_output_that_is_the_input_passed_through_keeps_its_name() -> None:
+    """Renaming it would rename the graph's input under the nodes that read it (onnx.checker: not topologically sorted)."""
+    model = _graph([onnx.helper.make_node("Neg", ["X"], ["y"])], [_out("y", [None, 2]), _out("X", [None, 2])])
+    with pytest.raises(ExportError, match="output 'X' is the model's input of that name, passed through: it keeps its name"):
+        predictsql.export(model, columns=["a", "b"], outputs=["p", "q"])
+    renamed = predictsql.export(model, columns=["a", "b"], outputs={"y": "negated"})
+    scored = predictsql.predict(renamed, pa.table({"a": [1.5], "b": [-2.0]}), outputs={"negated": "FLOAT[]"})
+    assert scored["negated"].to_pylist() == [[-1.5, 2.0]]
 
 
 def test_export_outputs_may_swap_names(logreg, breast_cancer) -> None:
