@@ -7,6 +7,7 @@ compiles (engine/forest.py) is scored by its ForestRunner, which runs the same w
 
 from __future__ import annotations
 
+import operator
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, replace
@@ -36,7 +37,7 @@ class SessionOptions:
     compiled_trees: bool = True  # score a tree ensemble by compiled code (engine/forest.py) where it compiles
 
     def __post_init__(self) -> None:
-        whole_number("intra_op_threads", self.intra_op_threads, 1)
+        whole_number("intra_op_threads", self.intra_op_threads, 0)  # 0: onnxruntime's default, a thread per core
         whole_number("max_model_bytes", self.max_model_bytes, 1)
         if not isinstance(self.compiled_trees, bool):
             raise PredictSQLError(f"compiled_trees={self.compiled_trees!r} must be True or False")
@@ -44,7 +45,13 @@ class SessionOptions:
 
 def whole_number(name: str, value: object, least: int) -> None:
     """Refuse a connection setting that is not a whole number of at least `least`, before a statement trips on it."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+    try:
+        number = None if isinstance(value, bool) else operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        number = None
+    if number is None and isinstance(value, float) and value.is_integer():
+        number = int(value)  # 2e9 bytes
+    if number is None or number < least:
         raise PredictSQLError(f"{name}={value!r} must be a whole number of at least {least}")
 
 

@@ -172,7 +172,8 @@ def test_connect_passes_duckdb_config(tmp_path: Path) -> None:
         ({"batch_size": 0}, "batch_size=0 must be a whole number of at least 1"),
         ({"workers": "2"}, "workers='2' must be a whole number of at least 1"),
         ({"workers": True}, "workers=True must be a whole number of at least 1"),
-        ({"intra_op_threads": -1}, "intra_op_threads=-1 must be a whole number of at least 1"),
+        ({"intra_op_threads": -1}, "intra_op_threads=-1 must be a whole number of at least 0"),
+        ({"batch_size": 2.5}, "batch_size=2.5 must be a whole number of at least 1"),
         ({"small_data_rows": -5}, "small_data_rows=-5 must be a whole number of at least 0"),
         ({"compiled_trees": "no"}, "compiled_trees='no' must be True or False"),
     ],
@@ -182,3 +183,12 @@ def test_connect_refuses_a_setting_no_statement_could_run_with(tmp_path: Path, s
     with pytest.raises(predictsql.PredictSQLError, match=re.escape(refusal)):
         predictsql.connect(str(tmp_path / "c.duckdb"), **setting)
     assert not (tmp_path / "c.duckdb").exists()  # refused before DuckDB made the file
+
+
+def test_connect_takes_numpy_integers_and_a_whole_float_of_bytes(tmp_path: Path, logreg, breast_cancer) -> None:
+    """np.int64 rows per batch (a value computed with numpy) and max_model_bytes=2e9 are the numbers they name."""
+    with predictsql.connect(str(tmp_path / "c.duckdb"), batch_size=np.int64(100), workers=np.int32(2), max_model_bytes=2e9, intra_op_threads=0) as con:
+        con.duckdb.register("frame", breast_cancer.table)
+        con.sql("CREATE TABLE patients AS SELECT * FROM frame")
+        rows = not_none(con.sql("SELECT d.id, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d, PLAN = STREAM) WITH (Score FLOAT) AS p", params={"m": logreg.onnx})).df()
+    assert_scores(logreg, breast_cancer, rows.id, rows.Score)
