@@ -118,13 +118,11 @@ def column_names(fitted: Sequence[str] | None, sample: Any, columns: Sequence[st
 
 
 def _distinct(names: list[str], model: str) -> list[str]:
-    """`names` where no two are one DATA column (columns bind case-insensitively): else each repeat would read it."""
-    seen: dict[str, str] = {}
-    for name in names:
-        if name.lower() in seen:
-            spelt = "" if seen[name.lower()] == name else f" (and as {seen[name.lower()]!r}: DATA columns match case-insensitively)"
-            raise ExportError(f"{model}: columns name DATA column {name!r} twice{spelt}: name each input column once, in the order it was fitted")
-        seen[name.lower()] = name
+    """`names` where none repeats: else each repeat would read one DATA column (names that differ in case only are
+    refused by the engines that cannot hold both, as DuckDB's tables cannot)."""
+    repeated = next((name for i, name in enumerate(names) if name in names[:i]), None)
+    if repeated is not None:
+        raise ExportError(f"{model}: columns name DATA column {repeated!r} twice: name each input column once, in the order it was fitted")
     return names
 
 
