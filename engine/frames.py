@@ -18,6 +18,8 @@ def from_pandas(frame: Any, door: str) -> pa.Table:
     for name in frame.columns:
         try:
             columns[str(name)] = pa.array(frame[name], from_pandas=False)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
+        except pa.ArrowNotImplementedError as e:  # complex numbers: neither Arrow nor SQL has the type
+            raise PredictSQLError(f"{door} cannot read column '{name}' ({frame[name].dtype}): Arrow has no such type ({e}); drop the column, or pass what the model reads as numbers") from e
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
             raise PredictSQLError(f"{door} cannot read column '{name}' ({frame[name].dtype}) as one Arrow type: {e}; give it a single type, e.g. frame['{name}'].astype(float)") from e
     return pa.table(columns)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -189,6 +190,26 @@ def test_errors_are_one_line_and_non_zero(db_path: Path, tmp_path: Path) -> None
     table_out = cli("query", "--db", str(tmp_path / "written.duckdb"), "CREATE TABLE audit AS SELECT 1 AS x", "--format", "table", "--out", str(tmp_path / "t.txt"))
     assert table_out.returncode == 1 and table_out.stderr.startswith("predictsql: --format table prints to the terminal")
     assert not (tmp_path / "written.duckdb").exists()  # refused before the script ran
+
+
+def test_json_nulls_non_finite_numbers_in_sliced_nested_arrays() -> None:
+    """Arrow slices of lists, maps and structs keep their parent's offsets and values: each slice is made finite where it lies."""
+    from predictsql.cli import _finite
+
+    nan, inf = float("nan"), float("inf")
+    arrays = {
+        "list": pa.array([[1.0, nan], None, [inf, 2.0], [3.0]]),
+        "large list": pa.array([[1.0, nan], None, [inf, 2.0], [3.0]], pa.large_list(pa.float32())),
+        "fixed list": pa.array([[1.0, nan], None, [inf, 2.0], [3.0, 4.0]], pa.list_(pa.float64(), 2)),
+        "struct": pa.array([{"a": 1.0, "b": [nan]}, None, {"a": inf, "b": None}, {"a": 3.0, "b": [4.0]}]),
+        "map": pa.array([[("k", nan)], None, [("j", 2.0), ("i", inf)], [("h", 3.0)]], pa.map_(pa.string(), pa.float64())),
+    }
+    for kind, array in arrays.items():
+        for start, length in [(0, 4), (1, 3), (2, 2), (2, 1), (3, 1)]:
+            part = array.slice(start, length)
+            want = json.loads(json.dumps(part.to_pylist()).replace("NaN", "null").replace("Infinity", "null"))  # json writes them bare
+            finite = _finite(part)
+            assert finite.type == part.type and json.loads(json.dumps(finite.to_pylist(), allow_nan=False)) == want, (kind, start, length)
 
 
 def test_a_reader_that_closes_early_stops_the_query_quietly() -> None:

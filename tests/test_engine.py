@@ -88,7 +88,7 @@ def test_predict_on_pandas_reads_none_as_null_and_nan_as_nan(logreg, breast_canc
         predictsql.predict(logreg.onnx, features, batch_size=0)
     with pytest.raises(PredictSQLError, match="cannot read column 'mean_texture' \\(object\\) as one Arrow type"):
         predictsql.predict(logreg.onnx, features.assign(mean_texture=[1.0, "x"] * 3))
-    with pytest.raises(PredictSQLError, match="cannot read column 'z' \\(complex128\\) as one Arrow type"):
+    with pytest.raises(PredictSQLError, match="cannot read column 'z' \\(complex128\\): Arrow has no such type .*; drop the column"):
         predictsql.predict(logreg.onnx, features.assign(z=features.mean_area + 0j))
     with pytest.raises(PredictSQLError, match=r"predict\(\) needs distinct column names; the frame has \[.*'mean_area', .*'mean_area'\]"):
         predictsql.predict(logreg.onnx, pd.concat([features, features[["mean_area"]]], axis=1))
