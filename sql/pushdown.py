@@ -7,7 +7,9 @@ other column can be meant: the PREDICT is the statement's outermost SELECT's onl
 output, and the column is neither one of them nor an alias of the SELECT list (`WHERE age > 60`, as Synapse users
 write it). Moving keeps SQL's meaning:
 - the PREDICT is not on the null-supplying side of an outer join (a WHERE there also removes null-extended rows),
-  nor sampled or pivoted (TABLESAMPLE and PIVOT after it act before the WHERE);
+  nor sampled or pivoted (TABLESAMPLE and PIVOT after it, and DuckDB's SELECT-level USING SAMPLE, act before the
+  WHERE), nor in a SELECT with a POSITIONAL or ASOF join (they pair rows by position or by nearest key, so removing
+  DATA rows first re-pairs the others);
 - the conjunct has no subquery, aggregate, window, or volatile or unknown function (random(), a UDF).
 A conjunct of a JOIN's ON moves likewise when the PREDICT is the join's right side of an inner or LEFT join.
 The conjuncts are kept on the PREDICT node (`pushed`); reading DATA (sql/bind.py) wraps it in their filter, so
@@ -25,6 +27,7 @@ from predictsql.sql.dialect import PredictTable
 
 E = TypeVar("E", bound=exp.Expr)
 _VOLATILE = frozenset({"RANDOM", "RAND", "UUID", "GEN_RANDOM_UUID", "NEXTVAL", "CURRVAL", "SETSEED", "MONOTONICALLY_INCREASING_ID", "SPARK_PARTITION_ID", "INPUT_FILE_NAME", "SHUFFLE", "NEWID"})
+_PAIRING = frozenset({"POSITIONAL", "ASOF"})  # joins that pair rows by position or nearest key: filtering first re-pairs them
 _BLOCKERS = (exp.Subquery, exp.Query, exp.Exists, exp.AggFunc, exp.Window, exp.Star)  # and volatile or unknown functions: calls_volatile
 
 
@@ -39,6 +42,8 @@ def push_predicates(tree: E, _context: object = None) -> E:
         if not isinstance(position, (exp.From, exp.Join)) or not isinstance(position.parent, exp.Select):
             continue
         select = position.parent
+        if select.args.get("sample") or any((j.method or "").upper() in _PAIRING for j in select.args.get("joins") or []):
+            continue
         alone = isinstance(position, exp.From) and not select.args.get("joins") and select.parent_select is None and not select.find_ancestor(exp.Subquery)
         outputs = {c.name.lower() for c in node.args.get("columns") or []} if alone else set()
         outputs |= {e.alias.lower() for e in select.expressions if e.alias} if outputs else set()  # WHERE may name a SELECT alias (DuckDB)

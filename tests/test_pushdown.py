@@ -47,6 +47,24 @@ def test_each_query_returns_what_the_engine_returns_over_precomputed_scores(back
     pd.testing.assert_frame_equal(got.reset_index(drop=True), reference.reset_index(drop=True), check_dtype=False)
 
 
+DUCKDB_QUERIES = {  # rows paired by position or nearest key, or sampled before the WHERE: filtering DATA first changes them
+    "positional join": "SELECT o.id, d.id AS did FROM patients AS o POSITIONAL JOIN {predict} WHERE d.mean_radius > 15 ORDER BY o.id",
+    "asof join": "SELECT o.id, d.id AS did FROM patients AS o ASOF JOIN {predict} ON o.id >= d.id WHERE d.mean_radius > 15 ORDER BY o.id",
+    "asof join, predict first": "SELECT d.id, o.id AS oid FROM {predict} ASOF JOIN patients AS o ON d.id >= o.id + 3 WHERE d.mean_radius > 15 ORDER BY d.id",
+    "using sample": "SELECT count(*) AS n FROM {predict} WHERE d.mean_radius > 15 USING SAMPLE 50 ROWS (reservoir, 42)",
+}
+
+
+@pytest.mark.parametrize("name", DUCKDB_QUERIES)
+def test_duckdb_pairing_joins_and_samples_keep_the_where_above(con, logreg, name: str) -> None:
+    """The reference: DuckDB's own result for the same SQL over a table of precomputed scores."""
+    con.duckdb.register("frame", not_none(con.sql(f"SELECT d.*, p.Score FROM {PREDICT.format(plan='')}", params={"m": logreg.onnx})).arrow())
+    con.duckdb.execute("CREATE TABLE scores AS SELECT * FROM frame")
+    got = not_none(con.sql(DUCKDB_QUERIES[name].format(predict=PREDICT.format(plan="")), params={"m": logreg.onnx})).fetchall()
+    reference = con.duckdb.execute(DUCKDB_QUERIES[name].format(predict="scores AS d")).fetchall()
+    assert got == reference and got
+
+
 def test_explain_shows_what_moved_and_what_did_not(con, logreg) -> None:
     params = {"m": logreg.onnx}
     moved = str(con.explain(f"SELECT d.id FROM {PREDICT.format(plan='')} WHERE d.mean_radius > 15 AND p.Score > 0.5", params=params))
