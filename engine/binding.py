@@ -265,14 +265,16 @@ def _find_output(outputs: Sequence[TensorSpec], name: str) -> int | None:
 
 def _find_class_output(model: Model, name: str) -> tuple[int, int | str]:
     """Resolve `<output>_<classlabel>` to (output index, class index or ZipMap key)."""
-    candidates = []
+    found: dict[str, tuple[int, int | str]] = {}
     for index, spec in enumerate(model.signature.outputs):
         for pick, label in enumerate(_class_labels(model, spec) or []):
-            candidate = f"{spec.name}_{label}"
-            candidates.append(candidate)
-            if candidate.lower() == name.lower():
-                return index, (label if spec.elem_type == "zipmap" else pick)
-    available = [o.name for o in model.signature.outputs] + candidates
+            found.setdefault(f"{spec.name}_{label}", (index, label if spec.elem_type == "zipmap" else pick))
+    folded = [candidate for candidate in found if candidate.lower() == name.lower()]
+    if name in found or len(folded) == 1:  # exact, then a unique case-insensitive match (classes 'X' and 'x')
+        return found[name if name in found else folded[0]]
+    if folded:
+        raise BindError(f"WITH column '{name}' of {model.display} matches {' and '.join(folded)}, which differ only in case: write one of them exactly")
+    available = [o.name for o in model.signature.outputs] + list(found)
     close = difflib.get_close_matches(name, available, n=1)
     hint = f" Did you mean {close[0]}?" if close else ""
     raise UnknownOutputError(f"WITH column '{name}' names no output of {model.display}.{hint} Outputs: {', '.join(available)}")

@@ -22,7 +22,7 @@ from sqlglot import exp
 
 from predictsql.engine.errors import AmbiguousColumnError, BindError, UnknownOutputError
 from predictsql.sql.bind import ancestors, data_alias, outermost, source_of
-from predictsql.sql.plan import Relation
+from predictsql.sql.plan import Output, Relation
 
 E = TypeVar("E", bound=exp.Expr)
 DEFAULT_SCHEMA_ALIASES = ("dbo",)
@@ -148,7 +148,6 @@ def replace_predicts(tree: E, context: Context) -> E:
 def _rewrite_columns(select: Scope, alias: str, relation: Relation, data_alias: str | None, predict_alias: str | None) -> None:
     """Qualify d.x and p.x with the relation's alias, map renamed outputs, then expand d.* and p.*."""
     names = {a for a in (data_alias, predict_alias) if a}
-    renamed = {o.name.lower(): o for o in relation.outputs if o.field != o.name}
     if predict_alias:  # without one, the DATA alias names the relation: d.x reads either
         _refuse_ambiguous(select, relation, predict_alias, data_alias)
     for column in list(select.find_all(exp.Column)):  # d.st.a, a field of struct column st, which sqlglot reads as table st of schema d
@@ -160,8 +159,8 @@ def _rewrite_columns(select: Scope, alias: str, relation: Relation, data_alias: 
             continue
         _check_column(column, relation, is_data=qualifier == data_alias)
         column.set("table", exp.to_identifier(alias))
-        output = renamed.get(column.name.lower()) if qualifier == predict_alias else None
-        if output is not None:
+        output = _output_named(relation, column.name) if qualifier == predict_alias else None
+        if output is not None and output.field != output.name:
             column.set("this", exp.to_identifier(output.field, quoted=True))
             if column.parent is select:
                 column.replace(exp.alias_(column.copy(), output.name))
@@ -194,6 +193,12 @@ def _refuse_ambiguous(select: Scope, relation: Relation, predict_alias: str, dat
             continue
         data = f"{data_alias}.{column.name}" if data_alias else f"the DATA query's {column.name}"
         raise AmbiguousColumnError(f"column {column.name} is both a DATA column and an output of PREDICT {predict_alias} ({relation.model}): write {data} or {predict_alias}.{column.name}")
+
+
+def _output_named(relation: Relation, name: str) -> Output | None:
+    """The output a p.x reads: the one named exactly x, else the first whose name matches ignoring case (as SQL reads it)."""
+    exact = [o for o in relation.outputs if o.name == name] or [o for o in relation.outputs if o.name.lower() == name.lower()]
+    return exact[0] if exact else None
 
 
 def _check_column(column: exp.Column, relation: Relation, is_data: bool) -> None:

@@ -9,10 +9,12 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import onnxruntime as ort
+import pandas as pd
 import pytest
+from sklearn.linear_model import LogisticRegression
 
 import predictsql
-from predictsql.engine.errors import ModelSourceError
+from predictsql.engine.errors import BindError, ModelSourceError
 
 from conftest import PROBA_TOLERANCE, Dataset, Fitted, assert_scores, expected_scores, not_none
 
@@ -268,6 +270,30 @@ def test_describe_model_matches_onnxruntime_and_its_with_clause_pastes(con: pred
     assert pasted.equals(implicit)
     raw = session.run(None, {"X": logreg.features.to_numpy(np.float32)})
     np.testing.assert_allclose(pasted.column("probabilities_1").to_numpy(), raw[1][:, 1], atol=PROBA_TOLERANCE)  # INLINE: float32 rounding apart
+
+
+def test_class_labels_that_differ_only_in_case_bind_exactly_first(con: predictsql.Connection) -> None:
+    """Classes 'X' and 'x': each per-class name reads its own class (as scikit-learn orders them), a name matching both
+    only ignoring case is refused, and DESCRIBE's WITH, which cannot name both (SQL reads them as one), pastes."""
+    rng = np.random.default_rng(0)
+    features = pd.DataFrame({"a": rng.normal(size=200), "b": rng.normal(size=200)}).astype("float32")
+    clf = LogisticRegression().fit(features, np.array(["x", "X", "y"])[(features.a > 0).astype(int) + (features.b > 0).astype(int)])
+    m = predictsql.export(clf, features)
+    con.duckdb.register("frame", features.assign(id=range(200)))
+    con.sql("CREATE TABLE cases AS SELECT * FROM frame")
+    expected = clf.predict_proba(features)
+    predict = "PREDICT(MODEL = @m, DATA = cases AS d) {with_} AS p"
+    for with_ in ('WITH ("probabilities_x" FLOAT, probabilities_y FLOAT)', "WITH (probabilities_X FLOAT)", ""):
+        columns = "p.*" if with_ else "p.probabilities_X, p.probabilities_x"
+        got = not_none(con.sql(f"SELECT {columns} FROM {predict.format(with_=with_)} ORDER BY d.id", params={"m": m})).df()
+        for name in got.columns:
+            np.testing.assert_allclose(got[name], expected[:, list(clf.classes_).index(name.rsplit("_", 1)[1])], atol=PROBA_TOLERANCE, err_msg=f"{with_} {name}")
+    with pytest.raises(BindError, match="matches probabilities_X and probabilities_x, which differ only in case"):
+        con.sql(f"SELECT p.* FROM {predict.format(with_='WITH (PROBABILITIES_X FLOAT)')}", params={"m": m})
+    with_clause = not_none(con.sql("DESCRIBE MODEL @m", params={"m": m})).fetchall()[-1][-1]
+    assert with_clause == "WITH (label VARCHAR, probabilities FLOAT[])"
+    pasted = not_none(con.sql(f"SELECT p.probabilities FROM {predict.format(with_=with_clause)} ORDER BY d.id", params={"m": m})).df()
+    np.testing.assert_allclose(np.stack(pasted.probabilities), expected, atol=PROBA_TOLERANCE)
 
 
 def test_describe_model_takes_every_model_form(con: predictsql.Connection, tmp_path: Path, logreg: Fitted) -> None:

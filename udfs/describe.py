@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from predictsql.engine.binding import default_outputs
+from predictsql.engine.binding import OutputColumn, default_outputs
 from predictsql.engine.sessions import Model
 from predictsql.engine.signature import TensorSpec
 from predictsql.engine.sources import ModelSource
@@ -35,8 +35,25 @@ def describe(model: Model, source: ModelSource) -> pa.Table:
         picks = [o for o in defaults if o.source == index and o.pick is not None]
         detail = f"or one column per class: {', '.join(o.name for o in picks)}" if picks else ""
         rows.append({"kind": "output", **_tensor(spec, per_row=True), "detail": detail})
-    rows.append({"kind": "with", "detail": with_clause([(o.name, sql_name(o.arrow_type)) for o in defaults])})
+    rows.append({"kind": "with", "detail": with_clause(_pasteable(model, defaults))})
     return pa.Table.from_pylist(rows, SCHEMA)
+
+
+def _pasteable(model: Model, defaults: list[OutputColumn]) -> list[tuple[str, str]]:
+    """WITH's columns: every default output, but an output whose per-class names differ only in case (classes 'X' and
+    'x'), which SQL reads as one name, as its whole list (a ZipMap, which has no list form, by its first such class)."""
+    lowered = [o.name.lower() for o in defaults]
+    clashing = {o.source for o in defaults if o.pick is not None and lowered.count(o.name.lower()) > 1}
+    columns: list[tuple[str, str]] = []
+    for o in defaults:
+        spec = model.signature.outputs[o.source]
+        if o.source not in clashing or (spec.elem_type == "zipmap" and all(n.lower() != o.name.lower() for n, _ in columns)):
+            columns.append((o.name, sql_name(o.arrow_type)))
+        elif spec.elem_type == "zipmap":
+            continue
+        elif (spec.name, sql_name(o.arrow_type) + "[]") not in columns:
+            columns.append((spec.name, sql_name(o.arrow_type) + "[]"))
+    return columns
 
 
 def _input_detail(spec: TensorSpec, columns: tuple[str, ...] | None) -> str:
