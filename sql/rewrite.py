@@ -23,6 +23,7 @@ from sqlglot import exp
 from predictsql.engine.errors import AmbiguousColumnError, BindError, UnknownOutputError
 from predictsql.sql.bind import ancestors, data_alias, outermost, source_of
 from predictsql.sql.plan import Output, Relation
+from predictsql.sql.statements import Variables
 
 E = TypeVar("E", bound=exp.Expr)
 DEFAULT_SCHEMA_ALIASES = ("dbo",)
@@ -43,7 +44,7 @@ class Context:
     schema_exists: Callable[[str], bool] = _no_schema
     views: Mapping[str, exp.Expr] = field(default_factory=dict)
     relations: Sequence[Relation | None] = ()  # None: leave that PREDICT for a later rewrite
-    variables: Mapping[str, object] = field(default_factory=dict)
+    variables: Variables = field(default_factory=Variables)
 
 
 def apply(rules: Sequence[Callable[[E, Context], E]], tree: E, context: Context) -> E:
@@ -296,14 +297,15 @@ def _is_cte_name(table: exp.Table) -> bool:
 
 
 def inline_variables(tree: E, context: Context) -> E:
-    """Replace @name references by literals of their values."""
+    """Replace @name references by literals of their values, cast to the types DECLARE gave them."""
     variables = context.variables
     for param in list(tree.find_all(exp.Parameter)):
         name = param.name.lower()
         if name not in variables:
             raise BindError(f"variable @{param.name} is not declared: DECLARE @{param.name} ... = ... first, or pass params={{'{param.name}': ...}}")
         try:
-            param.replace(_literal(variables[name]))
+            literal = _literal(variables[name])
+            param.replace(exp.Cast(this=literal, to=variables.types[name].copy()) if name in variables.types else literal)
         except TypeError:
             raise BindError(
                 f"@{param.name} holds a {type(variables[name]).__name__}, which has no SQL literal: give it a bool, number, string, bytes, "
@@ -349,7 +351,7 @@ def _literal(value: object) -> exp.Expr:
 REWRITE = (replace_predicts, inline_variables)
 
 
-def rewrite(tree: E, relations: Sequence[Relation], variables: Mapping[str, object]) -> E:
+def rewrite(tree: E, relations: Sequence[Relation], variables: Variables) -> E:
     """The statement as the engine will run it, on a copy: PREDICTs replaced, then variables inlined."""
     return apply(REWRITE, tree, Context(relations=relations, variables=variables))
 

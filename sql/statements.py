@@ -3,7 +3,8 @@ a view's definition, the tables a query reads."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 
 from sqlglot import exp
 
@@ -30,24 +31,48 @@ def kind(tree: exp.Expr) -> str:
     return OTHER
 
 
+class Variables(dict[str, object]):
+    """Variables' values by name, and the type DECLARE gave each (T-SQL's: the value is of that type wherever it is read,
+    and SET casts to it)."""
+
+    def __init__(self, values: Mapping[str, object] | None = None, types: Mapping[str, exp.DataType] | None = None) -> None:
+        super().__init__(values or {})
+        self.types = dict(types or {})
+
+    def merged(self, params: Mapping[str, object]) -> Variables:
+        """A copy with Python params over it: a param's value keeps its own type."""
+        return Variables({**self, **params}, {name: t for name, t in self.types.items() if name not in params})
+
+    def keep(self, names: Iterable[str], source: Variables) -> None:
+        """Take the values and types of `names` from `source` (a statement's DECLAREs into the connection's)."""
+        for name in names:
+            self[name] = source[name]
+            self.types.pop(name, None)
+            if name in source.types:
+                self.types[name] = source.types[name]
+
+
 @dataclass(frozen=True)
 class Declared:
-    """One `@name [= value]` of a DECLARE: a query of its value to run, another variable, or a constant."""
+    """One `@name [= value]` of a DECLARE: a query of its value to run, another variable, or a constant; its type when
+    DECLARE casts to one."""
 
     name: str
     query: exp.Query | None = None
     variable: str | None = None
     value: object = None
+    type: exp.DataType | None = None
 
 
-def declared(statement: exp.Expr) -> list[Declared]:
+def declared(statement: exp.Expr, types: Mapping[str, exp.DataType]) -> list[Declared]:
     """The items of a DECLARE or a SET @a = …, in order: a literal, a 0x… literal, @variable, (SELECT …), or any other
-    expression as the query of its value; a table variable is a BindError."""
+    expression as the query of its value, cast to the declared type (DECLARE's own, or for SET the one in `types`); a
+    table variable is a BindError."""
     if isinstance(statement, exp.Set):
         pairs = [pair for pair in map(_assigned, statement.expressions) if pair is not None]
         for name, value in pairs:
             _refuse_bare_aggregate(name, value, "SET")
-        return [_declared(name, value) for name, value in pairs]
+        return [_declared(name, _cast(value, types.get(name))) for name, value in pairs]
     items = []
     for item in statement.expressions:
         target = item.this[0] if isinstance(item.this, list) else item.this  # sqlglot keeps the parameter in a list
@@ -55,17 +80,25 @@ def declared(statement: exp.Expr) -> list[Declared]:
             raise BindError(f"DECLARE @{target.name} TABLE (…): table variables are not supported; use a temp table (CREATE TABLE #{target.name} (…) or SELECT … INTO #{target.name})")
         kind, value = item.args.get("kind"), item.args.get("default")
         _refuse_bare_aggregate(target.name.lower(), value, "DECLARE")
-        if isinstance(kind, exp.DataType) and kind.this in _CAST and isinstance(value, exp.Expr) and not isinstance(value, exp.Null):
-            value = exp.Subquery(this=exp.select(exp.Cast(this=value, to=_sized(kind))))  # the declared type, as the engine casts to it
-        items.append(_declared(target.name.lower(), value))
+        sized = _sized(kind) if isinstance(kind, exp.DataType) and kind.this in _CAST else None
+        items.append(replace(_declared(target.name.lower(), _cast(value, sized)), type=sized))
     return items
 
 
-def selected(statement: exp.Select) -> tuple[list[str], exp.Select]:
-    """T-SQL's SELECT @a = x, @b = y FROM …: the variables, and the query of their values (in their order)."""
+def selected(statement: exp.Select, types: Mapping[str, exp.DataType]) -> tuple[list[str], exp.Select]:
+    """T-SQL's SELECT @a = x, @b = y FROM …: the variables, and the query of their values (in their order, each cast to
+    its variable's declared type)."""
     query = statement.copy()
-    query.set("expressions", [item.expression for item in query.expressions])
-    return [item.this.name.lower() for item in statement.expressions], query
+    names = [item.this.name.lower() for item in statement.expressions]
+    query.set("expressions", [exp.Cast(this=item.expression, to=types[name].copy()) if name in types else item.expression for name, item in zip(names, query.expressions, strict=True)])
+    return names, query
+
+
+def _cast(value: object, to: exp.DataType | None) -> object:
+    """A value as the engine casts it to a declared type (a query of it); no type, no value or NULL: as it is."""
+    if to is None or not isinstance(value, exp.Expr) or isinstance(value, exp.Null):
+        return value
+    return exp.Subquery(this=exp.select(exp.Cast(this=value, to=to.copy())))
 
 
 _T = exp.DataType.Type

@@ -210,6 +210,24 @@ def test_set_assigns_a_declared_variable(con) -> None:
     assert not_none(con.sql("SET threads = 1; SELECT current_setting('threads') AS t")).fetchall() == [(1,)]  # DuckDB's own SET
 
 
+@pytest.mark.parametrize("dialect", [None, "tsql"])
+def test_a_declared_variable_keeps_its_type_wherever_it_is_read(dialect: str | None) -> None:
+    """As in SQL Server: @x BIGINT is BIGINT in arithmetic and typeof, and SET and SELECT @x = cast to it. Before, the
+    value was inlined as a bare literal that DuckDB typed itself: 2147483647 + 1 overflowed INTEGER, 5 read as
+    DECIMAL(3,2) where DECIMAL(10,2) was declared, and SET @n = 2.7 on an INT kept 2.7."""
+    with predictsql.connect(dialect=dialect) as con:
+        con.sql("DECLARE @x BIGINT = 2147483647, @d DECIMAL(10, 2) = 5, @n INT = 1, @s SMALLINT")
+        got = not_none(con.sql("SELECT typeof(@x), @x + 1, typeof(@d), @d, typeof(@s), @s")).fetchall()
+        reference = con.duckdb.execute("SELECT typeof(2147483647::BIGINT), 2147483647::BIGINT + 1, typeof(5::DECIMAL(10,2)), 5::DECIMAL(10,2), typeof(NULL::SMALLINT), NULL").fetchall()
+        assert got == reference
+        assert not_none(con.sql("SET @n = 2.7; SELECT @n, typeof(@n)")).fetchall() == con.duckdb.execute("SELECT CAST(2.7 AS INT), 'INTEGER'").fetchall()
+        assert not_none(con.sql("SELECT @n = 8.6 FROM range(1); SELECT @n")).fetchall() == con.duckdb.execute("SELECT CAST(8.6 AS INT)").fetchall()
+        assert not_none(con.cursor().sql("SELECT typeof(@x)")).fetchall() == [("BIGINT",)]  # a cursor copies the types too
+        assert not_none(con.sql("SELECT typeof(@x)", params={"x": 2.5})).fetchall() == con.duckdb.execute("SELECT typeof(?)", [2.5]).fetchall()  # a param: its own type
+        con.sql("DECLARE @x VARBINARY(MAX) = 0x0A")
+        assert not_none(con.sql("SELECT typeof(@x)")).fetchall() == [("BLOB",)]  # declared again: the new type
+
+
 @pytest.mark.parametrize(
     ("value", "kind", "expected"),
     [("1e3", "FLOAT", 1000.0), ("2.5E-3", "FLOAT", 0.0025), ("-0.5", "FLOAT", -0.5), ("-7", "INT", -7), ("N'ab'", "NVARCHAR(10)", "ab"), ("NULL", "INT", None), ("'x'", "VARCHAR(1)", "x")],

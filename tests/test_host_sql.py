@@ -413,6 +413,13 @@ def test_a_declared_variable_without_a_value_is_a_null_model(con) -> None:
         con.sql("SELECT * FROM PREDICT(MODEL = @e, DATA = patients) AS p")
 
 
+def test_a_declared_type_holds_on_both_engines(backend) -> None:
+    """@x BIGINT adds as BIGINT, SET @n casts to @n's INT (each engine's own CAST: DuckDB rounds, Spark truncates)."""
+    got = backend.sql("DECLARE @x BIGINT = 2147483647, @n INT = 1; SET @n = 2.7; SELECT @x + 1 AS v, typeof(@x) AS t, @n AS n")
+    reference = backend.query("SELECT CAST(2147483647 AS BIGINT) + 1 AS v, typeof(CAST(1 AS BIGINT)) AS t, CAST(2.7 AS INT) AS n")
+    pd.testing.assert_frame_equal(not_none(got), reference)
+
+
 def test_select_assigns_variables_and_a_declare_may_read_predict(backend, logreg, breast_cancer) -> None:
     """T-SQL's SELECT @v = … FROM … takes the last row's values (no row leaves the variable be), as the Synapse idiom
     SELECT @model = model FROM models WHERE … does; a DECLARE's subquery may read PREDICT. Before, @n = COUNT(*) was a

@@ -13,6 +13,7 @@ from predictsql.sql.dialect import parse, to_sql
 from predictsql.sql.plan import Output, Relation
 from predictsql.sql.reading import read
 from predictsql.sql.rewrite import Context, apply, map_default_schema, rewrite
+from predictsql.sql.statements import Variables
 
 from conftest import not_none
 
@@ -59,7 +60,7 @@ def test_rewrite(source: str, expected: dict, host: str) -> None:
     (statement,) = read(source, host)
     tree = not_none(statement.tree)  # every case reads PREDICT, so none is the host's own SQL
     relations = [Relation(f"__predict_{c.index}", RELATION.data_columns, RELATION.outputs) for c in find_predicts(tree)]
-    assert (statement.reading, rewrite(tree, relations, {"m": b"\x01", "low": 10}).sql(dialect=host)) == (reading, sql)
+    assert (statement.reading, rewrite(tree, relations, Variables({"m": b"\x01", "low": 10})).sql(dialect=host)) == (reading, sql)
 
 
 def test_data_query_carries_the_ctes_it_reads() -> None:
@@ -155,14 +156,14 @@ def test_declare_items_and_what_a_value_may_be() -> None:
 
     (statement,) = read("DECLARE @a VARBINARY(MAX) = (SELECT model FROM models), @b INT = 3, @c FLOAT = 2.5, @d VARCHAR = 'x', @e VARBINARY = 0x0A, @f INT = @b, @g BLOB", "duckdb")
     assert statement.reading == "tsql"  # 0x0A is T-SQL's, not DuckDB's
-    items = declared(not_none(statement.tree))
+    items = declared(not_none(statement.tree), {})
     assert [i.name for i in items] == list("abcdefg")
     assert items[0].query is not None and to_sql(items[0].query) == "SELECT model FROM models"
     typed = ["SELECT CAST(3 AS INT)", "SELECT CAST(2.5 AS DOUBLE)", "SELECT CAST('x' AS TEXT)", None, "SELECT CAST(@b AS INT)", None]  # cast to the declared type
     assert [to_sql(i.query) if i.query is not None else None for i in items[1:]] == typed
     assert items[4] == Declared("e", value=b"\n") and items[6] == Declared("g")  # binary is never cast: a model stays its bytes
     (untyped,) = parse("DECLARE @x = 1 + 2")
-    assert [to_sql(not_none(i.query)) for i in declared(untyped)] == ["SELECT 1 + 2"]  # the engine computes an expression
+    assert [to_sql(not_none(i.query)) for i in declared(untyped, {})] == ["SELECT 1 + 2"]  # the engine computes an expression
     (bad,) = parse("DECLARE @x INT = COUNT(*)")
     with pytest.raises(BindError, match=r"DECLARE @x = .*COUNT\(\*\).*: an aggregate needs its rows"):
-        declared(bad)
+        declared(bad, {})

@@ -33,7 +33,7 @@ from predictsql.engine.validate import DEFAULT_MAX_MODEL_BYTES
 from predictsql.sql.dialect import parse, pretty, scores, to_sql
 from predictsql.sql.reading import read
 from predictsql.sql.rewrite import Context, apply, expand_views, map_default_schema
-from predictsql.sql.statements import CREATE_VIEW, DESCRIBE_MODEL, DROP_VIEW, VARIABLES, identifier, kind, reads_predict, view
+from predictsql.sql.statements import CREATE_VIEW, DESCRIBE_MODEL, DROP_VIEW, VARIABLES, Variables, identifier, kind, reads_predict, view
 from predictsql.udfs import script
 from predictsql.udfs.duckdb_catalog import ModelCatalog
 from predictsql.udfs.duckdb_engine import DIALECT, DuckDBEngine, FunctionBody, abort_transaction, interrupts, own_schema
@@ -104,9 +104,9 @@ class Connection:
         self.registry = MlflowRegistry(registry_uri)
         self.dialect = dialect
         settings = Settings(batch_size, workers, sessions.SessionOptions(intra_op_threads, max_model_bytes, compiled_trees), {}, small_data_rows=small_data_rows)
-        self._open(duckdb.connect(str(database), read_only=read_only, config=config), settings, {})
+        self._open(duckdb.connect(str(database), read_only=read_only, config=config), settings, Variables())
 
-    def _open(self, con: duckdb.DuckDBPyConnection, settings: Settings, variables: dict[str, object]) -> None:
+    def _open(self, con: duckdb.DuckDBPyConnection, settings: Settings, variables: Variables) -> None:
         """Attach to a DuckDB connection: its catalog, the settings that read it, the variables, a lock for its threads."""
         self.duckdb = con
         self.variables = variables
@@ -122,7 +122,7 @@ class Connection:
         """Another predictsql connection on the same database (DuckDB's cursor), with this one's settings and a copy of
         its variables: one per thread, as with DuckDB. A connection used from several threads at once serialises them."""
         other = copy.copy(self)
-        other._open(self.duckdb.cursor(), self.settings, dict(self.variables))
+        other._open(self.duckdb.cursor(), self.settings, self.variables.merged({}))
         return other
 
     def sql(self, text: str, params: Mapping[str, object] | None = None) -> Result | None:
@@ -131,7 +131,7 @@ class Connection:
             try:
                 self._views = self._stored_views()
                 statements = read(text, DIALECT, self.dialect, self._views.keys())
-                return run_script(self, statements, {**self.variables, **script.params(params)}, self.variables)
+                return run_script(self, statements, self.variables.merged(script.params(params)), self.variables)
             except PredictSQLError as e:  # raised before DuckDB ran the statement, or raised again after it failed
                 _raise_refused_transaction(e)
                 abort_transaction(self.duckdb, e)
@@ -149,7 +149,7 @@ class Connection:
                 raise
 
     def _explain(self, text: str, params: Mapping[str, object] | None) -> Explanation:
-        variables = {**self.variables, **script.params(params)}
+        variables = self.variables.merged(script.params(params))
         self._views = self._stored_views()
         statements: list[tuple[str, str, tuple[Bound, ...]]] = []
         for statement in read(text, DIALECT, self.dialect, self._views.keys()):

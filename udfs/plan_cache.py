@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from predictsql.engine.errors import PredictSQLError
+from predictsql.sql.statements import Variables
 
 ENTRIES = 64  # statements kept per connection; the least recently used go first
 Columns = tuple[tuple[str, str], ...]  # a query's column names and engine types
@@ -100,14 +101,14 @@ class PlanCache:
         _release(kept)
 
 
-def key(statement: Hashable, variables: Mapping[str, object]) -> Hashable | None:
-    """The statement with its variables' values; None when a value cannot be a key (then nothing is kept)."""
+def key(statement: Hashable, variables: Variables) -> Hashable | None:
+    """The statement with its variables' values and declared types; None when a value cannot be a key (then nothing is kept)."""
     try:
         values = tuple(sorted((name, _frozen(value)) for name, value in variables.items()))
         hash(values)
     except TypeError:
         return None
-    return statement, values
+    return statement, values, tuple(sorted((name, to.sql()) for name, to in variables.types.items()))
 
 
 def _release(kept: Kept) -> None:

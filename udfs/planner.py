@@ -38,6 +38,7 @@ from predictsql.sql.plan import QUERY, PredictCall, Relation, in_place
 from predictsql.sql.projection import project, referenced_columns
 from predictsql.sql.pushdown import push_predicates
 from predictsql.sql.rewrite import Context, apply, function_relation, inline_variables, rewrite
+from predictsql.sql.statements import Variables
 from predictsql.udfs import inline, plan_cache, script
 from predictsql.udfs.plan_cache import PlanCache
 
@@ -151,7 +152,7 @@ class Planned:
 class Planner:
     """Binds and rewrites one statement against an engine; one per statement, so a URI names one version throughout."""
 
-    def __init__(self, engine: Engine, variables: Mapping[str, object], settings: Settings) -> None:
+    def __init__(self, engine: Engine, variables: Variables, settings: Settings) -> None:
         self.engine = engine
         self.variables = variables
         self.settings = settings

@@ -19,7 +19,7 @@ from predictsql.engine.sessions import Model, SessionOptions
 from predictsql.engine.sources import Resolve
 from predictsql.sql.bind import described_model
 from predictsql.sql.plan import LITERAL, QUERY, VARIABLE, ModelRef, Output, PredictCall, Relation
-from predictsql.sql.statements import SELECT_VARIABLES, SET_VARIABLES, declared, kind, selected
+from predictsql.sql.statements import SELECT_VARIABLES, SET_VARIABLES, Variables, declared, kind, selected
 from predictsql.udfs.describe import describe
 
 RunQuery = Callable[[exp.Query], list[tuple]]
@@ -34,13 +34,13 @@ def params(values: Mapping[str, object] | None) -> dict[str, object]:
     return {k.lstrip("@").lower(): v.tolist() if isinstance(v, np.ndarray | np.generic) else v for k, v in values.items()}
 
 
-def declare(statement: exp.Expr, variables: dict[str, object], run: RunQuery) -> list[str]:
+def declare(statement: exp.Expr, variables: Variables, run: RunQuery) -> list[str]:
     """Evaluate DECLARE @name TYPE [= value | = (SELECT ...)], or SET @name = … or SELECT @name = … FROM … (declared
     already, as in T-SQL), into `variables`, item by item (a later item may read an earlier one); the names it gave values."""
     if kind(statement) == SELECT_VARIABLES and isinstance(statement, exp.Select):
         return _select_variables(statement, variables, run)
     assign, names = kind(statement) == SET_VARIABLES, []
-    for item in declared(statement):
+    for item in declared(statement, variables.types):
         if assign and item.name not in variables:
             raise BindError(f"SET @{item.name}: variable @{item.name} is not declared; DECLARE @{item.name} ... first")
         if item.query is not None:
@@ -51,13 +51,17 @@ def declare(statement: exp.Expr, variables: dict[str, object], run: RunQuery) ->
             variables[item.name] = variables[item.variable]
         else:
             variables[item.name] = item.value
+        if not assign:
+            variables.types.pop(item.name, None)
+            if item.type is not None:
+                variables.types[item.name] = item.type
         names.append(item.name)
     return names
 
 
-def _select_variables(statement: exp.Select, variables: dict[str, object], run: RunQuery) -> list[str]:
+def _select_variables(statement: exp.Select, variables: Variables, run: RunQuery) -> list[str]:
     """SELECT @a = x, … FROM …, as T-SQL runs it: each variable takes its value in the last row; no row leaves them be."""
-    names, query = selected(statement)
+    names, query = selected(statement, variables.types)
     undeclared = [name for name in names if name not in variables]
     if undeclared:
         raise BindError(f"SELECT @{undeclared[0]} = …: variable @{undeclared[0]} is not declared; DECLARE @{undeclared[0]} ... first")

@@ -49,14 +49,14 @@ from predictsql.engine.sources import ModelSource, resolve
 from predictsql.engine.validate import DEFAULT_MAX_MODEL_BYTES
 from predictsql.sql.reading import read
 from predictsql.sql.rewrite import Context, apply, map_default_schema
-from predictsql.sql.statements import CREATE_VIEW, View, kind, reads_predict, view
+from predictsql.sql.statements import CREATE_VIEW, Variables, View, kind, reads_predict, view
 from predictsql.udfs import script, spark_cache, spark_mllib
 from predictsql.udfs.plan_cache import PlanCache
 from predictsql.udfs.planner import Bound, Planner, Settings, input_schema
 from predictsql.udfs.statements import run_script
 
 DIALECT = "spark"
-_variables: weakref.WeakKeyDictionary[SparkSession, dict[str, object]] = weakref.WeakKeyDictionary()
+_variables: weakref.WeakKeyDictionary[SparkSession, Variables] = weakref.WeakKeyDictionary()
 _plans: weakref.WeakKeyDictionary[SparkSession, PlanCache] = weakref.WeakKeyDictionary()  # kept plans (udfs/plan_cache.py)
 ARROW_BATCH_ROWS = "spark.sql.execution.arrow.maxRecordsPerBatch"
 MLLIB_NULL = "Encountered null while assembling a row"  # VectorAssembler's message for a NULL with handleInvalid = "error"
@@ -95,12 +95,12 @@ def sql(
     is planned, so a lazy DataFrame keeps that version even if the alias moves. `dialect` is how
     the script is read: None (Spark SQL, T-SQL where only T-SQL reads a statement), "spark" or "tsql".
     """
-    persisted = _variables.setdefault(spark, {})
+    persisted = _variables.setdefault(spark, Variables())
     options = sessions.SessionOptions(intra_op_threads, max_model_bytes, compiled_trees)  # as connect() takes them; the workers' sessions too
     registry = MlflowRegistry(registry_uri)
     settings = Settings(DEFAULT_BATCH_SIZE, 1, options, registry.lookups, _plans.setdefault(spark, PlanCache()))  # Spark's Arrow batches are the batches
     runner = SparkRunner(spark, settings, registry)
-    return run_script(runner, read(text, DIALECT, dialect), {**persisted, **script.params(params)}, persisted)
+    return run_script(runner, read(text, DIALECT, dialect), persisted.merged(script.params(params)), persisted)
 
 
 class SparkRunner:

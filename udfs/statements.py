@@ -14,7 +14,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from predictsql.sql.reading import Statement
-from predictsql.sql.statements import DESCRIBE_MODEL, VARIABLES, kind
+from predictsql.sql.statements import DESCRIBE_MODEL, VARIABLES, Variables, kind
 from predictsql.udfs import script
 from predictsql.udfs.planner import Engine, Planner, Settings
 
@@ -47,7 +47,7 @@ class Runner(Protocol[R_co]):
         """Plan and run a query (a variable's value); its rows as tuples."""
 
 
-def run_script(runner: Runner[R], statements: Iterable[Statement], variables: dict[str, object], persisted: dict[str, object]) -> R | None:
+def run_script(runner: Runner[R], statements: Iterable[Statement], variables: Variables, persisted: Variables) -> R | None:
     """Run statements in order; the rows of the last one that yields rows. DECLAREs go into `variables` and `persisted`."""
     result = None
     for statement in statements:
@@ -56,12 +56,12 @@ def run_script(runner: Runner[R], statements: Iterable[Statement], variables: di
     return result
 
 
-def run_statement(runner: Runner[R], statement: Statement, variables: dict[str, object], persisted: dict[str, object]) -> R | None:
+def run_statement(runner: Runner[R], statement: Statement, variables: Variables, persisted: Variables) -> R | None:
     if statement.tree is None:
         return runner.execute(statement.text)
     tree = runner.prepare(statement.tree) if statement.names_default_schema else statement.tree
     if kind(tree) in VARIABLES:
-        persisted.update({name: variables[name] for name in script.declare(tree, variables, values_query(runner, variables))})
+        persisted.keep(script.declare(tree, variables, values_query(runner, variables)), variables)
         return None
     planner = Planner(runner.engine(), variables, runner.settings)  # one per statement: a URI names one version throughout
     if kind(tree) == DESCRIBE_MODEL:
@@ -69,7 +69,7 @@ def run_statement(runner: Runner[R], statement: Statement, variables: dict[str, 
     return runner.run(tree, planner)
 
 
-def values_query(runner: Runner[R], variables: dict[str, object]) -> script.RunQuery:
+def values_query(runner: Runner[R], variables: Variables) -> script.RunQuery:
     """How a DECLARE, SET or SELECT @v = … reads its values: each query planned and run as a statement is, so it may read
     PREDICT and stored views of it."""
     return lambda query: runner.query(query, Planner(runner.engine(), variables, runner.settings))
