@@ -88,6 +88,7 @@ def _read(script: str, host: str, dialect: str | None, views: frozenset[str]) ->
         else:
             read_as = [Statement(text, tree, reading) for tree, reading in _parse_host(text, host, dialect, offset)]
         for statement in read_as:
+            _refuse_procedural(statement)
             _track_views(statement.tree, names)
         statements += read_as
     return tuple(statements)
@@ -165,6 +166,25 @@ def _refuse_unseparated(chunk: list[Token]) -> None:
             raise SQLSyntaxError(message, token.line, token.col)
 
 
+_PROCEDURAL = {  # T-SQL's procedural statements, which neither engine runs: what to write instead
+    "IF": "run the branch from Python (if …: con.sql(…)), or choose values in a query with CASE WHEN or IIF",
+    "WHILE": "loop in Python around con.sql(…), or compute the rows in one query (range(), a recursive CTE)",
+    "EXEC": "run the procedure's statements themselves (DuckDB has macros, Spark functions, for what a procedure computes)",
+    "BEGIN": "run the block's statements one by one, and catch predictsql.PredictSQLError in Python where T-SQL would CATCH",
+    "PRINT": "SELECT the value instead",
+}
+
+
+def _refuse_procedural(statement: Statement) -> None:
+    """IF, WHILE, EXEC, BEGIN … END (and TRY/CATCH) and PRINT: an SQLSyntaxError that names the statement and what to
+    write instead (sqlglot reads them, but no engine runs them; DuckDB's own EXECUTE of a prepared statement is its own)."""
+    tree, tsql = statement.tree, statement.reading == TSQL
+    command = tree.name.upper() if isinstance(tree, exp.Command) and tsql else ""
+    word = "IF" if isinstance(tree, exp.IfBlock) else "WHILE" if isinstance(tree, exp.WhileBlock) else "EXEC" if isinstance(tree, exp.Execute) and tsql else command
+    if word in _PROCEDURAL:
+        raise SQLSyntaxError(f"T-SQL's {word} statement is not supported: predictsql runs one statement at a time; {_PROCEDURAL[word]}")
+
+
 def _nocount(chunk: list[Token]) -> bool:
     """T-SQL's SET NOCOUNT ON|OFF, which only silences SQL Server's row-count messages: nothing to run here."""
     return [t.text.upper() for t in chunk] in (["SET", "NOCOUNT", "ON"], ["SET", "NOCOUNT", "OFF"])
@@ -197,8 +217,10 @@ def _explained_tokens(tokens: list[Token], dialect: str) -> list[Token]:
 
 def _tsql_only(tokens: list[Token]) -> bool:
     """T-SQL forms no host reads: `#temp` names, `SELECT TOP n`, `[bracketed]` table names, CROSS / OUTER APPLY, and
-    `DELETE t FROM …` (the hosts' DELETE is followed by FROM)."""
+    `DELETE t FROM …` (the hosts' DELETE is followed by FROM), and the procedural IF, WHILE, EXEC, PRINT, BEGIN TRY."""
     if len(tokens) > 1 and tokens[0].token_type == TokenType.DELETE and tokens[1].token_type in NAME_TOKENS:
+        return True
+    if tokens and (tokens[0].text.upper() in ("IF", "WHILE", "EXEC", "PRINT") or [t.text.upper() for t in tokens[:2]] == ["BEGIN", "TRY"]):
         return True
     for before, token, after in _neighbours(tokens):
         if token.token_type == TokenType.APPLY and before is not None and before.token_type in (TokenType.CROSS, TokenType.OUTER):

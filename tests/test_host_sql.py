@@ -167,6 +167,32 @@ def test_tsql_cross_and_outer_apply_join_each_row_to_its_subquery(con, logreg, b
     assert len(outer) == len(table) and outer.x.isna().sum() == len(table) - 9 and (outer.x[:9] == outer.id[:9] + 560).all()
 
 
+@pytest.mark.parametrize("dialect", [None, "tsql"])
+@pytest.mark.parametrize(
+    ("sql", "word"),
+    [
+        ("IF OBJECT_ID('dbo.zz') IS NOT NULL DROP TABLE dbo.zz", "IF"),
+        ("DECLARE @i INT = 0; WHILE @i < 3 SET @i = @i + 1", "WHILE"),
+        ("EXEC sp_help", "EXEC"),
+        ("BEGIN TRY SELECT 1 END TRY BEGIN CATCH SELECT 2 END CATCH", "BEGIN"),
+        ("DECLARE @x INT = 1; PRINT @x", "PRINT"),
+    ],
+)
+def test_tsql_procedural_statements_are_refused_with_what_to_write(db_path, sql: str, word: str, dialect: str | None) -> None:
+    """Pasted from SQL Server scripts, they gave an AttributeError (or DuckDB's parser error); the connection goes on, and
+    DuckDB's own transactions and prepared statements still run."""
+    with predictsql.connect(str(db_path), dialect=dialect) as con:
+        with pytest.raises(SQLSyntaxError, match=f"T-SQL's {word} statement is not supported: predictsql runs one statement at a time"):
+            con.sql(sql)
+        if dialect == "tsql":
+            with pytest.raises(SQLSyntaxError, match="T-SQL's EXEC statement is not supported"):
+                con.sql("EXECUTE sp_executesql N'SELECT 1'")
+        assert not_none(con.sql("BEGIN TRANSACTION; SELECT 1 AS one; COMMIT")).fetchall() == [(1,)]
+    if dialect is None:
+        with predictsql.connect(str(db_path)) as con:
+            assert not_none(con.sql("PREPARE q AS SELECT ?::INT + 1 AS v; EXECUTE q(2)")).fetchall() == [(3,)]
+
+
 def test_tsql_statements_without_semicolons_are_told_to_end_with_one(db_path) -> None:
     """SSMS lets statements follow each other without ';', which sqlglot reads as one unknown command that DuckDB then
     failed to parse (a raw ParserException): an SQLSyntaxError naming the line, and the connection goes on."""
