@@ -263,6 +263,23 @@ def _parse_pivot_statement(self: Parser, is_unpivot: bool | None = None) -> exp.
     return self._parse_query_modifiers(exp.select("*").from_(exp.Subquery(this=pivot)))
 
 
+COMPOUND = {TokenType.PLUS: exp.Add, TokenType.DASH: exp.Sub, TokenType.STAR: exp.Mul, TokenType.SLASH: exp.Div, TokenType.MOD: exp.Mod,
+             TokenType.AMP: exp.BitwiseAnd, TokenType.PIPE: exp.BitwiseOr, TokenType.CARET: exp.BitwiseXor}  # fmt: skip
+
+
+def _parse_set_compound(self: TSQLParser, kind: str | None = None) -> exp.Expr | None:
+    """T-SQL's compound assignment SET @x += v (-=, *=, /=, %=, &=, |=, ^=) as SET @x = @x + (v); else sqlglot's SET item."""
+    index = self._index
+    target = self._parse_primary() or self._parse_column()
+    operator = COMPOUND.get(self._curr.token_type) if self._curr else None
+    if isinstance(target, exp.Parameter) and operator is not None and self._next is not None and self._next.token_type == TokenType.EQ:
+        self._advance(2)
+        value = operator(this=target.copy(), expression=exp.Paren(this=self._parse_assignment()))
+        return self.expression(exp.SetItem(this=exp.EQ(this=target, expression=value), kind=kind))
+    self._retreat(index)
+    return TSQLParser._parse_set_item_assignment(self, kind)
+
+
 def _quiet(self: Parser) -> None:
     """No warning on stderr for a statement sqlglot reads as a Command: predictsql runs it as written, or names the fix."""
 
@@ -322,6 +339,7 @@ class PredictTSQL(TSQL):
         _warn_unsupported = _quiet
         FUNCTION_PARSERS = {**TSQLParser.FUNCTION_PARSERS, "PREDICT": _parse_predict}
         STATEMENT_PARSERS = {**TSQLParser.STATEMENT_PARSERS, TokenType.DESCRIBE: _parse_describe, TokenType.COMMAND: _parse_explain}
+        _parse_set_item_assignment = _parse_set_compound
 
     class Generator(TSQLGenerator):
         TRANSFORMS = {**TSQLGenerator.TRANSFORMS, **TRANSFORMS}

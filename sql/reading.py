@@ -22,7 +22,7 @@ from sqlglot.errors import TokenError
 from sqlglot.tokens import Token, TokenType
 
 from predictsql.engine.errors import BindError, SQLSyntaxError
-from predictsql.sql.dialect import DIALECTS, NAME_TOKENS, PAREN_DEPTH, PredictTable, parse
+from predictsql.sql.dialect import COMPOUND, DIALECTS, NAME_TOKENS, PAREN_DEPTH, PredictTable, parse
 from predictsql.sql.rewrite import names_default_schema
 from predictsql.sql.tsql import adapt
 
@@ -217,11 +217,14 @@ def _explained_tokens(tokens: list[Token], dialect: str) -> list[Token]:
 
 def _tsql_only(tokens: list[Token]) -> bool:
     """T-SQL forms no host reads: `#temp` names, `SELECT TOP n`, `[bracketed]` table names, CROSS / OUTER APPLY, and
-    `DELETE t FROM …` (the hosts' DELETE is followed by FROM), and the procedural IF, WHILE, EXEC, PRINT, BEGIN TRY."""
+    `DELETE t FROM …` (the hosts' DELETE is followed by FROM), the procedural IF, WHILE, EXEC, PRINT, BEGIN TRY, and
+    compound assignment (SET @x += 1)."""
     if len(tokens) > 1 and tokens[0].token_type == TokenType.DELETE and tokens[1].token_type in NAME_TOKENS:
         return True
     if tokens and (tokens[0].text.upper() in ("IF", "WHILE", "EXEC", "PRINT") or [t.text.upper() for t in tokens[:2]] == ["BEGIN", "TRY"]):
         return True
+    if len(tokens) > 4 and tokens[0].token_type == TokenType.SET and tokens[1].text == "@" and tokens[3].token_type in COMPOUND and tokens[4].token_type == TokenType.EQ:
+        return True  # SET @x += 1
     for before, token, after in _neighbours(tokens):
         if token.token_type == TokenType.APPLY and before is not None and before.token_type in (TokenType.CROSS, TokenType.OUTER):
             return True

@@ -211,6 +211,15 @@ def test_set_assigns_a_declared_variable(con) -> None:
 
 
 @pytest.mark.parametrize("dialect", [None, "tsql"])
+def test_set_takes_tsql_compound_assignment(dialect: str | None) -> None:
+    """SET @x += v (and -=, *=, /=, %=, &=, |=, ^=) is SET @x = @x + (v): 7 * (2 + 1) - 1, 12 & 10, 6 % 4. Before, DuckDB
+    was handed it as written (a raw ParserException)."""
+    with predictsql.connect(dialect=dialect) as con:
+        rows = con.sql("DECLARE @x INT = 7, @b INT = 12, @y INT = 6; SET @x *= 2 + 1; SET @x -= 1, @b &= 10; SET @y %= 4; SELECT @x, @b, @y")
+        assert not_none(rows).fetchall() == [(20, 8, 2)]
+
+
+@pytest.mark.parametrize("dialect", [None, "tsql"])
 def test_a_declared_variable_keeps_its_type_wherever_it_is_read(dialect: str | None) -> None:
     """As in SQL Server: @x BIGINT is BIGINT in arithmetic and typeof, and SET and SELECT @x = cast to it. Before, the
     value was inlined as a bare literal that DuckDB typed itself: 2147483647 + 1 overflowed INTEGER, 5 read as
