@@ -81,6 +81,19 @@ def test_inline_sql_grows_linearly_with_classes() -> None:
     assert_parity(estimator, frame, rows.label.to_numpy(), np.stack(rows.probabilities.to_numpy()))
 
 
+def test_inline_scores_a_linear_model_wider_than_the_engines_expression_depth() -> None:
+    """1,500 features: the sum nests about 2·64 deep, not 1,500 (DuckDB's parser stopped at 1,000: a raw ParserException)."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(300, 1500)).astype("float32"), columns=[f"f{i}" for i in range(1500)])
+    estimator = LogisticRegression(max_iter=200).fit(frame, (frame.f0 + frame.f1499 > 0).astype(int))
+    with predictsql.connect() as con:
+        con.duckdb.register("frame", frame)
+        con.duckdb.sql("CREATE TABLE wide AS SELECT row_number() OVER () AS id, * FROM frame")
+        query = "SELECT p.probabilities_1 FROM PREDICT(MODEL = @m, DATA = wide AS d, PLAN = INLINE) WITH (probabilities_1 FLOAT) AS p ORDER BY d.id"
+        rows = not_none(con.sql(query, params={"m": predictsql.export(estimator, frame)})).df()
+    np.testing.assert_allclose(rows.probabilities_1, estimator.predict_proba(frame)[:, 1], atol=PROBA_TOLERANCE, rtol=0)
+
+
 def test_inline_computes_only_the_class_a_query_reads(breast_cancer: Dataset) -> None:
     """A binary classifier's probabilities_1 is one logistic in the SQL, not both classes' (which cost 1.6× on 10M rows),
     and equals scikit-learn's; reading both classes still writes both."""

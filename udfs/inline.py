@@ -37,6 +37,7 @@ EXACT_INTEGER = {pa.float32(): 2**24, pa.float64(): EXACT_DOUBLE}  # beyond, STR
 FLOAT_RANGE = (FLOAT_LOWEST, -FLOAT_LOWEST)  # FLOAT's largest finite values: a DOUBLE inside casts without overflow
 RAISE = {"duckdb": "error", "spark": "raise_error"}  # the function that fails a query with a message
 _BINARY = {"sub": exp.Sub, "div": exp.Div, "lt": exp.LT, "le": exp.LTE, "gt": exp.GT, "ge": exp.GTE, "eq": exp.EQ, "ne": exp.NEQ}
+CHAIN = 64  # the terms of one left-to-right chain: a longer sum is a chain of such chains
 _CHAINED = {"add": exp.Add, "mul": exp.Mul, "and": exp.And, "or": exp.Or}
 _UNARY = {"exp": exp.Exp, "sqrt": exp.Sqrt, "abs": exp.Abs, "isnan": exp.IsNan}  # with greatest, round32, float32 and fail, the rest of engine/inline's Op names
 
@@ -336,7 +337,10 @@ class _Renderer:
 
 
 def _chained(fn: str, args: list[exp.Expr]) -> exp.Expr:
-    """(a fn b fn c ...), left to right, for add, mul, and, or."""
+    """(a fn b fn c ...), left to right, for add, mul, and, or; past CHAIN terms, a chain of chains of CHAIN terms each,
+    so a 1,000-feature linear model nests about 2·CHAIN deep, not 1,000 (DuckDB's parser stops at 1,000)."""
+    if len(args) > CHAIN:
+        return _chained(fn, [_chained(fn, args[i : i + CHAIN]) for i in range(0, len(args), CHAIN)])
     result = args[0]
     for arg in args[1:]:
         result = _CHAINED[fn](this=result, expression=arg)
