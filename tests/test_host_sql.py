@@ -357,6 +357,25 @@ def test_star_modifiers_on_predicts_aliases_mean_what_duckdb_means(con, logreg, 
 # --- scoring sees what the statement sees, under every plan ---
 
 
+def test_data_columns_arrow_would_change_keep_their_types_and_values(large_data_con, forest) -> None:
+    """A stream's Arrow batches give UUID, JSON and ENUM back as VARCHAR, BIT as BLOB, HUGEINT as DECIMAL and TIMETZ without
+    its offset: AUTO scores such DATA under UDF, and PLAN = STREAM is a BindError naming the column. The reference: DuckDB's
+    own types and rows of the table. (Before, CREATE TABLE … AS SELECT d.*, p.Score changed them.)"""
+    con = large_data_con
+    con.sql(
+        "CREATE TABLE exotic AS SELECT *, uuid() AS u, '{\"k\": 1}'::JSON AS js, (id % 7)::BIT AS bt, id::HUGEINT AS hi, "
+        "'a'::ENUM('a', 'b') AS en, '10:00:00+02'::TIMETZ AS ttz FROM patients"
+    )
+    predict = "PREDICT(MODEL = @m, DATA = exotic AS d{plan}) WITH (Score FLOAT) AS p"
+    con.sql(f"CREATE TABLE scored AS SELECT d.*, p.Score FROM {predict.format(plan='')}", params={"m": forest.onnx})
+    assert con.duckdb.sql("DESCRIBE scored").fetchall()[:-1] == con.duckdb.sql("DESCRIBE exotic").fetchall()
+    assert con.duckdb.sql("SELECT * EXCLUDE (Score) FROM scored EXCEPT SELECT * FROM exotic").fetchall() == []
+    np.testing.assert_allclose(con.duckdb.sql("SELECT Score FROM scored").df().Score, expected_scores(forest), atol=PROBA_TOLERANCE)
+    with pytest.raises(BindError, match="cannot stream: DATA column u is UUID, which a stream's Arrow batches carry as VARCHAR; use PLAN = UDF"):
+        con.sql(f"SELECT d.*, p.Score FROM {predict.format(plan=', PLAN = STREAM')}", params={"m": forest.onnx})
+    assert not_none(con.sql(f"SELECT d.id, p.Score FROM {predict.format(plan=', PLAN = STREAM')}", params={"m": forest.onnx})).fetchone()  # not read: not carried
+
+
 @pytest.mark.parametrize("plan", ["AUTO", "UDF", "INLINE"])
 def test_uncommitted_rows_of_the_open_transaction_are_scored(con, large_data_con, logreg, forest, breast_cancer, plan: str) -> None:
     model = logreg if plan == "INLINE" else forest

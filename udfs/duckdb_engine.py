@@ -109,12 +109,13 @@ class DuckDBEngine:
         try:
             cursor = self.con.cursor()
             try:
-                _bound(cursor, bound.data_sql).fetchall()
+                relation = _bound(cursor, bound.data_sql)
+                columns, empty = list(zip(relation.columns, map(str, relation.types), strict=True)), relation.to_arrow_table()
             finally:
                 cursor.close()
         except duckdb.Error as e:
             return f"DATA reads something only this connection sees ({str(e).splitlines()[0]})"
-        return ""
+        return _arrow_changes(columns, [str(t) for t in self.con.from_arrow(empty).types])
 
     def start(self, planned: Planned, scores: bool = True) -> None:
         """Start the statement's streams (DATA on its own cursor, scored in order, registered under the relation's name) and
@@ -223,6 +224,16 @@ def interrupts() -> Iterator[Callable[[], bool]]:
         yield lambda: bool(seen)
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _arrow_changes(columns: Sequence[tuple[str, str]], back: Sequence[str]) -> str:
+    """Which DATA column a stream's Arrow batches would give back as another DuckDB type (UUID as VARCHAR, TIMETZ as TIME,
+    HUGEINT as DECIMAL, ENUM as VARCHAR, …), as DuckDB reads back DATA's empty batch (`back`); else ''."""
+    changed = [(name, was, now) for (name, was), now in zip(columns, back, strict=True) if was != now]
+    if not changed:
+        return ""
+    name, was, now = changed[0]
+    return f"DATA column {name} is {was}, which a stream's Arrow batches carry as {now}"
 
 
 def _bound(con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.DuckDBPyRelation:
