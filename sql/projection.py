@@ -31,6 +31,8 @@ def referenced_columns(tree: exp.Expr) -> set[str] | None:
             if not node.table and node.name.lower() in aliases:
                 return None  # a whole row read by its alias (DuckDB: SELECT p FROM ... AS p)
             names.update(part.lower() for part in (node.name, node.table, node.db) if part)  # st.a and d.st.a read struct column st
+        if isinstance(node, exp.Dot):  # d.s.upper(), DuckDB's dot call: a Dot over identifiers d and s
+            names.update(part.name.lower() for part in (node.this, node.expression) if isinstance(part, exp.Identifier))
     return names
 
 

@@ -147,10 +147,14 @@ def replace_predicts(tree: E, context: Context) -> E:
 
 
 def _rewrite_columns(select: Scope, alias: str, relation: Relation, data_alias: str | None, predict_alias: str | None) -> None:
-    """Qualify d.x and p.x with the relation's alias, map renamed outputs, then expand d.* and p.*."""
+    """Qualify d.x and p.x with the relation's alias, map renamed outputs, read d and p as whole rows, then expand d.* and p.*."""
     names = {a for a in (data_alias, predict_alias) if a}
     if predict_alias:  # without one, the DATA alias names the relation: d.x reads either
         _refuse_ambiguous(select, relation, predict_alias, data_alias)
+    for dot in list(select.find_all(exp.Dot)):  # d.s.upper(), DuckDB's dot call, which sqlglot reads as a Dot over d and s
+        if isinstance(dot.this, exp.Identifier) and dot.this.name.lower() in names and isinstance(dot.expression, exp.Identifier):
+            dot.replace(exp.column(dot.expression, table=dot.this))
+    _whole_rows(select, alias, relation, data_alias, predict_alias)
     for column in list(select.find_all(exp.Column)):  # d.st.a, a field of struct column st, which sqlglot reads as table st of schema d
         if column.db.lower() in names and not column.catalog and _resolves_here(column, select, column.db.lower()) and not _reads_table(column, select):
             column.replace(exp.Dot(this=exp.column(column.args["table"], table=column.args["db"]), expression=column.this))
@@ -177,6 +181,22 @@ def _rewrite_columns(select: Scope, alias: str, relation: Relation, data_alias: 
         if isinstance(inside, exp.Column) and inside.table.lower() in names and _resolves_here(inside, select, inside.table.lower()):
             around = inside.parent.sql("duckdb") if inside.parent is not None else "the query"
             raise BindError(f"{inside.sql('duckdb')} inside {around}: PREDICT's {inside.table}.* is expanded only as a select item; list its columns instead")
+
+
+def _whole_rows(select: Scope, alias: str, relation: Relation, data_alias: str | None, predict_alias: str | None) -> None:
+    """`SELECT d` and `SELECT p`, DuckDB's whole row of an alias, as the STRUCT of DATA's columns or of the outputs (a
+    column of that name is read as the column, as DuckDB reads it)."""
+    taken = {n.lower() for n in (*relation.data_columns, *(o.name for o in relation.outputs))}
+    for column in list(select.find_all(exp.Column)):
+        name = column.name.lower()
+        if column.table or name in taken or name not in (data_alias, predict_alias) or _scope(column) is not select:
+            continue
+        if name == data_alias:
+            fields = [(n, n) for n in relation.data_columns]
+        else:
+            fields = [(o.name, o.field) for o in relation.outputs]
+        row = exp.Struct(expressions=[exp.PropertyEQ(this=exp.to_identifier(n, quoted=True), expression=_column(alias, f)) for n, f in fields])
+        column.replace(exp.alias_(row, column.this.copy()) if column.parent is select else row)
 
 
 def _refuse_ambiguous(select: Scope, relation: Relation, predict_alias: str, data_alias: str | None) -> None:

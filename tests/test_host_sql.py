@@ -45,6 +45,7 @@ def test_duckdb_statements_without_predict_are_duckdbs_own(con, sql: str) -> Non
 
 
 DUCKDB_EXPRESSIONS = ["[d.id, 2]", "list_transform([d.id], lambda x: x + 1)", "d.id // 2", "d.id ** 2", "'abc'[1]", "CAST(-1 AS TINYINT)", "d.id::SMALLINT", "{'a': d.id}", "TIMESTAMP '2020-01-01'"]
+DUCKDB_EXPRESSIONS += ["d.band.upper()", "d.band.length()", "d"]  # dot calls, and the whole row of an alias
 
 
 def test_duckdb_syntax_keeps_its_meaning_around_predict(con, logreg, breast_cancer) -> None:
@@ -53,6 +54,8 @@ def test_duckdb_syntax_keeps_its_meaning_around_predict(con, logreg, breast_canc
     plain = con.duckdb.sql(f"SELECT d.id, {columns} FROM patients AS d ORDER BY d.id").to_arrow_table()
     assert scored.drop_columns(["Score"]) == plain
     assert_scores(logreg, breast_cancer, scored["id"].to_numpy(), scored["Score"].to_numpy())
+    rows = not_none(con.sql("SELECT p, p.Score FROM PREDICT(MODEL = @m, DATA = patients AS d) WITH (Score FLOAT) AS p", params={"m": logreg.onnx})).fetchall()
+    assert rows == [({"Score": score}, score) for _, score in rows]  # p: the outputs' row (it held every DATA column too)
 
 
 @pytest.mark.parametrize(
