@@ -44,6 +44,25 @@ def test_duckdb_statements_without_predict_are_duckdbs_own(con, sql: str) -> Non
     assert not_none(con.sql(sql)).arrow() == con.duckdb.sql(sql).to_arrow_table()
 
 
+DUCKDB_TYPES = (  # Arrow alone read them back otherwise: MAP as (key, value) pairs, INTERVAL as MonthDayNano, UUID as text, UHUGEINT as Decimal
+    "MAP {'k': 2} AS m, [MAP {'a': 1}] AS ms, 42::BIGNUM AS n, (1, 2) AS t, INTERVAL 3 MONTH AS iv, 1::UHUGEINT AS uh, 7::HUGEINT AS hi, "
+    "'f47ac10b-58cc-4372-a567-0e02b2c3d479'::UUID AS u, ['f47ac10b-58cc-4372-a567-0e02b2c3d479'::UUID] AS us, '{\"k\": 1}'::JSON AS js, 'a'::ENUM('a', 'b') AS en"
+)
+
+
+def test_rows_read_back_as_duckdb_reads_them(con, logreg) -> None:
+    """fetchall, fetchone, fetchnumpy and print give DuckDB's values and types, around PREDICT too; arrow() stays DuckDB's
+    export. (BIT and TIMETZ, which DuckDB exports as bytes or without the offset, are the README's exceptions.)"""
+    query = f"SELECT {DUCKDB_TYPES}"
+    got, want = not_none(con.sql(query)), con.duckdb.sql(query)
+    assert got.fetchall() == want.fetchall() and got.fetchone() == want.limit(1).fetchall()[0] and got.arrow() == want.to_arrow_table()
+    assert str(got).splitlines()[:3] == str(want).splitlines()[:3]  # the names and DuckDB's types
+    numeric = f"SELECT * EXCLUDE (n, uh) FROM ({query})"  # DuckDB's own fetchnumpy() has no BIGNUM or UHUGEINT
+    assert {k: v.tolist() for k, v in not_none(con.sql(numeric)).fetchnumpy().items()} == {k: v.tolist() for k, v in con.duckdb.sql(numeric).fetchnumpy().items()}
+    scored = not_none(con.sql(f"SELECT d.* FROM PREDICT(MODEL = @m, DATA = ({query}, * FROM patients) AS d) AS p ORDER BY d.id LIMIT 2", params={"m": logreg.onnx}))
+    assert scored.fetchall() == con.duckdb.sql(f"SELECT {DUCKDB_TYPES}, * FROM patients ORDER BY id LIMIT 2").fetchall()
+
+
 DUCKDB_EXPRESSIONS = ["[d.id, 2]", "list_transform([d.id], lambda x: x + 1)", "d.id // 2", "d.id ** 2", "'abc'[1]", "CAST(-1 AS TINYINT)", "d.id::SMALLINT", "{'a': d.id}", "TIMESTAMP '2020-01-01'"]
 DUCKDB_EXPRESSIONS += ["d.band.upper()", "d.band.length()", "d"]  # dot calls, and the whole row of an alias
 

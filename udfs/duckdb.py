@@ -214,7 +214,7 @@ class Connection:
         """A statement's relation read: its rows, or None when the statement only acts."""
         if relation.columns in (["Count"], ["Success"]) and duckdb.extract_statements(sql)[-1].type in _ACTIONS:
             return None
-        return Result(relation.to_arrow_table())
+        return Result(relation.to_arrow_table(), [str(t) for t in relation.types])
 
     def rows(self, table: pa.Table) -> Result:
         return Result(table)
