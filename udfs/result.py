@@ -4,7 +4,7 @@ read the ways a DuckDB relation is read (.arrow(), .df(), .pl(), .fetchall(), .f
 The rows are held as DuckDB's Arrow export. Where that export is not what DuckDB reads back (a UUID, JSON or ENUM as
 VARCHAR, a HUGEINT as DECIMAL) or pyarrow's Python values are not DuckDB's (an INTERVAL, a MAP), the Python reads go
 through DuckDB reading the Arrow rows, each such column cast back to the statement's type; else pyarrow reads them.
-A BIT, BIGNUM or TIMETZ column cannot be cast back: DuckDB's export keeps only its bytes, or drops the offset.
+A BIT or TIMETZ column cannot be cast back: DuckDB's export keeps only its bytes, or drops the offset.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ class Result:
         return str(self)
 
 
-_LOST = ("BIT", "BIGNUM", "TIME WITH TIME ZONE")  # exported as bytes or without the offset: nothing to cast back
+_LOST = ("BIT", "TIME WITH TIME ZONE")  # exported as bytes or without the offset: nothing to cast back
 
 
 @functools.lru_cache(maxsize=256)
